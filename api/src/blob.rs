@@ -1,0 +1,221 @@
+//! The blob store: slugs (and later build caches) as content-addressed files.
+//!
+//! An upload is staged as a file first (hashed and checked while it streams in), then
+//! committed under its SHA-256, so identical slugs are stored once. [`BlobStore`] is the seam
+//! for other backends (object storage for a multi-host setup); [`LocalBlobStore`] keeps them
+//! in a directory.
+
+use std::future::Future;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub trait BlobStore: Send + Sync {
+    /// Directory for staging uploads; on the same file system as the store when local.
+    fn staging_dir(&self) -> &Path;
+    /// Moves a staged file into the store under `digest` (hex SHA-256 of its bytes, the blob's name). Committing a digest that is
+    /// already stored keeps the stored one and drops the staged file.
+    fn commit<'a>(&'a self, staged: &'a Path, digest: &'a str) -> BoxFuture<'a, io::Result<()>>;
+    /// Opens a stored blob for reading; `NotFound` if there is none.
+    fn open<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, io::Result<tokio::fs::File>>;
+}
+
+pub struct LocalBlobStore {
+    root: PathBuf,
+    staging: PathBuf,
+}
+
+impl LocalBlobStore {
+    pub fn open(root: PathBuf) -> io::Result<LocalBlobStore> {
+        let staging = root.join("staging");
+        std::fs::create_dir_all(root.join("sha256"))?;
+        std::fs::create_dir_all(&staging)?;
+        Ok(LocalBlobStore { root, staging })
+    }
+
+    fn path(&self, digest: &str) -> io::Result<PathBuf> {
+        let valid = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        if !valid {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a sha256 digest"));
+        }
+        Ok(self.root.join("sha256").join(&digest[..2]).join(digest))
+    }
+}
+
+impl BlobStore for LocalBlobStore {
+    fn staging_dir(&self) -> &Path {
+        &self.staging
+    }
+
+    fn commit<'a>(&'a self, staged: &'a Path, digest: &'a str) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            let dest = self.path(digest)?;
+            if tokio::fs::try_exists(&dest).await? {
+                return tokio::fs::remove_file(staged).await;
+            }
+            tokio::fs::create_dir_all(dest.parent().expect("blob path has a parent")).await?;
+            // Same file system: an atomic rename, so a reader never sees half a blob.
+            tokio::fs::rename(staged, &dest).await
+        })
+    }
+
+    fn open<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, io::Result<tokio::fs::File>> {
+        Box::pin(async move { tokio::fs::File::open(self.path(digest)?).await })
+    }
+}
+
+/// Checks that a staged file is a gzip'd tar whose every entry stays inside the slug: no
+/// absolute paths, no `..`, no links pointing out of the tree, no devices or fifos.
+/// The entries' sizes may add up to at most `max_unpacked` bytes (no decompression bombs).
+/// Returns a one-line reason on the first offending entry.
+pub fn check_slug_archive(path: &Path, max_unpacked: u64) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read upload: {e}"))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
+    let entries = archive.entries().map_err(|e| format!("not a tar.gz archive: {e}"))?;
+    let (mut count, mut unpacked) = (0usize, 0u64);
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("not a valid tar.gz archive: {e}"))?;
+        count += 1;
+        unpacked = unpacked.saturating_add(entry.size());
+        if unpacked > max_unpacked {
+            return Err(format!("the slug unpacks to more than {} MiB", max_unpacked / (1024 * 1024)));
+        }
+        let path = entry.path().map_err(|e| format!("entry with an unreadable path: {e}"))?.into_owned();
+        let shown = path.display();
+        if !stays_inside(&path) {
+            return Err(format!("entry `{shown}` points outside the slug"));
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry.link_name().map_err(|e| format!("entry `{shown}` has an unreadable link: {e}"))?;
+            let target = target.ok_or_else(|| format!("link `{shown}` has no target"))?;
+            // A symlink resolves from its own directory, a hard link from the archive root.
+            let resolved = if kind.is_symlink() {
+                path.parent().unwrap_or(Path::new("")).join(&target)
+            } else {
+                target.into_owned()
+            };
+            if target_is_absolute_or_escapes(&resolved) {
+                return Err(format!("link `{shown}` points outside the slug"));
+            }
+        } else if !(kind.is_file() || kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink()) {
+            return Err(format!("entry `{shown}` is a device, fifo or other special file"));
+        }
+    }
+    if count == 0 {
+        return Err("the archive is empty".into());
+    }
+    Ok(())
+}
+
+/// True if the relative path never climbs above its root.
+fn stays_inside(path: &Path) -> bool {
+    let mut depth = 0i32;
+    for part in path.components() {
+        match part {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+fn target_is_absolute_or_escapes(path: &Path) -> bool {
+    path.is_absolute() || !stays_inside(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn archive(build: impl FnOnce(&mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>)) -> tempfile::NamedTempFile {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        build(&mut builder);
+        let bytes = builder.into_inner().unwrap().finish().unwrap();
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        io::Write::write_all(&mut file, &bytes).unwrap();
+        file
+    }
+
+    fn header(kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h
+    }
+
+    fn add_file(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, path: &str) {
+        let mut h = header(tar::EntryType::Regular, 2);
+        // `append_data` refuses `..`; write the raw name to build hostile archives.
+        h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        b.append(&h, &b"hi"[..]).unwrap();
+    }
+
+    fn add_link(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, kind: tar::EntryType, path: &str, target: &str) {
+        let mut h = header(kind, 0);
+        h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_link_name(target).unwrap();
+        h.set_cksum();
+        b.append(&h, io::empty()).unwrap();
+    }
+
+    #[test]
+    fn accepts_an_ordinary_slug() {
+        let file = archive(|b| {
+            add_file(b, "./app/web.py");
+            add_link(b, tar::EntryType::Symlink, "app/current", "web.py");
+            add_link(b, tar::EntryType::Symlink, "app/lib/up", "../web.py");
+        });
+        assert_eq!(check_slug_archive(file.path(), 1 << 20), Ok(()));
+    }
+
+    #[test]
+    fn rejects_hostile_archives() {
+        let cases: Vec<(tempfile::NamedTempFile, &str)> = vec![
+            (archive(|b| add_file(b, "../etc/passwd")), "points outside"),
+            (archive(|b| add_file(b, "/etc/passwd")), "points outside"),
+            (archive(|b| add_file(b, "app/../../x")), "points outside"),
+            (archive(|b| add_link(b, tar::EntryType::Symlink, "app/x", "/etc/shadow")), "link `app/x`"),
+            (archive(|b| add_link(b, tar::EntryType::Symlink, "app/x", "../../etc")), "link `app/x`"),
+            (archive(|b| add_link(b, tar::EntryType::Link, "app/x", "../etc/passwd")), "link `app/x`"),
+            (archive(|b| b.append(&{ let mut h = header(tar::EntryType::Char, 0); h.set_path("dev").unwrap(); h.set_cksum(); h }, io::empty()).unwrap()), "special file"),
+            (archive(|_| {}), "empty"),
+            (archive(|b| b.append(&{ let mut h = header(tar::EntryType::Regular, 3 << 20); h.set_path("big").unwrap(); h.set_cksum(); h }, io::repeat(0).take(3 << 20)).unwrap()), "more than 1 MiB"),
+        ];
+        for (file, expect) in cases {
+            let err = check_slug_archive(file.path(), 1 << 20).unwrap_err();
+            assert!(err.contains(expect), "{err:?} should mention {expect:?}");
+        }
+        let mut not_gzip = tempfile::NamedTempFile::new().unwrap();
+        io::Write::write_all(&mut not_gzip, b"plain text, not a slug").unwrap();
+        assert!(check_slug_archive(not_gzip.path(), 1 << 20).unwrap_err().contains("tar.gz"));
+    }
+
+    #[tokio::test]
+    async fn identical_blobs_are_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path().join("blobs")).unwrap();
+        let digest = "ab".repeat(32);
+        for _ in 0..2 {
+            let staged = store.staging_dir().join("upload");
+            std::fs::write(&staged, b"slug").unwrap();
+            store.commit(&staged, &digest).await.unwrap();
+            assert!(!staged.exists());
+        }
+        let stored: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256/ab")).unwrap().collect();
+        assert_eq!(stored.len(), 1);
+        assert!(store.open("../../etc/passwd").await.is_err());
+    }
+}

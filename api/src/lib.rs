@@ -1,0 +1,161 @@
+//! Ouro's control plane: the Platform API and the desired state behind it (apps, releases,
+//! slugs, config vars, formation, tokens, audit log).
+//!
+//! It decides *what should run*; it never starts a container itself (that is the dyno
+//! runner's job) and nothing in an app's request path ever calls it.
+
+mod auth;
+mod blob;
+mod error;
+mod routes;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use blob::{BlobStore, LocalBlobStore};
+pub use error::ApiError;
+use store::Store;
+
+/// Errors below the HTTP edge. Handlers turn them into [`ApiError`]s.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("already exists")]
+    Conflict,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How the API is set up; every field has an environment variable (see README).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `OURO_LISTEN`, default `127.0.0.1:7700`. Port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// `OURO_DATA_DIR`, default `$HOME/.local/share/ouro`: SQLite file, blobs, admin token.
+    pub data_dir: PathBuf,
+    /// `OURO_DATABASE_URL`; unset means the SQLite file in the data dir.
+    pub database_url: Option<String>,
+    /// `OURO_API_URL`: how clients reach this API (git and blob URLs); default from `listen`.
+    pub public_url: Option<String>,
+    /// `OURO_DOMAIN`, default `localhost`: apps answer at `<app>.<domain>`.
+    pub domain: String,
+    /// `OURO_MAX_SLUG_BYTES`, default 500 MiB (Heroku's slug limit).
+    pub max_slug_bytes: u64,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let listen = var("OURO_LISTEN").unwrap_or_else(|| "127.0.0.1:7700".into());
+        let listen = listen
+            .parse()
+            .map_err(|_| Error::Config(format!("OURO_LISTEN `{listen}` is not an address like 127.0.0.1:7700")))?;
+        let data_dir = match var("OURO_DATA_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let home = var("HOME").ok_or_else(|| Error::Config("set OURO_DATA_DIR or HOME".into()))?;
+                PathBuf::from(home).join(".local/share/ouro")
+            }
+        };
+        let max_slug_bytes = match var("OURO_MAX_SLUG_BYTES") {
+            Some(v) => v.parse().map_err(|_| Error::Config(format!("OURO_MAX_SLUG_BYTES `{v}` is not a number")))?,
+            None => 500 * 1024 * 1024,
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url: var("OURO_DATABASE_URL"),
+            public_url: var("OURO_API_URL"),
+            domain: var("OURO_DOMAIN").unwrap_or_else(|| "localhost".into()),
+            max_slug_bytes,
+        })
+    }
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub blobs: Arc<dyn BlobStore>,
+    pub settings: Arc<Settings>,
+}
+
+pub struct Settings {
+    pub public_url: String,
+    pub domain: String,
+    pub max_slug_bytes: u64,
+}
+
+/// The whole HTTP surface. Separate from [`serve`] so tests can drive it in-process.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Opens the store (migrating it), makes the first admin token if there is no user yet,
+/// binds, and serves until `shutdown` resolves; then drains in-flight requests.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let url = config.database_url.clone().unwrap_or_else(|| store::sqlite_url(&config.data_dir));
+    store::backend_of(&url)?;
+    let store = Store::open(&url).await?;
+    if let Some(path) = auth::bootstrap_admin(&store, &config.data_dir).await? {
+        println!("ouro-api: created the first admin token; it is in {}", path.display());
+    }
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        store: store.clone(),
+        blobs: Arc::new(LocalBlobStore::open(config.data_dir.join("blobs"))?),
+        settings: Arc::new(Settings {
+            public_url: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+            domain: config.domain.clone(),
+            max_slug_bytes: config.max_slug_bytes,
+        }),
+    };
+    // Tests and scripts read this line to learn the port.
+    println!("ouro-api listening on http://{addr}");
+    tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");
+    // Once `shutdown` fires, in-flight requests get DRAIN_CAP to finish; then we stop anyway.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    });
+    let drain_cap = async {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(DRAIN_CAP).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = drain_cap => tracing::warn!("requests still running after {DRAIN_CAP:?}; stopping anyway"),
+    }
+    store.close().await;
+    Ok(())
+}
+
+const DRAIN_CAP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Now as RFC 3339 UTC with microseconds: fixed width, so stored times sort as text.
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,124 @@
+//! `/apps`: create (given or generated name), list, info, delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use ouro_types::{App, AppCreate, Owner, valid_app_name};
+use rand::Rng;
+
+use super::find_app;
+use crate::auth::{AuditApp, User};
+use crate::error::Json;
+use crate::store::AppRow;
+use crate::{ApiError, AppState, Error, Settings};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/apps", get(list).post(create))
+        .route("/apps/{app}", get(info).delete(destroy))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Json(body): Json<AppCreate>,
+) -> Result<Response, ApiError> {
+    let app = match body.name {
+        Some(name) => {
+            if !valid_app_name(&name) {
+                return Err(ApiError::invalid_params(format!(
+                    "app name `{name}` is invalid: use 3 to 30 lowercase letters, digits and dashes, \
+                     starting with a letter and not ending with a dash"
+                )));
+            }
+            match state.store.create_app(&name, &user.row()).await {
+                Err(Error::Conflict) => {
+                    return Err(ApiError::conflict(format!("app name `{name}` is already taken; pick another")));
+                }
+                other => other?,
+            }
+        }
+        None => create_with_generated_name(&state, &user).await?,
+    };
+    let audit = AuditApp(app.name.clone());
+    let mut response = (StatusCode::CREATED, axum::Json(app_json(&state.settings, app))).into_response();
+    response.extensions_mut().insert(audit);
+    Ok(response)
+}
+
+async fn create_with_generated_name(state: &AppState, user: &User) -> Result<AppRow, ApiError> {
+    for _ in 0..10 {
+        match state.store.create_app(&generated_name(), &user.row()).await {
+            Err(Error::Conflict) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(ApiError::conflict("could not find a free app name; pass one"))
+}
+
+/// Heroku-style `adjective-noun-1234`.
+fn generated_name() -> String {
+    const ADJECTIVES: &[&str] =
+        &["quiet", "bold", "calm", "brave", "swift", "sunny", "misty", "amber", "lively", "gentle", "polar", "rapid"];
+    const NOUNS: &[&str] =
+        &["river", "forest", "meadow", "harbor", "canyon", "glacier", "island", "summit", "valley", "comet", "falcon", "reef"];
+    let mut rng = rand::rng();
+    format!(
+        "{}-{}-{:04}",
+        ADJECTIVES[rng.random_range(0..ADJECTIVES.len())],
+        NOUNS[rng.random_range(0..NOUNS.len())],
+        rng.random_range(0..10_000)
+    )
+}
+
+async fn list(State(state): State<AppState>, Extension(user): Extension<User>) -> Result<axum::Json<Vec<App>>, ApiError> {
+    let owner = (!user.admin).then_some(user.id.as_str());
+    let apps = state.store.apps(owner).await?;
+    Ok(axum::Json(apps.into_iter().map(|a| app_json(&state.settings, a)).collect()))
+}
+
+async fn info(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<App>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    Ok(axum::Json(app_json(&state.settings, app)))
+}
+
+async fn destroy(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<App>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    state.store.delete_app(&app.id).await?;
+    Ok(axum::Json(app_json(&state.settings, app)))
+}
+
+pub(crate) fn app_json(settings: &Settings, app: AppRow) -> App {
+    App {
+        web_url: format!("http://{}.{}/", app.name, settings.domain),
+        git_url: format!("{}/{}.git", settings.public_url, app.name),
+        id: app.id,
+        name: app.name,
+        owner: Owner { id: app.owner_id, email: app.owner_email },
+        created_at: app.created_at,
+        updated_at: app.updated_at,
+        released_at: app.released_at,
+        current_release: app.current_version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_names_are_valid() {
+        for _ in 0..200 {
+            let name = super::generated_name();
+            assert!(ouro_types::valid_app_name(&name), "{name}");
+        }
+    }
+}

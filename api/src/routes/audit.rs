@@ -1,0 +1,45 @@
+//! `/audit-events`: the audit log, for admins.
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Extension, Router};
+use ouro_types::AuditEvent;
+use serde::Deserialize;
+
+use crate::auth::User;
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/audit-events", get(list))
+}
+
+#[derive(Deserialize)]
+struct Filter {
+    app: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The newest events (default 100, at most 1000), oldest first; `?app=NAME` narrows to one app.
+async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Query(filter): Query<Filter>,
+) -> Result<axum::Json<Vec<AuditEvent>>, ApiError> {
+    if !user.admin {
+        return Err(ApiError::forbidden("only admins may read the audit log"));
+    }
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state.store.audit_events(filter.app.as_deref(), limit).await?;
+    Ok(axum::Json(
+        rows.into_iter()
+            .map(|r| AuditEvent {
+                id: r.id,
+                actor: r.actor,
+                action: r.action,
+                target: r.target,
+                status: r.status,
+                created_at: r.created_at,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,148 @@
+//! `/apps/{app}/formation`: how many dynos of each process type, of which size; and
+//! `/apps/{app}/dynos`, which lists none until the dyno runner exists.
+//!
+//! Scaling is not a release (as on Heroku): it changes how many dynos run, not what they run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Extension, Router};
+use ouro_types::{Dyno, Formation, FormationBatch, dyno_size, valid_process_type};
+
+use super::find_app;
+use crate::auth::User;
+use crate::error::Json;
+use crate::store::{AppRow, FormationChange, FormationRow};
+use crate::{ApiError, AppState};
+
+/// Most dynos of one process type.
+const MAX_QUANTITY: i64 = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/apps/{app}/formation", get(list).patch(update))
+        .route("/apps/{app}/formation/{type}", get(info))
+        .route("/apps/{app}/dynos", get(dynos))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Vec<Formation>>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let commands = commands(&state, &app).await?;
+    let rows = state.store.formation(&app.id).await?;
+    Ok(axum::Json(rows.into_iter().map(|r| formation_json(r, commands.as_ref())).collect()))
+}
+
+async fn info(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, process_type)): Path<(String, String)>,
+) -> Result<axum::Json<Formation>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let commands = commands(&state, &app).await?;
+    let row = state
+        .store
+        .formation(&app.id)
+        .await?
+        .into_iter()
+        .find(|r| r.process_type == process_type)
+        .ok_or_else(|| ApiError::not_found(format!("app `{}` has no process type `{process_type}`", app.name)))?;
+    Ok(axum::Json(formation_json(row, commands.as_ref())))
+}
+
+/// `{"updates": [{"type": "web", "quantity": 2, "size": "standard-2x"}]}`: all or nothing.
+async fn update(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+    Json(batch): Json<FormationBatch>,
+) -> Result<axum::Json<Vec<Formation>>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let commands = commands(&state, &app).await?;
+    let changes = validate(batch, commands.as_ref())?;
+    let rows = state.store.update_formation(&app.id, &changes).await?;
+    Ok(axum::Json(rows.into_iter().map(|r| formation_json(r, commands.as_ref())).collect()))
+}
+
+async fn dynos(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Vec<Dyno>>, ApiError> {
+    find_app(&state, &user, &name).await?;
+    Ok(axum::Json(Vec::new()))
+}
+
+/// Process type → command of the current release's slug; `None` while it has no slug.
+async fn commands(state: &AppState, app: &AppRow) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+    let release = state.store.current_release(app).await?;
+    let Some(slug_id) = release.slug_id else { return Ok(None) };
+    Ok(state.store.slug(&app.id, &slug_id).await?.map(|s| s.process_types))
+}
+
+/// Before the first deploy any well-formed process type may be scaled (so a formation can be
+/// prepared); once a slug runs, only the types it declares, as on Heroku.
+fn validate(batch: FormationBatch, commands: Option<&BTreeMap<String, String>>) -> Result<Vec<FormationChange>, ApiError> {
+    if batch.updates.is_empty() || batch.updates.len() > 50 {
+        return Err(ApiError::invalid_params("`updates` must hold 1 to 50 entries"));
+    }
+    let mut seen = BTreeSet::new();
+    let mut changes = Vec::new();
+    for update in batch.updates {
+        let process_type = update.process_type;
+        if !valid_process_type(&process_type) {
+            return Err(ApiError::invalid_params(format!(
+                "process type `{process_type}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_`"
+            )));
+        }
+        if !seen.insert(process_type.clone()) {
+            return Err(ApiError::invalid_params(format!("process type `{process_type}` appears twice")));
+        }
+        if let Some(commands) = commands {
+            if !commands.contains_key(&process_type) {
+                let known: Vec<&str> = commands.keys().map(String::as_str).collect();
+                return Err(ApiError::invalid_params(format!(
+                    "no process type `{process_type}` in the current release (it has: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
+            }
+        }
+        if let Some(q) = update.quantity {
+            if !(0..=MAX_QUANTITY).contains(&q) {
+                return Err(ApiError::invalid_params(format!("quantity must be 0 to {MAX_QUANTITY}, not {q}")));
+            }
+        }
+        let size = match update.size {
+            Some(size) => Some(
+                dyno_size(&size)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = ouro_types::DYNO_SIZES.iter().map(|s| s.name).collect();
+                        ApiError::invalid_params(format!("unknown dyno size `{size}`; sizes: {}", names.join(", ")))
+                    })?
+                    .name
+                    .to_string(),
+            ),
+            None => None,
+        };
+        if update.quantity.is_none() && size.is_none() {
+            return Err(ApiError::invalid_params(format!("give a quantity or a size for `{process_type}`")));
+        }
+        changes.push(FormationChange { process_type, quantity: update.quantity, size });
+    }
+    Ok(changes)
+}
+
+fn formation_json(row: FormationRow, commands: Option<&BTreeMap<String, String>>) -> Formation {
+    Formation {
+        command: commands.and_then(|c| c.get(&row.process_type).cloned()),
+        id: row.id,
+        process_type: row.process_type,
+        quantity: row.quantity,
+        size: row.size,
+        updated_at: row.updated_at,
+    }
+}

@@ -1,0 +1,74 @@
+//! The Platform API's routes, one module per resource, each with its `routes()` next to its
+//! handlers. Everything except `/health` sits behind [`crate::auth::require_token`].
+
+mod apps;
+mod audit;
+mod config_vars;
+mod formation;
+mod releases;
+mod slugs;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Extension, Router, middleware};
+use ouro_types::{Account, DYNO_SIZES, DynoSize};
+
+use crate::auth::{self, User};
+use crate::store::AppRow;
+use crate::{ApiError, AppState};
+
+/// Largest JSON body any route accepts. Slug uploads stream and have their own limit.
+const JSON_BODY_LIMIT: usize = 256 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let authenticated = Router::new()
+        .route("/account", get(account))
+        .route("/dyno-sizes", get(dyno_sizes))
+        .merge(apps::routes())
+        .merge(config_vars::routes())
+        .merge(releases::routes())
+        .merge(slugs::routes())
+        .merge(formation::routes())
+        .merge(audit::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/health", get(health))
+        .merge(authenticated)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn account(Extension(user): Extension<User>) -> axum::Json<Account> {
+    axum::Json(Account { id: user.id, email: user.email, admin: user.admin })
+}
+
+async fn dyno_sizes() -> axum::Json<&'static [DynoSize]> {
+    axum::Json(DYNO_SIZES)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource; the README lists the API's routes")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this resource does not take that method")
+}
+
+/// The app named (or identified) in a path, if `user` may act on it.
+pub(crate) async fn find_app(state: &AppState, user: &User, name_or_id: &str) -> Result<AppRow, ApiError> {
+    let app = state
+        .store
+        .app(name_or_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("app `{name_or_id}` not found; `ouro apps` lists yours")))?;
+    if !user.admin && app.owner_id != user.id {
+        return Err(ApiError::forbidden(format!("you do not have access to app `{}`", app.name)));
+    }
+    Ok(app)
+}

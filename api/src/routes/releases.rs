@@ -1,0 +1,130 @@
+//! `/apps/{app}/releases`: list, info (by version or id), create from a slug, roll back.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Extension, Router};
+use ouro_types::{Actor, Release, ReleaseCreate, SlugRef};
+
+use super::find_app;
+use crate::auth::User;
+use crate::error::Json;
+use crate::store::{AppRow, Change, ReleaseRow};
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/apps/{app}/releases", get(list).post(create))
+        .route("/apps/{app}/releases/{release}", get(info))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Vec<Release>>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let releases = state.store.releases(&app.id).await?;
+    Ok(axum::Json(releases.into_iter().map(|r| release_json(&app, r)).collect()))
+}
+
+async fn info(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, release)): Path<(String, String)>,
+) -> Result<axum::Json<Release>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let found = match parse_version(&release) {
+        Some(version) => state.store.release_by_version(&app.id, version).await?,
+        None => state.store.release_by_id(&app.id, &release).await?,
+    };
+    let found = found.ok_or_else(|| release_not_found(&app, &release))?;
+    Ok(axum::Json(release_json(&app, found)))
+}
+
+/// `{"slug": id}` deploys a slug; `{"release": id | version}` rolls back to that release.
+async fn create(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+    Json(body): Json<ReleaseCreate>,
+) -> Result<(StatusCode, axum::Json<Release>), ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    if let Some(description) = &body.description {
+        if description.is_empty() || description.len() > 200 {
+            return Err(ApiError::invalid_params("description must be 1 to 200 characters"));
+        }
+    }
+    let change = match (body.slug, body.release) {
+        (Some(slug_id), None) => {
+            let slug = state
+                .store
+                .slug(&app.id, &slug_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("slug `{slug_id}` not found in app `{}`", app.name)))?;
+            if slug.checksum.is_none() {
+                return Err(ApiError::invalid_params(format!(
+                    "slug `{slug_id}` has no uploaded tar.gz yet; PUT it to the slug's blob URL first"
+                )));
+            }
+            Change::Deploy { slug_id, description: body.description }
+        }
+        (None, Some(target)) => {
+            let key = match &target {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return Err(ApiError::invalid_params("`release` must be a release id or version")),
+            };
+            let old = match parse_version(&key) {
+                Some(version) => state.store.release_by_version(&app.id, version).await?,
+                None => state.store.release_by_id(&app.id, &key).await?,
+            };
+            let old = old.ok_or_else(|| release_not_found(&app, &key))?;
+            Change::Rollback { version: old.version }
+        }
+        _ => {
+            return Err(ApiError::invalid_params(
+                "give exactly one of `slug` (to deploy a slug) or `release` (to roll back to it)",
+            ));
+        }
+    };
+    let release = state
+        .store
+        .create_release(&app.id, &user.email, change)
+        .await?
+        .ok_or_else(|| ApiError::conflict("the release changed nothing"))?;
+    let app = find_app(&state, &user, &app.id).await?;
+    Ok((StatusCode::CREATED, axum::Json(release_json(&app, release))))
+}
+
+/// `3` or `v3` → 3.
+fn parse_version(s: &str) -> Option<i64> {
+    s.strip_prefix('v').unwrap_or(s).parse().ok().filter(|v| *v > 0)
+}
+
+fn release_not_found(app: &AppRow, key: &str) -> ApiError {
+    ApiError::not_found(format!("release `{key}` not found in app `{}`; `ouro releases` lists them", app.name))
+}
+
+fn release_json(app: &AppRow, release: ReleaseRow) -> Release {
+    Release {
+        current: app.current_release_id.as_deref() == Some(release.id.as_str()),
+        id: release.id,
+        version: release.version,
+        description: release.description,
+        status: release.status,
+        slug: release.slug_id.map(|id| SlugRef { id }),
+        user: Actor { email: release.actor },
+        created_at: release.created_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_parse_with_or_without_v() {
+        for (input, expect) in [("3", Some(3)), ("v12", Some(12)), ("v0", None), ("-1", None), ("abc", None), ("v", None)] {
+            assert_eq!(super::parse_version(input), expect, "{input}");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! `/apps/{app}/slugs`: create a slug (process types, commit), then `PUT` its tar.gz to the
+//! slug's blob URL; `GET` the same URL reads it back.
+//!
+//! An upload streams to a staging file while it is hashed and counted, is checked (a gzip'd
+//! tar that stays inside its tree, within the size limits), and only then is committed to the
+//! blob store and recorded on the slug. Anything that fails leaves no blob and no change.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use futures_util::StreamExt;
+use ouro_types::{Blob, Slug, SlugCreate, valid_process_type};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::find_app;
+use crate::auth::User;
+use crate::blob::check_slug_archive;
+use crate::error::Json;
+use crate::store::{AppRow, SlugRow};
+use crate::{ApiError, AppState, Error, Settings, now};
+
+/// The stack every slug runs on until stacks can be chosen: Debian 13 "trixie".
+const DEFAULT_STACK: &str = "debian-13";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/apps/{app}/slugs", post(create))
+        .route("/apps/{app}/slugs/{slug}", get(info))
+        .route("/apps/{app}/slugs/{slug}/blob", get(download).put(upload))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+    Json(body): Json<SlugCreate>,
+) -> Result<(StatusCode, axum::Json<Slug>), ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    validate(&body)?;
+    let row = SlugRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        process_types: body.process_types,
+        commit_sha: body.commit,
+        commit_description: body.commit_description,
+        expected_checksum: body.checksum,
+        checksum: None,
+        size: None,
+        stack: body.stack.unwrap_or_else(|| DEFAULT_STACK.to_string()),
+        created_at: now(),
+    };
+    let row = state.store.create_slug(&app.id, row).await?;
+    Ok((StatusCode::CREATED, axum::Json(slug_json(&state.settings, &app, row))))
+}
+
+async fn info(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, slug_id)): Path<(String, String)>,
+) -> Result<axum::Json<Slug>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let slug = find_slug(&state, &app, &slug_id).await?;
+    Ok(axum::Json(slug_json(&state.settings, &app, slug)))
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, slug_id)): Path<(String, String)>,
+    body: Body,
+) -> Result<axum::Json<Slug>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let slug = find_slug(&state, &app, &slug_id).await?;
+    let staged = Staged(state.blobs.staging_dir().join(format!("upload-{}", uuid::Uuid::new_v4())));
+    let (digest, size) = receive(body, &staged.0, state.settings.max_slug_bytes).await?;
+    let checksum = format!("SHA256:{digest}");
+    if let Some(expected) = &slug.expected_checksum {
+        if !expected.eq_ignore_ascii_case(&checksum) {
+            return Err(ApiError::invalid_params(format!(
+                "upload has checksum {checksum} but the slug was created with {expected}"
+            )));
+        }
+    }
+    if slug.checksum.as_ref().is_some_and(|c| *c != checksum) {
+        return Err(slug_is_immutable(&slug.id));
+    }
+    let path = staged.0.clone();
+    let max_unpacked = state.settings.max_slug_bytes.saturating_mul(4);
+    tokio::task::spawn_blocking(move || check_slug_archive(&path, max_unpacked))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(|reason| ApiError::invalid_params(format!("slug rejected: {reason}")))?;
+    state.blobs.commit(&staged.0, &digest).await.map_err(Error::Io)?;
+    if !state.store.set_slug_blob(&slug.id, &checksum, size as i64).await? {
+        return Err(slug_is_immutable(&slug.id));
+    }
+    let slug = find_slug(&state, &app, &slug_id).await?;
+    Ok(axum::Json(slug_json(&state.settings, &app, slug)))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, slug_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let slug = find_slug(&state, &app, &slug_id).await?;
+    let Some(checksum) = slug.checksum else {
+        return Err(ApiError::not_found(format!("slug `{slug_id}` has no uploaded tar.gz yet")));
+    };
+    let digest = checksum.trim_start_matches("SHA256:");
+    let file = state.blobs.open(digest).await.map_err(Error::Io)?;
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/gzip".to_string()), (header::CONTENT_LENGTH, slug.size.unwrap_or(0).to_string())],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// A staging file that is removed when dropped, unless it was committed (moved) first.
+struct Staged(PathBuf);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Streams the body to `path`, hashing it; stops with 413 past `limit` bytes.
+async fn receive(body: Body, path: &std::path::Path, limit: u64) -> Result<(String, u64), ApiError> {
+    let mut file = tokio::fs::File::create(path).await.map_err(Error::Io)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ApiError::too_large(format!("slug is larger than the limit of {} MiB", limit / (1024 * 1024))));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(Error::Io)?;
+    }
+    file.flush().await.map_err(Error::Io)?;
+    if size == 0 {
+        return Err(ApiError::invalid_params("empty upload: PUT the slug's tar.gz as the request body"));
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+fn validate(body: &SlugCreate) -> Result<(), ApiError> {
+    validate_process_types(&body.process_types)?;
+    if let Some(commit) = &body.commit {
+        if commit.is_empty() || commit.len() > 64 || !commit.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ApiError::invalid_params("commit must be a commit id (1 to 64 letters and digits)"));
+        }
+    }
+    if body.commit_description.as_ref().is_some_and(|d| d.len() > 1000) {
+        return Err(ApiError::invalid_params("commit_description is longer than 1000 characters"));
+    }
+    if let Some(checksum) = &body.checksum {
+        let hex = checksum.strip_prefix("SHA256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::invalid_params("checksum must look like SHA256:<64 hex digits>"));
+        }
+    }
+    if let Some(stack) = &body.stack {
+        if stack != DEFAULT_STACK {
+            return Err(ApiError::invalid_params(format!("unknown stack `{stack}`; the only stack is {DEFAULT_STACK}")));
+        }
+    }
+    Ok(())
+}
+
+fn validate_process_types(types: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if types.len() > 50 {
+        return Err(ApiError::invalid_params("a slug may declare at most 50 process types"));
+    }
+    for (name, command) in types {
+        if !valid_process_type(name) {
+            return Err(ApiError::invalid_params(format!(
+                "process type `{name}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_`"
+            )));
+        }
+        if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
+            return Err(ApiError::invalid_params(format!("command of `{name}` must be 1 to 4096 characters")));
+        }
+    }
+    Ok(())
+}
+
+async fn find_slug(state: &AppState, app: &AppRow, slug_id: &str) -> Result<SlugRow, ApiError> {
+    state
+        .store
+        .slug(&app.id, slug_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("slug `{slug_id}` not found in app `{}`", app.name)))
+}
+
+fn slug_is_immutable(slug_id: &str) -> ApiError {
+    ApiError::conflict(format!("slug `{slug_id}` already has other content; slugs are immutable, create a new one"))
+}
+
+fn slug_json(settings: &Settings, app: &AppRow, slug: SlugRow) -> Slug {
+    Slug {
+        blob: Blob { method: "PUT".into(), url: format!("{}/apps/{}/slugs/{}/blob", settings.public_url, app.name, slug.id) },
+        id: slug.id,
+        process_types: slug.process_types,
+        commit: slug.commit_sha,
+        commit_description: slug.commit_description,
+        checksum: slug.checksum,
+        size: slug.size,
+        stack: slug.stack,
+        created_at: slug.created_at,
+    }
+}

@@ -1,0 +1,690 @@
+//! The desired state in SQL: users and tokens, apps, slugs, releases, formation, audit events.
+//!
+//! One schema and one set of queries serve both backends through sqlx's `Any` driver: a SQLite
+//! file by default, PostgreSQL when `OURO_DATABASE_URL` says so. Writes that belong together
+//! run in one transaction, and every write transaction starts by writing the app's row, which
+//! takes the write lock at once (SQLite) or the row lock (PostgreSQL) and so serialises
+//! concurrent changes to one app.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ouro_types::{ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use crate::{Error, Result, now};
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// Which database a URL names; decides only connection setup, never a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub admin: bool,
+}
+
+pub struct TokenRow {
+    pub secret_sha256: String,
+    pub user: UserRow,
+}
+
+pub struct AppRow {
+    pub id: String,
+    pub name: String,
+    pub owner_id: String,
+    pub owner_email: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub released_at: Option<String>,
+    pub current_release_id: Option<String>,
+    pub current_version: Option<i64>,
+}
+
+pub struct ReleaseRow {
+    pub id: String,
+    pub version: i64,
+    pub slug_id: Option<String>,
+    pub config: ConfigVars,
+    pub description: String,
+    pub status: String,
+    pub actor: String,
+    pub created_at: String,
+}
+
+pub struct SlugRow {
+    pub id: String,
+    pub process_types: BTreeMap<String, String>,
+    pub commit_sha: Option<String>,
+    pub commit_description: Option<String>,
+    pub expected_checksum: Option<String>,
+    pub checksum: Option<String>,
+    pub size: Option<i64>,
+    pub stack: String,
+    pub created_at: String,
+}
+
+pub struct FormationRow {
+    pub id: String,
+    pub process_type: String,
+    pub quantity: i64,
+    pub size: String,
+    pub updated_at: String,
+}
+
+pub struct AuditRow {
+    pub id: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub status: i64,
+    pub created_at: String,
+}
+
+/// What a new release changes relative to the current one.
+pub enum Change {
+    /// Set (`Some`) and unset (`None`) config vars; keeps the slug.
+    Config(ConfigVarsPatch),
+    /// Run this slug with the current config.
+    Deploy { slug_id: String, description: Option<String> },
+    /// Copy slug and config of release `version`.
+    Rollback { version: i64 },
+}
+
+/// One validated entry of a formation batch.
+pub struct FormationChange {
+    pub process_type: String,
+    pub quantity: Option<i64>,
+    pub size: Option<String>,
+}
+
+const APP_COLUMNS: &str = "a.id, a.name, a.owner_id, u.email AS owner_email, a.created_at, \
+     a.updated_at, a.released_at, a.current_release_id, \
+     (SELECT r.version FROM releases r WHERE r.id = a.current_release_id) AS current_version \
+     FROM apps a JOIN users u ON u.id = a.owner_id";
+
+const RELEASE_COLUMNS: &str =
+    "id, version, slug_id, config, description, status, actor, created_at FROM releases";
+
+const SLUG_COLUMNS: &str = "id, process_types, commit_sha, commit_description, \
+     expected_checksum, checksum, size, stack, created_at FROM slugs";
+
+impl Store {
+    /// Connects (creating the SQLite file if needed) and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url)?;
+        let mut options = AnyPoolOptions::new();
+        if backend == Backend::Sqlite {
+            // One writer at a time anyway; a few readers alongside it.
+            options = options.max_connections(4);
+        }
+        let pool = options.connect(url).await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        migrator().run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- users and tokens -------------------------------------------------------------
+
+    pub async fn user_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.pool).await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Creates a user with one token; `secret_sha256` is the hash of the token's secret part.
+    pub async fn create_user_with_token(
+        &self,
+        email: &str,
+        admin: bool,
+        token_id: &str,
+        secret_sha256: &str,
+        description: &str,
+    ) -> Result<String> {
+        let user_id = uuid::Uuid::new_v4().to_string();
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO users (id, email, admin, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&user_id)
+            .bind(email)
+            .bind(i64::from(admin))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_on_unique)?;
+        sqlx::query(
+            "INSERT INTO tokens (id, user_id, description, secret_sha256, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_id)
+        .bind(&user_id)
+        .bind(description)
+        .bind(secret_sha256)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(user_id)
+    }
+
+    pub async fn token(&self, token_id: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(
+            "SELECT t.secret_sha256, u.id, u.email, u.admin FROM tokens t \
+             JOIN users u ON u.id = t.user_id WHERE t.id = $1",
+        )
+        .bind(token_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(TokenRow {
+                secret_sha256: r.try_get("secret_sha256")?,
+                user: UserRow { id: r.try_get("id")?, email: r.try_get("email")?, admin: r.try_get::<i64, _>("admin")? == 1 },
+            })
+        })
+        .transpose()
+    }
+
+    // ---- apps -------------------------------------------------------------------------
+
+    /// Creates the app and its release v1 ("Initial release", no slug, no config) together.
+    pub async fn create_app(&self, name: &str, owner: &UserRow) -> Result<AppRow> {
+        let app_id = uuid::Uuid::new_v4().to_string();
+        let release_id = uuid::Uuid::new_v4().to_string();
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO apps (id, name, owner_id, release_seq, current_release_id, created_at, \
+             updated_at, released_at) VALUES ($1, $2, $3, 1, $4, $5, $5, $5)",
+        )
+        .bind(&app_id)
+        .bind(name)
+        .bind(&owner.id)
+        .bind(&release_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_on_unique)?;
+        insert_release(&mut tx, &release_id, &app_id, 1, None, &ConfigVars::new(), "Initial release", &owner.email, &now)
+            .await?;
+        tx.commit().await?;
+        self.app(&app_id).await?.ok_or_else(|| Error::NotFound(format!("app {name}")))
+    }
+
+    pub async fn apps(&self, owner: Option<&str>) -> Result<Vec<AppRow>> {
+        let rows = match owner {
+            Some(owner) => {
+                sqlx::query(&format!("SELECT {APP_COLUMNS} WHERE a.owner_id = $1 ORDER BY a.name"))
+                    .bind(owner)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query(&format!("SELECT {APP_COLUMNS} ORDER BY a.name")).fetch_all(&self.pool).await?,
+        };
+        rows.iter().map(app_row).collect()
+    }
+
+    /// Finds an app by name or id.
+    pub async fn app(&self, name_or_id: &str) -> Result<Option<AppRow>> {
+        let row = sqlx::query(&format!("SELECT {APP_COLUMNS} WHERE a.name = $1 OR a.id = $1"))
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(app_row).transpose()
+    }
+
+    /// Deletes the app and, by cascade, its releases, slugs and formation in one statement.
+    /// Slug blobs stay in the blob store (content-addressed, possibly shared).
+    pub async fn delete_app(&self, app_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Releases point at slugs; remove them first so the slug rows can go.
+        sqlx::query("DELETE FROM releases WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- releases ---------------------------------------------------------------------
+
+    pub async fn releases(&self, app_id: &str) -> Result<Vec<ReleaseRow>> {
+        let rows = sqlx::query(&format!("SELECT {RELEASE_COLUMNS} WHERE app_id = $1 ORDER BY version"))
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(release_row).collect()
+    }
+
+    pub async fn release_by_version(&self, app_id: &str, version: i64) -> Result<Option<ReleaseRow>> {
+        let row = sqlx::query(&format!("SELECT {RELEASE_COLUMNS} WHERE app_id = $1 AND version = $2"))
+            .bind(app_id)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(release_row).transpose()
+    }
+
+    pub async fn release_by_id(&self, app_id: &str, id: &str) -> Result<Option<ReleaseRow>> {
+        let row = sqlx::query(&format!("SELECT {RELEASE_COLUMNS} WHERE app_id = $1 AND id = $2"))
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(release_row).transpose()
+    }
+
+    pub async fn current_release(&self, app: &AppRow) -> Result<ReleaseRow> {
+        let id = app.current_release_id.as_deref().unwrap_or_default();
+        self.release_by_id(&app.id, id).await?.ok_or_else(|| Error::NotFound(format!("current release of {}", app.name)))
+    }
+
+    /// Makes release vN+1 from the current one and `change`, and points the app at it, in one
+    /// transaction. Returns `None` (and writes nothing) when a config change changes nothing.
+    pub async fn create_release(&self, app_id: &str, actor: &str, change: Change) -> Result<Option<ReleaseRow>> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE apps SET release_seq = release_seq + 1, updated_at = $2 WHERE id = $1 \
+             RETURNING release_seq, current_release_id",
+        )
+        .bind(app_id)
+        .bind(&now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound("app".into()))?;
+        let version: i64 = row.try_get("release_seq")?;
+        let current_id: Option<String> = row.try_get("current_release_id")?;
+        let current = fetch_release(&mut tx, app_id, "id = $2", current_id.unwrap_or_default()).await?;
+        let (slug_id, config, description) = match change {
+            Change::Config(patch) => {
+                let current = current.ok_or_else(|| Error::NotFound("current release".into()))?;
+                let mut config = current.config.clone();
+                let (mut set, mut removed) = (Vec::new(), Vec::new());
+                for (key, value) in patch {
+                    match value {
+                        Some(value) => {
+                            if config.get(&key) != Some(&value) {
+                                config.insert(key.clone(), value);
+                                set.push(key);
+                            }
+                        }
+                        None => {
+                            if config.remove(&key).is_some() {
+                                removed.push(key);
+                            }
+                        }
+                    }
+                }
+                if set.is_empty() && removed.is_empty() {
+                    return Ok(None); // dropping `tx` rolls back the version bump
+                }
+                (current.slug_id, config, config_description(&set, &removed))
+            }
+            Change::Deploy { slug_id, description } => {
+                let config = current.map(|c| c.config).unwrap_or_default();
+                let slug = fetch_slug(&mut tx, app_id, &slug_id).await?.ok_or_else(|| Error::NotFound(format!("slug {slug_id}")))?;
+                let description = description.unwrap_or_else(|| match &slug.commit_sha {
+                    Some(commit) => format!("Deploy {}", &commit[..commit.len().min(7)]),
+                    None => format!("Deploy slug {}", &slug.id[..8]),
+                });
+                ensure_formation(&mut tx, app_id, &slug.process_types, &now).await?;
+                (Some(slug_id), config, description)
+            }
+            Change::Rollback { version: target } => {
+                let old = fetch_release(&mut tx, app_id, "version = $2", target)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("release v{target}")))?;
+                if let Some(slug_id) = &old.slug_id {
+                    if let Some(slug) = fetch_slug(&mut tx, app_id, slug_id).await? {
+                        ensure_formation(&mut tx, app_id, &slug.process_types, &now).await?;
+                    }
+                }
+                (old.slug_id, old.config, format!("Rollback to v{target}"))
+            }
+        };
+        let release_id = uuid::Uuid::new_v4().to_string();
+        insert_release(&mut tx, &release_id, app_id, version, slug_id.as_deref(), &config, &description, actor, &now)
+            .await?;
+        sqlx::query("UPDATE apps SET current_release_id = $2, released_at = $3 WHERE id = $1")
+            .bind(app_id)
+            .bind(&release_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        let release = fetch_release(&mut tx, app_id, "id = $2", release_id).await?;
+        tx.commit().await?;
+        Ok(release)
+    }
+
+    // ---- slugs ------------------------------------------------------------------------
+
+    pub async fn create_slug(&self, app_id: &str, slug: SlugRow) -> Result<SlugRow> {
+        sqlx::query(
+            "INSERT INTO slugs (id, app_id, process_types, commit_sha, commit_description, \
+             expected_checksum, stack, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&slug.id)
+        .bind(app_id)
+        .bind(serde_json::to_string(&slug.process_types)?)
+        .bind(&slug.commit_sha)
+        .bind(&slug.commit_description)
+        .bind(&slug.expected_checksum)
+        .bind(&slug.stack)
+        .bind(&slug.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(slug)
+    }
+
+    pub async fn slug(&self, app_id: &str, slug_id: &str) -> Result<Option<SlugRow>> {
+        let row = sqlx::query(&format!("SELECT {SLUG_COLUMNS} WHERE app_id = $1 AND id = $2"))
+            .bind(app_id)
+            .bind(slug_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(slug_row).transpose()
+    }
+
+    /// Records the uploaded blob of a slug. A slug's content is set once: returns `false` if
+    /// it already has a different checksum.
+    pub async fn set_slug_blob(&self, slug_id: &str, checksum: &str, size: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE slugs SET checksum = $2, size = $3 WHERE id = $1 AND (checksum IS NULL OR checksum = $2)",
+        )
+        .bind(slug_id)
+        .bind(checksum)
+        .bind(size)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- formation --------------------------------------------------------------------
+
+    pub async fn formation(&self, app_id: &str) -> Result<Vec<FormationRow>> {
+        let rows = sqlx::query(
+            "SELECT id, process_type, quantity, size, updated_at FROM formations \
+             WHERE app_id = $1 ORDER BY process_type",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(formation_row).collect()
+    }
+
+    /// Applies a whole batch or nothing; returns the rows it touched.
+    pub async fn update_formation(&self, app_id: &str, changes: &[FormationChange]) -> Result<Vec<FormationRow>> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1").bind(app_id).bind(&now).execute(&mut *tx).await?;
+        let mut touched = Vec::new();
+        for change in changes {
+            sqlx::query(
+                "INSERT INTO formations (id, app_id, process_type, quantity, size, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (app_id, process_type) DO UPDATE SET \
+                 quantity = COALESCE($7, formations.quantity), size = COALESCE($8, formations.size), \
+                 updated_at = $6",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(app_id)
+            .bind(&change.process_type)
+            .bind(change.quantity.unwrap_or(0))
+            .bind(change.size.as_deref().unwrap_or(DEFAULT_DYNO_SIZE))
+            .bind(&now)
+            .bind(change.quantity)
+            .bind(change.size.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(
+                "SELECT id, process_type, quantity, size, updated_at FROM formations \
+                 WHERE app_id = $1 AND process_type = $2",
+            )
+            .bind(app_id)
+            .bind(&change.process_type)
+            .fetch_one(&mut *tx)
+            .await?;
+            touched.push(formation_row(&row)?);
+        }
+        tx.commit().await?;
+        Ok(touched)
+    }
+
+    // ---- audit log --------------------------------------------------------------------
+
+    pub async fn record_audit(&self, actor: &str, action: &str, target: &str, app_name: Option<&str>, status: u16) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, actor, action, target, app_name, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(app_name)
+        .bind(i64::from(status))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` events, oldest first; only those about `app_name` if given.
+    pub async fn audit_events(&self, app_name: Option<&str>, limit: i64) -> Result<Vec<AuditRow>> {
+        let columns = "id, actor, action, target, status, created_at FROM audit_events";
+        let rows = match app_name {
+            Some(app) => {
+                sqlx::query(&format!("SELECT {columns} WHERE app_name = $1 ORDER BY id DESC LIMIT $2"))
+                    .bind(app)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {columns} ORDER BY id DESC LIMIT $1")).bind(limit).fetch_all(&self.pool).await?
+            }
+        };
+        let mut events = rows
+            .iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    id: r.try_get("id")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    status: r.try_get("status")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+}
+
+/// The database URL for a data dir when `OURO_DATABASE_URL` is not set.
+pub fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("ouro.db").display())
+}
+
+pub fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(Error::Config(format!(
+            "unsupported database URL `{}`: use postgres://… or leave OURO_DATABASE_URL unset for SQLite",
+            url.split(':').next().unwrap_or_default()
+        )))
+    }
+}
+
+/// The migrations, compiled into the binary so that it needs no files beside it.
+fn migrator() -> Migrator {
+    let migrations = vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        Cow::Borrowed(include_str!("../migrations/0001_init.sql")),
+        false,
+    )];
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+fn config_description(set: &[String], removed: &[String]) -> String {
+    match (set.is_empty(), removed.is_empty()) {
+        (false, true) => format!("Set {} config vars", set.join(", ")),
+        (true, false) => format!("Remove {} config vars", removed.join(", ")),
+        _ => format!("Set {} and remove {} config vars", set.join(", "), removed.join(", ")),
+    }
+}
+
+fn conflict_on_unique(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict,
+        _ => Error::Db(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_release(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    app_id: &str,
+    version: i64,
+    slug_id: Option<&str>,
+    config: &ConfigVars,
+    description: &str,
+    actor: &str,
+    now: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO releases (id, app_id, version, slug_id, config, description, status, actor, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8)",
+    )
+    .bind(id)
+    .bind(app_id)
+    .bind(version)
+    .bind(slug_id)
+    .bind(serde_json::to_string(config)?)
+    .bind(description)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn fetch_release<T>(tx: &mut Transaction<'_, Any>, app_id: &str, filter: &str, key: T) -> Result<Option<ReleaseRow>>
+where
+    T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
+{
+    let row = sqlx::query(&format!("SELECT {RELEASE_COLUMNS} WHERE app_id = $1 AND {filter}"))
+        .bind(app_id)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(release_row).transpose()
+}
+
+async fn fetch_slug(tx: &mut Transaction<'_, Any>, app_id: &str, slug_id: &str) -> Result<Option<SlugRow>> {
+    let row = sqlx::query(&format!("SELECT {SLUG_COLUMNS} WHERE app_id = $1 AND id = $2"))
+        .bind(app_id)
+        .bind(slug_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(slug_row).transpose()
+}
+
+/// Adds a formation entry for each process type that has none yet: `web` at 1 (a first deploy
+/// serves at once, as on Heroku), every other type at 0.
+async fn ensure_formation(
+    tx: &mut Transaction<'_, Any>,
+    app_id: &str,
+    process_types: &BTreeMap<String, String>,
+    now: &str,
+) -> Result<()> {
+    for process_type in process_types.keys() {
+        sqlx::query(
+            "INSERT INTO formations (id, app_id, process_type, quantity, size, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (app_id, process_type) DO NOTHING",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(app_id)
+        .bind(process_type)
+        .bind(i64::from(process_type == "web"))
+        .bind(DEFAULT_DYNO_SIZE)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn app_row(r: &AnyRow) -> Result<AppRow> {
+    Ok(AppRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        owner_id: r.try_get("owner_id")?,
+        owner_email: r.try_get("owner_email")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        released_at: r.try_get("released_at")?,
+        current_release_id: r.try_get("current_release_id")?,
+        current_version: r.try_get("current_version")?,
+    })
+}
+
+fn release_row(r: &AnyRow) -> Result<ReleaseRow> {
+    let config: String = r.try_get("config")?;
+    Ok(ReleaseRow {
+        id: r.try_get("id")?,
+        version: r.try_get("version")?,
+        slug_id: r.try_get("slug_id")?,
+        config: serde_json::from_str(&config)?,
+        description: r.try_get("description")?,
+        status: r.try_get("status")?,
+        actor: r.try_get("actor")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn slug_row(r: &AnyRow) -> Result<SlugRow> {
+    let process_types: String = r.try_get("process_types")?;
+    Ok(SlugRow {
+        id: r.try_get("id")?,
+        process_types: serde_json::from_str(&process_types)?,
+        commit_sha: r.try_get("commit_sha")?,
+        commit_description: r.try_get("commit_description")?,
+        expected_checksum: r.try_get("expected_checksum")?,
+        checksum: r.try_get("checksum")?,
+        size: r.try_get("size")?,
+        stack: r.try_get("stack")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn formation_row(r: &AnyRow) -> Result<FormationRow> {
+    Ok(FormationRow {
+        id: r.try_get("id")?,
+        process_type: r.try_get("process_type")?,
+        quantity: r.try_get("quantity")?,
+        size: r.try_get("size")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}

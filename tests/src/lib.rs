@@ -1,0 +1,303 @@
+//! Harness for Ouro's end-to-end tests: starts the real `ouro-api` binary on a fresh data dir
+//! (SQLite) or a fresh PostgreSQL database, talks to it over HTTP, and runs the real `ouro`
+//! binary against it. Nothing here fakes a part of the platform.
+//!
+//! The binaries must be built first (`scripts/test` does: `cargo build --workspace --bins`).
+//! PostgreSQL tests need `OURO_TEST_DATABASE_URL` (also set by `scripts/test`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub use serde_json::{Value, json};
+
+/// Where the API keeps its state.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// A database of its own on the test PostgreSQL server.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh, empty database on the server named by `OURO_TEST_DATABASE_URL`.
+    pub fn postgres() -> Backend {
+        let server = std::env::var("OURO_TEST_DATABASE_URL").expect(
+            "OURO_TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts PostgreSQL",
+        );
+        let name = format!("ouro_test_{}", unique_suffix());
+        let out = Command::new("psql")
+            .args([server.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "CREATE DATABASE failed: {}", String::from_utf8_lossy(&out.stderr));
+        let base = server.rsplit_once('/').map(|(base, _)| base).unwrap_or(&server);
+        Backend::Postgres(format!("{base}/{name}"))
+    }
+}
+
+/// A running `ouro-api` process; stopped (SIGTERM) when dropped.
+pub struct Api {
+    child: Child,
+    pub url: String,
+    pub token: String,
+    pub data_dir: tempfile::TempDir,
+    backend: Backend,
+    env: Vec<(String, String)>,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer: status and parsed JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Api {
+    pub fn start(backend: Backend) -> Api {
+        Api::start_with(backend, &[])
+    }
+
+    /// Starts with extra environment variables (e.g. a small `OURO_MAX_SLUG_BYTES`).
+    pub fn start_with(backend: Backend, env: &[(&str, &str)]) -> Api {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        start_api(data_dir, backend, env)
+    }
+
+    /// Stops the process gracefully (SIGTERM) and starts a new one on the same data dir and
+    /// database, as an operator restarting the service would.
+    pub fn restart(&mut self) {
+        self.stop();
+        // Same address as before, so URLs handed out earlier stay valid.
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let mut env = self.env.clone();
+        env.push(("OURO_LISTEN".into(), listen));
+        let (child, url) = spawn_api(self.data_dir.path(), &self.backend, &env);
+        self.child = child;
+        self.url = url;
+    }
+
+    fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// What the API wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join(API_LOG)).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, Some(&self.token), None)
+    }
+    pub fn delete(&self, path: &str) -> Answer {
+        self.call("DELETE", path, Some(&self.token), None)
+    }
+    pub fn post(&self, path: &str, body: Value) -> Answer {
+        self.call("POST", path, Some(&self.token), Some(body.to_string().as_bytes()))
+    }
+    pub fn patch(&self, path: &str, body: Value) -> Answer {
+        self.call("PATCH", path, Some(&self.token), Some(body.to_string().as_bytes()))
+    }
+
+    /// Any request: `token` `None` sends no Authorization header; a JSON content type is sent
+    /// with every body.
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> Answer {
+        let (status, bytes) = self.raw(method, path, token, body, "application/json");
+        Answer { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    /// Like [`Api::call`] but returns the raw body and takes a content type.
+    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>, content_type: &str) -> (u16, Vec<u8>) {
+        let uri = format!("{}{path}", self.url);
+        let mut request = ureq::http::Request::builder().method(method).uri(&uri);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let result = match body {
+            Some(body) => self.agent.run(request.header("Content-Type", content_type).body(body.to_vec()).expect("request")),
+            None => self.agent.run(request.body(()).expect("request")),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{method} {uri}: {e}"));
+        let status = response.status().as_u16();
+        let bytes = response.body_mut().with_config().limit(1 << 30).read_to_vec().expect("read body");
+        (status, bytes)
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn start_api(data_dir: tempfile::TempDir, backend: Backend, env: Vec<(String, String)>) -> Api {
+    let (child, url) = spawn_api(data_dir.path(), &backend, &env);
+    let token = std::fs::read_to_string(data_dir.path().join("admin-token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build(),
+    );
+    Api { child, url, token, data_dir, backend, env, agent }
+}
+
+/// Spawns `ouro-api` and waits for the line that gives its address.
+fn spawn_api(data_dir: &Path, backend: &Backend, env: &[(String, String)]) -> (Child, String) {
+    let mut command = Command::new(binary("ouro-api"));
+    command
+        .env("OURO_DATA_DIR", data_dir)
+        .env("OURO_LISTEN", "127.0.0.1:0")
+        .env_remove("OURO_DATABASE_URL")
+        .env_remove("OURO_API_URL")
+        .stdout(Stdio::piped())
+        .stderr(log_file(data_dir));
+    if let Backend::Postgres(url) = backend {
+        command.env("OURO_DATABASE_URL", url);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("ouro-api starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("ouro-api listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => (child, url),
+        Err(_) => {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(data_dir.join(API_LOG)).unwrap_or_default();
+            panic!("ouro-api did not report its address within 60 s; its log:\n{log}");
+        }
+    }
+}
+
+/// The API's stderr, appended across restarts, inside its data dir.
+const API_LOG: &str = "api.log";
+
+fn log_file(data_dir: &Path) -> Stdio {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join(API_LOG)).expect("api.log");
+    Stdio::from(file)
+}
+
+/// Path of a workspace binary built next to this test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build it first (`cargo build --workspace --bins`, as scripts/test does)", path.display());
+    path
+}
+
+/// The `ouro` CLI with its own config dir, logged out until [`Cli::login`].
+pub struct Cli {
+    pub config_dir: tempfile::TempDir,
+    pub api_url: String,
+}
+
+impl Cli {
+    pub fn new(api: &Api) -> Cli {
+        Cli { config_dir: tempfile::tempdir().expect("temp dir"), api_url: api.url.clone() }
+    }
+
+    /// `ouro login --api URL` with the token on stdin, as a person pasting it would.
+    pub fn login(&self, token: &str) -> Output {
+        self.run_with_stdin(&["login", "--api", &self.api_url], &format!("{token}\n"), None)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "", None)
+    }
+
+    /// Runs in `dir` (for the git remote lookup).
+    pub fn run_in(&self, dir: &Path, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "", Some(dir))
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: &str, dir: Option<&Path>) -> Output {
+        let mut command = Command::new(binary("ouro"));
+        command
+            .args(args)
+            .env("OURO_CONFIG_DIR", self.config_dir.path())
+            .env_remove("OURO_API_URL")
+            .env_remove("OURO_API_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().expect("ouro runs");
+        child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("ouro finishes")
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout; shows both streams otherwise.
+pub fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "expected success, got {:?}\nstdout: {}\nstderr: {}", out.status.code(), stdout(out), stderr(out));
+    stdout(out)
+}
+
+/// Builds a real slug: a tar.gz of `files` (path → content) made by the `tar` command.
+pub fn make_slug(files: &[(&str, &str)]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (path, content) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    }
+    tar_gz(dir.path())
+}
+
+/// `tar czf - -C dir .`
+pub fn tar_gz(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar").args(["czf", "-", "-C"]).arg(dir).arg(".").output().expect("tar runs");
+    assert!(out.status.success(), "tar failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Hex SHA-256 by the `sha256sum` command, independent of the API's own hashing.
+pub fn sha256sum(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum runs");
+    child.stdin.take().expect("stdin").write_all(bytes).expect("write");
+    let out = child.wait_with_output().expect("sha256sum finishes");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}_{nanos}", std::process::id())
+}

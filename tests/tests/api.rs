@@ -1,0 +1,364 @@
+//! The Platform API over HTTP, against the real `ouro-api` binary, each scenario on SQLite and
+//! on a real PostgreSQL server.
+
+use ouro_tests::{Api, Backend, Value, json, make_slug, sha256sum};
+
+/// Runs a scenario once per backend: `mod name { fn sqlite(); fn postgres(); }`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(ouro_tests::Backend::Sqlite);
+            }
+            #[test]
+            fn postgres() {
+                super::$name(ouro_tests::Backend::postgres());
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    releases_follow_config_changes_and_rollbacks,
+    slugs_deploy_and_set_the_formation,
+    bad_input_gets_4xx_and_changes_nothing,
+    tokens_guard_everything_but_health,
+    a_restart_loses_nothing,
+    concurrent_changes_get_distinct_versions,
+    deleting_an_app_removes_everything_of_it,
+);
+
+fn versions(api: &Api, app: &str) -> Vec<(i64, String, bool)> {
+    let list = api.get(&format!("/apps/{app}/releases"));
+    assert_eq!(list.status, 200, "{:?}", list.body);
+    list.body
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| (r["version"].as_i64().unwrap(), r["description"].as_str().unwrap().to_string(), r["current"].as_bool().unwrap()))
+        .collect()
+}
+
+fn assert_error(answer: &ouro_tests::Answer, status: u16, id: &str) {
+    assert_eq!(answer.status, status, "{:?}", answer.body);
+    assert_eq!(answer.body["id"], id, "{:?}", answer.body);
+    let message = answer.body["message"].as_str().expect("a message");
+    assert!(!message.is_empty() && !message.contains('\n'), "one-line message: {message:?}");
+}
+
+/// Everything a user can see of the state, to compare before and after.
+fn snapshot(api: &Api) -> Value {
+    let apps = api.get("/apps").body;
+    let mut per_app = Vec::new();
+    for app in apps.as_array().unwrap() {
+        let name = app["name"].as_str().unwrap();
+        per_app.push(json!({
+            "app": app,
+            "config": api.get(&format!("/apps/{name}/config-vars")).body,
+            "releases": api.get(&format!("/apps/{name}/releases")).body,
+            "formation": api.get(&format!("/apps/{name}/formation")).body,
+        }));
+    }
+    Value::Array(per_app)
+}
+
+fn releases_follow_config_changes_and_rollbacks(backend: Backend) {
+    let api = Api::start(backend);
+    let created = api.post("/apps", json!({"name": "demo"}));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["name"], "demo");
+    assert_eq!(created.body["current_release"], 1);
+    assert_eq!(created.body["web_url"], "http://demo.localhost/");
+    assert_eq!(created.body["git_url"], format!("{}/demo.git", api.url));
+    assert_eq!(versions(&api, "demo"), vec![(1, "Initial release".into(), true)]);
+
+    let set = api.patch("/apps/demo/config-vars", json!({"A": "1", "B": "two words"}));
+    assert_eq!(set.status, 200);
+    assert_eq!(set.body, json!({"A": "1", "B": "two words"}));
+    // Setting the same values again changes nothing and makes no release.
+    assert_eq!(api.patch("/apps/demo/config-vars", json!({"A": "1"})).status, 200);
+    let unset = api.patch("/apps/demo/config-vars", json!({"B": null}));
+    assert_eq!(unset.body, json!({"A": "1"}));
+    assert_eq!(
+        versions(&api, "demo"),
+        vec![
+            (1, "Initial release".into(), false),
+            (2, "Set A, B config vars".into(), false),
+            (3, "Remove B config vars".into(), true),
+        ]
+    );
+
+    let rollback = api.post("/apps/demo/releases", json!({"release": "v2"}));
+    assert_eq!(rollback.status, 201, "{:?}", rollback.body);
+    assert_eq!(rollback.body["version"], 4);
+    assert_eq!(rollback.body["description"], "Rollback to v2");
+    assert_eq!(api.get("/apps/demo/config-vars").body, json!({"A": "1", "B": "two words"}));
+    let to_v1 = api.post("/apps/demo/releases", json!({"release": 1}));
+    assert_eq!(to_v1.body["description"], "Rollback to v1");
+    assert_eq!(api.get("/apps/demo/config-vars").body, json!({}));
+
+    let info = api.get("/apps/demo/releases/v5");
+    assert_eq!((info.body["version"].as_i64(), info.body["current"].as_bool()), (Some(5), Some(true)));
+    let by_id = api.get(&format!("/apps/demo/releases/{}", rollback.body["id"].as_str().unwrap()));
+    assert_eq!(by_id.body["version"], 4);
+    assert_eq!(by_id.body["user"]["email"], "admin@ouro.local");
+    assert_eq!(api.get("/apps/demo").body["current_release"], 5);
+}
+
+fn slugs_deploy_and_set_the_formation(backend: Backend) {
+    let api = Api::start(backend);
+    api.post("/apps", json!({"name": "shop"}));
+    let slug = api.post(
+        "/apps/shop/slugs",
+        json!({"process_types": {"web": "python3 -m http.server $PORT", "worker": "python3 work.py"}, "commit": "abc1234def"}),
+    );
+    assert_eq!(slug.status, 201, "{:?}", slug.body);
+    let slug_id = slug.body["id"].as_str().unwrap().to_string();
+    assert_eq!(slug.body["checksum"], Value::Null);
+    let blob_url = slug.body["blob"]["url"].as_str().unwrap().to_string();
+    assert_eq!(blob_url, format!("{}/apps/shop/slugs/{slug_id}/blob", api.url));
+    let blob_path = blob_url.strip_prefix(&api.url).unwrap().to_string();
+
+    // Not uploaded yet: cannot be released.
+    let early = api.post("/apps/shop/releases", json!({"slug": slug_id}));
+    assert_error(&early, 422, "invalid_params");
+
+    let tarball = make_slug(&[("app/web.py", "print('hi')\n"), ("app/Procfile", "web: python3 web.py\n")]);
+    let (status, body) = api.raw("PUT", &blob_path, Some(&api.token), Some(&tarball), "application/gzip");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let uploaded: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(uploaded["checksum"], format!("SHA256:{}", sha256sum(&tarball)));
+    assert_eq!(uploaded["size"], tarball.len());
+    let (status, back) = api.raw("GET", &blob_path, Some(&api.token), None, "");
+    assert_eq!((status, back == tarball), (200, true));
+
+    let deploy = api.post("/apps/shop/releases", json!({"slug": slug_id}));
+    assert_eq!(deploy.status, 201, "{:?}", deploy.body);
+    assert_eq!(deploy.body["description"], "Deploy abc1234");
+    assert_eq!(deploy.body["slug"]["id"], slug_id);
+    // A first deploy scales web to 1 and declares the other types at 0.
+    let formation = api.get("/apps/shop/formation").body;
+    assert_eq!(formation[0]["type"], "web");
+    assert_eq!(formation[0]["quantity"], 1);
+    assert_eq!(formation[0]["command"], "python3 -m http.server $PORT");
+    assert_eq!((formation[1]["type"].as_str(), formation[1]["quantity"].as_i64()), (Some("worker"), Some(0)));
+
+    let scaled = api.patch(
+        "/apps/shop/formation",
+        json!({"updates": [{"type": "web", "quantity": 3, "size": "Standard-2X"}, {"type": "worker", "quantity": 2}]}),
+    );
+    assert_eq!(scaled.status, 200, "{:?}", scaled.body);
+    assert_eq!(api.get("/apps/shop/formation/web").body["size"], "standard-2x");
+    assert_eq!(api.get("/apps/shop/formation/worker").body["quantity"], 2);
+    // Once a slug runs, only its process types can be scaled.
+    assert_error(&api.patch("/apps/shop/formation", json!({"updates": [{"type": "clock", "quantity": 1}]})), 422, "invalid_params");
+    assert_eq!(api.get("/apps/shop/dynos").body, json!([]));
+
+    // The same bytes in a second slug are stored once.
+    let again = api.post("/apps/shop/slugs", json!({"process_types": {"web": "x"}}));
+    let again_path = format!("/apps/shop/slugs/{}/blob", again.body["id"].as_str().unwrap());
+    assert_eq!(api.raw("PUT", &again_path, Some(&api.token), Some(&tarball), "application/gzip").0, 200);
+    let blobs = std::fs::read_dir(api.data_dir.path().join("blobs/sha256")).unwrap().flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap()).count();
+    assert_eq!(blobs, 1);
+    // A slug's content is immutable.
+    let other = make_slug(&[("app/other", "x")]);
+    assert_error_raw(&api, &again_path, &other, 409, "conflict");
+    // A config change keeps the slug; a rollback to v1 runs no slug.
+    api.patch("/apps/shop/config-vars", json!({"A": "1"}));
+    assert_eq!(api.get("/apps/shop/releases/v3").body["slug"]["id"], slug_id);
+    assert_eq!(api.post("/apps/shop/releases", json!({"release": "v1"})).body["slug"], Value::Null);
+    assert_eq!(api.post("/apps/shop/releases", json!({"release": "v2"})).body["slug"]["id"], slug_id);
+}
+
+fn assert_error_raw(api: &Api, path: &str, body: &[u8], status: u16, id: &str) {
+    let (got, bytes) = api.raw("PUT", path, Some(&api.token), Some(body), "application/gzip");
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert_error(&ouro_tests::Answer { status: got, body }, status, id);
+}
+
+fn bad_input_gets_4xx_and_changes_nothing(backend: Backend) {
+    let api = Api::start_with(backend, &[("OURO_MAX_SLUG_BYTES", "65536")]);
+    api.post("/apps", json!({"name": "demo"}));
+    api.patch("/apps/demo/config-vars", json!({"KEEP": "me"}));
+    api.patch("/apps/demo/formation", json!({"updates": [{"type": "web", "quantity": 1}]}));
+    let slug = api.post("/apps/demo/slugs", json!({"process_types": {"web": "run"}}));
+    let blob = format!("/apps/demo/slugs/{}/blob", slug.body["id"].as_str().unwrap());
+    let before = snapshot(&api);
+
+    for name in ["ab", "Demo", "1demo", "demo-", "de_mo", "a-very-long-name-that-goes-past-30", "dé-mo", ""] {
+        assert_error(&api.post("/apps", json!({"name": name})), 422, "invalid_params");
+    }
+    assert_error(&api.post("/apps", json!({"name": "demo"})), 409, "conflict");
+    assert_error(&api.post("/apps", json!({"name": 7})), 422, "invalid_params");
+    for key in ["1A", "A-B", "A B", "", "É"] {
+        assert_error(&api.patch("/apps/demo/config-vars", json!({"OK": "x", key: "v"})), 422, "invalid_params");
+    }
+    assert_error(&api.patch("/apps/demo/config-vars", json!({"OK": "x", "NUM": 5})), 422, "invalid_params");
+    assert_error(&api.patch("/apps/demo/config-vars", json!({})), 422, "invalid_params");
+    assert_error(&api.patch("/apps/demo/config-vars", json!({"BIG": "x".repeat(70 * 1024)})), 422, "invalid_params");
+    assert_error(&api.call("PATCH", "/apps/demo/config-vars", Some(&api.token), Some(b"{not json")), 400, "bad_request");
+    let huge = format!("{{\"A\": \"{}\"}}", "x".repeat(300 * 1024));
+    assert_error(&api.call("PATCH", "/apps/demo/config-vars", Some(&api.token), Some(huge.as_bytes())), 413, "request_entity_too_large");
+    assert_error(&api.patch("/apps/nope/config-vars", json!({"A": "1"})), 404, "not_found");
+
+    for update in [
+        json!({"type": "web", "quantity": -1}),
+        json!({"type": "web", "quantity": 101}),
+        json!({"type": "web", "size": "huge"}),
+        json!({"type": "Web", "quantity": 1}),
+        json!({"type": "web"}),
+    ] {
+        assert_error(&api.patch("/apps/demo/formation", json!({"updates": [update]})), 422, "invalid_params");
+    }
+    // All or nothing: a valid entry next to an invalid one is not applied either.
+    let mixed = json!({"updates": [{"type": "web", "quantity": 5}, {"type": "worker", "quantity": -3}]});
+    assert_error(&api.patch("/apps/demo/formation", mixed), 422, "invalid_params");
+    let twice = json!({"updates": [{"type": "web", "quantity": 2}, {"type": "web", "quantity": 3}]});
+    assert_error(&api.patch("/apps/demo/formation", twice), 422, "invalid_params");
+    assert_error(&api.patch("/apps/demo/formation", json!({"updates": []})), 422, "invalid_params");
+
+    assert_error(&api.post("/apps/demo/releases", json!({"release": "v99"})), 404, "not_found");
+    assert_error(&api.post("/apps/demo/releases", json!({})), 422, "invalid_params");
+    assert_error(&api.post("/apps/demo/releases", json!({"slug": "no-such-slug"})), 404, "not_found");
+    assert_error(&api.post("/apps/demo/slugs", json!({"process_types": {"We b": "x"}})), 422, "invalid_params");
+    assert_error(&api.post("/apps/demo/slugs", json!({"process_types": {"web": " "}})), 422, "invalid_params");
+
+    // Hostile or broken slugs: rejected with a reason; the slug stays without content.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(outside.path().join("app")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", outside.path().join("app/passwd")).unwrap();
+    let escaping = ouro_tests::tar_gz(outside.path());
+    assert_error_raw(&api, &blob, &escaping, 422, "invalid_params");
+    assert_error_raw(&api, &blob, b"this is not a tarball", 422, "invalid_params");
+    assert_error_raw(&api, &blob, &vec![7u8; 100 * 1024], 413, "request_entity_too_large");
+    assert_error_raw(&api, &blob, b"", 422, "invalid_params");
+
+    assert_eq!(snapshot(&api), before);
+    assert_eq!(api.get(&blob.replace("/blob", "")).body["checksum"], Value::Null);
+    let staged = std::fs::read_dir(api.data_dir.path().join("blobs/staging")).unwrap().count();
+    assert_eq!(staged, 0, "failed uploads leave no staged files");
+    assert_eq!(std::fs::read_dir(api.data_dir.path().join("blobs/sha256")).unwrap().count(), 0);
+}
+
+fn tokens_guard_everything_but_health(backend: Backend) {
+    let api = Api::start(backend);
+    assert_eq!(api.call("GET", "/health", None, None).status, 200);
+    let token_file = api.data_dir.path().join("admin-token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(api.token.starts_with("ouro_"));
+
+    let (id, secret) = api.token.trim_start_matches("ouro_").split_once('_').unwrap();
+    let wrong_secret = format!("ouro_{id}_{}", "0".repeat(secret.len()));
+    let wrong_id = format!("ouro_{}_{secret}", "0".repeat(id.len()));
+    let wrong = ["", "garbage", &wrong_secret, &wrong_id, &api.token[..api.token.len() - 1]];
+    let requests: [(&str, &str, Option<&[u8]>); 6] = [
+        ("GET", "/apps", None),
+        ("POST", "/apps", Some(br#"{"name": "sneaky"}"#)),
+        ("GET", "/account", None),
+        ("PATCH", "/apps/sneaky/config-vars", Some(br#"{"A": "1"}"#)),
+        ("GET", "/audit-events", None),
+        ("DELETE", "/apps/sneaky", None),
+    ];
+    for (method, path, body) in requests {
+        assert_error(&api.call(method, path, None, body), 401, "unauthorized");
+        for token in wrong {
+            assert_error(&api.call(method, path, Some(token), body), 401, "unauthorized");
+        }
+    }
+    assert_eq!(api.get("/apps").body, json!([]), "nothing was created without a valid token");
+    let account = api.get("/account");
+    assert_eq!((account.body["email"].as_str(), account.body["admin"].as_bool()), (Some("admin@ouro.local"), Some(true)));
+
+    // The audit log has every mutating request with a valid token, failed ones too, no reads.
+    api.post("/apps", json!({"name": "audited"}));
+    api.post("/apps", json!({"name": "Bad"}));
+    api.patch("/apps/audited/config-vars", json!({"A": "1"}));
+    let events = api.get("/audit-events").body;
+    let seen: Vec<(String, String, i64)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().into(), e["target"].as_str().unwrap().into(), e["status"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("POST /apps".into(), "/apps".into(), 201),
+            ("POST /apps".into(), "/apps".into(), 422),
+            ("PATCH /apps/{app}/config-vars".into(), "/apps/audited/config-vars".into(), 200),
+        ]
+    );
+    assert!(events.as_array().unwrap().iter().all(|e| e["actor"] == "admin@ouro.local" && e["created_at"].is_string()));
+    let for_app = api.get("/audit-events?app=audited").body;
+    assert_eq!(for_app.as_array().unwrap().len(), 2, "{for_app:?}");
+}
+
+fn a_restart_loses_nothing(backend: Backend) {
+    let mut api = Api::start(backend);
+    api.post("/apps", json!({"name": "keeper"}));
+    api.post("/apps", json!({"name": "other-app"}));
+    api.patch("/apps/keeper/config-vars", json!({"DATABASE_URL": "postgres://x", "A": "1"}));
+    api.post("/apps/keeper/releases", json!({"release": "v1"}));
+    api.patch("/apps/keeper/formation", json!({"updates": [{"type": "web", "quantity": 2, "size": "performance"}]}));
+    let slug = api.post("/apps/other-app/slugs", json!({"process_types": {"web": "serve"}}));
+    let blob = format!("/apps/other-app/slugs/{}/blob", slug.body["id"].as_str().unwrap());
+    let tarball = make_slug(&[("app/serve", "#!/bin/sh\n")]);
+    assert_eq!(api.raw("PUT", &blob, Some(&api.token), Some(&tarball), "application/gzip").0, 200);
+    api.post("/apps/other-app/releases", json!({"slug": slug.body["id"]}));
+    let before = snapshot(&api);
+    let audit_before = api.get("/audit-events").body;
+    let token_file = std::fs::read_to_string(api.data_dir.path().join("admin-token")).unwrap();
+
+    api.restart();
+    assert_eq!(snapshot(&api), before);
+    assert_eq!(api.get("/audit-events").body, audit_before);
+    assert_eq!(std::fs::read_to_string(api.data_dir.path().join("admin-token")).unwrap(), token_file, "no new admin token");
+    assert_eq!(api.raw("GET", &blob, Some(&api.token), None, "").1, tarball);
+    // And it keeps working where it left off.
+    assert_eq!(api.patch("/apps/keeper/config-vars", json!({"B": "2"})).status, 200);
+    assert_eq!(versions(&api, "keeper").last().unwrap().0, 4);
+}
+
+fn concurrent_changes_get_distinct_versions(backend: Backend) {
+    let api = Api::start(backend);
+    api.post("/apps", json!({"name": "busy"}));
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let api = &api;
+            s.spawn(move || {
+                let answer = api.patch("/apps/busy/config-vars", json!({format!("K{i}"): "v"}));
+                assert_eq!(answer.status, 200, "{:?}", answer.body);
+            });
+        }
+    });
+    let got: Vec<i64> = versions(&api, "busy").iter().map(|v| v.0).collect();
+    assert_eq!(got, (1..=9).collect::<Vec<_>>());
+    assert_eq!(api.get("/apps/busy/config-vars").body.as_object().unwrap().len(), 8, "no change was lost");
+}
+
+fn deleting_an_app_removes_everything_of_it(backend: Backend) {
+    let api = Api::start(backend);
+    api.post("/apps", json!({"name": "gone"}));
+    api.post("/apps", json!({"name": "stays"}));
+    api.patch("/apps/gone/config-vars", json!({"A": "1"}));
+    api.patch("/apps/gone/formation", json!({"updates": [{"type": "web", "quantity": 1}]}));
+    let slug = api.post("/apps/gone/slugs", json!({"process_types": {"web": "x"}}));
+    let tarball = make_slug(&[("app/x", "x")]);
+    let blob = format!("/apps/gone/slugs/{}/blob", slug.body["id"].as_str().unwrap());
+    api.raw("PUT", &blob, Some(&api.token), Some(&tarball), "application/gzip");
+    api.post("/apps/gone/releases", json!({"slug": slug.body["id"]}));
+
+    let deleted = api.delete("/apps/gone");
+    assert_eq!((deleted.status, deleted.body["name"].as_str()), (200, Some("gone")));
+    assert_error(&api.get("/apps/gone"), 404, "not_found");
+    assert_error(&api.get("/apps/gone/releases"), 404, "not_found");
+    let names: Vec<Value> = api.get("/apps").body.as_array().unwrap().iter().map(|a| a["name"].clone()).collect();
+    assert_eq!(names, vec![json!("stays")]);
+    // The name is free again, and the new app starts from v1 with nothing of the old one.
+    api.post("/apps", json!({"name": "gone"}));
+    assert_eq!(versions(&api, "gone"), vec![(1, "Initial release".into(), true)]);
+    assert_eq!(api.get("/apps/gone/config-vars").body, json!({}));
+    assert_eq!(api.get("/apps/gone/formation").body, json!([]));
+}

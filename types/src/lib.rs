@@ -1,0 +1,294 @@
+//! Wire types of the Ouro Platform API: the JSON resources that the API serves and that the
+//! `ouro` CLI (and later the runner and router) read, plus the naming rules both sides check.
+//!
+//! This crate holds data shapes and pure validation only: no I/O, no HTTP, no database.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `{"id": "not_found", "message": "..."}`: every error body, as in Heroku's Platform API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub id: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub owner: Owner,
+    pub web_url: String,
+    pub git_url: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// When the current release was made; `None` only before the first release.
+    pub released_at: Option<String>,
+    /// Version of the current release (`v1` right after creation).
+    pub current_release: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Owner {
+    pub id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppCreate {
+    /// Omitted: the API picks a free name such as `quiet-river-4821`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Config vars as served: name → value.
+pub type ConfigVars = BTreeMap<String, String>;
+
+/// Body of `PATCH /apps/{app}/config-vars`: `null` unsets a key.
+pub type ConfigVarsPatch = BTreeMap<String, Option<String>>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Release {
+    pub id: String,
+    pub version: i64,
+    pub description: String,
+    /// `succeeded` for every release today; `pending` and `failed` arrive with the release phase.
+    pub status: String,
+    /// True for the one release that the app runs now.
+    pub current: bool,
+    pub slug: Option<SlugRef>,
+    pub user: Actor,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlugRef {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Actor {
+    pub email: String,
+}
+
+/// Body of `POST /apps/{app}/releases`: exactly one of `slug` (deploy) or `release` (rollback).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleaseCreate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    /// Id or version (`3` or `"v3"`) of the release to roll back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Slug {
+    pub id: String,
+    pub process_types: BTreeMap<String, String>,
+    pub commit: Option<String>,
+    pub commit_description: Option<String>,
+    /// `SHA256:<hex>` of the uploaded tar.gz; `None` until the blob is uploaded.
+    pub checksum: Option<String>,
+    /// Bytes of the uploaded tar.gz; `None` until the blob is uploaded.
+    pub size: Option<i64>,
+    pub stack: String,
+    /// Where to `PUT` the tar.gz (and `GET` it back once uploaded).
+    pub blob: Blob,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Blob {
+    pub method: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlugCreate {
+    pub process_types: BTreeMap<String, String>,
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub commit_description: Option<String>,
+    /// Optional `SHA256:<hex>` that the upload must match.
+    #[serde(default)]
+    pub checksum: Option<String>,
+    #[serde(default)]
+    pub stack: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Formation {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub process_type: String,
+    pub quantity: i64,
+    pub size: String,
+    /// The command from the current release's slug; `None` while no slug declares this type.
+    pub command: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FormationBatch {
+    pub updates: Vec<FormationUpdate>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FormationUpdate {
+    #[serde(rename = "type")]
+    pub process_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// A running container of an app. The API serves an empty list until the dyno runner exists.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Dyno {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub process_type: String,
+    pub state: String,
+    pub size: String,
+    pub release: i64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: String,
+    /// Email of the user whose token made the request.
+    pub actor: String,
+    /// Method and route, e.g. `PATCH /apps/{app}/config-vars`.
+    pub action: String,
+    /// The resource acted on, e.g. `/apps/demo/config-vars`.
+    pub target: String,
+    /// HTTP status of the answer: failed attempts are recorded too.
+    pub status: i64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct DynoSize {
+    pub name: &'static str,
+    pub memory_mib: u32,
+    /// CPU share relative to one core (1.0 = one core).
+    pub cpu: f32,
+}
+
+/// Dyno sizes, smallest first. Names follow Heroku's, lower-cased.
+pub const DYNO_SIZES: &[DynoSize] = &[
+    DynoSize { name: "basic", memory_mib: 512, cpu: 0.5 },
+    DynoSize { name: "standard-1x", memory_mib: 512, cpu: 1.0 },
+    DynoSize { name: "standard-2x", memory_mib: 1024, cpu: 1.0 },
+    DynoSize { name: "performance", memory_mib: 2560, cpu: 2.0 },
+    DynoSize { name: "performance-l", memory_mib: 14336, cpu: 2.0 },
+];
+
+pub const DEFAULT_DYNO_SIZE: &str = "basic";
+
+/// Looks a size up by name, ignoring case (`Standard-2X` works, as on Heroku).
+pub fn dyno_size(name: &str) -> Option<&'static DynoSize> {
+    DYNO_SIZES.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+}
+
+/// `^[a-z][a-z0-9-]{1,28}[a-z0-9]$`: 3 to 30 characters, starts with a letter, ends with a
+/// letter or digit. The name becomes a host name label and a Docker network name.
+pub fn valid_app_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=30).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
+/// `^[A-Za-z_][A-Za-z0-9_]*$`: a name a shell can export.
+pub fn valid_config_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `^[a-z0-9_-]{1,30}$`, lower-case so that `DYNO=web.1` and container names stay predictable.
+/// Stricter than Heroku's `^[-\w]{1,128}$`: every Procfile in the wild fits.
+pub fn valid_process_type(name: &str) -> bool {
+    (1..=30).contains(&name.len())
+        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(f: fn(&str) -> bool, cases: &[(&str, bool)]) {
+        for (input, expect) in cases {
+            assert_eq!(f(input), *expect, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn app_names() {
+        check(
+            valid_app_name,
+            &[
+                ("demo", true),
+                ("a1b", true),
+                ("my-app-2", true),
+                ("ab", false),
+                ("1abc", false),
+                ("abc-", false),
+                ("Demo", false),
+                ("de_mo", false),
+                ("a".repeat(30).as_str(), true),
+                ("a".repeat(31).as_str(), false),
+                ("", false),
+                ("dém", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn config_keys() {
+        check(
+            valid_config_key,
+            &[
+                ("A", true),
+                ("_X1", true),
+                ("DATABASE_URL", true),
+                ("1A", false),
+                ("A-B", false),
+                ("", false),
+                ("A B", false),
+                ("É", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn process_types() {
+        check(
+            valid_process_type,
+            &[("web", true), ("worker-2", true), ("clock_x", true), ("", false), ("Web", false), ("a.b", false)],
+        );
+    }
+
+    #[test]
+    fn sizes_ignore_case() {
+        assert_eq!(dyno_size("Standard-2X").map(|s| s.memory_mib), Some(1024));
+        assert_eq!(dyno_size("performance").map(|s| s.memory_mib), Some(2560));
+        assert!(dyno_size("huge").is_none());
+    }
+}
