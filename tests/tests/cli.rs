@@ -1,0 +1,199 @@
+//! The `ouro` binary, driven as a person or a script would, against a real `ouro-api`.
+
+use std::process::Command;
+
+use ouro_tests::{Api, Backend, Cli, Value, ok, stderr, stdout};
+
+fn logged_in(api: &Api) -> Cli {
+    let cli = Cli::new(api);
+    let out = cli.login(&api.token);
+    assert!(ok(&out).contains("Logged in as admin@ouro.local"), "{}", stdout(&out));
+    cli
+}
+
+fn json(cli: &Cli, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = cli.run(&args);
+    serde_json::from_str(&ok(&out)).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", stdout(&out)))
+}
+
+/// Asserts a failure with this exit code and exactly one line on stderr.
+fn fails(out: &std::process::Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(out), stderr(out));
+    let err = stderr(out);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line on stderr: {err:?}");
+    assert!(err.starts_with("ouro: "), "{err:?}");
+    err
+}
+
+/// The walkthrough of the README, on both backends.
+fn new_user_walkthrough(backend: Backend) {
+    let api = Api::start(backend);
+    let cli = logged_in(&api);
+
+    let created = ok(&cli.run(&["apps:create", "demo"]));
+    assert!(created.contains("demo"), "{created}");
+    assert!(created.contains("http://demo.localhost/"), "{created}");
+    assert!(created.contains(&format!("{}/demo.git", api.url)), "{created}");
+
+    let set = ok(&cli.run(&["config:set", "A=1", "-a", "demo"]));
+    assert!(set.contains("done, v2"), "{set}");
+    let releases = ok(&cli.run(&["releases", "-a", "demo"]));
+    let first = releases.lines().find(|l| l.starts_with("v2")).unwrap_or_else(|| panic!("no v2 row: {releases}"));
+    assert!(first.contains("Set A config vars") && first.contains("admin@ouro.local"), "{releases}");
+
+    let rollback = ok(&cli.run(&["releases:rollback", "v1", "-a", "demo"]));
+    assert!(rollback.contains("v3"), "{rollback}");
+    let releases = ok(&cli.run(&["releases", "-a", "demo"]));
+    assert!(releases.lines().any(|l| l.starts_with("v3") && l.contains("Rollback to v1")), "{releases}");
+    // Newest first, as `heroku releases` shows them.
+    let order: Vec<&str> = releases.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.starts_with('v')).collect();
+    assert_eq!(order, ["v3", "v2", "v1"], "{releases}");
+
+    let scaled = ok(&cli.run(&["ps:scale", "web=2", "-a", "demo"]));
+    assert!(scaled.contains("web at 2:basic"), "{scaled}");
+    let ps = ok(&cli.run(&["ps", "-a", "demo"]));
+    let web = ps.lines().find(|l| l.trim_start().starts_with("web")).unwrap_or_else(|| panic!("no web row: {ps}"));
+    assert!(web.split_whitespace().any(|w| w == "2") && web.contains("basic"), "{ps}");
+    // What the CLI shows is what the API holds.
+    let formation = api.get("/apps/demo/formation").body;
+    assert_eq!((formation[0]["type"].as_str(), formation[0]["quantity"].as_i64()), (Some("web"), Some(2)));
+}
+
+#[test]
+fn walkthrough_on_sqlite() {
+    new_user_walkthrough(Backend::Sqlite);
+}
+
+#[test]
+fn walkthrough_on_postgres() {
+    new_user_walkthrough(Backend::postgres());
+}
+
+#[test]
+fn json_output_is_the_api_resource() {
+    let api = Api::start(Backend::Sqlite);
+    let cli = logged_in(&api);
+    let app = json(&cli, &["apps:create", "jsonapp"]);
+    assert_eq!(app["name"], "jsonapp");
+    ok(&cli.run(&["config:set", "URL=postgres://u:p@h/db?x=1", "EMPTY=", "-a", "jsonapp"]));
+    let config = json(&cli, &["config", "-a", "jsonapp"]);
+    assert_eq!(config, serde_json::json!({"URL": "postgres://u:p@h/db?x=1", "EMPTY": ""}));
+    assert_eq!(ok(&cli.run(&["config:get", "URL", "-a", "jsonapp"])).trim_end(), "postgres://u:p@h/db?x=1");
+    ok(&cli.run(&["config:unset", "EMPTY", "-a", "jsonapp"]));
+    let releases = json(&cli, &["releases", "-a", "jsonapp"]);
+    let descriptions: Vec<&str> = releases.as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap()).collect();
+    assert!(descriptions.contains(&"Remove EMPTY config vars"), "{descriptions:?}");
+    let apps = json(&cli, &["apps"]);
+    assert_eq!(apps.as_array().unwrap().len(), 1);
+    let info = json(&cli, &["releases:info", "v2", "-a", "jsonapp"]);
+    assert_eq!(info["version"], 2);
+}
+
+#[test]
+fn scaling_forms() {
+    let api = Api::start(Backend::Sqlite);
+    let cli = logged_in(&api);
+    ok(&cli.run(&["apps:create", "scaly"]));
+    ok(&cli.run(&["ps:scale", "web=2", "worker=1:standard-2x", "-a", "scaly"]));
+    ok(&cli.run(&["ps:scale", "web+3", "worker-1", "-a", "scaly"]));
+    let formation = api.get("/apps/scaly/formation").body;
+    let got: Vec<(String, i64, String)> = formation
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["type"].as_str().unwrap().into(), f["quantity"].as_i64().unwrap(), f["size"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(got, vec![("web".into(), 5, "basic".into()), ("worker".into(), 0, "standard-2x".into())]);
+    ok(&cli.run(&["ps:scale", "web:performance", "-a", "scaly"]));
+    assert_eq!(api.get("/apps/scaly/formation/web").body["size"], "performance");
+    assert_eq!(api.get("/apps/scaly/formation/web").body["quantity"], 5);
+}
+
+#[test]
+fn errors_are_one_line_with_exit_codes_scripts_can_trust() {
+    let api = Api::start(Backend::Sqlite);
+    let logged_out = Cli::new(&api);
+    let err = fails(&logged_out.run(&["apps"]), 1);
+    assert!(err.contains("ouro login"), "{err}");
+    let bad_login = logged_out.login("ouro_nope_nope");
+    fails(&bad_login, 1);
+
+    let cli = logged_in(&api);
+    ok(&cli.run(&["apps:create", "keep"]));
+    let err = fails(&cli.run(&["apps:create", "Bad_Name"]), 1);
+    assert!(err.contains("invalid"), "{err}");
+    fails(&cli.run(&["apps:create", "keep"]), 1);
+    fails(&cli.run(&["config:set", "1BAD=x", "-a", "keep"]), 1);
+    // Usage errors are caught before any request: exit 2.
+    fails(&cli.run(&["config:set", "NOEQUALS", "-a", "keep"]), 2);
+    fails(&cli.run(&["ps:scale", "web=lots", "-a", "keep"]), 2);
+    fails(&cli.run(&["ps:scale", "web=-1", "-a", "keep"]), 2);
+    assert_eq!(cli.run(&["no-such-command"]).status.code(), Some(2));
+    fails(&cli.run(&["ps:scale", "web=2:huge", "-a", "keep"]), 1);
+    fails(&cli.run(&["releases:rollback", "v9", "-a", "keep"]), 1);
+    fails(&cli.run(&["apps:info", "-a", "missing"]), 1);
+    fails(&cli.run(&["config:get", "UNSET", "-a", "keep"]), 1);
+    // No app given and no git remote: a clear error, not a guess.
+    let nowhere = tempfile::tempdir().unwrap();
+    let err = fails(&cli.run_in(nowhere.path(), &["config"]), 1);
+    assert!(err.contains("-a"), "{err}");
+
+    // Destroy needs the name confirmed.
+    fails(&cli.run(&["apps:destroy", "-a", "keep"]), 1);
+    fails(&cli.run(&["apps:destroy", "-a", "keep", "--confirm", "other"]), 1);
+    assert_eq!(api.get("/apps/keep").status, 200, "nothing was destroyed");
+    ok(&cli.run(&["apps:destroy", "-a", "keep", "--confirm", "keep"]));
+    assert_eq!(api.get("/apps/keep").status, 404);
+
+    // Nothing above changed anything but what succeeded.
+    let apps = api.get("/apps").body;
+    assert_eq!(apps, serde_json::json!([]));
+    let api_gone = api.url.clone();
+    drop(api);
+    let err = fails(&cli.run(&["apps"]), 1);
+    assert!(err.contains(&api_gone), "{err}");
+}
+
+#[test]
+fn app_comes_from_the_ouro_git_remote() {
+    let api = Api::start(Backend::Sqlite);
+    let cli = logged_in(&api);
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(repo.path()).output().expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    // apps:create inside a work tree adds the `ouro` remote, as `heroku create` adds `heroku`.
+    ok(&cli.run_in(repo.path(), &["apps:create", "from-remote"]));
+    assert_eq!(git(&["remote", "get-url", "ouro"]), format!("{}/from-remote.git", api.url));
+    ok(&cli.run_in(repo.path(), &["config:set", "FROM=remote"]));
+    assert_eq!(api.get("/apps/from-remote/config-vars").body["FROM"], "remote");
+    // -a wins over the remote.
+    ok(&cli.run(&["apps:create", "explicit"]));
+    ok(&cli.run_in(repo.path(), &["config:set", "X=1", "-a", "explicit"]));
+    assert_eq!(api.get("/apps/explicit/config-vars").body["X"], "1");
+    assert_eq!(api.get("/apps/from-remote/config-vars").body.get("X"), None);
+}
+
+#[test]
+fn credentials_are_private_and_env_overrides_them() {
+    let api = Api::start(Backend::Sqlite);
+    let cli = logged_in(&api);
+    let file = cli.config_dir.path().join("credentials.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(stored["token"], api.token.as_str());
+    // A wrong token in the environment wins over the good one on disk.
+    let out = Command::new(ouro_tests::binary("ouro"))
+        .arg("apps")
+        .env("OURO_CONFIG_DIR", cli.config_dir.path())
+        .env("OURO_API_TOKEN", "ouro_0000_0000")
+        .output()
+        .unwrap();
+    fails(&out, 1);
+}
