@@ -48,9 +48,7 @@ pub async fn bootstrap_admin(store: &Store, data_dir: &Path) -> Result<Option<Pa
         return Ok(None);
     }
     let (token_id, secret, token) = new_token();
-    store
-        .create_user_with_token(ADMIN_EMAIL, true, &token_id, &hash_secret(&secret), "first admin token")
-        .await?;
+    store.create_user_with_token(ADMIN_EMAIL, true, &token_id, &hash_secret(&secret), "first admin token").await?;
     let path = data_dir.join(TOKEN_FILE);
     let mut file = std::fs::OpenOptions::new();
     file.write(true).create(true).truncate(true);
@@ -118,7 +116,8 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     let response = next.run(req).await;
     if method != Method::GET && method != Method::HEAD {
         let app = response.extensions().get::<AuditApp>().map(|a| a.0.clone()).or(path_app);
-        let recorded = state.store.record_audit(&user.email, &action, &target, app.as_deref(), response.status().as_u16()).await;
+        let recorded =
+            state.store.record_audit(&user.email, &action, &target, app.as_deref(), response.status().as_u16()).await;
         if let Err(e) = recorded {
             tracing::error!(error = %e, %action, %target, "could not record audit event");
         }

@@ -100,7 +100,13 @@ pub fn check_slug_archive(path: &Path, max_unpacked: u64) -> Result<(), String> 
             if target_is_absolute_or_escapes(&resolved) {
                 return Err(format!("link `{shown}` points outside the slug"));
             }
-        } else if !(kind.is_file() || kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink()) {
+        } else if !(kind.is_file()
+            || kind.is_dir()
+            || kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink())
+        {
             return Err(format!("entry `{shown}` is a device, fifo or other special file"));
         }
     }
@@ -163,7 +169,12 @@ mod tests {
         b.append(&h, &b"hi"[..]).unwrap();
     }
 
-    fn add_link(b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>, kind: tar::EntryType, path: &str, target: &str) {
+    fn add_link(
+        b: &mut tar::Builder<flate2::write::GzEncoder<Vec<u8>>>,
+        kind: tar::EntryType,
+        path: &str,
+        target: &str,
+    ) {
         let mut h = header(kind, 0);
         h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
         h.set_link_name(target).unwrap();
@@ -190,9 +201,37 @@ mod tests {
             (archive(|b| add_link(b, tar::EntryType::Symlink, "app/x", "/etc/shadow")), "link `app/x`"),
             (archive(|b| add_link(b, tar::EntryType::Symlink, "app/x", "../../etc")), "link `app/x`"),
             (archive(|b| add_link(b, tar::EntryType::Link, "app/x", "../etc/passwd")), "link `app/x`"),
-            (archive(|b| b.append(&{ let mut h = header(tar::EntryType::Char, 0); h.set_path("dev").unwrap(); h.set_cksum(); h }, io::empty()).unwrap()), "special file"),
+            (
+                archive(|b| {
+                    b.append(
+                        &{
+                            let mut h = header(tar::EntryType::Char, 0);
+                            h.set_path("dev").unwrap();
+                            h.set_cksum();
+                            h
+                        },
+                        io::empty(),
+                    )
+                    .unwrap()
+                }),
+                "special file",
+            ),
             (archive(|_| {}), "empty"),
-            (archive(|b| b.append(&{ let mut h = header(tar::EntryType::Regular, 3 << 20); h.set_path("big").unwrap(); h.set_cksum(); h }, io::repeat(0).take(3 << 20)).unwrap()), "more than 1 MiB"),
+            (
+                archive(|b| {
+                    b.append(
+                        &{
+                            let mut h = header(tar::EntryType::Regular, 3 << 20);
+                            h.set_path("big").unwrap();
+                            h.set_cksum();
+                            h
+                        },
+                        io::repeat(0).take(3 << 20),
+                    )
+                    .unwrap()
+                }),
+                "more than 1 MiB",
+            ),
         ];
         for (file, expect) in cases {
             let err = check_slug_archive(file.path(), 1 << 20).unwrap_err();

@@ -114,8 +114,7 @@ const APP_COLUMNS: &str = "a.id, a.name, a.owner_id, u.email AS owner_email, a.c
      (SELECT r.version FROM releases r WHERE r.id = a.current_release_id) AS current_version \
      FROM apps a JOIN users u ON u.id = a.owner_id";
 
-const RELEASE_COLUMNS: &str =
-    "id, version, slug_id, config, description, status, actor, created_at FROM releases";
+const RELEASE_COLUMNS: &str = "id, version, slug_id, config, description, status, actor, created_at FROM releases";
 
 const SLUG_COLUMNS: &str = "id, process_types, commit_sha, commit_description, \
      expected_checksum, checksum, size, stack, created_at FROM slugs";
@@ -195,7 +194,11 @@ impl Store {
         row.map(|r| {
             Ok(TokenRow {
                 secret_sha256: r.try_get("secret_sha256")?,
-                user: UserRow { id: r.try_get("id")?, email: r.try_get("email")?, admin: r.try_get::<i64, _>("admin")? == 1 },
+                user: UserRow {
+                    id: r.try_get("id")?,
+                    email: r.try_get("email")?,
+                    admin: r.try_get::<i64, _>("admin")? == 1,
+                },
             })
         })
         .transpose()
@@ -221,8 +224,18 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(conflict_on_unique)?;
-        insert_release(&mut tx, &release_id, &app_id, 1, None, &ConfigVars::new(), "Initial release", &owner.email, &now)
-            .await?;
+        insert_release(
+            &mut tx,
+            &release_id,
+            &app_id,
+            1,
+            None,
+            &ConfigVars::new(),
+            "Initial release",
+            &owner.email,
+            &now,
+        )
+        .await?;
         tx.commit().await?;
         self.app(&app_id).await?.ok_or_else(|| Error::NotFound(format!("app {name}")))
     }
@@ -290,7 +303,9 @@ impl Store {
 
     pub async fn current_release(&self, app: &AppRow) -> Result<ReleaseRow> {
         let id = app.current_release_id.as_deref().unwrap_or_default();
-        self.release_by_id(&app.id, id).await?.ok_or_else(|| Error::NotFound(format!("current release of {}", app.name)))
+        self.release_by_id(&app.id, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("current release of {}", app.name)))
     }
 
     /// Makes release vN+1 from the current one and `change`, and points the app at it, in one
@@ -337,7 +352,9 @@ impl Store {
             }
             Change::Deploy { slug_id, description } => {
                 let config = current.map(|c| c.config).unwrap_or_default();
-                let slug = fetch_slug(&mut tx, app_id, &slug_id).await?.ok_or_else(|| Error::NotFound(format!("slug {slug_id}")))?;
+                let slug = fetch_slug(&mut tx, app_id, &slug_id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("slug {slug_id}")))?;
                 let description = description.unwrap_or_else(|| match &slug.commit_sha {
                     Some(commit) => format!("Deploy {}", &commit[..commit.len().min(7)]),
                     None => format!("Deploy slug {}", &slug.id[..8]),
@@ -466,7 +483,14 @@ impl Store {
 
     // ---- audit log --------------------------------------------------------------------
 
-    pub async fn record_audit(&self, actor: &str, action: &str, target: &str, app_name: Option<&str>, status: u16) -> Result<()> {
+    pub async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        app_name: Option<&str>,
+        status: u16,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit_events (id, actor, action, target, app_name, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -495,7 +519,10 @@ impl Store {
                     .await?
             }
             None => {
-                sqlx::query(&format!("SELECT {columns} ORDER BY id DESC LIMIT $1")).bind(limit).fetch_all(&self.pool).await?
+                sqlx::query(&format!("SELECT {columns} ORDER BY id DESC LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
         let mut events = rows
@@ -590,7 +617,12 @@ async fn insert_release(
     Ok(())
 }
 
-async fn fetch_release<T>(tx: &mut Transaction<'_, Any>, app_id: &str, filter: &str, key: T) -> Result<Option<ReleaseRow>>
+async fn fetch_release<T>(
+    tx: &mut Transaction<'_, Any>,
+    app_id: &str,
+    filter: &str,
+    key: T,
+) -> Result<Option<ReleaseRow>>
 where
     T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
 {

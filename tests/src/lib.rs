@@ -24,9 +24,8 @@ pub enum Backend {
 impl Backend {
     /// A fresh, empty database on the server named by `OURO_TEST_DATABASE_URL`.
     pub fn postgres() -> Backend {
-        let server = std::env::var("OURO_TEST_DATABASE_URL").expect(
-            "OURO_TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts PostgreSQL",
-        );
+        let server = std::env::var("OURO_TEST_DATABASE_URL")
+            .expect("OURO_TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts PostgreSQL");
         let name = format!("ouro_test_{}", unique_suffix());
         let out = Command::new("psql")
             .args([server.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
@@ -124,14 +123,23 @@ impl Api {
     }
 
     /// Like [`Api::call`] but returns the raw body and takes a content type.
-    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>, content_type: &str) -> (u16, Vec<u8>) {
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> (u16, Vec<u8>) {
         let uri = format!("{}{path}", self.url);
         let mut request = ureq::http::Request::builder().method(method).uri(&uri);
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
         let result = match body {
-            Some(body) => self.agent.run(request.header("Content-Type", content_type).body(body.to_vec()).expect("request")),
+            Some(body) => {
+                self.agent.run(request.header("Content-Type", content_type).body(body.to_vec()).expect("request"))
+            }
             None => self.agent.run(request.body(()).expect("request")),
         };
         let mut response = result.unwrap_or_else(|e| panic!("{method} {uri}: {e}"));
@@ -209,7 +217,11 @@ pub fn binary(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: build it first (`cargo build --workspace --bins`, as scripts/test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as scripts/test does)",
+        path.display()
+    );
     path
 }
 
@@ -267,7 +279,13 @@ pub fn stderr(out: &Output) -> String {
 
 /// Asserts success and returns stdout; shows both streams otherwise.
 pub fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "expected success, got {:?}\nstdout: {}\nstderr: {}", out.status.code(), stdout(out), stderr(out));
+    assert!(
+        out.status.success(),
+        "expected success, got {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
     stdout(out)
 }
 
@@ -291,13 +309,15 @@ pub fn tar_gz(dir: &Path) -> Vec<u8> {
 
 /// Hex SHA-256 by the `sha256sum` command, independent of the API's own hashing.
 pub fn sha256sum(bytes: &[u8]) -> String {
-    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum runs");
+    let mut child =
+        Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum runs");
     child.stdin.take().expect("stdin").write_all(bytes).expect("write");
     let out = child.wait_with_output().expect("sha256sum finishes");
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
 
 fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{}_{nanos}", std::process::id())
 }

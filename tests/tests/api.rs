@@ -36,7 +36,13 @@ fn versions(api: &Api, app: &str) -> Vec<(i64, String, bool)> {
         .as_array()
         .expect("a list")
         .iter()
-        .map(|r| (r["version"].as_i64().unwrap(), r["description"].as_str().unwrap().to_string(), r["current"].as_bool().unwrap()))
+        .map(|r| {
+            (
+                r["version"].as_i64().unwrap(),
+                r["description"].as_str().unwrap().to_string(),
+                r["current"].as_bool().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -152,14 +158,21 @@ fn slugs_deploy_and_set_the_formation(backend: Backend) {
     assert_eq!(api.get("/apps/shop/formation/web").body["size"], "standard-2x");
     assert_eq!(api.get("/apps/shop/formation/worker").body["quantity"], 2);
     // Once a slug runs, only its process types can be scaled.
-    assert_error(&api.patch("/apps/shop/formation", json!({"updates": [{"type": "clock", "quantity": 1}]})), 422, "invalid_params");
+    assert_error(
+        &api.patch("/apps/shop/formation", json!({"updates": [{"type": "clock", "quantity": 1}]})),
+        422,
+        "invalid_params",
+    );
     assert_eq!(api.get("/apps/shop/dynos").body, json!([]));
 
     // The same bytes in a second slug are stored once.
     let again = api.post("/apps/shop/slugs", json!({"process_types": {"web": "x"}}));
     let again_path = format!("/apps/shop/slugs/{}/blob", again.body["id"].as_str().unwrap());
     assert_eq!(api.raw("PUT", &again_path, Some(&api.token), Some(&tarball), "application/gzip").0, 200);
-    let blobs = std::fs::read_dir(api.data_dir.path().join("blobs/sha256")).unwrap().flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap()).count();
+    let blobs = std::fs::read_dir(api.data_dir.path().join("blobs/sha256"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .count();
     assert_eq!(blobs, 1);
     // A slug's content is immutable.
     let other = make_slug(&[("app/other", "x")]);
@@ -197,9 +210,17 @@ fn bad_input_gets_4xx_and_changes_nothing(backend: Backend) {
     assert_error(&api.patch("/apps/demo/config-vars", json!({"OK": "x", "NUM": 5})), 422, "invalid_params");
     assert_error(&api.patch("/apps/demo/config-vars", json!({})), 422, "invalid_params");
     assert_error(&api.patch("/apps/demo/config-vars", json!({"BIG": "x".repeat(70 * 1024)})), 422, "invalid_params");
-    assert_error(&api.call("PATCH", "/apps/demo/config-vars", Some(&api.token), Some(b"{not json")), 400, "bad_request");
+    assert_error(
+        &api.call("PATCH", "/apps/demo/config-vars", Some(&api.token), Some(b"{not json")),
+        400,
+        "bad_request",
+    );
     let huge = format!("{{\"A\": \"{}\"}}", "x".repeat(300 * 1024));
-    assert_error(&api.call("PATCH", "/apps/demo/config-vars", Some(&api.token), Some(huge.as_bytes())), 413, "request_entity_too_large");
+    assert_error(
+        &api.call("PATCH", "/apps/demo/config-vars", Some(&api.token), Some(huge.as_bytes())),
+        413,
+        "request_entity_too_large",
+    );
     assert_error(&api.patch("/apps/nope/config-vars", json!({"A": "1"})), 404, "not_found");
 
     for update in [
@@ -269,7 +290,10 @@ fn tokens_guard_everything_but_health(backend: Backend) {
     }
     assert_eq!(api.get("/apps").body, json!([]), "nothing was created without a valid token");
     let account = api.get("/account");
-    assert_eq!((account.body["email"].as_str(), account.body["admin"].as_bool()), (Some("admin@ouro.local"), Some(true)));
+    assert_eq!(
+        (account.body["email"].as_str(), account.body["admin"].as_bool()),
+        (Some("admin@ouro.local"), Some(true))
+    );
 
     // The audit log has every mutating request with a valid token, failed ones too, no reads.
     api.post("/apps", json!({"name": "audited"}));
@@ -280,7 +304,9 @@ fn tokens_guard_everything_but_health(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap().into(), e["target"].as_str().unwrap().into(), e["status"].as_i64().unwrap()))
+        .map(|e| {
+            (e["action"].as_str().unwrap().into(), e["target"].as_str().unwrap().into(), e["status"].as_i64().unwrap())
+        })
         .collect();
     assert_eq!(
         seen,
@@ -314,7 +340,11 @@ fn a_restart_loses_nothing(backend: Backend) {
     api.restart();
     assert_eq!(snapshot(&api), before);
     assert_eq!(api.get("/audit-events").body, audit_before);
-    assert_eq!(std::fs::read_to_string(api.data_dir.path().join("admin-token")).unwrap(), token_file, "no new admin token");
+    assert_eq!(
+        std::fs::read_to_string(api.data_dir.path().join("admin-token")).unwrap(),
+        token_file,
+        "no new admin token"
+    );
     assert_eq!(api.raw("GET", &blob, Some(&api.token), None, "").1, tarball);
     // And it keeps working where it left off.
     assert_eq!(api.patch("/apps/keeper/config-vars", json!({"B": "2"})).status, 200);

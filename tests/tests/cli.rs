@@ -48,7 +48,8 @@ fn new_user_walkthrough(backend: Backend) {
     let releases = ok(&cli.run(&["releases", "-a", "demo"]));
     assert!(releases.lines().any(|l| l.starts_with("v3") && l.contains("Rollback to v1")), "{releases}");
     // Newest first, as `heroku releases` shows them.
-    let order: Vec<&str> = releases.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.starts_with('v')).collect();
+    let order: Vec<&str> =
+        releases.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.starts_with('v')).collect();
     assert_eq!(order, ["v3", "v2", "v1"], "{releases}");
 
     let scaled = ok(&cli.run(&["ps:scale", "web=2", "-a", "demo"]));
@@ -83,7 +84,8 @@ fn json_output_is_the_api_resource() {
     assert_eq!(ok(&cli.run(&["config:get", "URL", "-a", "jsonapp"])).trim_end(), "postgres://u:p@h/db?x=1");
     ok(&cli.run(&["config:unset", "EMPTY", "-a", "jsonapp"]));
     let releases = json(&cli, &["releases", "-a", "jsonapp"]);
-    let descriptions: Vec<&str> = releases.as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap()).collect();
+    let descriptions: Vec<&str> =
+        releases.as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap()).collect();
     assert!(descriptions.contains(&"Remove EMPTY config vars"), "{descriptions:?}");
     let apps = json(&cli, &["apps"]);
     assert_eq!(apps.as_array().unwrap().len(), 1);
@@ -103,7 +105,9 @@ fn scaling_forms() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["type"].as_str().unwrap().into(), f["quantity"].as_i64().unwrap(), f["size"].as_str().unwrap().into()))
+        .map(|f| {
+            (f["type"].as_str().unwrap().into(), f["quantity"].as_i64().unwrap(), f["size"].as_str().unwrap().into())
+        })
         .collect();
     assert_eq!(got, vec![("web".into(), 5, "basic".into()), ("worker".into(), 0, "standard-2x".into())]);
     ok(&cli.run(&["ps:scale", "web:performance", "-a", "scaly"]));
@@ -131,18 +135,18 @@ fn errors_are_one_line_with_exit_codes_scripts_can_trust() {
     fails(&cli.run(&["ps:scale", "web=lots", "-a", "keep"]), 2);
     fails(&cli.run(&["ps:scale", "web=-1", "-a", "keep"]), 2);
     assert_eq!(cli.run(&["no-such-command"]).status.code(), Some(2));
-    fails(&cli.run(&["ps:scale", "web=2:huge", "-a", "keep"]), 1);
+    fails(&cli.run(&["ps:scale", "web=2:huge", "-a", "keep"]), 2);
     fails(&cli.run(&["releases:rollback", "v9", "-a", "keep"]), 1);
     fails(&cli.run(&["apps:info", "-a", "missing"]), 1);
     fails(&cli.run(&["config:get", "UNSET", "-a", "keep"]), 1);
     // No app given and no git remote: a clear error, not a guess.
     let nowhere = tempfile::tempdir().unwrap();
-    let err = fails(&cli.run_in(nowhere.path(), &["config"]), 1);
+    let err = fails(&cli.run_in(nowhere.path(), &["config"]), 2);
     assert!(err.contains("-a"), "{err}");
 
     // Destroy needs the name confirmed.
-    fails(&cli.run(&["apps:destroy", "-a", "keep"]), 1);
-    fails(&cli.run(&["apps:destroy", "-a", "keep", "--confirm", "other"]), 1);
+    fails(&cli.run(&["apps:destroy", "-a", "keep"]), 2);
+    fails(&cli.run(&["apps:destroy", "-a", "keep", "--confirm", "other"]), 2);
     assert_eq!(api.get("/apps/keep").status, 200, "nothing was destroyed");
     ok(&cli.run(&["apps:destroy", "-a", "keep", "--confirm", "keep"]));
     assert_eq!(api.get("/apps/keep").status, 404);

@@ -15,9 +15,7 @@ use crate::store::AppRow;
 use crate::{ApiError, AppState, Error, Settings};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/apps", get(list).post(create))
-        .route("/apps/{app}", get(info).delete(destroy))
+    Router::new().route("/apps", get(list).post(create)).route("/apps/{app}", get(info).delete(destroy))
 }
 
 async fn create(
@@ -62,8 +60,10 @@ async fn create_with_generated_name(state: &AppState, user: &User) -> Result<App
 fn generated_name() -> String {
     const ADJECTIVES: &[&str] =
         &["quiet", "bold", "calm", "brave", "swift", "sunny", "misty", "amber", "lively", "gentle", "polar", "rapid"];
-    const NOUNS: &[&str] =
-        &["river", "forest", "meadow", "harbor", "canyon", "glacier", "island", "summit", "valley", "comet", "falcon", "reef"];
+    const NOUNS: &[&str] = &[
+        "river", "forest", "meadow", "harbor", "canyon", "glacier", "island", "summit", "valley", "comet", "falcon",
+        "reef",
+    ];
     let mut rng = rand::rng();
     format!(
         "{}-{}-{:04}",
@@ -73,7 +73,10 @@ fn generated_name() -> String {
     )
 }
 
-async fn list(State(state): State<AppState>, Extension(user): Extension<User>) -> Result<axum::Json<Vec<App>>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<axum::Json<Vec<App>>, ApiError> {
     let owner = (!user.admin).then_some(user.id.as_str());
     let apps = state.store.apps(owner).await?;
     Ok(axum::Json(apps.into_iter().map(|a| app_json(&state.settings, a)).collect()))

@@ -86,7 +86,10 @@ async fn commands(state: &AppState, app: &AppRow) -> Result<Option<BTreeMap<Stri
 
 /// Before the first deploy any well-formed process type may be scaled (so a formation can be
 /// prepared); once a slug runs, only the types it declares, as on Heroku.
-fn validate(batch: FormationBatch, commands: Option<&BTreeMap<String, String>>) -> Result<Vec<FormationChange>, ApiError> {
+fn validate(
+    batch: FormationBatch,
+    commands: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<FormationChange>, ApiError> {
     if batch.updates.is_empty() || batch.updates.len() > 50 {
         return Err(ApiError::invalid_params("`updates` must hold 1 to 50 entries"));
     }

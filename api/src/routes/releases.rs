@@ -123,7 +123,9 @@ fn release_json(app: &AppRow, release: ReleaseRow) -> Release {
 mod tests {
     #[test]
     fn versions_parse_with_or_without_v() {
-        for (input, expect) in [("3", Some(3)), ("v12", Some(12)), ("v0", None), ("-1", None), ("abc", None), ("v", None)] {
+        for (input, expect) in
+            [("3", Some(3)), ("v12", Some(12)), ("v0", None), ("-1", None), ("abc", None), ("v", None)]
+        {
             assert_eq!(super::parse_version(input), expect, "{input}");
         }
     }

@@ -128,7 +128,10 @@ async fn download(
         }
     });
     Ok((
-        [(header::CONTENT_TYPE, "application/gzip".to_string()), (header::CONTENT_LENGTH, slug.size.unwrap_or(0).to_string())],
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (header::CONTENT_LENGTH, slug.size.unwrap_or(0).to_string()),
+        ],
         Body::from_stream(stream),
     )
         .into_response())
@@ -183,7 +186,9 @@ fn validate(body: &SlugCreate) -> Result<(), ApiError> {
     }
     if let Some(stack) = &body.stack {
         if stack != DEFAULT_STACK {
-            return Err(ApiError::invalid_params(format!("unknown stack `{stack}`; the only stack is {DEFAULT_STACK}")));
+            return Err(ApiError::invalid_params(format!(
+                "unknown stack `{stack}`; the only stack is {DEFAULT_STACK}"
+            )));
         }
     }
     Ok(())
@@ -220,7 +225,10 @@ fn slug_is_immutable(slug_id: &str) -> ApiError {
 
 fn slug_json(settings: &Settings, app: &AppRow, slug: SlugRow) -> Slug {
     Slug {
-        blob: Blob { method: "PUT".into(), url: format!("{}/apps/{}/slugs/{}/blob", settings.public_url, app.name, slug.id) },
+        blob: Blob {
+            method: "PUT".into(),
+            url: format!("{}/apps/{}/slugs/{}/blob", settings.public_url, app.name, slug.id),
+        },
         id: slug.id,
         process_types: slug.process_types,
         commit: slug.commit_sha,

@@ -1,0 +1,124 @@
+//! Where the API URL and token live: `credentials.json` in the config directory, overridden
+//! by `OURO_API_URL` and `OURO_API_TOKEN`.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CliError;
+
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7700";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub api_url: String,
+    pub token: String,
+}
+
+/// An environment variable, with unset and empty treated alike.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The API URL to log in to when `--api` is not given.
+pub fn default_api_url() -> String {
+    env_var("OURO_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_string())
+}
+
+/// `$OURO_CONFIG_DIR/credentials.json`, else `$XDG_CONFIG_HOME/ouro/…`, else
+/// `$HOME/.config/ouro/…`.
+fn credentials_path_from(
+    ouro_config_dir: Option<String>,
+    xdg_config_home: Option<String>,
+    home: Option<String>,
+) -> Option<PathBuf> {
+    let dir = match (ouro_config_dir, xdg_config_home, home) {
+        (Some(dir), _, _) => PathBuf::from(dir),
+        (None, Some(xdg), _) => Path::new(&xdg).join("ouro"),
+        (None, None, Some(home)) => Path::new(&home).join(".config").join("ouro"),
+        (None, None, None) => return None,
+    };
+    Some(dir.join("credentials.json"))
+}
+
+fn credentials_path() -> Result<PathBuf, CliError> {
+    credentials_path_from(env_var("OURO_CONFIG_DIR"), env_var("XDG_CONFIG_HOME"), env_var("HOME"))
+        .ok_or_else(|| CliError::local("cannot find a config directory: set OURO_CONFIG_DIR or HOME"))
+}
+
+fn read_file(path: &Path) -> Result<Option<Credentials>, CliError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CliError::local(format!("cannot read {}: {e}", path.display()))),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| CliError::local(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The credentials every command but `login` uses: the file's values, each overridden by
+/// its environment variable.
+pub fn load() -> Result<Credentials, CliError> {
+    let stored = match (env_var("OURO_API_URL"), env_var("OURO_API_TOKEN")) {
+        // Both overridden: the file does not matter (and may not exist).
+        (Some(_), Some(_)) => None,
+        _ => read_file(&credentials_path()?)?,
+    };
+    let api_url = env_var("OURO_API_URL")
+        .or_else(|| stored.as_ref().map(|c| c.api_url.clone()))
+        .unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    let token = env_var("OURO_API_TOKEN")
+        .or_else(|| stored.map(|c| c.token))
+        .ok_or_else(|| CliError::local("not logged in: run `ouro login`"))?;
+    Ok(Credentials { api_url, token })
+}
+
+/// Writes the credentials file, readable by its owner only. Returns its path.
+pub fn save(credentials: &Credentials) -> Result<PathBuf, CliError> {
+    let path = credentials_path()?;
+    let fail = |e: io::Error| CliError::local(format!("cannot write {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut json = serde_json::to_string_pretty(credentials)
+        .map_err(|e| CliError::local(format!("cannot encode credentials: {e}")))?;
+    json.push('\n');
+    let mut file = open_private(&path).map_err(fail)?;
+    file.write_all(json.as_bytes()).map_err(fail)?;
+    Ok(path)
+}
+
+#[cfg(unix)]
+fn open_private(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // `mode` only applies to new files: tighten one left by an older version too.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+#[cfg(not(unix))]
+fn open_private(path: &Path) -> io::Result<fs::File> {
+    fs::File::create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_precedence() {
+        let s = |v: &str| Some(v.to_string());
+        let cases = [
+            (s("/o"), s("/x"), s("/h"), Some("/o/credentials.json")),
+            (None, s("/x"), s("/h"), Some("/x/ouro/credentials.json")),
+            (None, None, s("/h"), Some("/h/.config/ouro/credentials.json")),
+            (None, None, None, None),
+        ];
+        for (ouro, xdg, home, expect) in cases {
+            let got = credentials_path_from(ouro, xdg, home);
+            assert_eq!(got, expect.map(PathBuf::from));
+        }
+    }
+}

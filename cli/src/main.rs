@@ -1,0 +1,191 @@
+//! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
+//! `releases`, `ps`) that log in, manage apps and print what the Ouro Platform API answers.
+//!
+//! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
+//! talk to Docker or the database, nor read the API's data directory: everything it knows
+//! comes from the API, so it works the same on a laptop as on the server.
+//!
+//! Output contract (scripts depend on it): results on stdout (`--json` gives only JSON);
+//! failures as one `ouro: <message>` line on stderr; exit 0 on success, 1 when the API or
+//! the machine fails, 2 for usage errors.
+
+mod apps;
+mod client;
+mod config;
+mod context;
+mod credentials;
+mod error;
+mod git;
+mod login;
+mod ps;
+mod releases;
+mod table;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::context::{Ctx, Output};
+
+#[derive(Parser)]
+#[command(name = "ouro", version, about = "Deploy and run apps on an Ouro platform", arg_required_else_help = true)]
+struct Cli {
+    /// App to act on (default: the app of the git remote named `ouro`)
+    #[arg(short, long, global = true, value_name = "APP")]
+    app: Option<String>,
+
+    /// Print the API's JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an API token and store it for the other commands
+    Login {
+        /// API base URL [default: $OURO_API_URL or http://127.0.0.1:7700]
+        #[arg(long, value_name = "URL")]
+        api: Option<String>,
+        /// API token (read from stdin when omitted)
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
+    /// List your apps
+    #[command(name = "apps")]
+    Apps,
+    /// Create an app and add the `ouro` git remote
+    #[command(name = "apps:create")]
+    AppsCreate {
+        /// App name (default: one the API picks)
+        name: Option<String>,
+    },
+    /// Show an app
+    #[command(name = "apps:info")]
+    AppsInfo,
+    /// Delete an app and everything in it
+    #[command(name = "apps:destroy")]
+    AppsDestroy {
+        /// Name of the app, to confirm the deletion
+        #[arg(long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+    /// List config vars
+    #[command(name = "config")]
+    Config,
+    /// Print one config var
+    #[command(name = "config:get")]
+    ConfigGet { key: String },
+    /// Set config vars and restart the app
+    #[command(name = "config:set")]
+    ConfigSet {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Unset config vars and restart the app
+    #[command(name = "config:unset")]
+    ConfigUnset {
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// List releases, newest first
+    #[command(name = "releases")]
+    Releases {
+        /// How many releases to show
+        #[arg(short, long, value_name = "N", default_value_t = 15)]
+        num: usize,
+    },
+    /// Show a release (default: the current one)
+    #[command(name = "releases:info")]
+    ReleasesInfo {
+        /// `vN`, `N` or a release id
+        release: Option<String>,
+    },
+    /// Roll back to an earlier release (default: the one before the current)
+    #[command(name = "releases:rollback")]
+    ReleasesRollback {
+        /// `vN`, `N` or a release id
+        release: Option<String>,
+    },
+    /// Show the formation and the running dynos
+    #[command(name = "ps")]
+    Ps,
+    /// Change dyno quantities and sizes
+    #[command(name = "ps:scale")]
+    PsScale {
+        /// TYPE=N, TYPE+N, TYPE-N, TYPE=N:SIZE or TYPE:SIZE
+        #[arg(required = true, value_name = "CHANGE")]
+        changes: Vec<String>,
+    },
+}
+
+fn run(cli: Cli) -> Output {
+    let ctx = Ctx::new(cli.app, cli.json);
+    match cli.command {
+        Command::Login { api, token } => login::login(&ctx, api, token),
+        Command::Apps => apps::list(&ctx),
+        Command::AppsCreate { name } => apps::create(&ctx, name),
+        Command::AppsInfo => apps::info(&ctx),
+        Command::AppsDestroy { confirm } => apps::destroy(&ctx, confirm),
+        Command::Config => config::show(&ctx),
+        Command::ConfigGet { key } => config::get(&ctx, &key),
+        Command::ConfigSet { vars } => config::set(&ctx, &vars),
+        Command::ConfigUnset { keys } => config::unset(&ctx, &keys),
+        Command::Releases { num } => releases::list(&ctx, num),
+        Command::ReleasesInfo { release } => releases::info(&ctx, release),
+        Command::ReleasesRollback { release } => releases::rollback(&ctx, release),
+        Command::Ps => ps::show(&ctx),
+        Command::PsScale { changes } => ps::scale(&ctx, &changes),
+    }
+}
+
+/// Errors are one line, whatever the API put in its message.
+fn one_line(text: &str) -> String {
+    text.trim().replace(['\r', '\n'], " ")
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(text) => {
+            let mut stdout = io::stdout().lock();
+            // A closed pipe (`ouro apps | head -1`) is not a failure worth reporting.
+            let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ouro: {}", one_line(&error.to_string()));
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn topics_parse() {
+        let cli = Cli::try_parse_from(["ouro", "config:set", "A=1", "B=2", "-a", "demo", "--json"]).unwrap();
+        assert_eq!(cli.app.as_deref(), Some("demo"));
+        assert!(cli.json);
+        assert!(matches!(cli.command, Command::ConfigSet { vars } if vars == ["A=1", "B=2"]));
+        let cli = Cli::try_parse_from(["ouro", "releases", "-n", "3"]).unwrap();
+        assert!(matches!(cli.command, Command::Releases { num: 3 }));
+        assert!(Cli::try_parse_from(["ouro", "config:set"]).is_err());
+        assert!(Cli::try_parse_from(["ouro", "nope"]).is_err());
+    }
+
+    #[test]
+    fn errors_fit_on_one_line() {
+        assert_eq!(one_line("bad\nthing  here\n"), "bad thing  here");
+    }
+}
