@@ -154,17 +154,95 @@ pub struct FormationUpdate {
     pub size: Option<String>,
 }
 
-/// A running container of an app. The API serves an empty list until the dyno runner exists.
+/// A dyno as the dyno runner last reported it. `state` is one of `starting`, `up`, `crashed`,
+/// `down`; `reason` says why a dyno crashed (exit status, boot timeout, out of memory).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Dyno {
+    /// Container id.
     pub id: String,
+    pub app: String,
+    /// `web.1`
     pub name: String,
     #[serde(rename = "type")]
     pub process_type: String,
     pub state: String,
     pub size: String,
+    /// Release version the dyno runs.
     pub release: i64,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Times the runner restarted it since its release began.
+    #[serde(default)]
+    pub restarts: u32,
     pub created_at: String,
+}
+
+/// `GET /runner/desired-state`: what should run, for the dyno runner. One entry per app whose
+/// current release has a slug; apps without one run nothing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DesiredState {
+    pub apps: Vec<DesiredApp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DesiredApp {
+    pub app_id: String,
+    pub app_name: String,
+    pub release: DesiredRelease,
+    /// Every process type of the formation, also those at quantity 0.
+    pub formation: Vec<DesiredProcess>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DesiredRelease {
+    pub id: String,
+    pub version: i64,
+    pub slug_id: String,
+    /// `SHA256:<hex>` of the slug's tar.gz: names the dyno image built from it.
+    pub slug_checksum: String,
+    /// Where to `GET` the slug's tar.gz (with the runner's token).
+    pub slug_url: String,
+    pub process_types: BTreeMap<String, String>,
+    pub config: ConfigVars,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DesiredProcess {
+    #[serde(rename = "type")]
+    pub process_type: String,
+    pub quantity: i64,
+    pub size: String,
+}
+
+/// `PUT /runner/dynos`: every dyno the runner sees, replacing its previous report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DynoReport {
+    pub dynos: Vec<Dyno>,
+}
+
+/// The router's view: which hosts go to which dynos. Served by the dyno runner, which alone
+/// knows which dynos are up; `version` grows with every change so the router can long-poll.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouteTable {
+    pub version: u64,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Route {
+    pub app: String,
+    /// Lower-case host names without port, e.g. `demo.localhost`.
+    pub hosts: Vec<String>,
+    /// The `up` web dynos; empty means the app has none (the router answers 503).
+    pub backends: Vec<RouteBackend>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouteBackend {
+    /// `web.1`
+    pub dyno: String,
+    /// `ip:port` the router connects to.
+    pub addr: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
