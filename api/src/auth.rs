@@ -114,7 +114,8 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     let path_app = target.strip_prefix("/apps/").map(|rest| rest.split('/').next().unwrap_or_default().to_string());
     req.extensions_mut().insert(user.clone());
     let response = next.run(req).await;
-    if method != Method::GET && method != Method::HEAD {
+    // The runner's periodic dyno reports are not user actions: they would drown the log.
+    if method != Method::GET && method != Method::HEAD && target != "/runner/dynos" {
         let app = response.extensions().get::<AuditApp>().map(|a| a.0.clone()).or(path_app);
         let recorded =
             state.store.record_audit(&user.email, &action, &target, app.as_deref(), response.status().as_u16()).await;

@@ -95,6 +95,9 @@ pub struct AppState {
     pub store: Store,
     pub blobs: Arc<dyn BlobStore>,
     pub settings: Arc<Settings>,
+    /// The dyno runner's last report, by app name: live state, kept in memory only (the
+    /// runner reports again within seconds after an API restart).
+    pub dynos: Arc<std::sync::RwLock<std::collections::HashMap<String, Vec<ouro_types::Dyno>>>>,
 }
 
 pub struct Settings {
@@ -128,6 +131,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             domain: config.domain.clone(),
             max_slug_bytes: config.max_slug_bytes,
         }),
+        dynos: Arc::default(),
     };
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{addr}");

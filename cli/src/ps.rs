@@ -45,7 +45,17 @@ fn render_dynos(dynos: &[Dyno], now: SystemTime) -> String {
     }
     let lines: String = dynos
         .iter()
-        .map(|d| format!("{}: {} (release v{}) since {}\n", d.name, d.state, d.release, when(&d.created_at, now)))
+        .map(|d| {
+            let mut line =
+                format!("{}: {} (release v{}) since {}", d.name, d.state, d.release, when(&d.created_at, now));
+            if let Some(reason) = &d.reason {
+                line += &format!(", last crash: {reason}");
+            }
+            if d.restarts > 0 {
+                line += &format!(", {} restarts", d.restarts);
+            }
+            line + "\n"
+        })
         .collect();
     heading("Dynos") + &lines
 }
@@ -278,6 +288,9 @@ mod tests {
         assert_eq!(render_dynos(&[], now), "=== Dynos\nNo dynos running yet.\n");
         let dyno = Dyno {
             id: "d".into(),
+            app: "demo".into(),
+            reason: None,
+            restarts: 0,
             name: "web.1".into(),
             process_type: "web".into(),
             state: "up".into(),

@@ -1,1 +1,512 @@
-//! placeholder
+//! Ouro's dyno runner: the host agent that makes the live state (containers) match the desired
+//! state (each app's current release and formation, read from the API), and keeps it so.
+//!
+//! It is the only component that talks to Docker. Each tick it reads desired and live state,
+//! computes a plan with [`plan::plan`] (pure) and executes it thinly through bollard. The same
+//! loop heals: a dyno that dies or is removed behind its back is a drift like any other.
+//! It serves the route table to routers and reports dynos to the API; when the API is down it
+//! keeps reconciling against the last desired state it read.
+//! It must never hand the Docker socket or a platform credential to a dyno.
+
+mod api;
+mod docker;
+pub mod plan;
+mod routes;
+pub mod stack;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bollard::Docker;
+use ouro_types::{DesiredApp, DesiredState, Dyno, DynoReport, Route, RouteBackend, RouteTable};
+use tokio::sync::{Notify, watch};
+
+use crate::api::ApiClient;
+use crate::docker::{Container, DYNO_PORT};
+use crate::plan::{Backoff, Context, LiveDyno, LiveState, Slot, Step, backoff_delay};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Docker(String),
+    #[error("API: {0}")]
+    Api(String),
+    #[error("stack image: {0}")]
+    Stack(#[from] stack::StackError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `OURO_API_URL`, default `http://127.0.0.1:7700`.
+    pub api_url: String,
+    /// `OURO_API_TOKEN`: an admin token (until the runner has a scoped one).
+    pub api_token: String,
+    /// `OURO_RUNNER_LISTEN`, default `127.0.0.1:7701`: serves `/routes` to routers.
+    pub listen: SocketAddr,
+    /// `OURO_DOMAIN`, default `localhost`: app `demo` answers at `demo.<domain>`.
+    pub domain: String,
+    /// `OURO_PLATFORM`, default `ouro`: labels and names this installation's containers and
+    /// networks, so that two installations (or test runs) on one engine leave each other alone.
+    pub platform: String,
+    /// How long a removed-from-routes dyno keeps serving in-flight requests before SIGTERM.
+    pub drain: Duration,
+    /// SIGTERM to SIGKILL (Heroku: 30 s).
+    pub stop_grace: Duration,
+    /// A web dyno that does not accept on `$PORT` within this is crashed (R10; Heroku: 60 s).
+    pub boot_timeout: Duration,
+    /// Longest pause between two reconciles.
+    pub tick: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let secs = |name: &str, default: u64| -> Result<Duration> {
+            match var(name) {
+                Some(v) => v
+                    .parse::<f64>()
+                    .map(Duration::from_secs_f64)
+                    .map_err(|_| Error::Config(format!("{name} `{v}` is not a number of seconds"))),
+                None => Ok(Duration::from_secs(default)),
+            }
+        };
+        let listen = var("OURO_RUNNER_LISTEN").unwrap_or_else(|| "127.0.0.1:7701".into());
+        Ok(Config {
+            api_url: var("OURO_API_URL").unwrap_or_else(|| "http://127.0.0.1:7700".into()),
+            api_token: var("OURO_API_TOKEN").ok_or_else(|| {
+                Error::Config("set OURO_API_TOKEN to an admin token (the API's admin-token file)".into())
+            })?,
+            listen: listen
+                .parse()
+                .map_err(|_| Error::Config(format!("OURO_RUNNER_LISTEN `{listen}` is not an address")))?,
+            domain: var("OURO_DOMAIN").unwrap_or_else(|| "localhost".into()),
+            platform: var("OURO_PLATFORM").unwrap_or_else(|| "ouro".into()),
+            drain: secs("OURO_DRAIN_SECONDS", 5)?,
+            stop_grace: secs("OURO_STOP_GRACE_SECONDS", 30)?,
+            boot_timeout: secs("OURO_BOOT_TIMEOUT_SECONDS", 60)?,
+            tick: Duration::from_secs(1),
+        })
+    }
+}
+
+/// Binds, then reconciles until `shutdown` resolves. Dynos keep running when the runner stops;
+/// the next runner adopts them.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let docker = docker::connect().await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    // Versions start at the clock so that they keep growing across runner restarts.
+    let epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
+    let (routes_tx, routes_rx) = watch::channel(RouteTable { version: epoch, routes: Vec::new() });
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = axum::serve(listener, routes::router(routes_rx))
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        })
+        .into_future();
+    println!("ouro-dyno-runner listening on http://{addr}");
+    let mut runner = Runner::new(config, docker, routes_tx);
+    let server = tokio::spawn(server);
+    tokio::select! {
+        () = runner.reconcile_forever() => {}
+        () = shutdown => tracing::info!("stopping; dynos keep running"),
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(())
+}
+
+/// What the loop remembers between ticks. Nothing here is needed to recover: a new runner
+/// rebuilds it from Docker (dynos are re-checked and adopted, not restarted).
+struct Runner {
+    config: Config,
+    docker: Docker,
+    api: ApiClient,
+    routes: watch::Sender<RouteTable>,
+    desired: Option<DesiredState>,
+    /// Slug images known to exist, by image name.
+    images: HashSet<String>,
+    /// Image builds under way, by image name.
+    building: Arc<Mutex<HashSet<String>>>,
+    /// Running web dynos that answered on their port.
+    up: HashSet<String>,
+    /// Containers being drained and stopped.
+    stopping: Arc<Mutex<HashSet<String>>>,
+    /// When the runner first saw each starting container.
+    seen_starting: HashMap<String, Instant>,
+    /// Last known reason for each stopped container, and crash bookkeeping per slot.
+    reasons: HashMap<String, String>,
+    counted: HashSet<String>,
+    backoff: HashMap<Slot, Backoff>,
+    wake: Arc<Notify>,
+    last_report: Option<(Instant, DynoReport)>,
+    clock: Instant,
+}
+
+impl Runner {
+    fn new(config: Config, docker: Docker, routes: watch::Sender<RouteTable>) -> Runner {
+        Runner {
+            api: ApiClient::new(&config.api_url, &config.api_token),
+            config,
+            docker,
+            routes,
+            desired: None,
+            images: HashSet::new(),
+            building: Arc::default(),
+            up: HashSet::new(),
+            stopping: Arc::default(),
+            seen_starting: HashMap::new(),
+            reasons: HashMap::new(),
+            counted: HashSet::new(),
+            backoff: HashMap::new(),
+            wake: Arc::new(Notify::new()),
+            last_report: None,
+            clock: Instant::now(),
+        }
+    }
+
+    async fn reconcile_forever(&mut self) {
+        let mut failures = 0u32;
+        loop {
+            let busy = match self.reconcile().await {
+                Ok(busy) => {
+                    failures = 0;
+                    busy
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "reconcile failed; retrying");
+                    false
+                }
+            };
+            // Poll fast while dynos boot or images build; back off on repeated errors.
+            let pause = if busy { Duration::from_millis(200) } else { self.config.tick * failures.clamp(1, 5) };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// One pass; returns whether something is in motion (booting dynos, builds, drains).
+    async fn reconcile(&mut self) -> Result<bool> {
+        match self.api.desired_state().await {
+            Ok(desired) => self.desired = Some(desired),
+            // The control plane may be down: keep converging on what we last knew.
+            Err(e) if self.desired.is_some() => {
+                tracing::warn!(error = %e, "API unreachable; using the last desired state")
+            }
+            Err(e) => return Err(e),
+        }
+        let desired = self.desired.clone().unwrap_or_default();
+        let containers = docker::list_dynos(&self.docker, &self.config.platform).await?;
+        let live = self.observe(&containers).await;
+        self.publish_routes(&desired, &containers);
+        self.report(&containers).await;
+
+        let images_ready = self.images_ready(&desired).await?;
+        let ctx = Context { images_ready: &images_ready, backoff: &self.backoff, now: self.now() };
+        let steps = plan::plan(&desired, &live, &ctx);
+        self.execute(&desired, steps).await;
+        let booting = live.iter().any(|d| d.state == LiveState::Running { up: false });
+        let moving = !self.building.lock().map(|b| b.is_empty()).unwrap_or(true)
+            || !self.stopping.lock().map(|s| s.is_empty()).unwrap_or(true);
+        Ok(booting || moving)
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_secs()
+    }
+
+    /// Turns containers into live dynos: probes booting web dynos, times out boots, and
+    /// records crashes (with their back-off) the first time it sees them.
+    async fn observe(&mut self, containers: &[Container]) -> Vec<LiveDyno> {
+        let stopping = self.stopping.lock().map(|s| s.clone()).unwrap_or_default();
+        let ids: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+        self.up.retain(|id| ids.contains(id.as_str()));
+        self.seen_starting.retain(|id, _| ids.contains(id.as_str()));
+        self.reasons.retain(|id, _| ids.contains(id.as_str()));
+        self.counted.retain(|id| ids.contains(id.as_str()));
+        let mut live = Vec::new();
+        for c in containers {
+            let state = if stopping.contains(&c.id) {
+                LiveState::Stopping
+            } else if c.running {
+                LiveState::Running { up: self.is_up(c).await }
+            } else {
+                self.record_crash(c).await;
+                LiveState::Stopped
+            };
+            live.push(LiveDyno {
+                container_id: c.id.clone(),
+                app: c.app.clone(),
+                release: c.release,
+                process_type: c.process_type.clone(),
+                index: c.index,
+                state,
+            });
+        }
+        live
+    }
+
+    async fn is_up(&mut self, c: &Container) -> bool {
+        if self.up.contains(&c.id) {
+            return true;
+        }
+        if c.process_type != "web" {
+            self.up.insert(c.id.clone());
+            return true;
+        }
+        if let Some(ip) = &c.ip {
+            let addr = format!("{ip}:{DYNO_PORT}");
+            let probe = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(&addr)).await;
+            if matches!(probe, Ok(Ok(_))) {
+                self.up.insert(c.id.clone());
+                self.seen_starting.remove(&c.id);
+                return true;
+            }
+        }
+        let first_seen = *self.seen_starting.entry(c.id.clone()).or_insert_with(Instant::now);
+        if first_seen.elapsed() > self.config.boot_timeout {
+            let reason = format!(
+                "R10: web process failed to bind to $PORT within {} seconds of launch",
+                self.config.boot_timeout.as_secs()
+            );
+            tracing::warn!(app = %c.app, dyno = %format!("{}.{}", c.process_type, c.index), %reason, "boot timeout");
+            self.reasons.insert(c.id.clone(), reason);
+            let _ = self.docker.kill_container::<String>(&c.id, None).await;
+        }
+        false
+    }
+
+    async fn record_crash(&mut self, c: &Container) {
+        if self.counted.contains(&c.id) {
+            return;
+        }
+        self.counted.insert(c.id.clone());
+        if !self.reasons.contains_key(&c.id) {
+            let reason = docker::exit_reason(&self.docker, &c.id).await.unwrap_or_else(|| "stopped".into());
+            self.reasons.insert(c.id.clone(), reason);
+        }
+        let slot = (c.app.clone(), c.release, c.process_type.clone(), c.index);
+        let now = self.now();
+        let entry = self.backoff.entry(slot).or_default();
+        let delay = backoff_delay(entry.restarts);
+        entry.restarts += 1;
+        entry.not_before = now + delay.as_secs();
+        tracing::warn!(
+            app = %c.app,
+            dyno = %format!("{}.{}", c.process_type, c.index),
+            reason = %self.reasons[&c.id],
+            restart_in = ?delay,
+            "dyno crashed"
+        );
+    }
+
+    /// Which desired releases have their slug image, checking Docker for ones not seen yet.
+    async fn images_ready(&mut self, desired: &DesiredState) -> Result<HashSet<(String, i64)>> {
+        let mut ready = HashSet::new();
+        for app in &desired.apps {
+            let image = docker::slug_image(&app.release.slug_checksum);
+            if !self.images.contains(&image) && docker::image_exists(&self.docker, &image).await? {
+                self.images.insert(image.clone());
+            }
+            if self.images.contains(&image) {
+                ready.insert((app.app_name.clone(), app.release.version));
+            }
+        }
+        Ok(ready)
+    }
+
+    async fn execute(&mut self, desired: &DesiredState, steps: Vec<Step>) {
+        let apps: HashMap<&str, &DesiredApp> = desired.apps.iter().map(|a| (a.app_name.as_str(), a)).collect();
+        let mut starts = Vec::new();
+        for step in steps {
+            match step {
+                Step::BuildImage { app, .. } => {
+                    if let Some(app) = apps.get(app.as_str()) {
+                        self.spawn_build(app);
+                    }
+                }
+                Step::Start { app, release, process_type, index, size } => {
+                    if let Some(app) = apps.get(app.as_str()) {
+                        starts.push((*app, release, process_type, index, size));
+                    }
+                }
+                Step::Stop { container_id, reason } => {
+                    tracing::info!(container = %container_id, ?reason, "draining dyno");
+                    self.spawn_stop(container_id);
+                }
+                Step::Remove { container_id } => {
+                    tracing::info!(container = %container_id, "removing stopped dyno");
+                    docker::remove(&self.docker, &container_id).await;
+                }
+            }
+        }
+        // Start in parallel: scaling to 20 should not take 20 round trips in a row.
+        let docker = &self.docker;
+        let platform = self.config.platform.as_str();
+        let results =
+            futures_util::future::join_all(starts.iter().map(|(app, release, process_type, index, size)| async move {
+                docker::ensure_network(docker, platform, &app.app_name).await?;
+                let command = app.release.process_types.get(process_type).map(String::as_str).unwrap_or("false");
+                let image = docker::slug_image(&app.release.slug_checksum);
+                let spec = docker::DynoSpec {
+                    platform,
+                    app: &app.app_name,
+                    release: *release,
+                    process_type,
+                    index: *index,
+                    size,
+                    command,
+                    image: &image,
+                    config: &app.release.config,
+                };
+                docker::start_dyno(docker, &spec).await
+            }))
+            .await;
+        for ((app, _, process_type, index, _), result) in starts.iter().zip(results) {
+            match result {
+                Ok(id) => {
+                    tracing::info!(app = %app.app_name, dyno = %format!("{process_type}.{index}"), container = %id, "dyno started")
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app.app_name, dyno = %format!("{process_type}.{index}"), error = %e, "dyno failed to start")
+                }
+            }
+        }
+    }
+
+    fn spawn_build(&self, app: &DesiredApp) {
+        let image = docker::slug_image(&app.release.slug_checksum);
+        {
+            let Ok(mut building) = self.building.lock() else { return };
+            if !building.insert(image.clone()) {
+                return;
+            }
+        }
+        let (docker, api, building, wake) =
+            (self.docker.clone(), self.api.clone(), self.building.clone(), self.wake.clone());
+        let (url, name) = (app.release.slug_url.clone(), app.app_name.clone());
+        tracing::info!(app = %name, %image, "building slug image");
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = async {
+                let stack = stack::ensure_stack_image(&docker).await?;
+                let slug = api.slug(&url).await?;
+                docker::build_slug_image(&docker, &stack, slug, &image).await
+            }
+            .await;
+            match result {
+                Ok(()) => tracing::info!(app = %name, %image, took = ?started.elapsed(), "slug image built"),
+                Err(e) => {
+                    tracing::error!(app = %name, %image, error = %e, "slug image build failed; retrying soon");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+            if let Ok(mut building) = building.lock() {
+                building.remove(&image);
+            }
+            wake.notify_one();
+        });
+    }
+
+    /// Out of the routes now; SIGTERM after the drain period; removed when stopped.
+    fn spawn_stop(&self, id: String) {
+        if let Ok(mut stopping) = self.stopping.lock() {
+            if !stopping.insert(id.clone()) {
+                return;
+            }
+        }
+        let (docker, stopping, wake) = (self.docker.clone(), self.stopping.clone(), self.wake.clone());
+        let (drain, grace) = (self.config.drain, self.config.stop_grace);
+        // Routes are republished at once (the dyno is now `Stopping`), before the drain starts.
+        self.wake.notify_one();
+        tokio::spawn(async move {
+            tokio::time::sleep(drain).await;
+            docker::stop_and_remove(&docker, &id, grace).await;
+            if let Ok(mut stopping) = stopping.lock() {
+                stopping.remove(&id);
+            }
+            wake.notify_one();
+        });
+    }
+
+    fn publish_routes(&self, desired: &DesiredState, containers: &[Container]) {
+        let stopping = self.stopping.lock().map(|s| s.clone()).unwrap_or_default();
+        let routes = desired
+            .apps
+            .iter()
+            .map(|app| Route {
+                app: app.app_name.clone(),
+                hosts: vec![format!("{}.{}", app.app_name, self.config.domain)],
+                backends: containers
+                    .iter()
+                    .filter(|c| c.app == app.app_name && c.process_type == "web" && c.running)
+                    .filter(|c| self.up.contains(&c.id) && !stopping.contains(&c.id))
+                    .filter_map(|c| {
+                        let ip = c.ip.as_ref()?;
+                        Some(RouteBackend { dyno: format!("web.{}", c.index), addr: format!("{ip}:{DYNO_PORT}") })
+                    })
+                    .collect(),
+            })
+            .collect();
+        routes::publish(&self.routes, routes);
+    }
+
+    /// Sends the API the dynos as they are, when they changed or every 30 s.
+    async fn report(&mut self, containers: &[Container]) {
+        let stopping = self.stopping.lock().map(|s| s.clone()).unwrap_or_default();
+        let dynos = containers
+            .iter()
+            .map(|c| {
+                let state = if stopping.contains(&c.id) {
+                    "down"
+                } else if !c.running {
+                    "crashed"
+                } else if self.up.contains(&c.id) {
+                    "up"
+                } else {
+                    "starting"
+                };
+                let slot = (c.app.clone(), c.release, c.process_type.clone(), c.index);
+                Dyno {
+                    id: c.id.clone(),
+                    app: c.app.clone(),
+                    name: format!("{}.{}", c.process_type, c.index),
+                    process_type: c.process_type.clone(),
+                    state: state.to_string(),
+                    size: c.size.clone(),
+                    release: c.release,
+                    reason: self.reasons.get(&c.id).cloned(),
+                    restarts: self.backoff.get(&slot).map_or(0, |b| b.restarts),
+                    created_at: humantime::format_rfc3339_seconds(
+                        SystemTime::UNIX_EPOCH + Duration::from_secs(c.created.max(0) as u64),
+                    )
+                    .to_string(),
+                }
+            })
+            .collect();
+        let report = DynoReport { dynos };
+        let fresh = self
+            .last_report
+            .as_ref()
+            .is_some_and(|(at, last)| *last == report && at.elapsed() < Duration::from_secs(30));
+        if fresh {
+            return;
+        }
+        match self.api.report(&report).await {
+            Ok(()) => self.last_report = Some((Instant::now(), report)),
+            Err(e) => tracing::warn!(error = %e, "could not report dynos to the API"),
+        }
+    }
+}

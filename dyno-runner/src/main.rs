@@ -1,1 +1,33 @@
-fn main() {}
+//! `ouro-dyno-runner`: reconciles dynos with the API's desired state until SIGTERM or Ctrl-C.
+//! Configuration from the environment (see `ouro_dyno_runner::Config`).
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
+    let config = match ouro_dyno_runner::Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("ouro-dyno-runner: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match ouro_dyno_runner::run(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ouro-dyno-runner: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 pub use serde_json::{Value, json};
 
+pub mod platform;
+
 /// Where the API keeps its state.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -81,15 +83,7 @@ impl Api {
     }
 
     fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        terminate(&mut self.child, Duration::from_secs(30));
     }
 
     /// What the API wrote to stderr so far.
@@ -169,26 +163,34 @@ fn start_api(data_dir: tempfile::TempDir, backend: Backend, env: Vec<(String, St
 
 /// Spawns `ouro-api` and waits for the line that gives its address.
 fn spawn_api(data_dir: &Path, backend: &Backend, env: &[(String, String)]) -> (Child, String) {
-    let mut command = Command::new(binary("ouro-api"));
-    command
-        .env("OURO_DATA_DIR", data_dir)
-        .env("OURO_LISTEN", "127.0.0.1:0")
-        .env_remove("OURO_DATABASE_URL")
-        .env_remove("OURO_API_URL")
-        .stdout(Stdio::piped())
-        .stderr(log_file(data_dir));
+    let mut env: Vec<(String, String)> =
+        [("OURO_DATA_DIR", data_dir.to_str().expect("utf-8 path")), ("OURO_LISTEN", "127.0.0.1:0")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(env.iter().cloned())
+            .collect();
     if let Backend::Postgres(url) = backend {
-        command.env("OURO_DATABASE_URL", url);
+        env.push(("OURO_DATABASE_URL".into(), url.clone()));
     }
-    for (k, v) in env {
-        command.env(k, v);
+    spawn_service("ouro-api", &env, &data_dir.join(API_LOG))
+}
+
+/// Spawns one of the platform's binaries with `env` (and without any inherited `OURO_*`),
+/// stderr to `log`, and waits for its `<name> listening on <url>` line.
+pub fn spawn_service(name: &str, env: &[(String, String)], log: &Path) -> (Child, String) {
+    let mut command = Command::new(binary(name));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OURO_")) {
+        command.env_remove(key);
     }
-    let mut child = command.spawn().expect("ouro-api starts");
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    command.envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::piped()).stderr(Stdio::from(log_file));
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("{name} starts: {e}"));
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
+    let prefix = format!("{name} listening on ");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("ouro-api listening on ") {
+            if let Some(url) = line.strip_prefix(&prefix) {
                 let _ = tx.send(url.to_string());
             }
         }
@@ -197,19 +199,27 @@ fn spawn_api(data_dir: &Path, backend: &Backend, env: &[(String, String)]) -> (C
         Ok(url) => (child, url),
         Err(_) => {
             let _ = child.kill();
-            let log = std::fs::read_to_string(data_dir.join(API_LOG)).unwrap_or_default();
-            panic!("ouro-api did not report its address within 60 s; its log:\n{log}");
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{name} did not report its address within 60 s; its log:\n{log}");
         }
+    }
+}
+
+/// SIGTERM, then SIGKILL if it is still there after `grace`.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + grace;
+        while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
 /// The API's stderr, appended across restarts, inside its data dir.
 const API_LOG: &str = "api.log";
-
-fn log_file(data_dir: &Path) -> Stdio {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join(API_LOG)).expect("api.log");
-    Stdio::from(file)
-}
 
 /// Path of a workspace binary built next to this test executable.
 pub fn binary(name: &str) -> PathBuf {

@@ -80,7 +80,9 @@ fn validate(body: BTreeMap<String, serde_json::Value>) -> Result<ConfigVarsPatch
             serde_json::Value::String(s) => Some(s),
             serde_json::Value::Null => None,
             _ => {
-                return Err(ApiError::invalid_params(format!("value of `{key}` must be a string, or null to unset it")));
+                return Err(ApiError::invalid_params(format!(
+                    "value of `{key}` must be a string, or null to unset it"
+                )));
             }
         };
         patch.insert(key, value);

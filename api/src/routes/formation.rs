@@ -1,5 +1,5 @@
 //! `/apps/{app}/formation`: how many dynos of each process type, of which size; and
-//! `/apps/{app}/dynos`, which lists none until the dyno runner exists.
+//! `/apps/{app}/dynos`, the dynos as the dyno runner last reported them.
 //!
 //! Scaling is not a release (as on Heroku): it changes how many dynos run, not what they run.
 
@@ -73,8 +73,9 @@ async fn dynos(
     Extension(user): Extension<User>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<Vec<Dyno>>, ApiError> {
-    find_app(&state, &user, &name).await?;
-    Ok(axum::Json(Vec::new()))
+    let app = find_app(&state, &user, &name).await?;
+    let dynos = state.dynos.read().map(|d| d.get(&app.name).cloned().unwrap_or_default()).unwrap_or_default();
+    Ok(axum::Json(dynos))
 }
 
 /// Process type → command of the current release's slug; `None` while it has no slug.

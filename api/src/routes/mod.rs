@@ -6,6 +6,7 @@ mod audit;
 mod config_vars;
 mod formation;
 mod releases;
+mod runner;
 mod slugs;
 
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(slugs::routes())
         .merge(formation::routes())
         .merge(audit::routes())
+        .merge(runner::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))

@@ -1,0 +1,72 @@
+//! `/runner/*`: the dyno runner's side of the API. It reads what should run
+//! (`GET /runner/desired-state`) and reports what does (`PUT /runner/dynos`).
+//! Admin tokens only, until the runner gets a scoped token of its own.
+
+use axum::extract::State;
+use axum::routing::{get, put};
+use axum::{Extension, Router};
+use ouro_types::{DesiredApp, DesiredProcess, DesiredRelease, DesiredState, DynoReport};
+
+use crate::auth::User;
+use crate::error::Json;
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/runner/desired-state", get(desired_state)).route("/runner/dynos", put(report))
+}
+
+/// Every app whose current release has an uploaded slug, with that release and the formation.
+async fn desired_state(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<axum::Json<DesiredState>, ApiError> {
+    require_admin(&user)?;
+    let mut apps = Vec::new();
+    for app in state.store.apps(None).await? {
+        let release = state.store.current_release(&app).await?;
+        let Some(slug_id) = release.slug_id else { continue };
+        let Some(slug) = state.store.slug(&app.id, &slug_id).await? else { continue };
+        let Some(checksum) = slug.checksum else { continue };
+        let formation = state.store.formation(&app.id).await?;
+        apps.push(DesiredApp {
+            release: DesiredRelease {
+                id: release.id,
+                version: release.version,
+                slug_url: format!("{}/apps/{}/slugs/{}/blob", state.settings.public_url, app.name, slug.id),
+                slug_id: slug.id,
+                slug_checksum: checksum,
+                process_types: slug.process_types,
+                config: release.config,
+            },
+            formation: formation
+                .into_iter()
+                .map(|f| DesiredProcess { process_type: f.process_type, quantity: f.quantity, size: f.size })
+                .collect(),
+            app_id: app.id,
+            app_name: app.name,
+        });
+    }
+    Ok(axum::Json(DesiredState { apps }))
+}
+
+/// Replaces the live dynos of every app with the runner's report.
+async fn report(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Json(report): Json<DynoReport>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    require_admin(&user)?;
+    let mut by_app = std::collections::HashMap::<String, Vec<ouro_types::Dyno>>::new();
+    for dyno in report.dynos {
+        by_app.entry(dyno.app.clone()).or_default().push(dyno);
+    }
+    for dynos in by_app.values_mut() {
+        dynos.sort_by(|a, b| (&a.process_type, a.name.len(), &a.name).cmp(&(&b.process_type, b.name.len(), &b.name)));
+    }
+    *state.dynos.write().map_err(|_| ApiError::conflict("dyno table poisoned; restart the API"))? = by_app;
+    Ok(axum::Json(serde_json::json!({"status": "ok"})))
+}
+
+fn require_admin(user: &User) -> Result<(), ApiError> {
+    if user.admin { Ok(()) } else { Err(ApiError::forbidden("only the dyno runner (an admin token) may do this")) }
+}

@@ -1,0 +1,306 @@
+//! Everything the runner asks of the Docker Engine, through bollard: list its dynos, build slug
+//! images, create app networks, start, stop and remove dyno containers.
+//!
+//! Docker is the source of truth for what runs: every container carries the labels below, and
+//! a 404 or 409 from Docker is an ordinary outcome (somebody else got there first).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::{
+    Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+};
+use bollard::errors::Error as DockerError;
+use bollard::image::CommitContainerOptions;
+use bollard::models::{HostConfig, HostConfigLogConfig};
+use bollard::network::CreateNetworkOptions;
+use futures_util::StreamExt;
+use ouro_types::dyno_size;
+
+use crate::{Error, Result};
+
+/// Which Ouro installation a container belongs to: a runner touches only its own.
+pub const LABEL_PLATFORM: &str = "ouro.platform";
+pub const LABEL_APP: &str = "ouro.app";
+pub const LABEL_RELEASE: &str = "ouro.release";
+pub const LABEL_TYPE: &str = "ouro.type";
+pub const LABEL_INDEX: &str = "ouro.index";
+pub const LABEL_SIZE: &str = "ouro.size";
+
+/// The port every dyno's web process binds (`$PORT`); each dyno has its own address.
+pub const DYNO_PORT: u16 = 5000;
+const SLUG_REPO: &str = "ouro/slug";
+/// uid:gid of the `dyno` user of the stack image.
+const DYNO_USER: &str = "1000:1000";
+
+pub async fn connect() -> Result<Docker> {
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| Error::Docker(format!("cannot reach the Docker Engine: {e}")))?;
+    docker.negotiate_version().await.map_err(|e| Error::Docker(format!("cannot reach the Docker Engine: {e}")))
+}
+
+/// A dyno container as listed.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub app: String,
+    pub release: i64,
+    pub process_type: String,
+    pub index: u32,
+    pub size: String,
+    pub running: bool,
+    /// Address on the app's network, while running.
+    pub ip: Option<String>,
+    /// Seconds since the epoch.
+    pub created: i64,
+}
+
+/// Every dyno container of `platform`, running or not. Containers with unreadable labels are
+/// skipped.
+pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container>> {
+    let selector = format!("{LABEL_PLATFORM}={platform}");
+    let filters = HashMap::from([("label", vec![selector.as_str(), LABEL_APP])]);
+    let options = ListContainersOptions { all: true, filters, ..Default::default() };
+    let summaries = docker.list_containers(Some(options)).await.map_err(docker_error)?;
+    let mut dynos = Vec::new();
+    for summary in summaries {
+        let labels = summary.labels.unwrap_or_default();
+        let label = |k: &str| labels.get(k).cloned();
+        let (Some(id), Some(app), Some(release), Some(process_type), Some(index)) = (
+            summary.id,
+            label(LABEL_APP),
+            label(LABEL_RELEASE).and_then(|r| r.parse().ok()),
+            label(LABEL_TYPE),
+            label(LABEL_INDEX).and_then(|i| i.parse().ok()),
+        ) else {
+            continue;
+        };
+        let ip = summary
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|n| n.get(&network_name(platform, &app)).and_then(|e| e.ip_address.clone()))
+            .filter(|ip| !ip.is_empty());
+        dynos.push(Container {
+            id,
+            size: label(LABEL_SIZE).unwrap_or_default(),
+            running: summary.state.as_deref() == Some("running"),
+            ip,
+            created: summary.created.unwrap_or(0),
+            app,
+            release,
+            process_type,
+            index,
+        });
+    }
+    Ok(dynos)
+}
+
+/// Why a stopped container stopped, in Heroku's words where they fit.
+pub async fn exit_reason(docker: &Docker, id: &str) -> Option<String> {
+    let inspect = docker.inspect_container(id, None::<InspectContainerOptions>).await.ok()?;
+    let state = inspect.state?;
+    if state.oom_killed == Some(true) {
+        return Some("R15: memory quota exceeded, killed".into());
+    }
+    match state.exit_code {
+        Some(code) => Some(format!("process exited with status {code}")),
+        None => state.error.filter(|e| !e.is_empty()),
+    }
+}
+
+pub fn network_name(platform: &str, app: &str) -> String {
+    format!("{platform}-app-{app}")
+}
+
+/// The app's own bridge network, so that its dynos cannot reach other apps' dynos.
+pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Result<()> {
+    let name = network_name(platform, app);
+    if docker.inspect_network::<String>(&name, None).await.is_ok() {
+        return Ok(());
+    }
+    let options = CreateNetworkOptions {
+        name: name.clone(),
+        driver: "bridge".to_string(),
+        check_duplicate: true,
+        labels: HashMap::from([
+            (LABEL_PLATFORM.to_string(), platform.to_string()),
+            (LABEL_APP.to_string(), app.to_string()),
+        ]),
+        ..Default::default()
+    };
+    match docker.create_network(options).await {
+        Ok(_) => Ok(()),
+        Err(e) if status_of(&e) == Some(409) => Ok(()),
+        Err(e) => Err(docker_error(e)),
+    }
+}
+
+/// `ouro/slug:<sha256>`: the image of a slug, named by its checksum.
+pub fn slug_image(checksum: &str) -> String {
+    format!("{SLUG_REPO}:{}", checksum.trim_start_matches("SHA256:").to_ascii_lowercase())
+}
+
+pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool> {
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(e) if status_of(&e) == Some(404) => Ok(false),
+        Err(e) => Err(docker_error(e)),
+    }
+}
+
+/// Builds `image` from the stack and a slug tar.gz: the slug is extracted at `/` (its entries
+/// are `./app/...`), `/app` is handed to the dyno user, and the container is committed.
+pub async fn build_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
+    let config = Config {
+        image: Some(stack.to_string()),
+        cmd: Some(vec!["chown".into(), "-R".into(), DYNO_USER.into(), "/app".into()]),
+        user: Some("0:0".to_string()),
+        labels: Some(HashMap::from([("ouro.build".to_string(), image.to_string())])),
+        host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    let created =
+        docker.create_container(None::<CreateContainerOptions<String>>, config).await.map_err(docker_error)?;
+    let id = created.id;
+    let result = async {
+        let upload = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
+        docker.upload_to_container(&id, Some(upload), slug).await.map_err(docker_error)?;
+        docker.start_container::<String>(&id, None).await.map_err(docker_error)?;
+        wait_success(docker, &id).await?;
+        let (repo, tag) = image.split_once(':').unwrap_or((image, "latest"));
+        let commit = CommitContainerOptions { container: id.as_str(), repo, tag, pause: false, ..Default::default() };
+        let image_config = Config::<String> {
+            user: Some(DYNO_USER.into()),
+            working_dir: Some("/app".into()),
+            env: Some(vec!["HOME=/app".into(), "PATH=/app/bin:/usr/local/bin:/usr/bin:/bin".into()]),
+            ..Default::default()
+        };
+        docker.commit_container(commit, image_config).await.map_err(docker_error)?;
+        Ok(())
+    }
+    .await;
+    remove(docker, &id).await;
+    result
+}
+
+async fn wait_success(docker: &Docker, id: &str) -> Result<()> {
+    let mut waits = docker.wait_container(id, None::<WaitContainerOptions<String>>);
+    match waits.next().await {
+        None => Ok(()),
+        Some(Ok(exit)) if exit.status_code == 0 => Ok(()),
+        Some(Ok(exit)) => Err(Error::Docker(format!("preparing the slug failed with status {}", exit.status_code))),
+        Some(Err(DockerError::DockerContainerWaitError { code, .. })) => {
+            Err(Error::Docker(format!("preparing the slug failed with status {code}")))
+        }
+        Some(Err(e)) => Err(docker_error(e)),
+    }
+}
+
+/// What a dyno needs to start.
+pub struct DynoSpec<'a> {
+    pub platform: &'a str,
+    pub app: &'a str,
+    pub release: i64,
+    pub process_type: &'a str,
+    pub index: u32,
+    pub size: &'a str,
+    pub command: &'a str,
+    pub image: &'a str,
+    pub config: &'a std::collections::BTreeMap<String, String>,
+}
+
+pub fn container_name(platform: &str, app: &str, process_type: &str, index: u32, release: i64) -> String {
+    format!("{platform}-{app}.{process_type}.{index}.v{release}")
+}
+
+/// Creates and starts a dyno. A stopped container of the same name (a crashed dyno being
+/// replaced) is removed first.
+pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> {
+    let name = container_name(spec.platform, spec.app, spec.process_type, spec.index, spec.release);
+    let dyno = format!("{}.{}", spec.process_type, spec.index);
+    let mut env: Vec<String> = spec.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.extend([format!("PORT={DYNO_PORT}"), format!("DYNO={dyno}"), format!("PS={dyno}"), "HOME=/app".into()]);
+    let size = dyno_size(spec.size).unwrap_or(&ouro_types::DYNO_SIZES[0]);
+    let memory = i64::from(size.memory_mib) * 1024 * 1024;
+    let labels = HashMap::from([
+        (LABEL_PLATFORM.to_string(), spec.platform.to_string()),
+        (LABEL_APP.to_string(), spec.app.to_string()),
+        (LABEL_RELEASE.to_string(), spec.release.to_string()),
+        (LABEL_TYPE.to_string(), spec.process_type.to_string()),
+        (LABEL_INDEX.to_string(), spec.index.to_string()),
+        (LABEL_SIZE.to_string(), size.name.to_string()),
+    ]);
+    // `.profile.d` scripts run first, as on Heroku; then the command replaces the shell.
+    let script =
+        r#"for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; exec /bin/bash -c "$1""#;
+    let config = Config {
+        image: Some(spec.image.to_string()),
+        cmd: Some(vec!["/bin/bash".into(), "-c".into(), script.into(), "dyno".into(), spec.command.to_string()]),
+        env: Some(env),
+        user: Some(DYNO_USER.into()),
+        working_dir: Some("/app".into()),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some(network_name(spec.platform, spec.app)),
+            init: Some(true),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some((f64::from(size.cpu) * 1e9) as i64),
+            pids_limit: Some(512),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            sysctls: Some(HashMap::from([("net.ipv6.conf.all.disable_ipv6".to_string(), "0".to_string())])),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([("max-size".to_string(), "10m".to_string())])),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions { name: name.clone(), platform: None };
+    let created = match docker.create_container(Some(options.clone()), config.clone()).await {
+        Ok(created) => created,
+        Err(e) if status_of(&e) == Some(409) => {
+            remove(docker, &name).await;
+            docker.create_container(Some(options), config).await.map_err(docker_error)?
+        }
+        Err(e) => return Err(docker_error(e)),
+    };
+    docker.start_container::<String>(&created.id, None).await.map_err(docker_error)?;
+    Ok(created.id)
+}
+
+/// SIGTERM, then SIGKILL after `grace`; then removes the container.
+pub async fn stop_and_remove(docker: &Docker, id: &str, grace: Duration) {
+    let options = StopContainerOptions { t: grace.as_secs() as i64 };
+    if let Err(e) = docker.stop_container(id, Some(options)).await {
+        if !matches!(status_of(&e), Some(304 | 404)) {
+            tracing::warn!(container = id, error = %e, "stopping a dyno failed");
+        }
+    }
+    remove(docker, id).await;
+}
+
+/// Force-removes a container; a missing one is fine.
+pub async fn remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptions { force: true, ..Default::default() };
+    if let Err(e) = docker.remove_container(id, Some(options)).await {
+        if status_of(&e) != Some(404) {
+            tracing::warn!(container = id, error = %e, "removing a container failed");
+        }
+    }
+}
+
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn docker_error(e: DockerError) -> Error {
+    Error::Docker(e.to_string())
+}

@@ -1,0 +1,328 @@
+//! Planning: from the desired state (API) and the live dynos (Docker) to the steps that
+//! converge them. Pure: no Docker, no clock of its own, no I/O; table-tested below.
+//!
+//! The rules, per app and process type, for the desired release R and quantity q:
+//! - each index 1..=q needs a dyno of R: start a missing one; replace an exited one (crashed),
+//!   at once the first time and then after a back-off that grows to a cap;
+//! - dynos of R with an index above q stop;
+//! - dynos of other releases: web dynos keep serving until every web dyno of R is `up`
+//!   (zero-downtime), then stop; other types stop at once;
+//! - dynos of apps or process types that are no longer desired stop.
+//!
+//! A slug image that does not exist yet is built before any dyno of its release starts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use ouro_types::{DesiredApp, DesiredState};
+
+/// A container the runner labelled, as Docker shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveDyno {
+    pub container_id: String,
+    pub app: String,
+    pub release: i64,
+    pub process_type: String,
+    pub index: u32,
+    pub state: LiveState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveState {
+    /// Running; `up` once it serves (web: accepts on its port; others: running).
+    Running { up: bool },
+    /// Created or exited: not running, needs replacing if still desired.
+    Stopped,
+    /// Being drained or stopped by the runner: leave it alone.
+    Stopping,
+}
+
+/// One action of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Make the dyno image of this release's slug.
+    BuildImage { app: String, release: i64 },
+    /// Start dyno `process_type.index` of the app's desired release (removing a stopped
+    /// container of the same name first).
+    Start { app: String, release: i64, process_type: String, index: u32, size: String },
+    /// Take the dyno out of the routes, let in-flight requests finish, stop and remove it.
+    Stop { container_id: String, reason: StopReason },
+    /// Remove a stopped container that nothing wants any more.
+    Remove { container_id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    ScaledDown,
+    Superseded,
+    NotDesired,
+}
+
+/// Restart bookkeeping of one dyno slot (app, release, type, index), kept by the caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backoff {
+    /// Restarts done so far.
+    pub restarts: u32,
+    /// Seconds (on the caller's clock) before which the slot must not be restarted.
+    pub not_before: u64,
+}
+
+/// The delay before restart number `n` (0-based): none for the first, then 1 s doubling to
+/// a 60 s cap.
+pub fn backoff_delay(restarts: u32) -> Duration {
+    if restarts == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs((1u64 << (restarts - 1).min(6)).min(60))
+}
+
+/// A dyno slot: app, release, process type, index.
+pub type Slot = (String, i64, String, u32);
+
+/// Everything `plan` reads besides desired and live.
+pub struct Context<'a> {
+    /// Apps whose desired release has its dyno image already.
+    pub images_ready: &'a HashSet<(String, i64)>,
+    pub backoff: &'a HashMap<Slot, Backoff>,
+    /// Now, in seconds on the clock that `Backoff::not_before` uses.
+    pub now: u64,
+}
+
+pub fn plan(desired: &DesiredState, live: &[LiveDyno], ctx: &Context) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let by_app: BTreeMap<&str, &DesiredApp> = desired.apps.iter().map(|a| (a.app_name.as_str(), a)).collect();
+    for app in desired.apps.iter() {
+        let mine: Vec<&LiveDyno> = live.iter().filter(|d| d.app == app.app_name).collect();
+        plan_app(app, &mine, ctx, &mut steps);
+    }
+    for dyno in live.iter().filter(|d| !by_app.contains_key(d.app.as_str())) {
+        retire(dyno, StopReason::NotDesired, &mut steps);
+    }
+    steps
+}
+
+fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec<Step>) {
+    let release = app.release.version;
+    let image_ready = ctx.images_ready.contains(&(app.app_name.clone(), release));
+    let mut needs_image = false;
+    let wanted: BTreeMap<&str, (i64, &str)> = app
+        .formation
+        .iter()
+        .filter(|p| app.release.process_types.contains_key(&p.process_type))
+        .map(|p| (p.process_type.as_str(), (p.quantity, p.size.as_str())))
+        .collect();
+
+    for (&process_type, &(quantity, size)) in &wanted {
+        let current: Vec<&&LiveDyno> =
+            live.iter().filter(|d| d.release == release && d.process_type == process_type).collect();
+        for index in 1..=quantity.max(0) as u32 {
+            let existing = current.iter().find(|d| d.index == index);
+            let start = match existing.map(|d| d.state) {
+                None => true,
+                Some(LiveState::Stopped) => {
+                    let slot = (app.app_name.clone(), release, process_type.to_string(), index);
+                    ctx.backoff.get(&slot).is_none_or(|b| b.not_before <= ctx.now)
+                }
+                Some(_) => false,
+            };
+            if !start {
+                continue;
+            }
+            if image_ready {
+                steps.push(Step::Start {
+                    app: app.app_name.clone(),
+                    release,
+                    process_type: process_type.to_string(),
+                    index,
+                    size: size.to_string(),
+                });
+            } else {
+                needs_image = true;
+            }
+        }
+        for dyno in current.iter().filter(|d| i64::from(d.index) > quantity) {
+            retire(dyno, StopReason::ScaledDown, steps);
+        }
+    }
+
+    // Web dynos of older releases serve until all desired web dynos of this release are up.
+    let web_quantity = wanted.get("web").map_or(0, |w| w.0);
+    let new_web_up = live
+        .iter()
+        .filter(|d| {
+            d.release == release
+                && d.process_type == "web"
+                && i64::from(d.index) <= web_quantity
+                && d.state == LiveState::Running { up: true }
+        })
+        .count() as i64;
+    let web_ready = new_web_up >= web_quantity;
+    for dyno in live.iter() {
+        let is_current = dyno.release == release && wanted.contains_key(dyno.process_type.as_str());
+        if is_current {
+            continue;
+        }
+        if dyno.release != release && dyno.process_type == "web" && wanted.contains_key("web") && !web_ready {
+            continue;
+        }
+        let reason = if dyno.release == release { StopReason::NotDesired } else { StopReason::Superseded };
+        retire(dyno, reason, steps);
+    }
+    if needs_image {
+        steps.insert(0, Step::BuildImage { app: app.app_name.clone(), release });
+    }
+}
+
+fn retire(dyno: &LiveDyno, reason: StopReason, steps: &mut Vec<Step>) {
+    match dyno.state {
+        LiveState::Running { .. } => steps.push(Step::Stop { container_id: dyno.container_id.clone(), reason }),
+        LiveState::Stopped => steps.push(Step::Remove { container_id: dyno.container_id.clone() }),
+        LiveState::Stopping => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ouro_types::{DesiredProcess, DesiredRelease};
+
+    fn app(name: &str, release: i64, formation: &[(&str, i64)]) -> DesiredApp {
+        DesiredApp {
+            app_id: format!("id-{name}"),
+            app_name: name.into(),
+            release: DesiredRelease {
+                id: format!("r{release}"),
+                version: release,
+                slug_id: "s".into(),
+                slug_checksum: "SHA256:00".into(),
+                slug_url: "http://api/slug".into(),
+                process_types: [("web", "serve"), ("worker", "work")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                config: Default::default(),
+            },
+            formation: formation
+                .iter()
+                .map(|(t, q)| DesiredProcess { process_type: t.to_string(), quantity: *q, size: "basic".into() })
+                .collect(),
+        }
+    }
+
+    fn dyno(id: &str, app: &str, release: i64, process_type: &str, index: u32, state: LiveState) -> LiveDyno {
+        LiveDyno { container_id: id.into(), app: app.into(), release, process_type: process_type.into(), index, state }
+    }
+
+    const UP: LiveState = LiveState::Running { up: true };
+    const BOOTING: LiveState = LiveState::Running { up: false };
+
+    fn start(app: &str, release: i64, process_type: &str, index: u32) -> Step {
+        Step::Start { app: app.into(), release, process_type: process_type.into(), index, size: "basic".into() }
+    }
+
+    fn stop(id: &str, reason: StopReason) -> Step {
+        Step::Stop { container_id: id.into(), reason }
+    }
+
+    fn run(
+        apps: Vec<DesiredApp>,
+        live: &[LiveDyno],
+        ready: &[(&str, i64)],
+        backoff: &[(Slot, Backoff)],
+        now: u64,
+    ) -> Vec<Step> {
+        let images_ready = ready.iter().map(|(a, r)| (a.to_string(), *r)).collect();
+        let backoff = backoff.iter().cloned().collect();
+        plan(&DesiredState { apps }, live, &Context { images_ready: &images_ready, backoff: &backoff, now })
+    }
+
+    #[test]
+    fn builds_the_image_before_starting_anything() {
+        let steps = run(vec![app("a", 2, &[("web", 2)])], &[], &[], &[], 0);
+        assert_eq!(steps, vec![Step::BuildImage { app: "a".into(), release: 2 }]);
+    }
+
+    #[test]
+    fn starts_missing_dynos_and_stops_extra_ones() {
+        let live = [dyno("c1", "a", 2, "web", 1, UP), dyno("c3", "a", 2, "worker", 3, UP)];
+        let steps = run(vec![app("a", 2, &[("web", 2), ("worker", 1)])], &live, &[("a", 2)], &[], 0);
+        assert_eq!(
+            steps,
+            vec![start("a", 2, "web", 2), start("a", 2, "worker", 1), stop("c3", StopReason::ScaledDown)]
+        );
+    }
+
+    #[test]
+    fn converged_state_plans_nothing() {
+        let live = [dyno("c1", "a", 2, "web", 1, UP), dyno("c2", "a", 2, "web", 2, BOOTING)];
+        assert_eq!(run(vec![app("a", 2, &[("web", 2), ("worker", 0)])], &live, &[("a", 2)], &[], 0), vec![]);
+    }
+
+    #[test]
+    fn old_web_dynos_serve_until_all_new_ones_are_up() {
+        let desired = || vec![app("a", 3, &[("web", 2)])];
+        let old = [dyno("o1", "a", 2, "web", 1, UP), dyno("o2", "a", 2, "web", 2, UP)];
+        // Nothing new yet: start both, keep both old.
+        let steps = run(desired(), &old, &[("a", 3)], &[], 0);
+        assert_eq!(steps, vec![start("a", 3, "web", 1), start("a", 3, "web", 2)]);
+        // One new one up, one booting: still keep the old ones.
+        let mut live = old.to_vec();
+        live.push(dyno("n1", "a", 3, "web", 1, UP));
+        live.push(dyno("n2", "a", 3, "web", 2, BOOTING));
+        assert_eq!(run(desired(), &live, &[("a", 3)], &[], 0), vec![]);
+        // All new ones up: retire the old.
+        live[3].state = UP;
+        let steps = run(desired(), &live, &[("a", 3)], &[], 0);
+        assert_eq!(steps, vec![stop("o1", StopReason::Superseded), stop("o2", StopReason::Superseded)]);
+    }
+
+    #[test]
+    fn a_failed_boot_leaves_the_old_release_serving() {
+        let live = [dyno("o1", "a", 2, "web", 1, UP), dyno("n1", "a", 3, "web", 1, LiveState::Stopped)];
+        let slot = ("a".to_string(), 3, "web".to_string(), 1);
+        let cooling = Backoff { restarts: 2, not_before: 100 };
+        assert_eq!(run(vec![app("a", 3, &[("web", 1)])], &live, &[("a", 3)], &[(slot.clone(), cooling)], 50), vec![]);
+        // Once the back-off has passed it is tried again; the old one still serves.
+        let steps = run(vec![app("a", 3, &[("web", 1)])], &live, &[("a", 3)], &[(slot, cooling)], 100);
+        assert_eq!(steps, vec![start("a", 3, "web", 1)]);
+    }
+
+    #[test]
+    fn old_workers_stop_at_once() {
+        let live = [dyno("o1", "a", 2, "worker", 1, UP)];
+        let steps = run(vec![app("a", 3, &[("worker", 1)])], &live, &[("a", 3)], &[], 0);
+        assert_eq!(steps, vec![start("a", 3, "worker", 1), stop("o1", StopReason::Superseded)]);
+    }
+
+    #[test]
+    fn scaling_web_to_zero_stops_old_and_new() {
+        let live = [dyno("o1", "a", 2, "web", 1, UP), dyno("n1", "a", 3, "web", 1, UP)];
+        let steps = run(vec![app("a", 3, &[("web", 0)])], &live, &[("a", 3)], &[], 0);
+        assert_eq!(steps, vec![stop("n1", StopReason::ScaledDown), stop("o1", StopReason::Superseded)]);
+    }
+
+    #[test]
+    fn undesired_apps_and_types_are_cleaned_up() {
+        let live = [
+            dyno("g1", "gone", 1, "web", 1, UP),
+            dyno("g2", "gone", 1, "web", 2, LiveState::Stopped),
+            dyno("x1", "a", 2, "clock", 1, UP),
+            dyno("s1", "a", 2, "web", 1, LiveState::Stopping),
+        ];
+        let steps = run(vec![app("a", 2, &[("web", 0)])], &live, &[("a", 2)], &[], 0);
+        assert_eq!(
+            steps,
+            vec![
+                stop("x1", StopReason::NotDesired),
+                stop("g1", StopReason::NotDesired),
+                Step::Remove { container_id: "g2".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn backoff_grows_to_a_cap() {
+        let delays: Vec<u64> = (0..10).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, vec![0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}

@@ -1,0 +1,647 @@
+//! The stack image: the Debian 13 ("trixie") root file system every slug image and dyno is based on.
+//!
+//! `ouro/stack:trixie-<hash>` is made from a recipe (see `dyno-runner/stack/README.md`):
+//! `debootstrap --variant=minbase` with the package list in `dyno-runner/stack/packages`, then the
+//! host CA bundle, a `dyno` user (uid/gid 1000, home `/app`) and some trimming, imported into the
+//! Docker Engine with `POST /images/create?fromSrc=-`. The hash is the first 12 hex digits of the
+//! SHA-256 of the recipe text, so the tag changes exactly when the recipe does, and an image with
+//! the current tag is reused as it is.
+//!
+//! `OURO_STACK_IMAGE=<image>` names an image to use instead; it is then never built.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{PermissionsExt as _, chown};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::image::CreateImageOptions;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Mutex;
+
+/// Repository of the stack image.
+pub const STACK_REPO: &str = "ouro/stack";
+/// Debian suite of the stack (Debian 13).
+pub const STACK_SUITE: &str = "trixie";
+/// Bump when the way the image is built changes in code (not just in the data below), so that
+/// hosts build the new image instead of reusing the old one.
+pub const RECIPE_VERSION: &str = "1";
+/// The package list, one per line, `#` comments (`dyno-runner/stack/packages`).
+pub const PACKAGES: &str = include_str!("../stack/packages");
+/// Environment variable naming an existing image to use instead of building the stack.
+pub const STACK_IMAGE_ENV: &str = "OURO_STACK_IMAGE";
+/// Environment variable naming the Debian mirror for debootstrap.
+pub const MIRROR_ENV: &str = "OURO_STACK_MIRROR";
+/// Debian mirror used unless `OURO_STACK_MIRROR` is set.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+/// The user dynos run as, and its ids.
+pub const DYNO_USER: &str = "dyno";
+pub const DYNO_UID: u32 = 1000;
+pub const DYNO_GID: u32 = 1000;
+/// Home and working directory of the `dyno` user; slugs are extracted here.
+pub const APP_DIR: &str = "/app";
+
+const VARIANT: &str = "minbase";
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// Importing a few hundred MB can outlast bollard's default 2 minute request timeout.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+const PASSWD_LINE: &str = "dyno:x:1000:1000:Ouro dyno:/app:/bin/bash";
+const GROUP_LINE: &str = "dyno:x:1000:";
+const SHADOW_LINE: &str = "dyno:!::0:99999:7:::";
+const GSHADOW_LINE: &str = "dyno:!::";
+
+/// Image config set at import (Dockerfile instructions accepted by `docker import --change`).
+const IMAGE_CHANGES: &[&str] = &[
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    "WORKDIR /app",
+    r#"CMD ["/bin/bash"]"#,
+];
+
+/// Directories (relative to the root file system) whose contents are removed.
+const EMPTIED_DIRS: &[&str] = &[
+    "var/lib/apt/lists",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/groff",
+    "usr/share/lintian",
+    "usr/share/linda",
+    "usr/share/locale",
+    "var/log/apt",
+    "dev",
+];
+/// Files removed, given as (directory, file name suffix).
+const REMOVED_FILES: &[(&str, &str)] = &[
+    ("var/cache/apt/archives", ".deb"),
+    ("var/cache/apt", ".bin"),
+    ("var/log", ".log"),
+    ("var/cache/debconf", "-old"),
+];
+/// Later `apt-get install`s in the image stay as slim as the image itself (as Debian's `-slim`).
+const DPKG_SLIM_CFG_PATH: &str = "etc/dpkg/dpkg.cfg.d/ouro-slim";
+const DPKG_SLIM_CFG: &str = "\
+# Ouro stack: no docs, man pages or translations (like Debian's -slim images).
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+";
+/// Host files debootstrap copies in, replaced by neutral ones (Docker bind-mounts its own).
+const NEUTRAL_FILES: &[(&str, &str)] = &[("etc/resolv.conf", ""), ("etc/hostname", "localhost\n")];
+
+/// Everything that can go wrong making sure the stack image exists. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("image {0} not found in the Docker Engine: build or load it there, or unset OURO_STACK_IMAGE")]
+    ImageNotFound(String),
+    #[error("Docker Engine error while {action}: {source}; check that the Docker Engine is running and reachable")]
+    Docker {
+        action: String,
+        #[source]
+        source: DockerError,
+    },
+    #[error("debootstrap not found: apt-get install debootstrap")]
+    DebootstrapMissing,
+    #[error("Debian archive keyring {0} not found: apt-get install debian-archive-keyring")]
+    KeyringMissing(String),
+    #[error("host CA bundle {path} unreadable ({source}): apt-get install ca-certificates")]
+    HostCaMissing {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "building the stack image needs root (debootstrap): run the dyno runner as root, or set OURO_STACK_IMAGE to a prebuilt image"
+    )]
+    NotRoot,
+    #[error(
+        "debootstrap {suite} failed ({status}): {detail}; check that the mirror {mirror} is reachable (or set OURO_STACK_MIRROR)"
+    )]
+    Debootstrap { suite: &'static str, status: String, detail: String, mirror: String },
+    #[error("debootstrap left mounts under {0}: unmount them (umount -R {0}) and delete that directory by hand")]
+    LeftMounts(String),
+    #[error("stack build step failed ({step}): {source}; check free space and permissions in the temp dir (TMPDIR)")]
+    Io {
+        step: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("tar of the stack root file system failed ({0}): check free space in the temp dir (TMPDIR)")]
+    Tar(String),
+    #[error("stack image import reported no image {0}: look at the Docker Engine's log and retry")]
+    ImportLost(String),
+    #[error("stack build task died: {0}; see the log above and retry")]
+    Task(String),
+}
+
+fn io_err(step: impl Into<String>) -> impl FnOnce(io::Error) -> StackError {
+    let step = step.into();
+    move |source| StackError::Io { step, source }
+}
+
+fn docker_err(action: impl Into<String>) -> impl FnOnce(DockerError) -> StackError {
+    let action = action.into();
+    move |source| StackError::Docker { action, source }
+}
+
+/// The packages of a package list text: one per line, `#` comments, sorted and deduplicated.
+pub fn parse_packages(list: &str) -> Vec<String> {
+    let mut packages: Vec<String> = list
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    packages.sort();
+    packages.dedup();
+    packages
+}
+
+/// The recipe text for a package list text: every input of the build that ends up in the image.
+pub fn recipe_text(package_list: &str) -> String {
+    let mut text = String::new();
+    let mut line = |key: &str, value: &str| {
+        text.push_str(key);
+        text.push('=');
+        text.push_str(value);
+        text.push('\n');
+    };
+    line("recipe-version", RECIPE_VERSION);
+    line("debootstrap", &format!("--variant={VARIANT} {STACK_SUITE}"));
+    line("packages", &parse_packages(package_list).join(","));
+    line("ca-bundle", HOST_CA_BUNDLE);
+    for (key, value) in
+        [("passwd", PASSWD_LINE), ("group", GROUP_LINE), ("shadow", SHADOW_LINE), ("gshadow", GSHADOW_LINE)]
+    {
+        line(key, value);
+    }
+    line("app-dir", &format!("{APP_DIR} {DYNO_UID}:{DYNO_GID} 0755"));
+    for dir in EMPTIED_DIRS {
+        line("empty", dir);
+    }
+    for (dir, suffix) in REMOVED_FILES {
+        line("remove", &format!("{dir}/*{suffix}"));
+    }
+    for (path, content) in NEUTRAL_FILES {
+        line("write", &format!("{path} {content:?}"));
+    }
+    line("write", &format!("{DPKG_SLIM_CFG_PATH} {DPKG_SLIM_CFG:?}"));
+    for change in IMAGE_CHANGES {
+        line("change", change);
+    }
+    text
+}
+
+/// First 12 hex digits of the SHA-256 of a recipe text.
+pub fn recipe_hash(recipe: &str) -> String {
+    let digest = Sha256::digest(recipe.as_bytes());
+    hex::encode(&digest[..6])
+}
+
+/// The stack image tag for a recipe text: `ouro/stack:trixie-<hash>`.
+pub fn stack_tag_for(recipe: &str) -> String {
+    format!("{STACK_REPO}:{STACK_SUITE}-{}", recipe_hash(recipe))
+}
+
+/// The tag of the stack image of this build of Ouro.
+pub fn stack_tag() -> String {
+    stack_tag_for(&recipe_text(PACKAGES))
+}
+
+/// One build at a time per process; the second caller waits and then finds the image.
+static BUILD_LOCK: Mutex<()> = Mutex::const_new(());
+
+/// Makes sure the stack image exists in the Docker Engine, building it if it is missing, and returns
+/// its name. With `OURO_STACK_IMAGE` set, returns that image if it exists and never builds.
+pub async fn ensure_stack_image(docker: &Docker) -> Result<String, StackError> {
+    if let Some(image) = std::env::var(STACK_IMAGE_ENV).ok().filter(|image| !image.trim().is_empty()) {
+        return require_image(docker, image.trim()).await;
+    }
+    let tag = stack_tag();
+    if image_exists(docker, &tag).await? {
+        return Ok(tag);
+    }
+    let guard = BUILD_LOCK.lock().await;
+    let docker = docker.clone();
+    // The build runs in its own task holding the lock, so a caller that gives up waiting neither
+    // leaves a half-done build behind nor lets a second build start next to it.
+    let build = tokio::spawn(async move {
+        let _guard = guard;
+        if !image_exists(&docker, &tag).await? {
+            build_stack_image(&docker, &tag).await?;
+        }
+        Ok(tag)
+    });
+    build.await.map_err(|err| StackError::Task(err.to_string()))?
+}
+
+/// Returns `image` if the Docker Engine has it, else [`StackError::ImageNotFound`].
+pub async fn require_image(docker: &Docker, image: &str) -> Result<String, StackError> {
+    if image_exists(docker, image).await? {
+        Ok(image.to_owned())
+    } else {
+        Err(StackError::ImageNotFound(image.to_owned()))
+    }
+}
+
+async fn image_exists(docker: &Docker, image: &str) -> Result<bool, StackError> {
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+        Err(err) => Err(docker_err(format!("inspecting image {image}"))(err)),
+    }
+}
+
+async fn build_stack_image(docker: &Docker, tag: &str) -> Result<(), StackError> {
+    let started = Instant::now();
+    let mirror =
+        std::env::var(MIRROR_ENV).ok().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| DEFAULT_MIRROR.to_owned());
+    tracing::info!(%tag, %mirror, "building the stack image with debootstrap (takes a few minutes)");
+    let rootfs_tar = tokio::task::spawn_blocking(move || build_rootfs_tar(&mirror))
+        .await
+        .map_err(|err| StackError::Task(err.to_string()))??;
+    tracing::info!(
+        %tag,
+        tar_mb = rootfs_tar.len() / (1024 * 1024),
+        elapsed = ?started.elapsed(),
+        "stack root file system ready; importing it into the Docker Engine"
+    );
+
+    let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+    let hash = tag_part.rsplit('-').next().unwrap_or(tag_part);
+    let labels = [format!("LABEL ouro.stack.suite={STACK_SUITE}"), format!("LABEL ouro.stack.recipe={hash}")];
+    let changes: Vec<&str> = IMAGE_CHANGES.iter().copied().chain(labels.iter().map(String::as_str)).collect();
+    let options = CreateImageOptions { from_src: "-", repo, tag: tag_part, changes, ..Default::default() };
+    let importer = docker.clone().with_timeout(IMPORT_TIMEOUT);
+    let mut progress = importer.create_image(Some(options), Some(Bytes::from(rootfs_tar)), None);
+    while let Some(item) = progress.next().await {
+        let info = item.map_err(docker_err(format!("importing the stack image {tag}")))?;
+        tracing::debug!(status = ?info.status, "stack image import");
+    }
+    if !image_exists(docker, tag).await? {
+        return Err(StackError::ImportLost(tag.to_owned()));
+    }
+    tracing::info!(%tag, elapsed = ?started.elapsed(), "stack image built");
+    Ok(())
+}
+
+/// Runs debootstrap and the rootfs steps in a temp dir and returns the tar of the root file system.
+/// Blocking; the temp dir is removed whatever happens (unless mounts are left in it).
+fn build_rootfs_tar(mirror: &str) -> Result<Vec<u8>, StackError> {
+    if !running_as_root() {
+        return Err(StackError::NotRoot);
+    }
+    let debootstrap = find_program("debootstrap").ok_or(StackError::DebootstrapMissing)?;
+    if !Path::new(KEYRING).is_file() {
+        return Err(StackError::KeyringMissing(KEYRING.to_owned()));
+    }
+    let ca_bundle = fs::read(HOST_CA_BUNDLE)
+        .and_then(|bytes| if bytes.is_empty() { Err(io::Error::other("empty file")) } else { Ok(bytes) })
+        .map_err(|source| StackError::HostCaMissing { path: HOST_CA_BUNDLE.to_owned(), source })?;
+
+    let temp = tempfile::Builder::new().prefix("ouro-stack-").tempdir().map_err(io_err("creating a temp dir"))?;
+    let work = temp.path().canonicalize().map_err(io_err("resolving the temp dir"))?;
+    let root = work.join("rootfs");
+
+    let outcome = run_debootstrap(&debootstrap, &root, &work.join("debootstrap.out"), mirror);
+    // debootstrap unmounts what it mounted, even when it fails; make sure of it before anything is
+    // deleted, and leave the directory alone rather than delete through a mount.
+    if let Err(err) = unmount_all_under(&work) {
+        let kept = temp.keep();
+        tracing::error!(dir = %kept.display(), error = %err, "mounts left under the stack build dir");
+        return Err(StackError::LeftMounts(kept.display().to_string()));
+    }
+    outcome?;
+
+    customize_rootfs(&root, &ca_bundle)?;
+    let tar = tar_rootfs(&root)?;
+    let dir = temp.path().display().to_string();
+    if let Err(err) = temp.close() {
+        tracing::warn!(%dir, error = %err, "could not remove the stack build dir");
+    }
+    Ok(tar)
+}
+
+fn run_debootstrap(debootstrap: &Path, root: &Path, log: &Path, mirror: &str) -> Result<(), StackError> {
+    let packages = parse_packages(PACKAGES).join(",");
+    let out = fs::File::create(log).map_err(io_err("creating the debootstrap log"))?;
+    let err = out.try_clone().map_err(io_err("creating the debootstrap log"))?;
+    // debootstrap needs chroot & co. from sbin, which a non-login PATH may lack.
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    path.push(":/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin");
+    let status = Command::new(debootstrap)
+        .arg(format!("--variant={VARIANT}"))
+        .arg(format!("--include={packages}"))
+        .arg(format!("--keyring={KEYRING}"))
+        .arg(STACK_SUITE)
+        .arg(root)
+        .arg(mirror)
+        .env("PATH", path)
+        .env("LC_ALL", "C")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|err| {
+            if err.kind() == io::ErrorKind::NotFound {
+                StackError::DebootstrapMissing
+            } else {
+                io_err("running debootstrap")(err)
+            }
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    let output = fs::read_to_string(log).unwrap_or_default();
+    let detailed = fs::read_to_string(root.join("debootstrap/debootstrap.log")).unwrap_or_default();
+    for tail_line in tail(&detailed, 20).iter().chain(tail(&output, 20).iter()) {
+        tracing::warn!(line = %tail_line, "debootstrap");
+    }
+    let detail = output
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("E:"))
+        .or_else(|| output.lines().rev().find(|line| !line.trim().is_empty()))
+        .unwrap_or("no output")
+        .trim()
+        .to_owned();
+    Err(StackError::Debootstrap { suite: STACK_SUITE, status: status.to_string(), detail, mirror: mirror.to_owned() })
+}
+
+fn tail(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// The steps after debootstrap, on the root file system at `root`.
+fn customize_rootfs(root: &Path, ca_bundle: &[u8]) -> Result<(), StackError> {
+    write_file(root, "etc/ssl/certs/ca-certificates.crt", ca_bundle, 0o644)?;
+
+    for (file, line) in [
+        ("etc/passwd", PASSWD_LINE),
+        ("etc/group", GROUP_LINE),
+        ("etc/shadow", SHADOW_LINE),
+        ("etc/gshadow", GSHADOW_LINE),
+    ] {
+        append_entry(root, file, line)?;
+    }
+    let app = root.join(APP_DIR.trim_start_matches('/'));
+    fs::create_dir_all(&app).map_err(io_err("creating /app"))?;
+    fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod /app"))?;
+    chown(&app, Some(DYNO_UID), Some(DYNO_GID)).map_err(io_err("chown /app"))?;
+
+    for dir in EMPTIED_DIRS {
+        empty_dir(&root.join(dir)).map_err(io_err(format!("emptying {dir}")))?;
+    }
+    for (dir, suffix) in REMOVED_FILES {
+        remove_files(&root.join(dir), suffix).map_err(io_err(format!("removing {dir}/*{suffix}")))?;
+    }
+    slim_docs(&root.join("usr/share/doc")).map_err(io_err("trimming usr/share/doc"))?;
+    for (path, content) in NEUTRAL_FILES {
+        write_file(root, path, content.as_bytes(), 0o644)?;
+    }
+    write_file(root, DPKG_SLIM_CFG_PATH, DPKG_SLIM_CFG.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// Replaces `root/rel` with `content`, never writing through a symlink (it could point to the host).
+fn write_file(root: &Path, rel: &str, content: &[u8], mode: u32) -> Result<(), StackError> {
+    let path = root.join(rel);
+    let step = || format!("writing {rel}");
+    if let Ok(meta) = fs::symlink_metadata(&path) {
+        if meta.is_dir() {
+            return Err(io_err(step())(io::Error::other("is a directory")));
+        }
+        fs::remove_file(&path).map_err(io_err(step()))?;
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_err(step()))?;
+    }
+    fs::write(&path, content).map_err(io_err(step()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io_err(step()))
+}
+
+/// Appends a `name:...` line to a passwd-style file unless that name is there already.
+fn append_entry(root: &Path, rel: &str, line: &str) -> Result<(), StackError> {
+    let path = root.join(rel);
+    let step = || format!("adding the dyno user to {rel}");
+    let meta = fs::symlink_metadata(&path).map_err(io_err(step()))?;
+    if !meta.is_file() {
+        return Err(io_err(step())(io::Error::other("not a regular file")));
+    }
+    let current = fs::read_to_string(&path).map_err(io_err(step()))?;
+    let name = line.split(':').next().unwrap_or(line);
+    if current.lines().any(|existing| existing.split(':').next() == Some(name)) {
+        return Ok(());
+    }
+    let mut file = fs::OpenOptions::new().append(true).open(&path).map_err(io_err(step()))?;
+    let separator = if current.is_empty() || current.ends_with('\n') { "" } else { "\n" };
+    writeln!(file, "{separator}{line}").map_err(io_err(step()))
+}
+
+/// Removes everything in `dir` (not following symlinks), keeping `dir`. A missing `dir` is fine.
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if fs::symlink_metadata(&path)?.is_dir() { fs::remove_dir_all(&path)? } else { fs::remove_file(&path)? }
+    }
+    Ok(())
+}
+
+/// Removes the files (not directories) directly in `dir` whose names end with `suffix`.
+fn remove_files(dir: &Path, suffix: &str) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(suffix) && !entry.file_type()?.is_dir() {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps only the `copyright` files in `usr/share/doc/<package>/`.
+fn slim_docs(doc: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(doc) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        for item in fs::read_dir(entry.path())? {
+            let item = item?;
+            if item.file_name() == "copyright" {
+                continue;
+            }
+            if item.file_type()?.is_dir() { fs::remove_dir_all(item.path())? } else { fs::remove_file(item.path())? }
+        }
+    }
+    Ok(())
+}
+
+/// `tar --numeric-owner -C root -c .` into memory.
+fn tar_rootfs(root: &Path) -> Result<Vec<u8>, StackError> {
+    let output = Command::new(find_program("tar").unwrap_or_else(|| PathBuf::from("tar")))
+        .arg("--numeric-owner")
+        .arg("-C")
+        .arg(root)
+        .args(["-c", "."])
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| StackError::Tar(err.to_string()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("no output");
+        return Err(StackError::Tar(format!("{}: {}", output.status, last.trim())));
+    }
+    Ok(output.stdout)
+}
+
+/// Whether this process runs with effective uid 0 (from /proc, as `unsafe` is not allowed here).
+fn running_as_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .is_some_and(|euid| euid == "0")
+}
+
+/// `program` in `PATH` or the sbin/bin directories.
+fn find_program(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|dir| dir.join(program))
+        .find(|path| fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0))
+}
+
+/// Mount points at or under `dir`, deepest first (from /proc/self/mountinfo).
+fn mounts_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut mounts: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mount_path(field)))
+        .filter(|mount| mount.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|mount| std::cmp::Reverse(mount.components().count()));
+    mounts.dedup();
+    Ok(mounts)
+}
+
+/// Undoes the octal escapes (`\040` for space...) of mountinfo paths.
+fn unescape_mount_path(field: &str) -> OsString {
+    use std::os::unix::ffi::OsStringExt as _;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            out.push(bytes[i + 1..i + 4].iter().fold(0u8, |acc, b| acc.wrapping_mul(8).wrapping_add(b - b'0')));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// Unmounts every mount under `dir`; fails if any is left.
+fn unmount_all_under(dir: &Path) -> io::Result<()> {
+    let mounts = mounts_under(dir)?;
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    let umount = find_program("umount").unwrap_or_else(|| PathBuf::from("umount"));
+    for mount in &mounts {
+        tracing::warn!(mount = %mount.display(), "unmounting what debootstrap left mounted");
+        let unmounted = Command::new(&umount).arg(mount).status().is_ok_and(|s| s.success());
+        if !unmounted {
+            let _ = Command::new(&umount).arg("-l").arg(mount).status();
+        }
+    }
+    let left = mounts_under(dir)?;
+    if left.is_empty() { Ok(()) } else { Err(io::Error::other(format!("still mounted: {}", left[0].display()))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path(r"/tmp/a\040b/proc"), OsString::from("/tmp/a b/proc"));
+        assert_eq!(unescape_mount_path(r"/plain"), OsString::from("/plain"));
+        assert_eq!(unescape_mount_path(r"/end\04"), OsString::from(r"/end\04"));
+    }
+
+    #[test]
+    fn package_list_parses() {
+        let packages = parse_packages("b\n# comment\n  a  # why\n\nb\n");
+        assert_eq!(packages, ["a", "b"]);
+        let stack = parse_packages(PACKAGES);
+        for needed in ["ca-certificates", "bash", "curl", "python3", "procps", "netbase", "git", "tar", "gzip"] {
+            assert!(stack.iter().any(|p| p == needed), "{needed} missing from stack/packages");
+        }
+    }
+
+    #[test]
+    fn editing_files_in_a_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash").unwrap();
+        append_entry(root, "etc/passwd", PASSWD_LINE).unwrap();
+        append_entry(root, "etc/passwd", PASSWD_LINE).unwrap();
+        let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+        assert_eq!(passwd, format!("root:x:0:0:root:/root:/bin/bash\n{PASSWD_LINE}\n"));
+
+        // A symlink in the rootfs is replaced, never written through.
+        let outside = root.join("outside");
+        fs::write(&outside, "host").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc/resolv.conf")).unwrap();
+        write_file(root, "etc/resolv.conf", b"", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "host");
+        assert!(fs::symlink_metadata(root.join("etc/resolv.conf")).unwrap().is_file());
+
+        fs::create_dir_all(root.join("var/cache/apt/archives/partial")).unwrap();
+        fs::write(root.join("var/cache/apt/archives/x.deb"), "").unwrap();
+        fs::write(root.join("var/cache/apt/archives/lock"), "").unwrap();
+        remove_files(&root.join("var/cache/apt/archives"), ".deb").unwrap();
+        assert!(!root.join("var/cache/apt/archives/x.deb").exists());
+        assert!(root.join("var/cache/apt/archives/lock").exists());
+        empty_dir(&root.join("var/cache/apt")).unwrap();
+        assert_eq!(fs::read_dir(root.join("var/cache/apt")).unwrap().count(), 0);
+        empty_dir(&root.join("does/not/exist")).unwrap();
+    }
+}

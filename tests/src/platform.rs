@@ -1,0 +1,277 @@
+//! A whole platform for Docker tests: the real `ouro-api`, `ouro-dyno-runner` and `ouro-router`
+//! binaries, wired together on loopback, with their own platform label so that parallel tests
+//! (and a real installation) on the same Docker Engine leave each other alone.
+//! Dropping it stops the processes and removes its containers and networks.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+
+use crate::{Api, Backend, Value, json, spawn_service, tar_gz, terminate};
+
+pub struct Platform {
+    pub api: Api,
+    /// Label value of this platform's containers.
+    pub id: String,
+    runner: Option<Child>,
+    pub runner_url: String,
+    router: Option<Child>,
+    /// `127.0.0.1:port` of the router.
+    pub router_addr: String,
+    logs: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    pub docker: Docker,
+}
+
+/// Knobs of the runner for a test: short drains and grace periods keep tests fast.
+pub fn runner_env() -> Vec<(&'static str, &'static str)> {
+    vec![("OURO_DRAIN_SECONDS", "1"), ("OURO_STOP_GRACE_SECONDS", "3"), ("OURO_BOOT_TIMEOUT_SECONDS", "20")]
+}
+
+impl Platform {
+    pub fn start() -> Platform {
+        Platform::start_with(&runner_env())
+    }
+
+    pub fn start_with(runner_env: &[(&str, &str)]) -> Platform {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let docker = runtime.block_on(async {
+            let docker = Docker::connect_with_local_defaults().expect("Docker Engine");
+            docker.negotiate_version().await.expect("Docker Engine answers")
+        });
+        ensure_stack(&runtime, &docker);
+        let api = Api::start(Backend::Sqlite);
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = format!("ourotest{}x{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        let mut platform = Platform {
+            api,
+            id,
+            runner: None,
+            runner_url: String::new(),
+            router: None,
+            router_addr: String::new(),
+            logs: tempfile::tempdir().expect("temp dir"),
+            runtime,
+            docker,
+        };
+        platform.start_runner(runner_env, "127.0.0.1:0");
+        platform.start_router("127.0.0.1:0");
+        platform
+    }
+
+    fn start_runner(&mut self, extra: &[(&str, &str)], listen: &str) {
+        let mut env: Vec<(String, String)> = vec![
+            ("OURO_API_URL".into(), self.api.url.clone()),
+            ("OURO_API_TOKEN".into(), self.api.token.clone()),
+            ("OURO_RUNNER_LISTEN".into(), listen.into()),
+            ("OURO_PLATFORM".into(), self.id.clone()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let (child, url) = spawn_service("ouro-dyno-runner", &env, &self.logs.path().join("runner.log"));
+        self.runner = Some(child);
+        self.runner_url = url;
+    }
+
+    fn start_router(&mut self, listen: &str) {
+        let env = vec![
+            ("OURO_ROUTER_LISTEN".to_string(), listen.to_string()),
+            ("OURO_ROUTES_URL".to_string(), format!("{}/routes", self.runner_url)),
+        ];
+        let (child, url) = spawn_service("ouro-router", &env, &self.logs.path().join("router.log"));
+        self.router = Some(child);
+        self.router_addr = url.trim_start_matches("http://").to_string();
+    }
+
+    /// Stops the runner (SIGTERM) and starts a new one on the same address.
+    pub fn restart_runner(&mut self) {
+        if let Some(mut child) = self.runner.take() {
+            terminate(&mut child, Duration::from_secs(30));
+        }
+        let listen = self.runner_url.trim_start_matches("http://").to_string();
+        let env = runner_env();
+        self.start_runner(&env, &listen);
+    }
+
+    pub fn restart_router(&mut self) {
+        if let Some(mut child) = self.router.take() {
+            terminate(&mut child, Duration::from_secs(30));
+        }
+        let listen = self.router_addr.clone();
+        self.start_router(&listen);
+    }
+
+    pub fn runner_log(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("runner.log")).unwrap_or_default()
+    }
+
+    pub fn router_log(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("router.log")).unwrap_or_default()
+    }
+
+    /// Creates `app` and releases the directory `dir` (holding `app/...`) as its slug.
+    pub fn create_and_deploy(&self, app: &str, dir: &Path, process_types: Value) -> i64 {
+        let created = self.api.post("/apps", json!({ "name": app }));
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        self.deploy(app, dir, process_types)
+    }
+
+    /// Releases `dir` as a new slug of `app`; returns the release version.
+    pub fn deploy(&self, app: &str, dir: &Path, process_types: Value) -> i64 {
+        let slug = self.api.post(&format!("/apps/{app}/slugs"), json!({ "process_types": process_types }));
+        assert_eq!(slug.status, 201, "{:?}", slug.body);
+        let id = slug.body["id"].as_str().expect("slug id").to_string();
+        let path = format!("/apps/{app}/slugs/{id}/blob");
+        let (status, body) = self.api.raw("PUT", &path, Some(&self.api.token), Some(&tar_gz(dir)), "application/gzip");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let release = self.api.post(&format!("/apps/{app}/releases"), json!({ "slug": id }));
+        assert_eq!(release.status, 201, "{:?}", release.body);
+        release.body["version"].as_i64().expect("version")
+    }
+
+    pub fn scale(&self, app: &str, process_type: &str, quantity: i64) {
+        let body = json!({"updates": [{"type": process_type, "quantity": quantity}]});
+        let answer = self.api.patch(&format!("/apps/{app}/formation"), body);
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+
+    /// The dynos of `app` as the API shows them (the runner's last report).
+    pub fn dynos(&self, app: &str) -> Vec<Value> {
+        self.api.get(&format!("/apps/{app}/dynos")).body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// `up` web dynos of `release`, by the API.
+    pub fn up(&self, app: &str, process_type: &str, release: i64) -> usize {
+        self.dynos(app)
+            .iter()
+            .filter(|d| d["type"] == process_type && d["state"] == "up" && d["release"] == release)
+            .count()
+    }
+
+    /// GET through the router with `Host: <app>.localhost`.
+    pub fn get(&self, app: &str, path: &str) -> Result<(u16, String), String> {
+        http_get(&self.router_addr, &format!("{app}.localhost"), path)
+    }
+
+    /// Waits until `check` holds, failing with `what` and the logs after `timeout`.
+    pub fn wait_until(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check() {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting until {what}\n--- runner log ---\n{}\n--- router log (tail) ---\n{}",
+                    tail(&self.runner_log(), 60),
+                    tail(&self.router_log(), 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Containers of this platform: id → (app, name like `web.1`, release, running).
+    pub fn containers(&self) -> HashMap<String, (String, String, i64, bool)> {
+        self.runtime.block_on(async {
+            let label = format!("ouro.platform={}", self.id);
+            let filters = HashMap::from([("label", vec![label.as_str()])]);
+            let options = bollard::container::ListContainersOptions { all: true, filters, ..Default::default() };
+            let list = self.docker.list_containers(Some(options)).await.expect("list containers");
+            list.into_iter()
+                .map(|c| {
+                    let labels = c.labels.unwrap_or_default();
+                    let name = format!("{}.{}", labels["ouro.type"], labels["ouro.index"]);
+                    let release = labels["ouro.release"].parse().unwrap_or(0);
+                    let running = c.state.as_deref() == Some("running");
+                    (c.id.unwrap_or_default(), (labels["ouro.app"].clone(), name, release, running))
+                })
+                .collect()
+        })
+    }
+
+    /// Runs a future (a Docker call, say) on this platform's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for child in [self.router.take(), self.runner.take()].into_iter().flatten() {
+            let mut child = child;
+            terminate(&mut child, Duration::from_secs(10));
+        }
+        let id = self.id.clone();
+        let docker = self.docker.clone();
+        self.runtime.block_on(async move {
+            let label = format!("ouro.platform={id}");
+            let filters = HashMap::from([("label", vec![label.as_str()])]);
+            let options =
+                bollard::container::ListContainersOptions { all: true, filters: filters.clone(), ..Default::default() };
+            for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
+                let remove = bollard::container::RemoveContainerOptions { force: true, ..Default::default() };
+                let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(remove)).await;
+            }
+            let options = bollard::network::ListNetworksOptions { filters };
+            for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
+                let _ = docker.remove_network(&n.id.unwrap_or_default()).await;
+            }
+        });
+    }
+}
+
+/// Builds the stack image once per test process (the first build takes minutes).
+fn ensure_stack(runtime: &tokio::runtime::Runtime, docker: &Docker) {
+    static DONE: OnceLock<Mutex<Option<String>>> = OnceLock::new();
+    let done = DONE.get_or_init(|| Mutex::new(None));
+    let mut tag = done.lock().unwrap_or_else(|e| e.into_inner());
+    if tag.is_none() {
+        let built = runtime.block_on(ouro_dyno_runner::stack::ensure_stack_image(docker)).expect("stack image");
+        *tag = Some(built);
+    }
+}
+
+/// A sample app under `tests/apps/<name>`.
+pub fn sample_app(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("apps").join(name)
+}
+
+/// One GET over a fresh connection; `Err` when the connection fails or breaks.
+pub fn http_get(addr: &str, host: &str, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(40))).map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: ouro-tests\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line: {head:?}"))?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
