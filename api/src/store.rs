@@ -83,6 +83,12 @@ pub struct FormationRow {
     pub updated_at: String,
 }
 
+pub struct DomainRow {
+    pub id: String,
+    pub hostname: String,
+    pub created_at: String,
+}
+
 pub struct AuditRow {
     pub id: String,
     pub actor: String,
@@ -481,6 +487,68 @@ impl Store {
         Ok(touched)
     }
 
+    // ---- domains ----------------------------------------------------------------------
+
+    pub async fn domains(&self, app_id: &str) -> Result<Vec<DomainRow>> {
+        let rows = sqlx::query("SELECT id, hostname, created_at FROM domains WHERE app_id = $1 ORDER BY hostname")
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(DomainRow { id: r.try_get("id")?, hostname: r.try_get("hostname")?, created_at: r.try_get("created_at")? }))
+            .collect()
+    }
+
+    /// Adds a custom domain; `Conflict` if any app has it already.
+    pub async fn add_domain(&self, app_id: &str, hostname: &str) -> Result<DomainRow> {
+        let row = DomainRow { id: uuid::Uuid::new_v4().to_string(), hostname: hostname.to_string(), created_at: now() };
+        sqlx::query("INSERT INTO domains (id, app_id, hostname, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&row.id)
+            .bind(app_id)
+            .bind(&row.hostname)
+            .bind(&row.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_on_unique)?;
+        Ok(row)
+    }
+
+    /// Removes a custom domain; `false` if the app had no such domain.
+    pub async fn remove_domain(&self, app_id: &str, hostname: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM domains WHERE app_id = $1 AND hostname = $2")
+            .bind(app_id)
+            .bind(hostname)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- restarts ---------------------------------------------------------------------
+
+    /// Records that dynos matching `target` and started before now must be replaced.
+    pub async fn request_restart(&self, app_id: &str, target: &str, at_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dyno_restarts (app_id, target, requested_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (app_id, target) DO UPDATE SET requested_at_ms = $3",
+        )
+        .bind(app_id)
+        .bind(target)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn restarts(&self, app_id: &str) -> Result<BTreeMap<String, u64>> {
+        let rows = sqlx::query("SELECT target, requested_at_ms FROM dyno_restarts WHERE app_id = $1")
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("target")?, r.try_get::<i64, _>("requested_at_ms")?.max(0) as u64)))
+            .collect()
+    }
+
     // ---- audit log --------------------------------------------------------------------
 
     pub async fn record_audit(
@@ -563,13 +631,13 @@ pub fn backend_of(url: &str) -> Result<Backend> {
 
 /// The migrations, compiled into the binary so that it needs no files beside it.
 fn migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        Cow::Borrowed(include_str!("../migrations/0001_init.sql")),
-        false,
-    )];
+    let migration = |version, description, sql| {
+        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+    };
+    let migrations = vec![
+        migration(1, "init", include_str!("../migrations/0001_init.sql")),
+        migration(2, "domains and restarts", include_str!("../migrations/0002_domains_restarts.sql")),
+    ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }
 

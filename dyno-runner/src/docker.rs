@@ -28,6 +28,8 @@ pub const LABEL_RELEASE: &str = "ouro.release";
 pub const LABEL_TYPE: &str = "ouro.type";
 pub const LABEL_INDEX: &str = "ouro.index";
 pub const LABEL_SIZE: &str = "ouro.size";
+/// ms since the epoch when the runner created the container.
+pub const LABEL_STARTED: &str = "ouro.started";
 
 /// The port every dyno's web process binds (`$PORT`); each dyno has its own address.
 pub const DYNO_PORT: u16 = 5000;
@@ -55,6 +57,8 @@ pub struct Container {
     pub ip: Option<String>,
     /// Seconds since the epoch.
     pub created: i64,
+    /// ms since the epoch, from our label.
+    pub started_ms: u64,
 }
 
 /// Every dyno container of `platform`, running or not. Containers with unreadable labels are
@@ -88,6 +92,7 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
             running: summary.state.as_deref() == Some("running"),
             ip,
             created: summary.created.unwrap_or(0),
+            started_ms: label(LABEL_STARTED).and_then(|s| s.parse().ok()).unwrap_or(0),
             app,
             release,
             process_type,
@@ -231,6 +236,7 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
         (LABEL_TYPE.to_string(), spec.process_type.to_string()),
         (LABEL_INDEX.to_string(), spec.index.to_string()),
         (LABEL_SIZE.to_string(), size.name.to_string()),
+        (LABEL_STARTED.to_string(), now_ms().to_string()),
     ]);
     // `.profile.d` scripts run first, as on Heroku; then the command replaces the shell.
     let script =
@@ -292,6 +298,10 @@ pub async fn remove(docker: &Docker, id: &str) {
             tracing::warn!(container = id, error = %e, "removing a container failed");
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn status_of(e: &DockerError) -> Option<u16> {

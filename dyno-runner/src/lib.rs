@@ -253,6 +253,7 @@ impl Runner {
                 process_type: c.process_type.clone(),
                 index: c.index,
                 state,
+                started_ms: c.started_ms,
             });
         }
         live
@@ -448,7 +449,9 @@ impl Runner {
             .iter()
             .map(|app| Route {
                 app: app.app_name.clone(),
-                hosts: vec![format!("{}.{}", app.app_name, self.config.domain)],
+                hosts: std::iter::once(format!("{}.{}", app.app_name, self.config.domain))
+                    .chain(app.domains.iter().cloned())
+                    .collect(),
                 backends: containers
                     .iter()
                     .filter(|c| c.app == app.app_name && c.process_type == "web" && c.running)

@@ -25,6 +25,8 @@ pub struct LiveDyno {
     pub process_type: String,
     pub index: u32,
     pub state: LiveState,
+    /// When the runner created it, in ms since the epoch (compared with restart requests).
+    pub started_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,8 @@ pub enum Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
     ScaledDown,
+    /// A restart was requested after it started (`ouro ps:restart`, `ps:stop`).
+    Restart,
     Superseded,
     NotDesired,
 }
@@ -143,6 +147,12 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
         for dyno in current.iter().filter(|d| i64::from(d.index) > quantity) {
             retire(dyno, StopReason::ScaledDown, steps);
         }
+        for dyno in current.iter().filter(|d| i64::from(d.index) <= quantity) {
+            let requested = restart_requested(app, process_type, dyno.index);
+            if matches!(dyno.state, LiveState::Running { .. }) && requested.is_some_and(|at| dyno.started_ms < at) {
+                retire(dyno, StopReason::Restart, steps);
+            }
+        }
     }
 
     // Web dynos of older releases serve until all desired web dynos of this release are up.
@@ -171,6 +181,12 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
     if needs_image {
         steps.insert(0, Step::BuildImage { app: app.app_name.clone(), release });
     }
+}
+
+/// The latest restart request that covers dyno `process_type.index`.
+fn restart_requested(app: &DesiredApp, process_type: &str, index: u32) -> Option<u64> {
+    let dyno = format!("{process_type}.{index}");
+    ["*", process_type, dyno.as_str()].iter().filter_map(|target| app.restarts.get(*target).copied()).max()
 }
 
 fn retire(dyno: &LiveDyno, reason: StopReason, steps: &mut Vec<Step>) {
@@ -206,11 +222,13 @@ mod tests {
                 .iter()
                 .map(|(t, q)| DesiredProcess { process_type: t.to_string(), quantity: *q, size: "basic".into() })
                 .collect(),
+            domains: Vec::new(),
+            restarts: Default::default(),
         }
     }
 
     fn dyno(id: &str, app: &str, release: i64, process_type: &str, index: u32, state: LiveState) -> LiveDyno {
-        LiveDyno { container_id: id.into(), app: app.into(), release, process_type: process_type.into(), index, state }
+        LiveDyno { container_id: id.into(), app: app.into(), release, process_type: process_type.into(), index, state, started_ms: 1000 }
     }
 
     const UP: LiveState = LiveState::Running { up: true };
@@ -318,6 +336,25 @@ mod tests {
                 Step::Remove { container_id: "g2".into() },
             ]
         );
+    }
+
+    #[test]
+    fn restarts_replace_dynos_started_before_the_request() {
+        let live = [
+            dyno("w1", "a", 2, "web", 1, UP),
+            dyno("w2", "a", 2, "web", 2, UP),
+            dyno("k1", "a", 2, "worker", 1, UP),
+        ];
+        let with = |restarts: &[(&str, u64)]| {
+            let mut a = app("a", 2, &[("web", 2), ("worker", 1)]);
+            a.restarts = restarts.iter().map(|(t, at)| (t.to_string(), *at)).collect();
+            run(vec![a], &live, &[("a", 2)], &[], 0)
+        };
+        assert_eq!(with(&[("web.2", 2000)]), vec![stop("w2", StopReason::Restart)]);
+        assert_eq!(with(&[("web", 2000)]), vec![stop("w1", StopReason::Restart), stop("w2", StopReason::Restart)]);
+        assert_eq!(with(&[("*", 2000)]).len(), 3);
+        // Requests older than the dynos are done already.
+        assert_eq!(with(&[("*", 500), ("web.1", 999)]), vec![]);
     }
 
     #[test]

@@ -27,6 +27,7 @@ on_both_backends!(
     a_restart_loses_nothing,
     concurrent_changes_get_distinct_versions,
     deleting_an_app_removes_everything_of_it,
+    domains_and_restarts_reach_the_desired_state,
 );
 
 fn versions(api: &Api, app: &str) -> Vec<(i64, String, bool)> {
@@ -391,4 +392,44 @@ fn deleting_an_app_removes_everything_of_it(backend: Backend) {
     assert_eq!(versions(&api, "gone"), vec![(1, "Initial release".into(), true)]);
     assert_eq!(api.get("/apps/gone/config-vars").body, json!({}));
     assert_eq!(api.get("/apps/gone/formation").body, json!([]));
+}
+
+fn domains_and_restarts_reach_the_desired_state(backend: Backend) {
+    let api = Api::start(backend);
+    api.post("/apps", json!({"name": "site"}));
+    api.post("/apps", json!({"name": "other"}));
+    let added = api.post("/apps/site/domains", json!({"hostname": "WWW.Example.COM"}));
+    assert_eq!((added.status, added.body["hostname"].as_str()), (201, Some("www.example.com")));
+    assert_error(&api.post("/apps/other/domains", json!({"hostname": "www.example.com"})), 409, "conflict");
+    for bad in ["example", "a..b", "-x.com", "*.example.com", "other.localhost", "x y.com"] {
+        assert_error(&api.post("/apps/site/domains", json!({"hostname": bad})), 422, "invalid_params");
+    }
+    let domains = api.get("/apps/site/domains").body;
+    let listed: Vec<(&str, &str)> =
+        domains.as_array().unwrap().iter().map(|d| (d["hostname"].as_str().unwrap(), d["kind"].as_str().unwrap())).collect();
+    assert_eq!(listed, vec![("site.localhost", "default"), ("www.example.com", "custom")]);
+
+    // Only apps with a slug are in the desired state; they carry domains and restarts.
+    assert_eq!(api.get("/runner/desired-state").body, json!({"apps": []}));
+    let slug = api.post("/apps/site/slugs", json!({"process_types": {"web": "serve"}}));
+    let blob = format!("/apps/site/slugs/{}/blob", slug.body["id"].as_str().unwrap());
+    api.raw("PUT", &blob, Some(&api.token), Some(&make_slug(&[("app/serve", "x")])), "application/gzip");
+    api.post("/apps/site/releases", json!({"slug": slug.body["id"]}));
+    assert_eq!(api.delete("/apps/site/dynos").status, 200);
+    assert_eq!(api.delete("/apps/site/dynos/web.2").status, 200);
+    assert_eq!(api.call("POST", "/apps/site/dynos/web.1/actions/stop", Some(&api.token), None).status, 200);
+    assert_error(&api.delete("/apps/site/dynos/Web!"), 422, "invalid_params");
+    assert_error(&api.call("POST", "/apps/site/dynos/web/actions/stop", Some(&api.token), None), 422, "invalid_params");
+    let desired = api.get("/runner/desired-state").body;
+    let site = &desired["apps"][0];
+    assert_eq!(site["app_name"], "site");
+    assert_eq!(site["domains"], json!(["www.example.com"]));
+    let restarts = site["restarts"].as_object().unwrap();
+    assert_eq!(restarts.keys().collect::<Vec<_>>(), vec!["*", "web.1", "web.2"]);
+    assert_eq!(site["formation"], json!([{"type": "web", "quantity": 1, "size": "basic"}]));
+    assert_eq!(site["release"]["process_types"], json!({"web": "serve"}));
+
+    assert_eq!(api.delete("/apps/site/domains/www.example.com").status, 200);
+    assert_error(&api.delete("/apps/site/domains/www.example.com"), 404, "not_found");
+    assert_eq!(api.post("/apps/other/domains", json!({"hostname": "www.example.com"})).status, 201, "free again");
 }

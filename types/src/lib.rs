@@ -191,6 +191,13 @@ pub struct DesiredApp {
     pub release: DesiredRelease,
     /// Every process type of the formation, also those at quantity 0.
     pub formation: Vec<DesiredProcess>,
+    /// Custom domains, routed besides the default `<app>.<platform domain>`.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Restart requests: target (`*`, a process type, or a dyno name like `web.1`) → time of
+    /// the request in ms since the epoch. Dynos started before it are replaced.
+    #[serde(default)]
+    pub restarts: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -212,6 +219,35 @@ pub struct DesiredProcess {
     pub process_type: String,
     pub quantity: i64,
     pub size: String,
+}
+
+/// An app's host name: its default one (`<app>.<platform domain>`) or a custom one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Domain {
+    pub id: String,
+    pub hostname: String,
+    /// `default` or `custom`.
+    pub kind: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainCreate {
+    pub hostname: String,
+}
+
+/// A host name the router can serve: lower-case labels of letters, digits and inner dashes,
+/// at least two labels, at most 253 characters.
+pub fn valid_hostname(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 /// `PUT /runner/dynos`: every dyno the runner sees, replacing its previous report.
@@ -360,6 +396,26 @@ mod tests {
         check(
             valid_process_type,
             &[("web", true), ("worker-2", true), ("clock_x", true), ("", false), ("Web", false), ("a.b", false)],
+        );
+    }
+
+    #[test]
+    fn hostnames() {
+        check(
+            valid_hostname,
+            &[
+                ("www.example.com", true),
+                ("a.b", true),
+                ("xn--bcher-kva.example", true),
+                ("example", false),
+                ("Example.com", false),
+                ("-a.com", false),
+                ("a-.com", false),
+                ("a..com", false),
+                ("a.com.", false),
+                ("*.example.com", false),
+                ("a_b.com", false),
+            ],
         );
     }
 

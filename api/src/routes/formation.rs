@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use ouro_types::{Dyno, Formation, FormationBatch, dyno_size, valid_process_type};
 
@@ -23,7 +23,62 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/apps/{app}/formation", get(list).patch(update))
         .route("/apps/{app}/formation/{type}", get(info))
-        .route("/apps/{app}/dynos", get(dynos))
+        .route("/apps/{app}/dynos", get(dynos).delete(restart_all))
+        .route("/apps/{app}/dynos/{target}", axum::routing::delete(restart))
+        .route("/apps/{app}/dynos/{dyno}/actions/stop", post(stop))
+}
+
+/// `DELETE /apps/{app}/dynos`: restart every dyno.
+async fn restart_all(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    request_restart(&state, &app, "*").await
+}
+
+/// `DELETE /apps/{app}/dynos/{web | web.1}`: restart a process type or one dyno.
+async fn restart(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, target)): Path<(String, String)>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    if !valid_process_type(&target) && parse_dyno_name(&target).is_none() {
+        return Err(ApiError::invalid_params(format!("`{target}` is neither a process type nor a dyno like web.1")));
+    }
+    request_restart(&state, &app, &target).await
+}
+
+/// `POST /apps/{app}/dynos/{dyno}/actions/stop`: stops one dyno; as on Heroku, the dyno
+/// runner starts it again while the formation wants it.
+async fn stop(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, dyno)): Path<(String, String)>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    if parse_dyno_name(&dyno).is_none() {
+        return Err(ApiError::invalid_params(format!("`{dyno}` is not a dyno name like web.1")));
+    }
+    request_restart(&state, &app, &dyno).await
+}
+
+async fn request_restart(state: &AppState, app: &AppRow, target: &str) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    state.store.request_restart(&app.id, target, now_ms).await?;
+    Ok(axum::Json(serde_json::json!({ "app": app.name, "target": target })))
+}
+
+/// `web.1` → (`web`, 1).
+fn parse_dyno_name(name: &str) -> Option<(&str, u32)> {
+    let (process_type, index) = name.rsplit_once('.')?;
+    let index: u32 = index.parse().ok().filter(|i| *i >= 1)?;
+    valid_process_type(process_type).then_some((process_type, index))
 }
 
 async fn list(

@@ -4,6 +4,7 @@
 mod apps;
 mod audit;
 mod config_vars;
+mod domains;
 mod formation;
 mod releases;
 mod runner;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dyno-sizes", get(dyno_sizes))
         .merge(apps::routes())
         .merge(config_vars::routes())
+        .merge(domains::routes())
         .merge(releases::routes())
         .merge(slugs::routes())
         .merge(formation::routes())

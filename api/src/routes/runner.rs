@@ -28,6 +28,8 @@ async fn desired_state(
         let Some(slug) = state.store.slug(&app.id, &slug_id).await? else { continue };
         let Some(checksum) = slug.checksum else { continue };
         let formation = state.store.formation(&app.id).await?;
+        let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
+        let restarts = state.store.restarts(&app.id).await?;
         apps.push(DesiredApp {
             release: DesiredRelease {
                 id: release.id,
@@ -42,6 +44,8 @@ async fn desired_state(
                 .into_iter()
                 .map(|f| DesiredProcess { process_type: f.process_type, quantity: f.quantity, size: f.size })
                 .collect(),
+            domains,
+            restarts,
             app_id: app.id,
             app_name: app.name,
         });
