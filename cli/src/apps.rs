@@ -1,5 +1,6 @@
-//! `apps`, `apps:create`, `apps:info` and `apps:destroy`.
+//! `apps`, `apps:create`, `apps:info`, `apps:destroy` and `open`.
 
+use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use ouro_types::{App, AppCreate};
@@ -100,6 +101,48 @@ pub fn destroy(ctx: &Ctx, confirm: Option<String>) -> Output {
     Ok(format!("Destroying {app}... done\n"))
 }
 
+/// Prints the app's web URL (with `path` appended) and, when `$BROWSER` is set, starts it
+/// on that URL without waiting for it.
+pub fn open(ctx: &Ctx, path: Option<String>) -> Output {
+    let app = ctx.app()?;
+    let raw = ctx.client()?.get(&app_path(&app, ""))?;
+    let found: App = decode(raw.clone())?;
+    let url = with_path(&found.web_url, path.as_deref());
+    if let Some((program, args)) = std::env::var("BROWSER").ok().and_then(|b| browser_command(&b, &url)) {
+        let started =
+            Command::new(&program).args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        // Not waited for: the browser outlives `ouro`, and init reaps it.
+        if let Err(e) = started {
+            eprintln!("ouro: warning: cannot start the browser `{program}` ($BROWSER): {e}");
+        }
+    }
+    if ctx.json {
+        return Ok(pretty(&raw));
+    }
+    Ok(format!("{url}\n"))
+}
+
+/// `web_url` with `path` after exactly one `/`.
+fn with_path(web_url: &str, path: Option<&str>) -> String {
+    match path {
+        None | Some("") => web_url.to_string(),
+        Some(path) => format!("{}/{}", web_url.trim_end_matches('/'), path.trim_start_matches('/')),
+    }
+}
+
+/// `$BROWSER` as a program and its arguments: split at spaces, with the URL in place of a
+/// `%s` argument, else after the others. Empty: none.
+fn browser_command(browser: &str, url: &str) -> Option<(String, Vec<String>)> {
+    let mut words = browser.split_whitespace();
+    let program = words.next()?.to_string();
+    let mut args: Vec<String> = words.map(str::to_string).collect();
+    match args.iter_mut().find(|a| *a == "%s") {
+        Some(slot) => *slot = url.to_string(),
+        None => args.push(url.to_string()),
+    }
+    Some((program, args))
+}
+
 fn refusal(app: &str) -> CliError {
     CliError::usage(format!("this deletes {app} and everything in it; run again with --confirm {app}"))
 }
@@ -127,6 +170,37 @@ mod tests {
     fn lists() {
         assert_eq!(render_list(&[]), "You have no apps.\n");
         assert_eq!(render_list(&[app("one"), app("two")]), "=== Apps\none\ntwo\n");
+    }
+
+    #[test]
+    fn web_urls() {
+        let cases = [
+            ("http://demo.localhost/", None, "http://demo.localhost/"),
+            ("http://demo.localhost/", Some(""), "http://demo.localhost/"),
+            ("http://demo.localhost/", Some("admin"), "http://demo.localhost/admin"),
+            ("http://demo.localhost/", Some("/admin/x?y=1"), "http://demo.localhost/admin/x?y=1"),
+            ("http://demo.localhost", Some("admin"), "http://demo.localhost/admin"),
+            ("http://demo.localhost/", Some("?q=1"), "http://demo.localhost/?q=1"),
+        ];
+        for (web_url, path, expect) in cases {
+            assert_eq!(with_path(web_url, path), expect, "{web_url} {path:?}");
+        }
+    }
+
+    #[test]
+    fn browsers() {
+        let url = "http://demo.localhost/";
+        let cases = [
+            ("firefox", Some(("firefox", vec![url]))),
+            ("  /usr/bin/chromium --new-window ", Some(("/usr/bin/chromium", vec!["--new-window", url]))),
+            ("open -a Safari %s --background", Some(("open", vec!["-a", "Safari", url, "--background"]))),
+            ("", None),
+            ("   ", None),
+        ];
+        for (browser, expect) in cases {
+            let expect = expect.map(|(p, a)| (p.to_string(), a.into_iter().map(str::to_string).collect::<Vec<_>>()));
+            assert_eq!(browser_command(browser, url), expect, "{browser:?}");
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ use crate::credentials::Credentials;
 use crate::error::CliError;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// A slug upload may be hundreds of MiB over a slow link.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 pub struct Client {
     agent: Agent,
@@ -56,6 +58,23 @@ impl Client {
         self.finish(request.send_json(body))
     }
 
+    /// `PUT`s `body` to `url` (absolute, as the API hands out blob URLs, or a path on the
+    /// API) with the token: slug uploads.
+    pub fn put_bytes(&self, url: &str, content_type: &str, body: &[u8]) -> Result<Value, CliError> {
+        let url = if url.starts_with('/') { self.url(url) } else { url.to_string() };
+        let response = self
+            .agent
+            .put(&url)
+            .header("Authorization", self.bearer())
+            .header("Content-Type", content_type)
+            .config()
+            .timeout_global(Some(UPLOAD_TIMEOUT))
+            .build()
+            .send(body)
+            .map_err(|e| CliError::local(format!("cannot upload to {url}: {}", reason(e))))?;
+        self.finish(Ok(response))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -79,11 +98,14 @@ impl Client {
     }
 
     fn unreachable(&self, error: ureq::Error) -> CliError {
-        let reason = match error {
-            ureq::Error::Io(e) => e.to_string(),
-            other => other.to_string(),
-        };
-        CliError::local(format!("cannot reach the Ouro API at {}: {reason}", self.base))
+        CliError::local(format!("cannot reach the Ouro API at {}: {}", self.base, reason(error)))
+    }
+}
+
+fn reason(error: ureq::Error) -> String {
+    match error {
+        ureq::Error::Io(e) => e.to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The little git the CLI needs: find the app from the `ouro` remote, and add that remote
 //! after `apps:create`.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub const REMOTE: &str = "ouro";
@@ -8,8 +9,26 @@ pub const REMOTE: &str = "ouro";
 /// Runs git quietly and returns its trimmed stdout if it succeeded. A missing git binary
 /// counts as failure.
 fn git(args: &[&str]) -> Option<String> {
-    let output = Command::new("git").args(args).stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    quiet(Command::new("git").args(args))
+}
+
+fn quiet(command: &mut Command) -> Option<String> {
+    let output = command.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
     output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// The commit checked out in `dir`, if `dir` is in a git work tree that has one.
+pub fn head_commit(dir: &Path) -> Option<String> {
+    let in_dir = |args: &[&str]| quiet(Command::new("git").arg("-C").arg(dir).args(args));
+    if in_dir(&["rev-parse", "--is-inside-work-tree"]).as_deref() != Some("true") {
+        return None;
+    }
+    in_dir(&["rev-parse", "--verify", "--quiet", "HEAD"]).filter(|sha| is_commit_id(sha))
+}
+
+/// A full SHA-1 or SHA-256 object name.
+fn is_commit_id(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn remote_url() -> Option<String> {
@@ -52,6 +71,15 @@ pub fn app_from_remote_url(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_ids() {
+        assert!(is_commit_id("0123456789abcdef0123456789abcdef01234567"));
+        assert!(is_commit_id(&"a".repeat(64)));
+        assert!(!is_commit_id("HEAD"));
+        assert!(!is_commit_id("0123456789abcdef0123456789abcdef0123456"));
+        assert!(!is_commit_id("g123456789abcdef0123456789abcdef01234567"));
+    }
 
     #[test]
     fn remote_urls() {

@@ -1,5 +1,6 @@
 //! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
-//! `releases`, `ps`) that log in, manage apps and print what the Ouro Platform API answers.
+//! `releases`, `ps`, `domains`, `deploy`) that log in, manage apps and print what the Ouro
+//! Platform API answers.
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
 //! talk to Docker or the database, nor read the API's data directory: everything it knows
@@ -14,14 +15,19 @@ mod client;
 mod config;
 mod context;
 mod credentials;
+mod deploy;
+mod domains;
 mod error;
 mod git;
 mod login;
+mod procfile;
 mod ps;
 mod releases;
+mod slug;
 mod table;
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +68,12 @@ enum Command {
     AppsCreate {
         /// App name (default: one the API picks)
         name: Option<String>,
+    },
+    /// Print the app's web URL (and open it in $BROWSER when set)
+    #[command(name = "open")]
+    Open {
+        /// Path to append to the URL
+        path: Option<String>,
     },
     /// Show an app
     #[command(name = "apps:info")]
@@ -120,6 +132,42 @@ enum Command {
         #[arg(required = true, value_name = "CHANGE")]
         changes: Vec<String>,
     },
+    /// Restart all dynos, those of one process type, or one dyno
+    #[command(name = "ps:restart")]
+    PsRestart {
+        /// A process type (`web`) or a dyno (`web.1`); all dynos when omitted
+        #[arg(value_name = "TYPE|DYNO")]
+        target: Option<String>,
+    },
+    /// Stop one dyno (a dyno of the formation is started again)
+    #[command(name = "ps:stop")]
+    PsStop {
+        /// The dyno, such as `web.1`
+        #[arg(value_name = "DYNO")]
+        dyno: String,
+    },
+    /// Release a local directory with a Procfile as a new slug
+    #[command(name = "deploy")]
+    Deploy {
+        /// The app's directory
+        #[arg(value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// List the app's domains
+    #[command(name = "domains")]
+    Domains,
+    /// Add a custom domain to the app
+    #[command(name = "domains:add")]
+    DomainsAdd {
+        #[arg(value_name = "HOSTNAME")]
+        hostname: String,
+    },
+    /// Remove a custom domain from the app
+    #[command(name = "domains:remove")]
+    DomainsRemove {
+        #[arg(value_name = "HOSTNAME")]
+        hostname: String,
+    },
 }
 
 fn run(cli: Cli) -> Output {
@@ -128,6 +176,7 @@ fn run(cli: Cli) -> Output {
         Command::Login { api, token } => login::login(&ctx, api, token),
         Command::Apps => apps::list(&ctx),
         Command::AppsCreate { name } => apps::create(&ctx, name),
+        Command::Open { path } => apps::open(&ctx, path),
         Command::AppsInfo => apps::info(&ctx),
         Command::AppsDestroy { confirm } => apps::destroy(&ctx, confirm),
         Command::Config => config::show(&ctx),
@@ -139,6 +188,12 @@ fn run(cli: Cli) -> Output {
         Command::ReleasesRollback { release } => releases::rollback(&ctx, release),
         Command::Ps => ps::show(&ctx),
         Command::PsScale { changes } => ps::scale(&ctx, &changes),
+        Command::PsRestart { target } => ps::restart(&ctx, target),
+        Command::PsStop { dyno } => ps::stop(&ctx, &dyno),
+        Command::Deploy { dir } => deploy::deploy(&ctx, &dir),
+        Command::Domains => domains::list(&ctx),
+        Command::DomainsAdd { hostname } => domains::add(&ctx, &hostname),
+        Command::DomainsRemove { hostname } => domains::remove(&ctx, &hostname),
     }
 }
 
@@ -166,6 +221,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn cli_definition_is_valid() {
@@ -181,6 +237,20 @@ mod tests {
         let cli = Cli::try_parse_from(["ouro", "releases", "-n", "3"]).unwrap();
         assert!(matches!(cli.command, Command::Releases { num: 3 }));
         assert!(Cli::try_parse_from(["ouro", "config:set"]).is_err());
+        let cli = Cli::try_parse_from(["ouro", "deploy"]).unwrap();
+        assert!(matches!(cli.command, Command::Deploy { dir } if dir == Path::new(".")));
+        let cli = Cli::try_parse_from(["ouro", "deploy", "site", "-a", "demo"]).unwrap();
+        assert!(matches!(cli.command, Command::Deploy { dir } if dir == Path::new("site")));
+        let cli = Cli::try_parse_from(["ouro", "ps:restart"]).unwrap();
+        assert!(matches!(cli.command, Command::PsRestart { target: None }));
+        let cli = Cli::try_parse_from(["ouro", "ps:stop", "web.1"]).unwrap();
+        assert!(matches!(cli.command, Command::PsStop { dyno } if dyno == "web.1"));
+        assert!(Cli::try_parse_from(["ouro", "ps:stop"]).is_err());
+        let cli = Cli::try_parse_from(["ouro", "open", "/admin"]).unwrap();
+        assert!(matches!(cli.command, Command::Open { path: Some(p) } if p == "/admin"));
+        let cli = Cli::try_parse_from(["ouro", "domains:add", "www.example.com"]).unwrap();
+        assert!(matches!(cli.command, Command::DomainsAdd { hostname } if hostname == "www.example.com"));
+        assert!(Cli::try_parse_from(["ouro", "domains:remove"]).is_err());
         assert!(Cli::try_parse_from(["ouro", "nope"]).is_err());
     }
 

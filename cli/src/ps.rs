@@ -1,5 +1,5 @@
-//! `ps` and `ps:scale`: the formation (how many dynos of each process type, and how big)
-//! and the dynos running it.
+//! `ps`, `ps:scale`, `ps:restart` and `ps:stop`: the formation (how many dynos of each
+//! process type, and how big) and the dynos running it.
 
 use std::time::SystemTime;
 
@@ -7,7 +7,7 @@ use serde_json::json;
 
 use ouro_types::{DYNO_SIZES, Dyno, Formation, FormationBatch, FormationUpdate, dyno_size, valid_process_type};
 
-use crate::client::{Client, app_path, decode};
+use crate::client::{Client, app_path, decode, segment};
 use crate::context::{Ctx, Output, pretty};
 use crate::error::CliError;
 use crate::table::{columns, heading, when};
@@ -58,6 +58,65 @@ fn render_dynos(dynos: &[Dyno], now: SystemTime) -> String {
         })
         .collect();
     heading("Dynos") + &lines
+}
+
+/// What `ps:restart` and `ps:stop` act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// Every dyno of a process type: `web`.
+    Type(String),
+    /// One dyno: `web.1`.
+    Dyno(String),
+}
+
+/// Restarts every dyno of the app, those of one process type, or one dyno.
+pub fn restart(ctx: &Ctx, target: Option<String>) -> Output {
+    let target = target.as_deref().map(parse_target).transpose()?;
+    let app = ctx.app()?;
+    let path = match &target {
+        None => app_path(&app, "/dynos"),
+        Some(Target::Type(name) | Target::Dyno(name)) => app_path(&app, &format!("/dynos/{}", segment(name))),
+    };
+    let raw = ctx.client()?.delete(&path)?;
+    if ctx.json {
+        return Ok(pretty(&raw));
+    }
+    let what = match &target {
+        None => "dynos".to_string(),
+        Some(Target::Type(name)) => format!("{name} dynos"),
+        Some(Target::Dyno(name)) => format!("{name} dyno"),
+    };
+    Ok(format!("Restarting {what} on {app}... done\n"))
+}
+
+/// Stops one dyno; one that the formation wants is started again by the platform.
+pub fn stop(ctx: &Ctx, dyno: &str) -> Output {
+    let dyno = match parse_target(dyno)? {
+        Target::Dyno(name) => name,
+        Target::Type(_) => {
+            return Err(CliError::usage(format!("`{dyno}` is not a dyno name: use TYPE.N, such as web.1")));
+        }
+    };
+    let app = ctx.app()?;
+    let raw = ctx.client()?.post(&app_path(&app, &format!("/dynos/{}/actions/stop", segment(&dyno))), &json!({}))?;
+    if ctx.json {
+        return Ok(pretty(&raw));
+    }
+    Ok(format!("Stopping {dyno} dyno on {app}... done\n"))
+}
+
+/// `type` or `type.N` with N ≥ 1 (no leading zeros, as the platform names dynos).
+fn parse_target(arg: &str) -> Result<Target, CliError> {
+    let bad = || CliError::usage(format!("`{arg}` is neither a process type nor a dyno name such as web or web.1"));
+    match arg.split_once('.') {
+        None => plain_type(arg).map(Target::Type).ok_or_else(bad),
+        Some((process_type, number)) => {
+            let numbered = valid_process_type(process_type)
+                && !number.starts_with('0')
+                && parse_count(number).is_some_and(|n| n >= 1);
+            if numbered { Ok(Target::Dyno(arg.to_string())) } else { Err(bad()) }
+        }
+    }
 }
 
 /// One `ps:scale` argument.
@@ -227,6 +286,25 @@ mod tests {
             let error = parse_scale(arg).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{arg}");
             assert!(!error.to_string().contains('\n'), "{arg}");
+        }
+    }
+
+    #[test]
+    fn restart_and_stop_targets() {
+        let ok = [
+            ("web", Target::Type("web".into())),
+            ("my-worker_2", Target::Type("my-worker_2".into())),
+            ("web.1", Target::Dyno("web.1".into())),
+            ("worker-2.10", Target::Dyno("worker-2.10".into())),
+        ];
+        for (arg, expect) in ok {
+            assert_eq!(parse_target(arg).unwrap(), expect, "{arg}");
+        }
+        for arg in
+            ["", "Web", "web.", "web.0", "web.01", "web.-1", "web.1.2", "web.x", ".1", "web 1", "web.99999999999"]
+        {
+            let error = parse_target(arg).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{arg}");
         }
     }
 

@@ -201,3 +201,59 @@ fn credentials_are_private_and_env_overrides_them() {
         .unwrap();
     fails(&out, 1);
 }
+
+#[test]
+fn deploy_a_directory_and_manage_domains_and_restarts() {
+    let api = Api::start(Backend::Sqlite);
+    let cli = logged_in(&api);
+    ok(&cli.run(&["apps:create", "dirapp"]));
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("Procfile"), "# comment\nweb: python3 web.py\nworker: python3 work.py\n").unwrap();
+    std::fs::write(site.path().join("web.py"), "print('hi')\n").unwrap();
+    std::fs::create_dir(site.path().join("tmp")).unwrap();
+    std::fs::write(site.path().join("tmp/big"), "ignored").unwrap();
+    std::fs::write(site.path().join(".slugignore"), "tmp\n").unwrap();
+    let dir = site.path().to_str().unwrap();
+
+    let out = ok(&cli.run(&["deploy", dir, "-a", "dirapp"]));
+    assert!(out.contains("done, v2"), "{out}");
+    let release = api.get("/apps/dirapp/releases/v2").body;
+    let slug = api.get(&format!("/apps/dirapp/slugs/{}", release["slug"]["id"].as_str().unwrap())).body;
+    assert_eq!(slug["process_types"], serde_json::json!({"web": "python3 web.py", "worker": "python3 work.py"}));
+    // The slug holds ./app/... without the ignored paths.
+    let (_, tarball) = api.raw("GET", &format!("/apps/dirapp/slugs/{}/blob", slug["id"].as_str().unwrap()), Some(&api.token), None, "");
+    let listing = {
+        let mut child = Command::new("tar")
+            .args(["tzf", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tarball).unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    assert!(listing.lines().any(|l| l == "./app/web.py"), "{listing}");
+    assert!(!listing.contains("tmp/big"), "{listing}");
+    // Same directory, same bytes: the second deploy's slug has the same checksum.
+    ok(&cli.run(&["deploy", dir, "-a", "dirapp"]));
+    let v3 = api.get("/apps/dirapp/releases/v3").body;
+    let again = api.get(&format!("/apps/dirapp/slugs/{}", v3["slug"]["id"].as_str().unwrap())).body;
+    assert_eq!(again["checksum"], slug["checksum"]);
+    std::fs::write(site.path().join("Procfile"), "web python3 web.py\n").unwrap();
+    let err = fails(&cli.run(&["deploy", dir, "-a", "dirapp"]), 2);
+    assert!(err.contains("line 1"), "{err}");
+
+    ok(&cli.run(&["domains:add", "WWW.Example.org", "-a", "dirapp"]));
+    let domains = ok(&cli.run(&["domains", "-a", "dirapp"]));
+    assert!(domains.contains("dirapp.localhost") && domains.contains("www.example.org"), "{domains}");
+    fails(&cli.run(&["domains:add", "not a host", "-a", "dirapp"]), 2);
+    ok(&cli.run(&["domains:remove", "www.example.org", "-a", "dirapp"]));
+    assert_eq!(api.get("/apps/dirapp/domains").body.as_array().unwrap().len(), 1);
+
+    ok(&cli.run(&["ps:restart", "web", "-a", "dirapp"]));
+    ok(&cli.run(&["ps:stop", "web.1", "-a", "dirapp"]));
+    fails(&cli.run(&["ps:stop", "web", "-a", "dirapp"]), 2);
+    let restarts = &api.get("/runner/desired-state").body["apps"][0]["restarts"];
+    assert!(restarts.get("web").is_some() && restarts.get("web.1").is_some(), "{restarts}");
+    assert_eq!(ok(&cli.run(&["open", "-a", "dirapp"])).trim(), "http://dirapp.localhost/");
+}
