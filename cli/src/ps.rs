@@ -22,7 +22,24 @@ pub fn show(ctx: &Ctx) -> Output {
     }
     let formation: Vec<Formation> = decode(formation)?;
     let dynos: Vec<Dyno> = decode(dynos)?;
-    Ok(render_formation(&formation) + &render_dynos(&dynos, SystemTime::now()))
+    Ok(render_formation(&formation) + &render_dynos(&dynos, SystemTime::now()) + &render_agreement(&formation, &dynos))
+}
+
+/// One line saying whether the live dynos match the formation, as `ouro ps` should show the
+/// delta between desired and live state.
+fn render_agreement(formation: &[Formation], dynos: &[Dyno]) -> String {
+    let behind: Vec<String> = formation
+        .iter()
+        .filter_map(|f| {
+            let up = dynos.iter().filter(|d| d.process_type == f.process_type && d.state == "up").count() as i64;
+            (up != f.quantity).then(|| format!("{} {up}/{} up", f.process_type, f.quantity))
+        })
+        .collect();
+    if behind.is_empty() {
+        "Desired and live agree.\n".to_string()
+    } else {
+        format!("Converging: {}.\n", behind.join(", "))
+    }
 }
 
 fn render_formation(formation: &[Formation]) -> String {
@@ -351,6 +368,28 @@ mod tests {
         assert_eq!(
             render_scaled(&["worker", "web"], &changed),
             "Scaling dynos... done, now running worker at 1:standard-1x, web at 2:basic\n"
+        );
+    }
+
+    #[test]
+    fn agreement_between_formation_and_dynos() {
+        let formation = [formation("web", 2, "basic", Some("serve")), formation("worker", 0, "basic", Some("work"))];
+        let dyno = |name: &str, state: &str| Dyno {
+            id: name.into(),
+            app: "demo".into(),
+            name: name.into(),
+            process_type: name.split('.').next().unwrap().into(),
+            state: state.into(),
+            size: "basic".into(),
+            release: 2,
+            reason: None,
+            restarts: 0,
+            created_at: "2026-11-26T03:25:00Z".into(),
+        };
+        assert_eq!(render_agreement(&formation, &[dyno("web.1", "up"), dyno("web.2", "up")]), "Desired and live agree.\n");
+        assert_eq!(
+            render_agreement(&formation, &[dyno("web.1", "up"), dyno("web.2", "starting")]),
+            "Converging: web 1/2 up.\n"
         );
     }
 
