@@ -495,7 +495,13 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(DomainRow { id: r.try_get("id")?, hostname: r.try_get("hostname")?, created_at: r.try_get("created_at")? }))
+            .map(|r| {
+                Ok(DomainRow {
+                    id: r.try_get("id")?,
+                    hostname: r.try_get("hostname")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
             .collect()
     }
 
@@ -544,9 +550,7 @@ impl Store {
             .bind(app_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("target")?, r.try_get::<i64, _>("requested_at_ms")?.max(0) as u64)))
-            .collect()
+        rows.iter().map(|r| Ok((r.try_get("target")?, r.try_get::<i64, _>("requested_at_ms")?.max(0) as u64))).collect()
     }
 
     // ---- audit log --------------------------------------------------------------------

@@ -71,7 +71,12 @@ mod tests {
     use super::*;
 
     fn domain(hostname: &str, kind: &str) -> Domain {
-        Domain { id: "d".into(), hostname: hostname.into(), kind: kind.into(), created_at: "2026-11-26T00:00:00Z".into() }
+        Domain {
+            id: "d".into(),
+            hostname: hostname.into(),
+            kind: kind.into(),
+            created_at: "2026-11-26T00:00:00Z".into(),
+        }
     }
 
     #[test]

@@ -386,7 +386,10 @@ mod tests {
             restarts: 0,
             created_at: "2026-11-26T03:25:00Z".into(),
         };
-        assert_eq!(render_agreement(&formation, &[dyno("web.1", "up"), dyno("web.2", "up")]), "Desired and live agree.\n");
+        assert_eq!(
+            render_agreement(&formation, &[dyno("web.1", "up"), dyno("web.2", "up")]),
+            "Desired and live agree.\n"
+        );
         assert_eq!(
             render_agreement(&formation, &[dyno("web.1", "up"), dyno("web.2", "starting")]),
             "Converging: web 1/2 up.\n"

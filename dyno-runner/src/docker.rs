@@ -15,7 +15,7 @@ use bollard::container::{
 use bollard::errors::Error as DockerError;
 use bollard::image::CommitContainerOptions;
 use bollard::models::{HostConfig, HostConfigLogConfig};
-use bollard::network::CreateNetworkOptions;
+use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use futures_util::StreamExt;
 use ouro_types::dyno_size;
 
@@ -119,10 +119,22 @@ pub fn network_name(platform: &str, app: &str) -> String {
     format!("{platform}-app-{app}")
 }
 
-/// The app's own bridge network, so that its dynos cannot reach other apps' dynos.
+/// The app's own bridge network, so that its dynos cannot reach other apps' dynos. Docker
+/// allows two networks of one name (and then refuses to attach to either), so duplicates left
+/// by a race are removed, keeping the oldest.
 pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Result<()> {
     let name = network_name(platform, app);
-    if docker.inspect_network::<String>(&name, None).await.is_ok() {
+    let filters = HashMap::from([("name", vec![name.as_str()])]);
+    let found = docker.list_networks(Some(ListNetworksOptions { filters })).await.map_err(docker_error)?;
+    let mut same: Vec<_> = found.into_iter().filter(|n| n.name.as_deref() == Some(name.as_str())).collect();
+    if !same.is_empty() {
+        same.sort_by(|a, b| a.created.cmp(&b.created));
+        for duplicate in &same[1..] {
+            let id = duplicate.id.clone().unwrap_or_default();
+            if let Err(e) = docker.remove_network(&id).await {
+                tracing::warn!(network = %name, error = %e, "could not remove a duplicate network");
+            }
+        }
         return Ok(());
     }
     let options = CreateNetworkOptions {
@@ -135,11 +147,8 @@ pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Resul
         ]),
         ..Default::default()
     };
-    match docker.create_network(options).await {
-        Ok(_) => Ok(()),
-        Err(e) if status_of(&e) == Some(409) => Ok(()),
-        Err(e) => Err(docker_error(e)),
-    }
+    docker.create_network(options).await.map_err(docker_error)?;
+    Ok(())
 }
 
 /// `ouro/slug:<sha256>`: the image of a slug, named by its checksum.

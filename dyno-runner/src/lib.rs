@@ -353,12 +353,20 @@ impl Runner {
                 }
             }
         }
-        // Start in parallel: scaling to 20 should not take 20 round trips in a row.
+        // Networks first, one app at a time (creating one twice in parallel makes two).
         let docker = &self.docker;
         let platform = self.config.platform.as_str();
+        let mut networks = HashSet::new();
+        for (app, ..) in &starts {
+            if networks.insert(app.app_name.as_str()) {
+                if let Err(e) = docker::ensure_network(docker, platform, &app.app_name).await {
+                    tracing::warn!(app = %app.app_name, error = %e, "could not create the app's network");
+                }
+            }
+        }
+        // Then start in parallel: scaling to 20 should not take 20 round trips in a row.
         let results =
             futures_util::future::join_all(starts.iter().map(|(app, release, process_type, index, size)| async move {
-                docker::ensure_network(docker, platform, &app.app_name).await?;
                 let command = app.release.process_types.get(process_type).map(String::as_str).unwrap_or("false");
                 let image = docker::slug_image(&app.release.slug_checksum);
                 let spec = docker::DynoSpec {

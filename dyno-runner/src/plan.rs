@@ -228,7 +228,15 @@ mod tests {
     }
 
     fn dyno(id: &str, app: &str, release: i64, process_type: &str, index: u32, state: LiveState) -> LiveDyno {
-        LiveDyno { container_id: id.into(), app: app.into(), release, process_type: process_type.into(), index, state, started_ms: 1000 }
+        LiveDyno {
+            container_id: id.into(),
+            app: app.into(),
+            release,
+            process_type: process_type.into(),
+            index,
+            state,
+            started_ms: 1000,
+        }
     }
 
     const UP: LiveState = LiveState::Running { up: true };
@@ -340,11 +348,8 @@ mod tests {
 
     #[test]
     fn restarts_replace_dynos_started_before_the_request() {
-        let live = [
-            dyno("w1", "a", 2, "web", 1, UP),
-            dyno("w2", "a", 2, "web", 2, UP),
-            dyno("k1", "a", 2, "worker", 1, UP),
-        ];
+        let live =
+            [dyno("w1", "a", 2, "web", 1, UP), dyno("w2", "a", 2, "web", 2, UP), dyno("k1", "a", 2, "worker", 1, UP)];
         let with = |restarts: &[(&str, u64)]| {
             let mut a = app("a", 2, &[("web", 2), ("worker", 1)]);
             a.restarts = restarts.iter().map(|(t, at)| (t.to_string(), *at)).collect();

@@ -1,1 +1,286 @@
-//! placeholder
+//! Ouro's HTTP router: the only public entry point for apps.
+//!
+//! A reverse proxy (hyper 1) that routes each request by its `Host` to one of the app's `up` web
+//! dynos, Heroku-style: `X-Forwarded-*`, `X-Request-Id`, `X-Request-Start` and `Via` headers;
+//! least-outstanding-requests balancing over two random choices; a connect failure is retried
+//! on another dyno; a route without dynos holds requests briefly for a booting one, then
+//! answers 503 H14; 30 s to the first response byte (H12); websockets and other upgrades pass
+//! through; one log line per request on stdout.
+//!
+//! It learns routes by following the route table the dyno runner serves (a long poll on
+//! `GET {routes_url}?after=N`) and swaps its table atomically on each new version. When the
+//! route source is unreachable it keeps serving the last table it had.
+//!
+//! What it must never do:
+//! - call the Platform API (or anything else in the control plane) per request: requests are
+//!   served from the in-memory table only, so apps keep serving while the control plane is down;
+//! - hold the Docker socket or talk to the Docker Engine: the dyno runner owns containers and
+//!   tells the router where they are;
+//! - take a lock or do I/O other than the proxying itself on the request path.
+//!
+//! Not yet here: TLS (rustls with SNI per domain) comes later; today the router speaks plain
+//! HTTP/1.1 and h2c, and `X-Forwarded-Proto` is always `http`.
+//!
+//! `serve` takes a bound listener so tests run the router in-process on port 0; the binary
+//! (`main.rs`) reads its settings from the environment.
+//!
+//! Limits, outermost first (each layer protects the ones after it):
+//! 1. connections: at most `max_connections` open; beyond that the router stops accepting and
+//!    the kernel's accept queue pushes back, instead of spawning without bound;
+//! 2. request head: read within `header_read_timeout` (slow clients), at most 64 KiB and 100
+//!    header lines (hyper answers 431), each line at most 8 KiB and names at most 1000 bytes
+//!    (431/414 from the router);
+//! 3. routing: a request waits at most `hold_timeout` for a dyno to appear;
+//! 4. upstream: `connect_timeout` per connect, `request_timeout` to the response head across all
+//!    attempts.
+
+mod body;
+mod connect;
+mod error;
+mod follow;
+mod proxy;
+mod table;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::Uri;
+use hyper::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::body::RequestBody;
+use crate::connect::TimedConnector;
+use crate::proxy::ConnInfo;
+use crate::table::Table;
+
+/// Default for `OURO_ROUTER_LISTEN`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default for `OURO_ROUTES_URL`.
+pub const DEFAULT_ROUTES_URL: &str = "http://127.0.0.1:7701/routes";
+
+/// Largest request header block (request line and all header lines).
+const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// Idle keep-alive connections kept per dyno.
+const POOL_MAX_IDLE_PER_DYNO: usize = 256;
+
+/// The router's settings. [`Config::new`] gives the production defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the binary binds (`OURO_ROUTER_LISTEN`); [`serve`] uses the listener it is given.
+    pub listen: SocketAddr,
+    /// The route table to follow (`OURO_ROUTES_URL`), plain `http://`.
+    pub routes_url: String,
+    /// Connecting to a dyno (H19 when every dyno times out). Default 5 s.
+    pub connect_timeout: Duration,
+    /// From forwarding to the response head, across retries (H12). Default 30 s.
+    pub request_timeout: Duration,
+    /// How long a request waits for a route without dynos to get one (H14 after). Default 5 s.
+    pub hold_timeout: Duration,
+    /// Reading a request head, which is also how long an idle client connection is kept.
+    /// Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive connections to dynos are closed after this. Default 90 s.
+    pub pool_idle_timeout: Duration,
+    /// Longest wait for one long-poll answer from the route source (which holds ~25 s).
+    /// Default 40 s.
+    pub routes_poll_timeout: Duration,
+    /// Cap of the back-off between failed polls of the route source. Default 2 s.
+    pub routes_retry_max: Duration,
+    /// After shutdown is asked, how long in-flight requests may take. Default 10 s.
+    pub drain_timeout: Duration,
+    /// Most client connections open at once. Default 10 000.
+    pub max_connections: usize,
+}
+
+/// Why the router could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid {name} {value:?}: {reason}")]
+    InvalidSetting { name: &'static str, value: String, reason: String },
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Config {
+    /// Production defaults, following `routes_url`.
+    pub fn new(routes_url: impl Into<String>) -> Config {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            routes_url: routes_url.into(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            hold_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(90),
+            routes_poll_timeout: Duration::from_secs(40),
+            routes_retry_max: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+
+    /// Defaults, with `OURO_ROUTER_LISTEN` and `OURO_ROUTES_URL` from the environment.
+    pub fn from_env() -> Result<Config, Error> {
+        let routes_url = std::env::var("OURO_ROUTES_URL").unwrap_or_else(|_| DEFAULT_ROUTES_URL.to_string());
+        let mut config = Config::new(routes_url);
+        if let Ok(listen) = std::env::var("OURO_ROUTER_LISTEN") {
+            config.listen = listen.parse().map_err(|e: std::net::AddrParseError| Error::InvalidSetting {
+                name: "OURO_ROUTER_LISTEN",
+                value: listen.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        parse_routes_url(&config.routes_url)?;
+        Ok(config)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::new(DEFAULT_ROUTES_URL)
+    }
+}
+
+/// What every request handler shares.
+pub(crate) struct State {
+    pub config: Config,
+    /// The current routes: one lock-free load per request.
+    pub table: ArcSwap<Table>,
+    /// The version of `table`, for requests waiting on a route to get a dyno.
+    pub versions: watch::Sender<u64>,
+    /// Keep-alive pool to dynos.
+    pub client: Client<TimedConnector, RequestBody>,
+    /// `X-Forwarded-Port`: the listener's port.
+    pub forwarded_port: HeaderValue,
+}
+
+/// Runs the router on `listener` until `shutdown` completes, then stops accepting, lets
+/// in-flight requests finish for up to `config.drain_timeout`, and returns.
+pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let routes_url = parse_routes_url(&config.routes_url)?;
+    let port = listener.local_addr()?.port();
+    let state = Arc::new(State {
+        table: ArcSwap::from_pointee(Table::default()),
+        versions: watch::Sender::new(0),
+        client: dyno_client(&config),
+        forwarded_port: HeaderValue::from(port),
+        config,
+    });
+    let follower = AbortOnDrop(tokio::spawn(follow::follow_routes(Arc::clone(&state), routes_url)));
+    let builder = server_builder(&state.config);
+    let graceful = GracefulShutdown::new();
+    // Closes what is still open when the drain time is over.
+    let (force_close, force_closed) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = Arc::clone(&connections).acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically out of file descriptors: wait a little rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = ConnInfo { peer };
+        let request_state = Arc::clone(&state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&request_state);
+            async move { Ok::<_, Infallible>(proxy::handle(&state, conn, req).await) }
+        });
+        let connection =
+            graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+        let mut force_closed = force_closed.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection => {}
+                _ = force_closed.wait_for(|&closed| closed) => {}
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    tracing::info!(connections = graceful.count(), "shutting down: draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(state.config.drain_timeout) => {
+            tracing::warn!(drain_timeout = ?state.config.drain_timeout, "drain time over; closing remaining connections");
+        }
+    }
+    force_close.send_replace(true);
+    drop(follower);
+    Ok(())
+}
+
+fn parse_routes_url(routes_url: &str) -> Result<Uri, Error> {
+    let invalid = |reason: &str| Error::InvalidSetting {
+        name: "OURO_ROUTES_URL",
+        value: routes_url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = routes_url.parse().map_err(|e: hyper::http::uri::InvalidUri| invalid(&e.to_string()))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return Err(invalid("expected http://host:port/path"));
+    }
+    Ok(uri)
+}
+
+fn dyno_client(config: &Config) -> Client<TimedConnector, RequestBody> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_DYNO)
+        // The client's own Host header is forwarded as it came.
+        .set_host(false)
+        .build(TimedConnector(http))
+}
+
+fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        // The whole request head must fit in the read buffer: larger heads get 431 from hyper.
+        // The header count is left at hyper's default, `proxy::MAX_HEADERS` (100): setting it,
+        // even to 100, makes hyper allocate the parse buffer on the heap for every request.
+        .max_buf_size(MAX_HEADER_BLOCK);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BLOCK as u32).max_concurrent_streams(256);
+    builder
+}
+
+/// Aborts a background task when the router stops, whichever way it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,1 +1,66 @@
-fn main() {}
+//! `ouro-router`: binds `OURO_ROUTER_LISTEN` (default 127.0.0.1:8080), follows
+//! `OURO_ROUTES_URL` (default http://127.0.0.1:7701/routes), and serves until SIGTERM or Ctrl-C,
+//! then drains in-flight requests (capped) and exits. Request log lines go to stdout, the
+//! router's own messages to stderr.
+
+use std::process::ExitCode;
+
+use ouro_router::{Config, serve};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(colours).with_target(false).init();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ouro-router: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("ouro-router: cannot listen on {}: {error}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("ouro-router listening on http://{addr}"),
+        Err(error) => {
+            eprintln!("ouro-router: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match serve(listener, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ouro-router: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                eprintln!("ouro-router: cannot watch SIGTERM: {error}");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -188,8 +188,11 @@ pub fn spawn_service(name: &str, env: &[(String, String)], log: &Path) -> (Child
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     let prefix = format!("{name} listening on ");
+    // Stdout goes to the log too (the router logs its requests there).
+    let mut copy = std::fs::OpenOptions::new().append(true).open(log).expect("log file");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = writeln!(copy, "{line}");
             if let Some(url) = line.strip_prefix(&prefix) {
                 let _ = tx.send(url.to_string());
             }

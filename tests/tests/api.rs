@@ -405,8 +405,12 @@ fn domains_and_restarts_reach_the_desired_state(backend: Backend) {
         assert_error(&api.post("/apps/site/domains", json!({"hostname": bad})), 422, "invalid_params");
     }
     let domains = api.get("/apps/site/domains").body;
-    let listed: Vec<(&str, &str)> =
-        domains.as_array().unwrap().iter().map(|d| (d["hostname"].as_str().unwrap(), d["kind"].as_str().unwrap())).collect();
+    let listed: Vec<(&str, &str)> = domains
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["hostname"].as_str().unwrap(), d["kind"].as_str().unwrap()))
+        .collect();
     assert_eq!(listed, vec![("site.localhost", "default"), ("www.example.com", "custom")]);
 
     // Only apps with a slug are in the desired state; they carry domains and restarts.

@@ -221,7 +221,13 @@ fn deploy_a_directory_and_manage_domains_and_restarts() {
     let slug = api.get(&format!("/apps/dirapp/slugs/{}", release["slug"]["id"].as_str().unwrap())).body;
     assert_eq!(slug["process_types"], serde_json::json!({"web": "python3 web.py", "worker": "python3 work.py"}));
     // The slug holds ./app/... without the ignored paths.
-    let (_, tarball) = api.raw("GET", &format!("/apps/dirapp/slugs/{}/blob", slug["id"].as_str().unwrap()), Some(&api.token), None, "");
+    let (_, tarball) = api.raw(
+        "GET",
+        &format!("/apps/dirapp/slugs/{}/blob", slug["id"].as_str().unwrap()),
+        Some(&api.token),
+        None,
+        "",
+    );
     let listing = {
         let mut child = Command::new("tar")
             .args(["tzf", "-"])

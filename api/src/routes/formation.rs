@@ -65,7 +65,11 @@ async fn stop(
     request_restart(&state, &app, &dyno).await
 }
 
-async fn request_restart(state: &AppState, app: &AppRow, target: &str) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn request_restart(
+    state: &AppState,
+    app: &AppRow,
+    target: &str,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

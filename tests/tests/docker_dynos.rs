@@ -1,0 +1,194 @@
+//! Releases running as real containers (Docker Engine), behind the real router: scale, heal,
+//! zero-downtime redeploy, isolation, adoption after restarts.
+//! Needs a Docker Engine and builds the stack image on first use (minutes, then cached).
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use ouro_tests::json;
+use ouro_tests::platform::{Platform, http_get, sample_app};
+
+const BOOT: Duration = Duration::from_secs(180);
+
+fn web_app() -> serde_json::Value {
+    json!({"web": "python3 /app/web.py"})
+}
+
+/// The set of dynos that answered `n` requests through the router.
+fn answering(platform: &Platform, app: &str, n: usize) -> BTreeSet<String> {
+    (0..n)
+        .filter_map(|_| platform.get(app, "/").ok())
+        .filter(|(status, _)| *status == 200)
+        .filter_map(|(_, body)| body.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn scale_heal_and_scale_to_zero() {
+    let platform = Platform::start();
+    let v = platform.create_and_deploy("scaler", &sample_app("python-web"), web_app());
+    platform.wait_until(BOOT, "web.1 is up", || platform.up("scaler", "web", v) == 1);
+    let (status, body) = platform.get("scaler", "/").expect("router answers");
+    assert_eq!((status, body.trim()), (200, "web.1 hello"));
+
+    platform.scale("scaler", "web", 3);
+    platform.wait_until(BOOT, "3 web dynos are up", || platform.up("scaler", "web", v) == 3);
+    let all: BTreeSet<String> = ["web.1", "web.2", "web.3"].iter().map(|s| s.to_string()).collect();
+    platform.wait_until(Duration::from_secs(10), "all three answer through the router", || {
+        answering(&platform, "scaler", 30) == all
+    });
+
+    // Kill one behind Ouro's back: it is replaced and the router stops using it meanwhile.
+    let containers = platform.containers();
+    let (victim, _) = containers.iter().find(|(_, (_, name, _, _))| name == "web.2").expect("web.2 exists");
+    platform.block_on(platform.docker.kill_container::<String>(victim, None)).expect("kill");
+    platform.wait_until(Duration::from_secs(30), "web.2 runs again in a new container", || {
+        platform.containers().iter().any(|(id, (_, name, _, running))| name == "web.2" && *running && id != victim)
+    });
+    platform.wait_until(Duration::from_secs(30), "web.2 is up again", || platform.up("scaler", "web", v) == 3);
+    platform
+        .wait_until(Duration::from_secs(10), "all three answer again", || answering(&platform, "scaler", 30) == all);
+    let restarted = platform.dynos("scaler").into_iter().find(|d| d["name"] == "web.2").expect("web.2 reported");
+    assert!(restarted["restarts"].as_u64() >= Some(1), "{restarted:?}");
+
+    // A container removed behind Ouro's back is recreated.
+    let (gone, _) = platform.containers().into_iter().find(|(_, (_, name, _, _))| name == "web.3").expect("web.3");
+    let force = bollard::container::RemoveContainerOptions { force: true, ..Default::default() };
+    platform.block_on(platform.docker.remove_container(&gone, Some(force))).expect("remove");
+    platform.wait_until(Duration::from_secs(30), "web.3 is recreated and up", || {
+        platform.containers().iter().any(|(id, (_, name, _, _))| name == "web.3" && *id != gone)
+            && platform.up("scaler", "web", v) == 3
+    });
+
+    platform.scale("scaler", "web", 0);
+    platform.wait_until(Duration::from_secs(30), "all dynos are gone", || platform.containers().is_empty());
+    let (status, body) = platform.get("scaler", "/").expect("router answers");
+    assert_eq!(status, 503, "{body}");
+    assert!(platform.router_log().contains("H14"), "router logs H14");
+}
+
+#[test]
+fn redeploy_under_load_fails_no_request() {
+    let platform = Platform::start();
+    let app = sample_app("python-web");
+    let v1 = platform.create_and_deploy("steady", &app, web_app());
+    platform.scale("steady", "web", 2);
+    platform.wait_until(BOOT, "2 web dynos are up", || platform.up("steady", "web", v1) == 2);
+
+    let stop = AtomicBool::new(false);
+    let (ok, failed) = (AtomicU32::new(0), AtomicU32::new(0));
+    let greetings = std::sync::Mutex::new(HashSet::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    match http_get(&platform.router_addr, "steady.localhost", "/") {
+                        Ok((200, body)) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            greetings.lock().unwrap().insert(body.split_whitespace().nth(1).unwrap_or("").to_string());
+                        }
+                        other => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("failed request: {other:?}");
+                        }
+                    }
+                }
+            });
+        }
+        // A config change is a new release: new dynos boot, old ones drain.
+        let set = platform.api.patch("/apps/steady/config-vars", json!({"GREETING": "bonjour"}));
+        assert_eq!(set.status, 200);
+        platform.wait_until(Duration::from_secs(9), "the new release serves", || {
+            platform.get("steady", "/").map(|(_, b)| b.contains("bonjour")).unwrap_or(false)
+        });
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (ok, failed) = (ok.into_inner(), failed.into_inner());
+    assert!(ok > 20, "{ok} requests succeeded");
+    assert_eq!(failed, 0, "{failed} of {} requests failed during the redeploy", ok + failed);
+    assert!(greetings.into_inner().unwrap().contains("bonjour"));
+    platform.wait_until(Duration::from_secs(30), "the old release's dynos are gone", || {
+        platform.containers().values().all(|(_, _, release, _)| *release == v1 + 1)
+    });
+}
+
+#[test]
+fn a_failed_boot_leaves_the_old_release_serving() {
+    let platform = Platform::start();
+    let app = sample_app("python-web");
+    let v1 = platform.create_and_deploy("sturdy", &app, web_app());
+    platform.wait_until(BOOT, "web.1 is up", || platform.up("sturdy", "web", v1) == 1);
+    // This release's web process exits at once.
+    let v2 = platform.deploy("sturdy", &app, json!({"web": "echo broken; exit 3"}));
+    platform.wait_until(Duration::from_secs(30), "the new dyno is reported crashed", || {
+        platform.dynos("sturdy").iter().any(|d| d["release"] == v2 && d["state"] == "crashed")
+    });
+    let crashed = platform.dynos("sturdy").into_iter().find(|d| d["release"] == v2).expect("v2 dyno");
+    assert!(crashed["reason"].as_str().unwrap_or("").contains("status 3"), "{crashed:?}");
+    for _ in 0..10 {
+        let (status, body) = platform.get("sturdy", "/").expect("router answers");
+        assert_eq!((status, body.trim()), (200, "web.1 hello"), "the old release still serves");
+    }
+    assert_eq!(platform.up("sturdy", "web", v1), 1);
+}
+
+#[test]
+fn dynos_are_isolated() {
+    let platform = Platform::start();
+    let app = sample_app("python-web");
+    let va = platform.create_and_deploy("alpha", &app, web_app());
+    let vb = platform.create_and_deploy("beta", &app, web_app());
+    platform.wait_until(BOOT, "both apps are up", || {
+        platform.up("alpha", "web", va) == 1 && platform.up("beta", "web", vb) == 1
+    });
+
+    let (_, inspect) = platform.get("alpha", "/inspect").expect("inspect");
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).expect("json");
+    assert_eq!(inspect["uid"], 1000, "not root: {inspect}");
+    assert_eq!(inspect["cap_eff"], "0000000000000000", "no capabilities: {inspect}");
+    assert_eq!(inspect["docker_socket"], false, "no Docker socket: {inspect}");
+    assert_eq!(inspect["env_token"], false, "no platform token in the env: {inspect}");
+    assert_eq!(inspect["profile"], "yes", ".profile.d was sourced: {inspect}");
+    assert_eq!((inspect["port"].as_str(), inspect["ps"].as_str()), (Some("5000"), Some("web.1")));
+
+    // Alpha's dyno cannot open a connection to beta's dyno.
+    let (beta_id, _) = platform.containers().into_iter().find(|(_, (a, _, _, _))| a == "beta").expect("beta dyno");
+    let beta = platform.block_on(platform.docker.inspect_container(&beta_id, None)).expect("inspect beta");
+    let networks = beta.network_settings.and_then(|n| n.networks).expect("networks");
+    let beta_ip = networks.values().next().and_then(|e| e.ip_address.clone()).expect("beta ip");
+    let (_, reach) = platform.get("alpha", &format!("/connect?addr={beta_ip}:5000")).expect("connect answer");
+    let reach: serde_json::Value = serde_json::from_str(&reach).expect("json");
+    assert_eq!(reach["connected"], false, "alpha reached beta: {reach}");
+    // The check itself works: beta reaches itself.
+    let (_, own) = platform.get("beta", &format!("/connect?addr={beta_ip}:5000")).expect("connect answer");
+    assert!(own.contains("true"), "{own}");
+
+    // Memory limit and no-new-privileges are set on the container.
+    let (id, _) = platform.containers().into_iter().find(|(_, (a, _, _, _))| a == "alpha").expect("alpha dyno");
+    let host =
+        platform.block_on(platform.docker.inspect_container(&id, None)).expect("inspect").host_config.expect("hc");
+    assert_eq!(host.memory, Some(512 * 1024 * 1024));
+    assert!(host.security_opt.unwrap_or_default().iter().any(|o| o.contains("no-new-privileges")));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+}
+
+#[test]
+fn restarting_runner_and_router_adopts_running_dynos() {
+    let mut platform = Platform::start();
+    let v = platform.create_and_deploy("adopted", &sample_app("python-web"), web_app());
+    platform.scale("adopted", "web", 2);
+    platform.wait_until(BOOT, "2 web dynos are up", || platform.up("adopted", "web", v) == 2);
+    let before: HashSet<String> = platform.containers().keys().cloned().collect();
+
+    platform.restart_runner();
+    platform.restart_router();
+    platform.wait_until(Duration::from_secs(30), "the router serves again", || {
+        platform.get("adopted", "/").map(|(s, _)| s == 200).unwrap_or(false)
+    });
+    std::thread::sleep(Duration::from_secs(3)); // a few reconcile ticks
+    let after: HashSet<String> = platform.containers().keys().cloned().collect();
+    assert_eq!(before, after, "the same containers run: adopted, not restarted");
+    assert_eq!(platform.up("adopted", "web", v), 2);
+}
