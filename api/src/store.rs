@@ -89,6 +89,14 @@ pub struct DomainRow {
     pub created_at: String,
 }
 
+/// An SNI endpoint, without its private key.
+pub struct CertificateRow {
+    pub id: String,
+    pub hostnames: Vec<String>,
+    pub expires_at: String,
+    pub created_at: String,
+}
+
 pub struct AuditRow {
     pub id: String,
     pub actor: String,
@@ -613,6 +621,76 @@ impl Store {
         events.reverse();
         Ok(events)
     }
+
+    // ---- certificates -----------------------------------------------------------------
+
+    /// The app's SNI endpoints, oldest first.
+    pub async fn certificates(&self, app_id: &str) -> Result<Vec<CertificateRow>> {
+        let rows = sqlx::query(
+            "SELECT id, hostnames, expires_at, created_at FROM certificates WHERE app_id = $1 ORDER BY created_at, id",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let hostnames: String = r.try_get("hostnames")?;
+                Ok(CertificateRow {
+                    id: r.try_get("id")?,
+                    hostnames: serde_json::from_str(&hostnames).unwrap_or_default(),
+                    expires_at: r.try_get("expires_at")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The app's certificate chains and private keys (PEM), for the dyno runner.
+    pub async fn certificate_keys(&self, app_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT certificate_chain, private_key FROM certificates WHERE app_id = $1 ORDER BY created_at, id",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("certificate_chain")?, r.try_get("private_key")?))).collect()
+    }
+
+    /// Stores a checked certificate chain and key.
+    pub async fn add_certificate(
+        &self,
+        app_id: &str,
+        hostnames: Vec<String>,
+        expires_at: String,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<CertificateRow> {
+        let row = CertificateRow { id: uuid::Uuid::new_v4().to_string(), hostnames, expires_at, created_at: now() };
+        sqlx::query(
+            "INSERT INTO certificates (id, app_id, hostnames, expires_at, certificate_chain, private_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&row.id)
+        .bind(app_id)
+        .bind(serde_json::to_string(&row.hostnames).unwrap_or_else(|_| "[]".into()))
+        .bind(&row.expires_at)
+        .bind(chain_pem)
+        .bind(key_pem)
+        .bind(&row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Removes a certificate; `false` if the app had no such certificate.
+    pub async fn remove_certificate(&self, app_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM certificates WHERE app_id = $1 AND id = $2")
+            .bind(app_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 /// The database URL for a data dir when `OURO_DATABASE_URL` is not set.
@@ -641,6 +719,7 @@ fn migrator() -> Migrator {
     let migrations = vec![
         migration(1, "init", include_str!("../migrations/0001_init.sql")),
         migration(2, "domains and restarts", include_str!("../migrations/0002_domains_restarts.sql")),
+        migration(3, "certificates", include_str!("../migrations/0003_certificates.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

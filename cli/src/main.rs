@@ -1,5 +1,5 @@
 //! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
-//! `releases`, `ps`, `domains`, `deploy`) that log in, manage apps and print what the Ouro
+//! `releases`, `ps`, `domains`, `certs`, `deploy`) that log in, manage apps and print what the Ouro
 //! Platform API answers.
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
@@ -11,6 +11,7 @@
 //! the machine fails, 2 for usage errors.
 
 mod apps;
+mod certs;
 mod client;
 mod config;
 mod context;
@@ -168,6 +169,24 @@ enum Command {
         #[arg(value_name = "HOSTNAME")]
         hostname: String,
     },
+    /// List the app's SSL certificates (SNI endpoints)
+    #[command(name = "certs")]
+    Certs,
+    /// Add an SSL certificate: a PEM chain (leaf first) and its PEM private key
+    #[command(name = "certs:add")]
+    CertsAdd {
+        #[arg(value_name = "CERT_FILE")]
+        cert_file: PathBuf,
+        #[arg(value_name = "KEY_FILE")]
+        key_file: PathBuf,
+    },
+    /// Remove an SSL certificate
+    #[command(name = "certs:remove")]
+    CertsRemove {
+        /// The certificate's id, as `ouro certs` lists it
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 fn run(cli: Cli) -> Output {
@@ -194,6 +213,9 @@ fn run(cli: Cli) -> Output {
         Command::Domains => domains::list(&ctx),
         Command::DomainsAdd { hostname } => domains::add(&ctx, &hostname),
         Command::DomainsRemove { hostname } => domains::remove(&ctx, &hostname),
+        Command::Certs => certs::list(&ctx),
+        Command::CertsAdd { cert_file, key_file } => certs::add(&ctx, &cert_file, &key_file),
+        Command::CertsRemove { id } => certs::remove(&ctx, &id),
     }
 }
 
@@ -251,6 +273,12 @@ mod tests {
         let cli = Cli::try_parse_from(["ouro", "domains:add", "www.example.com"]).unwrap();
         assert!(matches!(cli.command, Command::DomainsAdd { hostname } if hostname == "www.example.com"));
         assert!(Cli::try_parse_from(["ouro", "domains:remove"]).is_err());
+        let cli = Cli::try_parse_from(["ouro", "certs:add", "cert.pem", "key.pem"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::CertsAdd { cert_file, key_file } if cert_file == Path::new("cert.pem") && key_file == Path::new("key.pem"))
+        );
+        assert!(Cli::try_parse_from(["ouro", "certs:add", "cert.pem"]).is_err());
+        assert!(matches!(Cli::try_parse_from(["ouro", "certs"]).unwrap().command, Command::Certs));
         assert!(Cli::try_parse_from(["ouro", "nope"]).is_err());
     }
 

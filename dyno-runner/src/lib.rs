@@ -469,6 +469,7 @@ impl Runner {
                         Some(RouteBackend { dyno: format!("web.{}", c.index), addr: format!("{ip}:{DYNO_PORT}") })
                     })
                     .collect(),
+                certificates: app.certificates.clone(),
             })
             .collect();
         routes::publish(&self.routes, routes);

@@ -223,6 +223,7 @@ mod tests {
                 .map(|(t, q)| DesiredProcess { process_type: t.to_string(), quantity: *q, size: "basic".into() })
                 .collect(),
             domains: Vec::new(),
+            certificates: Vec::new(),
             restarts: Default::default(),
         }
     }

@@ -18,8 +18,12 @@
 //!   tells the router where they are;
 //! - take a lock or do I/O other than the proxying itself on the request path.
 //!
-//! Not yet here: TLS (rustls with SNI per domain) comes later; today the router speaks plain
-//! HTTP/1.1 and h2c, and `X-Forwarded-Proto` is always `http`.
+//! TLS: with a second listener ([`serve_with_tls`], `OURO_ROUTER_TLS_LISTEN`) the router
+//! terminates TLS (rustls, ring) and presents, by SNI, the certificate of the app whose host is
+//! asked for (from the route table), else a self-signed default certificate made at start.
+//! ALPN offers `h2` and `http/1.1`. Requests that came over TLS are forwarded with
+//! `X-Forwarded-Proto: https` and the TLS listener's port, and logged with `protocol=https`.
+//! The plain listener speaks HTTP/1.1 and h2c.
 //!
 //! `serve` takes a bound listener so tests run the router in-process on port 0; the binary
 //! (`main.rs`) reads its settings from the environment.
@@ -40,6 +44,7 @@ mod error;
 mod follow;
 mod proxy;
 mod table;
+mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -79,6 +84,9 @@ const POOL_MAX_IDLE_PER_DYNO: usize = 256;
 pub struct Config {
     /// Address the binary binds (`OURO_ROUTER_LISTEN`); [`serve`] uses the listener it is given.
     pub listen: SocketAddr,
+    /// Address the binary binds for TLS (`OURO_ROUTER_TLS_LISTEN`), if any; [`serve_with_tls`]
+    /// uses the listener it is given.
+    pub tls_listen: Option<SocketAddr>,
     /// The route table to follow (`OURO_ROUTES_URL`), plain `http://`.
     pub routes_url: String,
     /// Connecting to a dyno (H19 when every dyno times out). Default 5 s.
@@ -110,6 +118,8 @@ pub enum Error {
     InvalidSetting { name: &'static str, value: String, reason: String },
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS setup: {0}")]
+    Tls(String),
 }
 
 impl Config {
@@ -117,6 +127,7 @@ impl Config {
     pub fn new(routes_url: impl Into<String>) -> Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            tls_listen: None,
             routes_url: routes_url.into(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
@@ -141,6 +152,13 @@ impl Config {
                 reason: e.to_string(),
             })?;
         }
+        if let Ok(listen) = std::env::var("OURO_ROUTER_TLS_LISTEN") {
+            config.tls_listen = Some(listen.parse().map_err(|e: std::net::AddrParseError| Error::InvalidSetting {
+                name: "OURO_ROUTER_TLS_LISTEN",
+                value: listen.clone(),
+                reason: e.to_string(),
+            })?);
+        }
         parse_routes_url(&config.routes_url)?;
         Ok(config)
     }
@@ -163,22 +181,51 @@ pub(crate) struct State {
     pub client: Client<TimedConnector, RequestBody>,
     /// `X-Forwarded-Port`: the listener's port.
     pub forwarded_port: HeaderValue,
+    /// `X-Forwarded-Port` of requests that came over TLS: the TLS listener's port.
+    pub tls_forwarded_port: HeaderValue,
 }
 
 /// Runs the router on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish for up to `config.drain_timeout`, and returns.
 pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    serve_with_tls(listener, None, config, shutdown).await
+}
+
+/// [`serve`], plus TLS on `tls_listener` if given: certificates by SNI from the route table,
+/// a self-signed default certificate (generated now) otherwise, ALPN `h2` and `http/1.1`.
+/// Both listeners share the connection limit, the drain and the route table.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    tls_listener: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let routes_url = parse_routes_url(&config.routes_url)?;
     let port = listener.local_addr()?.port();
+    let tls_port = match &tls_listener {
+        Some(tls_listener) => tls_listener.local_addr()?.port(),
+        None => 443,
+    };
     let state = Arc::new(State {
         table: ArcSwap::from_pointee(Table::default()),
         versions: watch::Sender::new(0),
         client: dyno_client(&config),
         forwarded_port: HeaderValue::from(port),
+        tls_forwarded_port: HeaderValue::from(tls_port),
         config,
     });
+    let acceptor = match &tls_listener {
+        Some(_) => {
+            let provider = tls::provider();
+            let default = tls::self_signed(&provider).map_err(Error::Tls)?;
+            let resolver = tls::SniResolver { state: Arc::clone(&state), default };
+            let server_config = tls::server_config(provider, resolver).map_err(Error::Tls)?;
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config)))
+        }
+        None => None,
+    };
     let follower = AbortOnDrop(tokio::spawn(follow::follow_routes(Arc::clone(&state), routes_url)));
-    let builder = server_builder(&state.config);
+    let builder = Arc::new(server_builder(&state.config));
     let graceful = GracefulShutdown::new();
     // Closes what is still open when the drain time is over.
     let (force_close, force_closed) = watch::channel(false);
@@ -191,29 +238,59 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
             () = &mut shutdown => break,
             permit = Arc::clone(&connections).acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        let (stream, peer) = tokio::select! {
+        let (accepted, tls) = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Typically out of file descriptors: wait a little rather than spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => (accepted, false),
+            accepted = accept_if(tls_listener.as_ref()) => (accepted, true),
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Typically out of file descriptors: wait a little rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
-        let conn = ConnInfo { peer };
+        let conn = ConnInfo { peer, tls };
         let request_state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&request_state);
             async move { Ok::<_, Infallible>(proxy::handle(&state, conn, req).await) }
         });
+        let mut force_closed = force_closed.clone();
+        if let (true, Some(acceptor)) = (tls, &acceptor) {
+            // The handshake runs in the connection's task, bounded like a request head.
+            let (acceptor, builder, watcher) = (acceptor.clone(), Arc::clone(&builder), graceful.watcher());
+            let handshake_timeout = state.config.header_read_timeout;
+            tokio::spawn(async move {
+                let serve = async move {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let _ = watcher.watch(connection).await;
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = force_closed.wait_for(|&closed| closed) => {}
+                }
+                drop(permit);
+            });
+            continue;
+        }
         let connection =
             graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
-        let mut force_closed = force_closed.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = connection => {}
@@ -224,6 +301,7 @@ pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<
     }
 
     drop(listener);
+    drop(tls_listener);
     tracing::info!(connections = graceful.count(), "shutting down: draining connections");
     tokio::select! {
         () = graceful.shutdown() => {}
@@ -274,6 +352,14 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .max_buf_size(MAX_HEADER_BLOCK);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BLOCK as u32).max_concurrent_streams(256);
     builder
+}
+
+/// Accepts on `listener`, or never when there is none.
+async fn accept_if(listener: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Aborts a background task when the router stops, whichever way it returns.

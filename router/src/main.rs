@@ -1,11 +1,12 @@
-//! `ouro-router`: binds `OURO_ROUTER_LISTEN` (default 127.0.0.1:8080), follows
+//! `ouro-router`: binds `OURO_ROUTER_LISTEN` (default 127.0.0.1:8080) and, if set,
+//! `OURO_ROUTER_TLS_LISTEN` for HTTPS, follows
 //! `OURO_ROUTES_URL` (default http://127.0.0.1:7701/routes), and serves until SIGTERM or Ctrl-C,
 //! then drains in-flight requests (capped) and exits. Request log lines go to stdout, the
 //! router's own messages to stderr.
 
 use std::process::ExitCode;
 
-use ouro_router::{Config, serve};
+use ouro_router::{Config, serve_with_tls};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -33,7 +34,26 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match serve(listener, config, shutdown_signal()).await {
+    let tls_listener = match config.tls_listen {
+        Some(tls_listen) => match TcpListener::bind(tls_listen).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!("ouro-router: cannot listen on {tls_listen}: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    if let Some(tls_listener) = &tls_listener {
+        match tls_listener.local_addr() {
+            Ok(addr) => println!("ouro-router tls listening on https://{addr}"),
+            Err(error) => {
+                eprintln!("ouro-router: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match serve_with_tls(listener, tls_listener, config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ouro-router: {error}");

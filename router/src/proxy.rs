@@ -55,6 +55,8 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
+    /// Whether it came in on the TLS listener.
+    pub tls: bool,
 }
 
 /// What the router knows about one request, from the first phase to the log line.
@@ -65,6 +67,8 @@ pub(crate) struct RequestCtx {
     host: String,
     request_id: HeaderValue,
     fwd: IpAddr,
+    /// Came over TLS: `X-Forwarded-Proto: https`, `protocol=https`.
+    tls: bool,
     version: Version,
     /// When forwarding to a dyno started (first attempt).
     forwarded: Option<Instant>,
@@ -407,8 +411,13 @@ fn prepare_request_headers(
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    headers.insert(X_FORWARDED_PORT.clone(), state.forwarded_port.clone());
+    if ctx.tls {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+        headers.insert(X_FORWARDED_PORT.clone(), state.tls_forwarded_port.clone());
+    } else {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PORT.clone(), state.forwarded_port.clone());
+    }
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     headers.insert(X_REQUEST_START.clone(), HeaderValue::from(now_ms));
@@ -449,6 +458,7 @@ impl RequestCtx {
             host: String::new(),
             request_id: request_id(req.headers().get(&X_REQUEST_ID)),
             fwd: conn.peer.ip().to_canonical(),
+            tls: conn.tls,
             version: req.version(),
             forwarded: None,
             dyno: None,
@@ -516,7 +526,7 @@ impl RequestCtx {
         if let Some(bytes) = self.bytes {
             let _ = write!(line, "{bytes}");
         }
-        line.push_str(" protocol=http");
+        line.push_str(if self.tls { " protocol=https" } else { " protocol=http" });
         if let Some(error) = &self.error {
             let source = match error.kind.source() {
                 crate::error::ErrorSource::Client => "client",
@@ -628,7 +638,7 @@ mod tests {
     #[test]
     fn log_line_format() {
         let req = Request::get("/a?b=c").header("x-request-id", "rid-1").body(()).unwrap();
-        let mut ctx = RequestCtx::new(&req, ConnInfo { peer: "127.0.0.1:5555".parse().unwrap() });
+        let mut ctx = RequestCtx::new(&req, ConnInfo { peer: "127.0.0.1:5555".parse().unwrap(), tls: false });
         ctx.host = "demo.localhost".into();
         ctx.error = Some(ProxyError::new(ErrorKind::NoWebDynos));
         ctx.bytes = Some(10);

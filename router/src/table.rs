@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use hyper::http::uri::Authority;
 use ouro_types::RouteTable;
 use rand::Rng;
+use rustls::sign::CertifiedKey;
+
+use crate::tls::{self, KeyCache};
 
 /// A backend whose connect failed this recently is picked only when nothing better is left.
 const FAILURE_PENALTY_WINDOW: Duration = Duration::from_secs(3);
@@ -26,6 +29,11 @@ pub(crate) struct Table {
     /// False until the first table arrived from the route source.
     pub loaded: bool,
     hosts: HashMap<String, Arc<Route>>,
+    /// TLS certificates by host name: each route host that one of its route's certificates
+    /// covers (the first such certificate wins).
+    certificates: HashMap<String, Arc<CertifiedKey>>,
+    /// Every certificate parsed for this version, reused by the next one.
+    parsed: KeyCache,
 }
 
 /// An app's route: where requests for any of its hosts go.
@@ -68,7 +76,29 @@ impl Table {
             }
         }
         let mut hosts = HashMap::new();
+        let mut certificates = HashMap::new();
+        let mut parsed = KeyCache::default();
+        let mut provider = None;
         for wire_route in &wire.routes {
+            let mut route_keys = Vec::with_capacity(wire_route.certificates.len());
+            for cert in &wire_route.certificates {
+                let cache_key = (cert.chain_pem.clone(), cert.key_pem.clone());
+                let key = match previous.parsed.0.get(&cache_key).or_else(|| parsed.0.get(&cache_key)) {
+                    Some(key) => Arc::clone(key),
+                    None => {
+                        let provider = provider.get_or_insert_with(tls::provider);
+                        match tls::certified_key(cert, provider) {
+                            Ok(key) => key,
+                            Err(error) => {
+                                tracing::warn!(app = %wire_route.app, %error, "skipping unusable TLS certificate");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                parsed.0.insert(cache_key, Arc::clone(&key));
+                route_keys.push(key);
+            }
             let mut backends = Vec::with_capacity(wire_route.backends.len());
             for wire_backend in &wire_route.backends {
                 let authority = match wire_backend.addr.parse::<Authority>() {
@@ -89,10 +119,18 @@ impl Table {
                     tracing::warn!(%host, app = %wire_route.app, %other, "host already routed to another app; ignored");
                     continue;
                 }
+                if let Some(key) = route_keys.iter().find(|key| tls::covers(key, &host)) {
+                    certificates.insert(host.clone(), Arc::clone(key));
+                }
                 hosts.insert(host, Arc::clone(&route));
             }
         }
-        Table { version: wire.version, loaded: true, hosts }
+        Table { version: wire.version, loaded: true, hosts, certificates, parsed }
+    }
+
+    /// The TLS certificate for a normalized host name, if its app has one covering it.
+    pub fn certificate(&self, host: &str) -> Option<&Arc<CertifiedKey>> {
+        self.certificates.get(host)
     }
 
     /// The route for a normalized host (see [`normalize_host`]).
@@ -213,6 +251,7 @@ mod tests {
                     .iter()
                     .map(|(dyno, addr)| RouteBackend { dyno: (*dyno).into(), addr: (*addr).into() })
                     .collect(),
+                certificates: Vec::new(),
             }],
         }
     }

@@ -178,6 +178,18 @@ fn spawn_api(data_dir: &Path, backend: &Backend, env: &[(String, String)]) -> (C
 /// Spawns one of the platform's binaries with `env` (and without any inherited `OURO_*`),
 /// stderr to `log`, and waits for its `<name> listening on <url>` line.
 pub fn spawn_service(name: &str, env: &[(String, String)], log: &Path) -> (Child, String) {
+    let (child, url, _) = spawn_service_with(name, env, log, None);
+    (child, url)
+}
+
+/// [`spawn_service`], also waiting for a second `<name> <extra> listening on <url>` line (the
+/// router's `tls` listener) when `extra` is given.
+pub fn spawn_service_with(
+    name: &str,
+    env: &[(String, String)],
+    log: &Path,
+    extra: Option<&str>,
+) -> (Child, String, Option<String>) {
     let mut command = Command::new(binary(name));
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OURO_")) {
         command.env_remove(key);
@@ -188,19 +200,31 @@ pub fn spawn_service(name: &str, env: &[(String, String)], log: &Path) -> (Child
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     let prefix = format!("{name} listening on ");
+    let extra_prefix = extra.map(|extra| format!("{name} {extra} listening on "));
     // Stdout goes to the log too (the router logs its requests there).
     let mut copy = std::fs::OpenOptions::new().append(true).open(log).expect("log file");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = writeln!(copy, "{line}");
             if let Some(url) = line.strip_prefix(&prefix) {
-                let _ = tx.send(url.to_string());
+                let _ = tx.send((false, url.to_string()));
+            } else if let Some(url) = extra_prefix.as_deref().and_then(|p| line.strip_prefix(p)) {
+                let _ = tx.send((true, url.to_string()));
             }
         }
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(url) => (child, url),
-        Err(_) => {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut url, mut extra_url) = (None, None);
+    while url.is_none() || (extra.is_some() && extra_url.is_none()) {
+        match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok((false, found)) => url = Some(found),
+            Ok((true, found)) => extra_url = Some(found),
+            Err(_) => break,
+        }
+    }
+    match url {
+        Some(url) if extra.is_none() || extra_url.is_some() => (child, url, extra_url),
+        _ => {
             let _ = child.kill();
             let log = std::fs::read_to_string(log).unwrap_or_default();
             panic!("{name} did not report its address within 60 s; its log:\n{log}");
@@ -327,6 +351,29 @@ pub fn sha256sum(bytes: &[u8]) -> String {
     child.stdin.take().expect("stdin").write_all(bytes).expect("write");
     let out = child.wait_with_output().expect("sha256sum finishes");
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
+
+/// A self-signed certificate and its unencrypted PKCS#8 key, both PEM, made by the `openssl`
+/// command (ECDSA P-256, valid 30 days): for `/CN=cn`, with `subjectAltName=san` if given
+/// (such as `DNS:www.example.com,DNS:example.com`).
+pub fn openssl_certificate(cn: &str, san: Option<&str>) -> (String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let mut command = Command::new("openssl");
+    command
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+    if let Some(san) = san {
+        command.arg("-addext").arg(format!("subjectAltName={san}"));
+    }
+    let out = command.output().expect("openssl runs");
+    assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
+    (std::fs::read_to_string(cert).expect("cert"), std::fs::read_to_string(key).expect("key"))
 }
 
 fn unique_suffix() -> String {

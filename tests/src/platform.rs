@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
-use crate::{Api, Backend, Value, json, spawn_service, tar_gz, terminate};
+use crate::{Api, Backend, Value, json, spawn_service, spawn_service_with, tar_gz, terminate};
 
 pub struct Platform {
     pub api: Api,
@@ -24,6 +24,8 @@ pub struct Platform {
     router: Option<Child>,
     /// `127.0.0.1:port` of the router.
     pub router_addr: String,
+    /// `127.0.0.1:port` of the router's TLS listener.
+    pub router_tls_addr: String,
     logs: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
     pub docker: Docker,
@@ -56,12 +58,13 @@ impl Platform {
             runner_url: String::new(),
             router: None,
             router_addr: String::new(),
+            router_tls_addr: String::new(),
             logs: tempfile::tempdir().expect("temp dir"),
             runtime,
             docker,
         };
         platform.start_runner(runner_env, "127.0.0.1:0");
-        platform.start_router("127.0.0.1:0");
+        platform.start_router("127.0.0.1:0", "127.0.0.1:0");
         platform
     }
 
@@ -78,14 +81,17 @@ impl Platform {
         self.runner_url = url;
     }
 
-    fn start_router(&mut self, listen: &str) {
+    fn start_router(&mut self, listen: &str, tls_listen: &str) {
         let env = vec![
             ("OURO_ROUTER_LISTEN".to_string(), listen.to_string()),
+            ("OURO_ROUTER_TLS_LISTEN".to_string(), tls_listen.to_string()),
             ("OURO_ROUTES_URL".to_string(), format!("{}/routes", self.runner_url)),
         ];
-        let (child, url) = spawn_service("ouro-router", &env, &self.logs.path().join("router.log"));
+        let (child, url, tls_url) =
+            spawn_service_with("ouro-router", &env, &self.logs.path().join("router.log"), Some("tls"));
         self.router = Some(child);
         self.router_addr = url.trim_start_matches("http://").to_string();
+        self.router_tls_addr = tls_url.unwrap_or_default().trim_start_matches("https://").to_string();
     }
 
     /// Stops the runner (SIGTERM) and starts a new one on the same address.
@@ -102,8 +108,8 @@ impl Platform {
         if let Some(mut child) = self.router.take() {
             terminate(&mut child, Duration::from_secs(30));
         }
-        let listen = self.router_addr.clone();
-        self.start_router(&listen);
+        let (listen, tls_listen) = (self.router_addr.clone(), self.router_tls_addr.clone());
+        self.start_router(&listen, &tls_listen);
     }
 
     pub fn runner_log(&self) -> String {

@@ -1,7 +1,7 @@
 //! The Platform API over HTTP, against the real `ouro-api` binary, each scenario on SQLite and
 //! on a real PostgreSQL server.
 
-use ouro_tests::{Api, Backend, Value, json, make_slug, sha256sum};
+use ouro_tests::{Api, Backend, Value, json, make_slug, openssl_certificate, sha256sum};
 
 /// Runs a scenario once per backend: `mod name { fn sqlite(); fn postgres(); }`.
 macro_rules! on_both_backends {
@@ -28,6 +28,7 @@ on_both_backends!(
     concurrent_changes_get_distinct_versions,
     deleting_an_app_removes_everything_of_it,
     domains_and_restarts_reach_the_desired_state,
+    sni_endpoints_are_checked_listed_and_reach_the_desired_state,
 );
 
 fn versions(api: &Api, app: &str) -> Vec<(i64, String, bool)> {
@@ -436,4 +437,54 @@ fn domains_and_restarts_reach_the_desired_state(backend: Backend) {
     assert_eq!(api.delete("/apps/site/domains/www.example.com").status, 200);
     assert_error(&api.delete("/apps/site/domains/www.example.com"), 404, "not_found");
     assert_eq!(api.post("/apps/other/domains", json!({"hostname": "www.example.com"})).status, 201, "free again");
+}
+
+fn sni_endpoints_are_checked_listed_and_reach_the_desired_state(backend: Backend) {
+    let api = Api::start(backend);
+    api.post("/apps", json!({"name": "site"}));
+    let (cert, key) = openssl_certificate("www.example.com", Some("DNS:www.example.com,DNS:Example.com"));
+    let (_, other_key) = openssl_certificate("other.example", Some("DNS:other.example"));
+    let (no_san, no_san_key) = openssl_certificate("www.example.com", None);
+
+    // Bad input: 422 with one line saying what is wrong, and nothing stored.
+    let bad = [
+        (json!({"certificate_chain": "junk", "private_key": key}), "certificate_chain holds no"),
+        (json!({"certificate_chain": cert, "private_key": "junk"}), "private_key is not a PEM private key"),
+        (json!({"certificate_chain": cert, "private_key": other_key}), "does not match"),
+        (json!({"certificate_chain": no_san, "private_key": no_san_key}), "subject alternative names"),
+        (json!({"certificate_chain": key, "private_key": key}), "certificate_chain holds no"),
+    ];
+    for (body, message) in bad {
+        let answer = api.post("/apps/site/sni-endpoints", body);
+        assert_error(&answer, 422, "invalid_params");
+        let text = answer.body["message"].as_str().unwrap();
+        assert!(text.contains(message) && !text.contains('\n'), "{text:?} should say {message:?}");
+    }
+    assert_error(&api.post("/apps/site/sni-endpoints", json!({"certificate_chain": cert})), 422, "invalid_params");
+    assert_eq!(api.get("/apps/site/sni-endpoints").body, json!([]));
+
+    let added = api.post("/apps/site/sni-endpoints", json!({"certificate_chain": cert, "private_key": key}));
+    assert_eq!(added.status, 201, "{}", added.body);
+    assert_eq!(added.body["hostnames"], json!(["www.example.com", "example.com"]));
+    assert!(added.body.get("private_key").is_none() && added.body.get("certificate_chain").is_none());
+    let expires = added.body["expires_at"].as_str().unwrap();
+    assert!(expires.len() == 20 && expires.ends_with('Z') && expires > "2026-01-01", "{expires}");
+    let id = added.body["id"].as_str().unwrap().to_string();
+    let listed = api.get("/apps/site/sni-endpoints").body;
+    assert_eq!(listed, json!([added.body]));
+    assert!(!listed.to_string().contains("PRIVATE KEY"));
+    assert_error(&api.get("/apps/nope/sni-endpoints"), 404, "not_found");
+
+    // The runner gets chain and key once the app has a release with a slug.
+    let slug = api.post("/apps/site/slugs", json!({"process_types": {"web": "serve"}}));
+    let blob = format!("/apps/site/slugs/{}/blob", slug.body["id"].as_str().unwrap());
+    api.raw("PUT", &blob, Some(&api.token), Some(&make_slug(&[("app/serve", "x")])), "application/gzip");
+    api.post("/apps/site/releases", json!({"slug": slug.body["id"]}));
+    let desired = api.get("/runner/desired-state").body;
+    assert_eq!(desired["apps"][0]["certificates"], json!([{"chain_pem": cert, "key_pem": key}]));
+
+    assert_eq!(api.delete(&format!("/apps/site/sni-endpoints/{id}")).status, 200);
+    assert_error(&api.delete(&format!("/apps/site/sni-endpoints/{id}")), 404, "not_found");
+    assert_eq!(api.get("/apps/site/sni-endpoints").body, json!([]));
+    assert_eq!(api.get("/runner/desired-state").body["apps"][0]["certificates"], json!([]));
 }

@@ -263,3 +263,44 @@ fn deploy_a_directory_and_manage_domains_and_restarts() {
     assert!(restarts.get("web").is_some() && restarts.get("web.1").is_some(), "{restarts}");
     assert_eq!(ok(&cli.run(&["open", "-a", "dirapp"])).trim(), "http://dirapp.localhost/");
 }
+
+#[test]
+fn certs_add_list_and_remove() {
+    let api = Api::start(Backend::Sqlite);
+    let cli = logged_in(&api);
+    ok(&cli.run(&["apps:create", "tlsapp"]));
+    let (cert, key) = ouro_tests::openssl_certificate("www.example.com", Some("DNS:www.example.com"));
+    let (_, other_key) = ouro_tests::openssl_certificate("other.example", Some("DNS:other.example"));
+    let files = tempfile::tempdir().unwrap();
+    let path = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (cert_file, key_file, other_key_file) =
+        (path("cert.pem", &cert), path("key.pem", &key), path("o.pem", &other_key));
+
+    let none = ok(&cli.run(&["certs", "-a", "tlsapp"]));
+    assert!(none.contains("tlsapp has no SSL certificates"), "{none}");
+    // Usage errors before any request: a missing file, swapped files.
+    let missing = files.path().join("missing.pem");
+    let err = fails(&cli.run(&["certs:add", missing.to_str().unwrap(), &key_file, "-a", "tlsapp"]), 2);
+    assert!(err.contains("cannot read CERT_FILE"), "{err}");
+    fails(&cli.run(&["certs:add", &key_file, &cert_file, "-a", "tlsapp"]), 2);
+    assert_eq!(cli.run(&["certs:add", &cert_file, "-a", "tlsapp"]).status.code(), Some(2), "clap: KEY_FILE missing");
+    // The API's check: the key does not match.
+    let err = fails(&cli.run(&["certs:add", &cert_file, &other_key_file, "-a", "tlsapp"]), 1);
+    assert!(err.contains("does not match"), "{err}");
+
+    let out = ok(&cli.run(&["certs:add", &cert_file, &key_file, "-a", "tlsapp"]));
+    assert!(out.contains("Adding SSL certificate to tlsapp... done") && out.contains("www.example.com"), "{out}");
+    let listed = json(&cli, &["certs", "-a", "tlsapp"]);
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed[0]["hostnames"], serde_json::json!(["www.example.com"]));
+    let table = ok(&cli.run(&["certs", "-a", "tlsapp"]));
+    assert!(table.contains(&id) && table.contains("www.example.com"), "{table}");
+
+    ok(&cli.run(&["certs:remove", &id, "-a", "tlsapp"]));
+    fails(&cli.run(&["certs:remove", &id, "-a", "tlsapp"]), 1);
+    assert_eq!(api.get("/apps/tlsapp/sni-endpoints").body, serde_json::json!([]));
+}

@@ -192,3 +192,44 @@ fn restarting_runner_and_router_adopts_running_dynos() {
     assert_eq!(before, after, "the same containers run: adopted, not restarted");
     assert_eq!(platform.up("adopted", "web", v), 2);
 }
+
+#[test]
+fn https_with_an_sni_certificate_reaches_the_dyno() {
+    let platform = Platform::start();
+    let v = platform.create_and_deploy("tlsapp", &sample_app("python-web"), web_app());
+    platform.wait_until(BOOT, "web.1 is up", || platform.up("tlsapp", "web", v) == 1);
+    let (cert, key) = ouro_tests::openssl_certificate("tlsapp.localhost", Some("DNS:tlsapp.localhost"));
+    let added = platform
+        .api
+        .post("/apps/tlsapp/sni-endpoints", json!({"certificate_chain": cert.as_str(), "private_key": key}));
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    let files = tempfile::tempdir().unwrap();
+    let ca = files.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let port = platform.router_tls_addr.rsplit(':').next().unwrap().to_string();
+    // curl, trusting only the app's certificate: it succeeds once the router presents it.
+    let curl = || {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("tlsapp.localhost:{port}:127.0.0.1"), "-w", "\n%{http_version}"])
+            .arg(format!("https://tlsapp.localhost:{port}/headers"))
+            .output()
+            .expect("curl runs")
+    };
+    let mut answer = String::new();
+    platform.wait_until(Duration::from_secs(15), "the router presents the app's certificate", || {
+        let out = curl();
+        answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    let (headers, version) = answer.rsplit_once('\n').unwrap();
+    assert_eq!(version, "2", "h2 by ALPN: {answer}");
+    let headers: serde_json::Value = serde_json::from_str(headers).unwrap();
+    let header = |name: &str| {
+        headers.as_object().unwrap().iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("x-forwarded-proto"), Some(json!("https")), "{headers}");
+    assert_eq!(header("x-forwarded-port"), Some(json!(port)), "{headers}");
+    assert!(platform.router_log().contains("protocol=https"));
+}

@@ -198,6 +198,51 @@ pub struct DesiredApp {
     /// the request in ms since the epoch. Dynos started before it are replaced.
     #[serde(default)]
     pub restarts: BTreeMap<String, u64>,
+    /// TLS certificates (SNI endpoints) for the app's hosts, with their private keys.
+    #[serde(default)]
+    pub certificates: Vec<TlsCert>,
+}
+
+/// A certificate chain and its private key, both PEM, as the runner and the router see them.
+/// Only on the runner's and the router's internal channels: the Platform API never serves a
+/// private key back.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsCert {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsCert").field("chain_pem", &self.chain_pem).field("key_pem", &"<redacted>").finish()
+    }
+}
+
+/// `POST /apps/{app}/sni-endpoints`: a PEM certificate chain (leaf first) and its PEM private key.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertificateCreate {
+    pub certificate_chain: String,
+    pub private_key: String,
+}
+
+impl std::fmt::Debug for CertificateCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateCreate")
+            .field("certificate_chain", &self.certificate_chain)
+            .field("private_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An app's SNI endpoint: a certificate the router presents for the host names it covers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Certificate {
+    pub id: String,
+    /// The DNS names of the leaf certificate's subject alternative names (may hold wildcards).
+    pub hostnames: Vec<String>,
+    /// The leaf certificate's notAfter, RFC 3339.
+    pub expires_at: String,
+    pub created_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -271,6 +316,9 @@ pub struct Route {
     pub hosts: Vec<String>,
     /// The `up` web dynos; empty means the app has none (the router answers 503).
     pub backends: Vec<RouteBackend>,
+    /// TLS certificates the router presents, by SNI, for names they cover.
+    #[serde(default)]
+    pub certificates: Vec<TlsCert>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

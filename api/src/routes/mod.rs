@@ -3,6 +3,7 @@
 
 mod apps;
 mod audit;
+mod certs;
 mod config_vars;
 mod domains;
 mod formation;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(apps::routes())
         .merge(config_vars::routes())
         .merge(domains::routes())
+        .merge(certs::routes())
         .merge(releases::routes())
         .merge(slugs::routes())
         .merge(formation::routes())

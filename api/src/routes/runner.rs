@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::routing::{get, put};
 use axum::{Extension, Router};
-use ouro_types::{DesiredApp, DesiredProcess, DesiredRelease, DesiredState, DynoReport};
+use ouro_types::{DesiredApp, DesiredProcess, DesiredRelease, DesiredState, DynoReport, TlsCert};
 
 use crate::auth::User;
 use crate::error::Json;
@@ -30,6 +30,13 @@ async fn desired_state(
         let formation = state.store.formation(&app.id).await?;
         let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
         let restarts = state.store.restarts(&app.id).await?;
+        let certificates = state
+            .store
+            .certificate_keys(&app.id)
+            .await?
+            .into_iter()
+            .map(|(chain_pem, key_pem)| TlsCert { chain_pem, key_pem })
+            .collect();
         apps.push(DesiredApp {
             release: DesiredRelease {
                 id: release.id,
@@ -46,6 +53,7 @@ async fn desired_state(
                 .collect(),
             domains,
             restarts,
+            certificates,
             app_id: app.id,
             app_name: app.name,
         });

@@ -194,7 +194,7 @@ pub async fn refusing_addr() -> SocketAddr {
 }
 
 pub fn route(app: &str, hosts: &[&str], backends: Vec<RouteBackend>) -> Route {
-    Route { app: app.into(), hosts: hosts.iter().map(|h| h.to_string()).collect(), backends }
+    Route { app: app.into(), hosts: hosts.iter().map(|h| h.to_string()).collect(), backends, certificates: Vec::new() }
 }
 
 pub fn refused(dyno: &str, addr: SocketAddr) -> RouteBackend {
