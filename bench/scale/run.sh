@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: seconds from `ouro ps:scale web=0→20` until 20 web dynos answer through the router,
 # beside the floor: 20 plain `docker run -d` of the same slug image and command, timed until
-# all 20 answer on their port. Loopback and local containers only; bounded by timeouts.
+# all 20 answer on their port. Also: seconds from killing a dyno until its replacement answers.
+# Loopback and local containers only; bounded by timeouts.
 #
 # Usage: bench/scale/run.sh [N]   (N dynos, default 20). Needs Docker, curl, python3.
 set -euo pipefail
@@ -16,6 +17,7 @@ PLATFORM=benchscale$$
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$WORK"/*.out "$KEEP_LOGS"/; fi
   wait 2>/dev/null || true
   docker ps -aq --filter "label=ouro.platform=$PLATFORM" | xargs -r docker rm -f >/dev/null
   docker ps -aq --filter "label=ouro.bench=$PLATFORM" | xargs -r docker rm -f >/dev/null
@@ -74,6 +76,19 @@ routed() { [ "$(for _ in $(seq $((3 * N))); do curl -s -m 2 -H 'Host: bench.loca
 wait_for 60 routed
 ouro_s=$(echo "$(now) - $start" | bc)
 
+# A killed dyno: seconds from SIGKILL of one container until a replacement is up (API) and
+# answers through the router.
+VICTIM=$(docker ps -q --filter "label=ouro.platform=$PLATFORM" --filter label=ouro.index=2 | head -1)
+start=$(now)
+echo "kill at $(date -u +%T.%N)" >&2
+docker kill "$VICTIM" >/dev/null
+# (grep -c, not grep -q: with pipefail an early-exiting grep fails the pipeline)
+web2() { [ "$(for _ in $(seq 10); do curl -s -m 2 -H 'Host: bench.localhost' "http://$ROUTER/"; done | grep -c '^web\.2 ')" -gt 0 ]; }
+# web.2 answers again (from its replacement: the killed container cannot).
+sleep 0.05
+wait_for 60 web2
+heal_s=$(echo "$(now) - $start" | bc)
+
 # The floor: N plain containers of the same image and command, each answering on its port.
 IMAGE=$(docker ps -a --filter "label=ouro.platform=$PLATFORM" --format '{{.Image}}' | head -1)
 $BIN/ouro ps:scale web=0 -a bench >/dev/null
@@ -91,5 +106,6 @@ floor_up() {
 wait_for 120 floor_up
 floor_s=$(echo "$(now) - $start" | bc)
 
+printf 'killed dyno replaced and answering through the router: %.2f s\n' "$heal_s"
 printf 'scale 0->%d: ouro %.2f s (until all %d answer through the router), plain docker run %.2f s, ratio %.2fx\n' \
   "$N" "$ouro_s" "$N" "$floor_s" "$(echo "$ouro_s / $floor_s" | bc -l)"

@@ -41,7 +41,13 @@ fn render_list(app: &str, releases: &[Release], num: usize, now: SystemTime) -> 
         .iter()
         .rev()
         .take(num)
-        .map(|r| vec![format!("v{}", r.version), r.description.clone(), r.user.email.clone(), ago(&r.created_at, now)])
+        .map(|r| {
+            let change = match &r.failure {
+                Some(failure) => format!("{} (not running: {failure})", r.description),
+                None => r.description.clone(),
+            };
+            vec![format!("v{}", r.version), change, r.user.email.clone(), ago(&r.created_at, now)]
+        })
         .collect();
     heading(&format!("{app} Releases - Current: {current}")) + &columns(&rows)
 }
@@ -60,14 +66,18 @@ pub fn info(ctx: &Ctx, release: Option<String>) -> Output {
 
 fn render_info(release: &Release, now: SystemTime) -> String {
     let slug = release.slug.as_ref().map_or("none", |s| s.id.as_str());
-    let rows = [
+    let when = when(&release.created_at, now);
+    let mut rows = vec![
         ("By", release.user.email.as_str()),
         ("Change", release.description.as_str()),
-        ("When", &when(&release.created_at, now)),
+        ("When", when.as_str()),
         ("Current", if release.current { "yes" } else { "no" }),
         ("Slug", slug),
         ("Status", release.status.as_str()),
     ];
+    if let Some(failure) = &release.failure {
+        rows.push(("Not running", failure.as_str()));
+    }
     heading(&format!("Release v{}", release.version)) + &key_values(&rows)
 }
 
@@ -149,6 +159,7 @@ mod tests {
             description: description.into(),
             status: "succeeded".into(),
             current,
+            failure: None,
             slug: (version > 1).then(|| SlugRef { id: "s1".into() }),
             user: Actor { email: "admin@ouro.local".into() },
             created_at: created_at.into(),

@@ -102,6 +102,28 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
     Ok(dynos)
 }
 
+/// Resolves at the next container event (die, start, destroy, ...) of `platform`'s dynos, or
+/// when the event stream breaks (the caller then re-subscribes after a pause).
+pub async fn next_dyno_event(
+    events: &mut (impl futures_util::Stream<Item = Result<bollard::models::EventMessage, DockerError>> + Unpin),
+) -> bool {
+    matches!(events.next().await, Some(Ok(_)))
+}
+
+/// A stream of the container events of `platform`'s dynos.
+pub fn dyno_events(
+    docker: &Docker,
+    platform: &str,
+) -> impl futures_util::Stream<Item = Result<bollard::models::EventMessage, DockerError>> + use<> {
+    let label = format!("{LABEL_PLATFORM}={platform}");
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("label".to_string(), vec![label]),
+        ("event".to_string(), vec!["die".to_string(), "destroy".to_string(), "oom".to_string()]),
+    ]);
+    docker.events(Some(bollard::system::EventsOptions::<String> { filters, ..Default::default() }))
+}
+
 /// Why a stopped container stopped, in Heroku's words where they fit.
 pub async fn exit_reason(docker: &Docker, id: &str) -> Option<String> {
     let inspect = docker.inspect_container(id, None::<InspectContainerOptions>).await.ok()?;

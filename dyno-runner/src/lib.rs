@@ -116,13 +116,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     println!("ouro-dyno-runner listening on http://{addr}");
     let mut runner = Runner::new(config, docker, routes_tx);
     let server = tokio::spawn(server);
+    let events =
+        tokio::spawn(wake_on_events(runner.docker.clone(), runner.config.platform.clone(), runner.wake.clone()));
     tokio::select! {
         () = runner.reconcile_forever() => {}
         () = shutdown => tracing::info!("stopping; dynos keep running"),
     }
+    events.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;
     Ok(())
+}
+
+/// Events only wake the loop (a dyno died: replace it now, not at the next tick); the loop
+/// itself always works from the current state. If the stream breaks, the periodic tick still
+/// reconciles and the stream is opened again.
+async fn wake_on_events(docker: Docker, platform: String, wake: Arc<Notify>) {
+    loop {
+        let mut events = std::pin::pin!(docker::dyno_events(&docker, &platform));
+        while docker::next_dyno_event(&mut events).await {
+            wake.notify_one();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// What the loop remembers between ticks. Nothing here is needed to recover: a new runner

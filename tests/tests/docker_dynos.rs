@@ -127,6 +127,12 @@ fn a_failed_boot_leaves_the_old_release_serving() {
     });
     let crashed = platform.dynos("sturdy").into_iter().find(|d| d["release"] == v2).expect("v2 dyno");
     assert!(crashed["reason"].as_str().unwrap_or("").contains("status 3"), "{crashed:?}");
+    // `ouro releases` shows why the current release is not running.
+    let release = platform.api.get(&format!("/apps/sturdy/releases/v{v2}")).body;
+    assert!(
+        release["failure"].as_str().unwrap_or("").contains("web.1 crashed: process exited with status 3"),
+        "{release}"
+    );
     for _ in 0..10 {
         let (status, body) = platform.get("sturdy", "/").expect("router answers");
         assert_eq!((status, body.trim()), (200, "web.1 hello"), "the old release still serves");
@@ -232,4 +238,38 @@ fn https_with_an_sni_certificate_reaches_the_dyno() {
     assert_eq!(header("x-forwarded-proto"), Some(json!("https")), "{headers}");
     assert_eq!(header("x-forwarded-port"), Some(json!(port)), "{headers}");
     assert!(platform.router_log().contains("protocol=https"));
+}
+
+#[test]
+fn a_web_dyno_that_never_binds_its_port_crashes_with_r10() {
+    let mut env = ouro_tests::platform::runner_env();
+    env.retain(|(k, _)| *k != "OURO_BOOT_TIMEOUT_SECONDS");
+    env.push(("OURO_BOOT_TIMEOUT_SECONDS", "3"));
+    let platform = Platform::start_with(&env);
+    let v = platform.create_and_deploy("sleepy", &sample_app("python-web"), json!({"web": "sleep 600"}));
+    platform.wait_until(BOOT, "the dyno is reported crashed with R10", || {
+        platform.dynos("sleepy").iter().any(|d| {
+            d["release"] == v && d["state"] == "crashed" && d["reason"].as_str().unwrap_or("").starts_with("R10")
+        })
+    });
+    let (status, _) = platform.get("sleepy", "/").expect("router answers");
+    assert_eq!(status, 503, "a dyno that never bound its port gets no traffic");
+}
+
+#[test]
+fn custom_domains_are_routed() {
+    let platform = Platform::start();
+    let v = platform.create_and_deploy("branded", &sample_app("python-web"), web_app());
+    platform.wait_until(BOOT, "web.1 is up", || platform.up("branded", "web", v) == 1);
+    let added = platform.api.post("/apps/branded/domains", json!({"hostname": "www.branded.test"}));
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    platform.wait_until(Duration::from_secs(10), "the custom domain is routed", || {
+        http_get(&platform.router_addr, "www.branded.test", "/")
+            .map(|(s, b)| s == 200 && b.starts_with("web.1"))
+            .unwrap_or(false)
+    });
+    platform.api.delete("/apps/branded/domains/www.branded.test");
+    platform.wait_until(Duration::from_secs(10), "the removed domain is no longer routed", || {
+        http_get(&platform.router_addr, "www.branded.test", "/").map(|(s, _)| s == 404).unwrap_or(false)
+    });
 }

@@ -64,6 +64,10 @@ pub struct Release {
     pub status: String,
     /// True for the one release that the app runs now.
     pub current: bool,
+    /// For the current release: why its dynos do not run (a crash on boot), from the dyno
+    /// runner's last report; the previous release's dynos keep serving meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub slug: Option<SlugRef>,
     pub user: Actor,
     pub created_at: String,

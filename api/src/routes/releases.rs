@@ -25,7 +25,7 @@ async fn list(
 ) -> Result<axum::Json<Vec<Release>>, ApiError> {
     let app = find_app(&state, &user, &name).await?;
     let releases = state.store.releases(&app.id).await?;
-    Ok(axum::Json(releases.into_iter().map(|r| release_json(&app, r)).collect()))
+    Ok(axum::Json(releases.into_iter().map(|r| release_json(&state, &app, r)).collect()))
 }
 
 async fn info(
@@ -39,7 +39,7 @@ async fn info(
         None => state.store.release_by_id(&app.id, &release).await?,
     };
     let found = found.ok_or_else(|| release_not_found(&app, &release))?;
-    Ok(axum::Json(release_json(&app, found)))
+    Ok(axum::Json(release_json(&state, &app, found)))
 }
 
 /// `{"slug": id}` deploys a slug; `{"release": id | version}` rolls back to that release.
@@ -94,7 +94,7 @@ async fn create(
         .await?
         .ok_or_else(|| ApiError::conflict("the release changed nothing"))?;
     let app = find_app(&state, &user, &app.id).await?;
-    Ok((StatusCode::CREATED, axum::Json(release_json(&app, release))))
+    Ok((StatusCode::CREATED, axum::Json(release_json(&state, &app, release))))
 }
 
 /// `3` or `v3` → 3.
@@ -106,9 +106,11 @@ fn release_not_found(app: &AppRow, key: &str) -> ApiError {
     ApiError::not_found(format!("release `{key}` not found in app `{}`; `ouro releases` lists them", app.name))
 }
 
-fn release_json(app: &AppRow, release: ReleaseRow) -> Release {
+fn release_json(state: &AppState, app: &AppRow, release: ReleaseRow) -> Release {
+    let current = app.current_release_id.as_deref() == Some(release.id.as_str());
     Release {
-        current: app.current_release_id.as_deref() == Some(release.id.as_str()),
+        failure: if current { boot_failure(state, &app.name, release.version) } else { None },
+        current,
         id: release.id,
         version: release.version,
         description: release.description,
@@ -117,6 +119,18 @@ fn release_json(app: &AppRow, release: ReleaseRow) -> Release {
         user: Actor { email: release.actor },
         created_at: release.created_at,
     }
+}
+
+/// Why the current release is not running, from the dyno runner's last report: some dyno of
+/// it crashed and none of it is up (the previous release keeps serving meanwhile).
+fn boot_failure(state: &AppState, app: &str, version: i64) -> Option<String> {
+    let dynos = state.dynos.read().ok()?;
+    let mine: Vec<_> = dynos.get(app)?.iter().filter(|d| d.release == version).collect();
+    if mine.iter().any(|d| d.state == "up") {
+        return None;
+    }
+    let crashed = mine.iter().find(|d| d.state == "crashed")?;
+    Some(format!("{} crashed: {}", crashed.name, crashed.reason.as_deref().unwrap_or("no reason known")))
 }
 
 #[cfg(test)]
