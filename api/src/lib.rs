@@ -56,6 +56,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `OURO_DOMAIN`, default `localhost`: apps answer at `<app>.<domain>`.
     pub domain: String,
+    /// `OURO_APPS_PORT`, default 80: the router's HTTP port, shown in apps' web URLs.
+    pub apps_port: u16,
     /// `OURO_MAX_SLUG_BYTES`, default 500 MiB (Heroku's slug limit).
     pub max_slug_bytes: u64,
 }
@@ -84,6 +86,10 @@ impl Config {
             database_url: var("OURO_DATABASE_URL"),
             public_url: var("OURO_API_URL"),
             domain: var("OURO_DOMAIN").unwrap_or_else(|| "localhost".into()),
+            apps_port: match var("OURO_APPS_PORT") {
+                Some(v) => v.parse().map_err(|_| Error::Config(format!("OURO_APPS_PORT `{v}` is not a port")))?,
+                None => 80,
+            },
             max_slug_bytes,
         })
     }
@@ -103,6 +109,7 @@ pub struct AppState {
 pub struct Settings {
     pub public_url: String,
     pub domain: String,
+    pub apps_port: u16,
     pub max_slug_bytes: u64,
 }
 
@@ -129,6 +136,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         settings: Arc::new(Settings {
             public_url: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
             domain: config.domain.clone(),
+            apps_port: config.apps_port,
             max_slug_bytes: config.max_slug_bytes,
         }),
         dynos: Arc::default(),

@@ -103,7 +103,10 @@ async fn destroy(
 
 pub(crate) fn app_json(settings: &Settings, app: AppRow) -> App {
     App {
-        web_url: format!("http://{}.{}/", app.name, settings.domain),
+        web_url: match settings.apps_port {
+            80 => format!("http://{}.{}/", app.name, settings.domain),
+            port => format!("http://{}.{}:{port}/", app.name, settings.domain),
+        },
         git_url: format!("{}/{}.git", settings.public_url, app.name),
         id: app.id,
         name: app.name,
