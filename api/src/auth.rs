@@ -1,4 +1,4 @@
-//! Bearer tokens and the audit log.
+//! Tokens (Bearer, or HTTP Basic with the token as password for git) and the audit log.
 //!
 //! A token is `ouro_<id>_<secret>`: the id finds the row, the secret is checked by comparing its
 //! SHA-256 with the stored one in constant time. The secret itself is never stored.
@@ -90,19 +90,16 @@ async fn authenticate(store: &Store, token: &str) -> Result<Option<User>, ApiErr
 
 /// Middleware: 401 without a valid bearer token; records mutating requests once answered.
 pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(presented_token);
     let Some(presented) = presented else {
-        return ApiError::unauthorized("no token: send `Authorization: Bearer <token>`; `ouro login` stores one")
-            .into_response();
+        return challenge(ApiError::unauthorized(
+            "no token: send `Authorization: Bearer <token>` (or HTTP Basic with the token as password); \
+             `ouro login` stores one",
+        ));
     };
-    let user = match authenticate(&state.store, presented).await {
+    let user = match authenticate(&state.store, &presented).await {
         Ok(Some(user)) => user,
-        Ok(None) => return ApiError::unauthorized("invalid token; `ouro login` stores a valid one").into_response(),
+        Ok(None) => return challenge(ApiError::unauthorized("invalid token; `ouro login` stores a valid one")),
         Err(e) => return e.into_response(),
     };
     let method = req.method().clone();
@@ -115,7 +112,9 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     req.extensions_mut().insert(user.clone());
     let response = next.run(req).await;
     // The runner's periodic dyno reports are not user actions: they would drown the log.
-    if method != Method::GET && method != Method::HEAD && target != "/runner/dynos" {
+    // Neither are fetches, which git sends as POSTs.
+    let read_only = method == Method::GET || method == Method::HEAD || target.ends_with("/git-upload-pack");
+    if !read_only && target != "/runner/dynos" {
         let app = response.extensions().get::<AuditApp>().map(|a| a.0.clone()).or(path_app);
         let recorded =
             state.store.record_audit(&user.email, &action, &target, app.as_deref(), response.status().as_u16()).await;
@@ -126,9 +125,77 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     response
 }
 
+/// The token of an `Authorization` header: `Bearer <token>`, or `Basic base64(user:token)` as
+/// git sends it (any user name, the token as password, as on Heroku).
+fn presented_token(header: &str) -> Option<String> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(value.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = String::from_utf8(decode_base64(value)?).ok()?;
+        let (_user, password) = decoded.split_once(':')?;
+        return Some(password.to_string());
+    }
+    None
+}
+
+/// Standard base64 (RFC 4648, `=` padding optional); `None` on anything else.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for byte in text.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // A single leftover character (6 bits) cannot end a valid encoding.
+    if bits >= 6 {
+        return None;
+    }
+    Some(out)
+}
+
+/// A 401 that also asks HTTP Basic clients (git) for credentials, so git calls its
+/// credential helper.
+fn challenge(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"Ouro\""));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_and_bearer_credentials() {
+        assert_eq!(presented_token("Bearer ouro_a_b").as_deref(), Some("ouro_a_b"));
+        assert_eq!(presented_token("bearer  ouro_a_b ").as_deref(), Some("ouro_a_b"));
+        // base64("git:ouro_a_b") and base64("x:") / base64("nocolon")
+        assert_eq!(presented_token("Basic Z2l0Om91cm9fYV9i").as_deref(), Some("ouro_a_b"));
+        assert_eq!(presented_token("basic eDo=").as_deref(), Some(""));
+        assert_eq!(presented_token("Basic bm9jb2xvbg=="), None);
+        assert_eq!(presented_token("Basic !!!"), None);
+        assert_eq!(presented_token("Digest abc"), None);
+        assert_eq!(decode_base64("aGVsbG8gd29ybGQ=").as_deref(), Some(&b"hello world"[..]));
+        assert_eq!(decode_base64("YQ").as_deref(), Some(&b"a"[..]));
+        assert_eq!(decode_base64("Y"), None);
+    }
 
     #[test]
     fn tokens_are_unique_and_well_formed() {

@@ -7,6 +7,7 @@
 mod auth;
 mod blob;
 mod error;
+mod git;
 mod routes;
 pub mod store;
 
@@ -104,6 +105,9 @@ pub struct AppState {
     /// The dyno runner's last report, by app name: live state, kept in memory only (the
     /// runner reports again within seconds after an API restart).
     pub dynos: Arc<std::sync::RwLock<std::collections::HashMap<String, Vec<ouro_types::Dyno>>>>,
+    /// One lock per app's git repository: pushes to one app run one at a time, so the refs
+    /// read before and after a push are that push's.
+    pub pushes: Arc<git::PushLocks>,
 }
 
 pub struct Settings {
@@ -111,6 +115,8 @@ pub struct Settings {
     pub domain: String,
     pub apps_port: u16,
     pub max_slug_bytes: u64,
+    /// `<data dir>/repos`: one bare git repository per app, `<app id>.git`.
+    pub repos_dir: PathBuf,
 }
 
 /// The whole HTTP surface. Separate from [`serve`] so tests can drive it in-process.
@@ -138,8 +144,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             domain: config.domain.clone(),
             apps_port: config.apps_port,
             max_slug_bytes: config.max_slug_bytes,
+            repos_dir: config.data_dir.join("repos"),
         }),
         dynos: Arc::default(),
+        pushes: Arc::default(),
     };
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{addr}");

@@ -97,6 +97,19 @@ pub struct CertificateRow {
     pub created_at: String,
 }
 
+pub struct BuildRow {
+    pub id: String,
+    pub status: String,
+    pub source_commit: String,
+    pub source_ref: String,
+    /// `SHA256:<hex>`, the blob store key of the source tar.gz.
+    pub source_blob: String,
+    pub source_size: i64,
+    pub output: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
 pub struct AuditRow {
     pub id: String,
     pub actor: String,
@@ -282,6 +295,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Releases point at slugs; remove them first so the slug rows can go.
         sqlx::query("DELETE FROM releases WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM builds WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
@@ -691,6 +705,104 @@ impl Store {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    // ---- builds -----------------------------------------------------------------------
+
+    /// Queues a pending build of an accepted push. At most one build per app is pending: a
+    /// pending one left from an earlier push is marked failed ("superseded") in the same
+    /// transaction, so the newest push is the one that gets built.
+    pub async fn create_build(
+        &self,
+        app_id: &str,
+        commit: &str,
+        git_ref: &str,
+        source_blob: &str,
+        source_size: i64,
+    ) -> Result<BuildRow> {
+        let now = now();
+        let row = BuildRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            status: "pending".into(),
+            source_commit: commit.into(),
+            source_ref: git_ref.into(),
+            source_blob: source_blob.into(),
+            source_size,
+            output: String::new(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        let mut tx = self.pool.begin().await?;
+        // Take the app's write lock first (see the module doc); changes nothing.
+        let locked = sqlx::query("UPDATE apps SET release_seq = release_seq WHERE id = $1")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() != 1 {
+            return Err(Error::NotFound("app".into()));
+        }
+        sqlx::query(
+            "UPDATE builds SET status = 'failed', output = $1, updated_at = $2 \
+             WHERE app_id = $3 AND status = 'pending'",
+        )
+        .bind(format!("Superseded by build {} (a newer push) before it started.\n", row.id))
+        .bind(&now)
+        .bind(app_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO builds (id, app_id, status, source_commit, source_ref, source_blob, source_size, output, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&row.id)
+        .bind(app_id)
+        .bind(&row.status)
+        .bind(&row.source_commit)
+        .bind(&row.source_ref)
+        .bind(&row.source_blob)
+        .bind(row.source_size)
+        .bind(&row.output)
+        .bind(&row.created_at)
+        .bind(&row.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// The app's builds, oldest first (ids are UUIDv7: they sort by time).
+    pub async fn builds(&self, app_id: &str) -> Result<Vec<BuildRow>> {
+        let rows = sqlx::query(&format!("SELECT {BUILD_COLUMNS} WHERE app_id = $1 ORDER BY created_at, id"))
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(build_row).collect()
+    }
+
+    pub async fn build(&self, app_id: &str, id: &str) -> Result<Option<BuildRow>> {
+        let row = sqlx::query(&format!("SELECT {BUILD_COLUMNS} WHERE app_id = $1 AND id = $2"))
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(build_row).transpose()
+    }
+}
+
+const BUILD_COLUMNS: &str = "id, status, source_commit, source_ref, source_blob, source_size, output, created_at, \
+                             updated_at FROM builds";
+
+fn build_row(r: &AnyRow) -> Result<BuildRow> {
+    Ok(BuildRow {
+        id: r.try_get("id")?,
+        status: r.try_get("status")?,
+        source_commit: r.try_get("source_commit")?,
+        source_ref: r.try_get("source_ref")?,
+        source_blob: r.try_get("source_blob")?,
+        source_size: r.try_get("source_size")?,
+        output: r.try_get("output")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
 }
 
 /// The database URL for a data dir when `OURO_DATABASE_URL` is not set.
@@ -720,6 +832,7 @@ fn migrator() -> Migrator {
         migration(1, "init", include_str!("../migrations/0001_init.sql")),
         migration(2, "domains and restarts", include_str!("../migrations/0002_domains_restarts.sql")),
         migration(3, "certificates", include_str!("../migrations/0003_certificates.sql")),
+        migration(4, "builds", include_str!("../migrations/0004_builds.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

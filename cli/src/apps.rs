@@ -51,13 +51,16 @@ pub fn create(ctx: &Ctx, name: Option<String>) -> Output {
     Ok(out)
 }
 
-/// Adds the `ouro` remote if it is missing. The app exists by now, so a git failure is
+/// Adds the `ouro` remote if it is missing, and lets `git push` use the stored token (see
+/// `git:remote`). The app exists by now, so a git failure is
 /// only a warning.
 fn add_git_remote(git_url: &str) -> Option<String> {
     if !git::inside_work_tree() || git::has_remote() {
         return None;
     }
-    match git::add_remote(git_url) {
+    match git::add_remote(git_url).and_then(|()| {
+        crate::git_remote::use_ouro_credentials(git_url).map_err(|e| format!("git credential helper: {e}"))
+    }) {
         Ok(()) => Some(format!("Git remote {} added", git::REMOTE)),
         Err(e) => {
             eprintln!("ouro: warning: {e}");

@@ -1,5 +1,5 @@
 //! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
-//! `releases`, `ps`, `domains`, `certs`, `deploy`) that log in, manage apps and print what the Ouro
+//! `releases`, `ps`, `domains`, `certs`, `deploy`, `git`, `builds`) that log in, manage apps and print what the Ouro
 //! Platform API answers.
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
@@ -11,6 +11,7 @@
 //! the machine fails, 2 for usage errors.
 
 mod apps;
+mod builds;
 mod certs;
 mod client;
 mod config;
@@ -20,6 +21,7 @@ mod deploy;
 mod domains;
 mod error;
 mod git;
+mod git_remote;
 mod login;
 mod procfile;
 mod ps;
@@ -187,6 +189,25 @@ enum Command {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// Add or update the `ouro` git remote, and let `git push` use your login
+    #[command(name = "git:remote")]
+    GitRemote,
+    /// git credential helper (used by the remote that `git:remote` sets up)
+    #[command(name = "git:credentials", hide = true)]
+    GitCredentials {
+        /// `get`, `store` or `erase`
+        #[arg(value_name = "ACTION")]
+        action: String,
+    },
+    /// List the app's builds, newest first
+    #[command(name = "builds")]
+    Builds,
+    /// Show a build and its output (default: the newest)
+    #[command(name = "builds:info")]
+    BuildsInfo {
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+    },
 }
 
 fn run(cli: Cli) -> Output {
@@ -216,6 +237,10 @@ fn run(cli: Cli) -> Output {
         Command::Certs => certs::list(&ctx),
         Command::CertsAdd { cert_file, key_file } => certs::add(&ctx, &cert_file, &key_file),
         Command::CertsRemove { id } => certs::remove(&ctx, &id),
+        Command::GitRemote => git_remote::remote(&ctx),
+        Command::GitCredentials { action } => git_remote::credentials(&action),
+        Command::Builds => builds::list(&ctx),
+        Command::BuildsInfo { id } => builds::info(&ctx, id),
     }
 }
 
@@ -279,6 +304,15 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["ouro", "certs:add", "cert.pem"]).is_err());
         assert!(matches!(Cli::try_parse_from(["ouro", "certs"]).unwrap().command, Command::Certs));
+        assert!(matches!(
+            Cli::try_parse_from(["ouro", "git:remote", "-a", "demo"]).unwrap().command,
+            Command::GitRemote
+        ));
+        let cli = Cli::try_parse_from(["ouro", "git:credentials", "get"]).unwrap();
+        assert!(matches!(cli.command, Command::GitCredentials { action } if action == "get"));
+        assert!(matches!(Cli::try_parse_from(["ouro", "builds"]).unwrap().command, Command::Builds));
+        let cli = Cli::try_parse_from(["ouro", "builds:info", "b1"]).unwrap();
+        assert!(matches!(cli.command, Command::BuildsInfo { id: Some(id) } if id == "b1"));
         assert!(Cli::try_parse_from(["ouro", "nope"]).is_err());
     }
 

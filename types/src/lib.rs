@@ -117,6 +117,35 @@ pub struct Blob {
     pub url: String,
 }
 
+/// A build of a `git push` (Heroku's build resource, trimmed). Made pending by an accepted
+/// push to `main` or `master`; `status` is `pending`, `succeeded` or `failed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Build {
+    pub id: String,
+    pub status: String,
+    pub source_blob: SourceBlob,
+    /// What the build printed so far (empty while pending).
+    pub output: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The pushed tree as a tar.gz (`git archive`), in the blob store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceBlob {
+    /// `SHA256:<hex>` of the tar.gz.
+    pub checksum: String,
+    /// Bytes of the tar.gz.
+    pub size: i64,
+    /// `GET` it here (with a token).
+    pub url: String,
+    /// The pushed commit.
+    pub version: String,
+    /// The branch pushed, such as `refs/heads/main`.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SlugCreate {
     pub process_types: BTreeMap<String, String>,

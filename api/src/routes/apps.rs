@@ -98,6 +98,18 @@ async fn destroy(
 ) -> Result<axum::Json<App>, ApiError> {
     let app = find_app(&state, &user, &name).await?;
     state.store.delete_app(&app.id).await?;
+    // Its git repository goes too (under the push lock, so no push is half-way).
+    let repo = crate::git::repo_path(&state, &app.id);
+    {
+        let lock = state.pushes.of(&app.id);
+        let _guard = lock.lock().await;
+        match tokio::fs::remove_dir_all(&repo).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::error!(app = %app.name, error = %e, "could not remove the app's git repository");
+            }
+            _ => {}
+        }
+    }
     Ok(axum::Json(app_json(&state.settings, app)))
 }
 

@@ -3,10 +3,12 @@
 
 mod apps;
 mod audit;
+mod builds;
 mod certs;
 mod config_vars;
 mod domains;
 mod formation;
+mod git;
 mod releases;
 mod runner;
 mod slugs;
@@ -36,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .merge(formation::routes())
         .merge(audit::routes())
         .merge(runner::routes())
+        .merge(builds::routes())
+        .merge(git::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))
