@@ -110,6 +110,15 @@ pub struct BuildRow {
     pub updated_at: String,
 }
 
+pub struct OneOffRow {
+    pub id: String,
+    pub number: i64,
+    pub command: String,
+    pub size: String,
+    pub env: BTreeMap<String, String>,
+    pub created_at: String,
+}
+
 pub struct AuditRow {
     pub id: String,
     pub actor: String,
@@ -575,6 +584,88 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("target")?, r.try_get::<i64, _>("requested_at_ms")?.max(0) as u64))).collect()
     }
 
+    // ---- one-off dynos -------------------------------------------------------------------
+
+    /// Records a one-off dyno `run.N` with the next free N of the app.
+    pub async fn create_one_off(
+        &self,
+        app_id: &str,
+        command: &str,
+        size: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<OneOffRow> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1").bind(app_id).bind(&now).execute(&mut *tx).await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(number), 0) AS n FROM one_off_dynos WHERE app_id = $1")
+            .bind(app_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let number = row.try_get::<i64, _>("n")? + 1;
+        let one_off = OneOffRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            number,
+            command: command.to_string(),
+            size: size.to_string(),
+            env: env.clone(),
+            created_at: now.clone(),
+        };
+        sqlx::query(
+            "INSERT INTO one_off_dynos (id, app_id, number, command, size, env, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&one_off.id)
+        .bind(app_id)
+        .bind(number)
+        .bind(command)
+        .bind(size)
+        .bind(serde_json::to_string(env)?)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(one_off)
+    }
+
+    /// One-off dynos not reported finished yet.
+    pub async fn running_one_offs(&self, app_id: &str) -> Result<Vec<OneOffRow>> {
+        let rows = sqlx::query(
+            "SELECT id, number, command, size, env, created_at FROM one_off_dynos \
+             WHERE app_id = $1 AND finished_at IS NULL ORDER BY number",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let env: String = r.try_get("env")?;
+                Ok(OneOffRow {
+                    id: r.try_get("id")?,
+                    number: r.try_get("number")?,
+                    command: r.try_get("command")?,
+                    size: r.try_get("size")?,
+                    env: serde_json::from_str(&env)?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks `run.<number>` of the app (by name) finished, once.
+    pub async fn finish_one_off(&self, app_name: &str, number: i64, reason: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE one_off_dynos SET finished_at = $3, reason = $4 \
+             WHERE app_id = (SELECT id FROM apps WHERE name = $1) AND number = $2 AND finished_at IS NULL",
+        )
+        .bind(app_name)
+        .bind(number)
+        .bind(now())
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     // ---- audit log --------------------------------------------------------------------
 
     pub async fn record_audit(
@@ -833,6 +924,7 @@ fn migrator() -> Migrator {
         migration(2, "domains and restarts", include_str!("../migrations/0002_domains_restarts.sql")),
         migration(3, "certificates", include_str!("../migrations/0003_certificates.sql")),
         migration(4, "builds", include_str!("../migrations/0004_builds.sql")),
+        migration(5, "one-off dynos", include_str!("../migrations/0005_one_off_dynos.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

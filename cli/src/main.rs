@@ -149,6 +149,16 @@ enum Command {
         #[arg(value_name = "DYNO")]
         dyno: String,
     },
+    /// Run a command in a one-off dyno (run.N) on the current release, detached
+    #[command(name = "run:detached")]
+    RunDetached {
+        /// Dyno size, such as standard-2x
+        #[arg(short, long, value_name = "SIZE")]
+        size: Option<String>,
+        /// The command and its arguments
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Release a local directory with a Procfile as a new slug
     #[command(name = "deploy")]
     Deploy {
@@ -230,6 +240,7 @@ fn run(cli: Cli) -> Output {
         Command::PsScale { changes } => ps::scale(&ctx, &changes),
         Command::PsRestart { target } => ps::restart(&ctx, target),
         Command::PsStop { dyno } => ps::stop(&ctx, &dyno),
+        Command::RunDetached { size, command } => ps::run_detached(&ctx, size.as_deref(), &command),
         Command::Deploy { dir } => deploy::deploy(&ctx, &dir),
         Command::Domains => domains::list(&ctx),
         Command::DomainsAdd { hostname } => domains::add(&ctx, &hostname),
@@ -290,6 +301,11 @@ mod tests {
         assert!(matches!(cli.command, Command::Deploy { dir } if dir == Path::new("site")));
         let cli = Cli::try_parse_from(["ouro", "ps:restart"]).unwrap();
         assert!(matches!(cli.command, Command::PsRestart { target: None }));
+        let cli = Cli::try_parse_from(["ouro", "run:detached", "-a", "demo", "python3", "-c", "print(1)"]).unwrap();
+        assert!(
+            matches!(&cli.command, Command::RunDetached { command, size: None } if command == &["python3", "-c", "print(1)"])
+        );
+        assert_eq!(cli.app.as_deref(), Some("demo"));
         let cli = Cli::try_parse_from(["ouro", "ps:stop", "web.1"]).unwrap();
         assert!(matches!(cli.command, Command::PsStop { dyno } if dyno == "web.1"));
         assert!(Cli::try_parse_from(["ouro", "ps:stop"]).is_err());

@@ -314,6 +314,11 @@ impl Runner {
             let reason = docker::exit_reason(&self.docker, &c.id).await.unwrap_or_else(|| "stopped".into());
             self.reasons.insert(c.id.clone(), reason);
         }
+        if c.process_type == plan::ONE_OFF {
+            // One-offs end; they are not restarted.
+            tracing::info!(app = %c.app, dyno = %format!("run.{}", c.index), reason = %self.reasons[&c.id], "one-off dyno finished");
+            return;
+        }
         let slot = (c.app.clone(), c.release, c.process_type.clone(), c.index);
         let now = self.now();
         let entry = self.backoff.entry(slot).or_default();
@@ -383,7 +388,19 @@ impl Runner {
         // Then start in parallel: scaling to 20 should not take 20 round trips in a row.
         let results =
             futures_util::future::join_all(starts.iter().map(|(app, release, process_type, index, size)| async move {
-                let command = app.release.process_types.get(process_type).map(String::as_str).unwrap_or("false");
+                // A one-off runs its own command with its env over the release's config.
+                let one_off =
+                    (process_type == plan::ONE_OFF).then(|| app.one_offs.iter().find(|o| o.number == *index)).flatten();
+                let config = match one_off {
+                    Some(o) => std::borrow::Cow::Owned(
+                        app.release.config.iter().chain(&o.env).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    ),
+                    None => std::borrow::Cow::Borrowed(&app.release.config),
+                };
+                let command = match one_off {
+                    Some(o) => o.command.as_str(),
+                    None => app.release.process_types.get(process_type).map(String::as_str).unwrap_or("false"),
+                };
                 let image = docker::slug_image(&app.release.slug_checksum);
                 let spec = docker::DynoSpec {
                     platform,
@@ -394,7 +411,7 @@ impl Runner {
                     size,
                     command,
                     image: &image,
-                    config: &app.release.config,
+                    config: &config,
                 };
                 docker::start_dyno(docker, &spec).await
             }))
@@ -497,7 +514,8 @@ impl Runner {
         let dynos = containers
             .iter()
             .map(|c| {
-                let state = if stopping.contains(&c.id) {
+                let clean_exit = self.reasons.get(&c.id).is_some_and(|r| r.ends_with("status 0"));
+                let state = if stopping.contains(&c.id) || (!c.running && clean_exit) {
                     "down"
                 } else if !c.running {
                     "crashed"

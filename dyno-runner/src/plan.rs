@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use ouro_types::{DesiredApp, DesiredState};
 
+/// The process type of one-off dynos (`run.N`); reserved, no Procfile may use it.
+pub const ONE_OFF: &str = "run";
+
 /// A container the runner labelled, as Docker shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveDyno {
@@ -108,7 +111,8 @@ pub fn plan(desired: &DesiredState, live: &[LiveDyno], ctx: &Context) -> Vec<Ste
 fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec<Step>) {
     let release = app.release.version;
     let image_ready = ctx.images_ready.contains(&(app.app_name.clone(), release));
-    let mut needs_image = false;
+    let (one_offs, live): (Vec<&LiveDyno>, Vec<&LiveDyno>) = live.iter().partition(|d| d.process_type == ONE_OFF);
+    let mut needs_image = plan_one_offs(app, &one_offs, image_ready, steps);
     let wanted: BTreeMap<&str, (i64, &str)> = app
         .formation
         .iter()
@@ -189,6 +193,33 @@ fn restart_requested(app: &DesiredApp, process_type: &str, index: u32) -> Option
     ["*", process_type, dyno.as_str()].iter().filter_map(|target| app.restarts.get(*target).copied()).max()
 }
 
+/// One-off dynos run once: start each desired `run.N` that has no container yet (never
+/// restart it); remove those no longer desired (the API drops them once reported finished).
+/// Returns whether the image is missing for one that should start.
+fn plan_one_offs(app: &DesiredApp, live: &[&LiveDyno], image_ready: bool, steps: &mut Vec<Step>) -> bool {
+    let mut needs_image = false;
+    for one_off in &app.one_offs {
+        if live.iter().any(|d| d.index == one_off.number) {
+            continue;
+        }
+        if image_ready {
+            steps.push(Step::Start {
+                app: app.app_name.clone(),
+                release: app.release.version,
+                process_type: ONE_OFF.to_string(),
+                index: one_off.number,
+                size: one_off.size.clone(),
+            });
+        } else {
+            needs_image = true;
+        }
+    }
+    for dyno in live.iter().filter(|d| !app.one_offs.iter().any(|o| o.number == d.index)) {
+        retire(dyno, StopReason::NotDesired, steps);
+    }
+    needs_image
+}
+
 fn retire(dyno: &LiveDyno, reason: StopReason, steps: &mut Vec<Step>) {
     match dyno.state {
         LiveState::Running { .. } => steps.push(Step::Stop { container_id: dyno.container_id.clone(), reason }),
@@ -225,6 +256,7 @@ mod tests {
             domains: Vec::new(),
             certificates: Vec::new(),
             restarts: Default::default(),
+            one_offs: Vec::new(),
         }
     }
 
@@ -361,6 +393,40 @@ mod tests {
         assert_eq!(with(&[("*", 2000)]).len(), 3);
         // Requests older than the dynos are done already.
         assert_eq!(with(&[("*", 500), ("web.1", 999)]), vec![]);
+    }
+
+    #[test]
+    fn one_offs_run_once_and_leave_when_no_longer_desired() {
+        let with_one_offs = |numbers: &[u32]| {
+            let mut a = app("a", 2, &[("web", 1)]);
+            a.one_offs = numbers
+                .iter()
+                .map(|n| ouro_types::DesiredOneOff {
+                    number: *n,
+                    command: "echo hi".into(),
+                    size: "basic".into(),
+                    env: Default::default(),
+                })
+                .collect();
+            a
+        };
+        let web = dyno("w1", "a", 2, "web", 1, UP);
+        // A new one-off starts; web is untouched.
+        let steps = run(vec![with_one_offs(&[1])], std::slice::from_ref(&web), &[("a", 2)], &[], 0);
+        assert_eq!(steps, vec![start("a", 2, "run", 1)]);
+        // Running or exited, it is never started twice nor restarted.
+        for state in [UP, LiveState::Stopped] {
+            let live = [web.clone(), dyno("r1", "a", 2, "run", 1, state)];
+            assert_eq!(run(vec![with_one_offs(&[1])], &live, &[("a", 2)], &[], 0), vec![]);
+        }
+        // Once the API no longer wants it, it goes; a new release does not stop a running one.
+        let live = [web.clone(), dyno("r1", "a", 1, "run", 1, LiveState::Stopped)];
+        assert_eq!(
+            run(vec![with_one_offs(&[])], &live, &[("a", 2)], &[], 0),
+            vec![Step::Remove { container_id: "r1".into() }]
+        );
+        let live = [web, dyno("r1", "a", 1, "run", 1, UP)];
+        assert_eq!(run(vec![with_one_offs(&[1])], &live, &[("a", 2)], &[], 0), vec![]);
     }
 
     #[test]

@@ -273,3 +273,37 @@ fn custom_domains_are_routed() {
         http_get(&platform.router_addr, "www.branded.test", "/").map(|(s, _)| s == 404).unwrap_or(false)
     });
 }
+
+#[test]
+fn one_off_dynos_run_once_and_report_how_they_ended() {
+    let platform = Platform::start();
+    platform.api.post("/apps", json!({"name": "oneoff"}));
+    // Nothing to run on before a deploy.
+    let early = platform.api.post("/apps/oneoff/dynos", json!({"command": "true"}));
+    assert_eq!(early.status, 422, "{:?}", early.body);
+    let v = platform.deploy("oneoff", &sample_app("python-web"), web_app());
+    platform.wait_until(BOOT, "web.1 is up", || platform.up("oneoff", "web", v) == 1);
+
+    let failing = platform
+        .api
+        .post("/apps/oneoff/dynos", json!({"command": "test \"$ONE_OFF\" = yes && exit 4", "env": {"ONE_OFF": "yes"}}));
+    assert_eq!((failing.status, failing.body["name"].as_str()), (201, Some("run.1")), "{:?}", failing.body);
+    let sleeper = platform.api.post("/apps/oneoff/dynos", json!({"command": "sleep 300"}));
+    assert_eq!(sleeper.body["name"], "run.2");
+    platform.wait_until(Duration::from_secs(60), "run.2 is up", || {
+        platform.dynos("oneoff").iter().any(|d| d["name"] == "run.2" && d["state"] == "up")
+    });
+    // run.1 ran once with its env, exited 4, and was cleaned up after being reported: its
+    // container is gone and nothing started it again.
+    platform.wait_until(Duration::from_secs(60), "run.1 is gone after exiting", || {
+        !platform.containers().values().any(|(_, name, _, _)| name == "run.1")
+    });
+    let desired = platform.api.get("/runner/desired-state").body;
+    let numbers: Vec<u64> =
+        desired["apps"][0]["one_offs"].as_array().unwrap().iter().map(|o| o["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, vec![2], "only the running one-off is still desired");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!platform.containers().values().any(|(_, name, _, _)| name == "run.1"), "run.1 was not run again");
+    // The web dyno was left alone throughout.
+    assert_eq!(platform.up("oneoff", "web", v), 1);
+}

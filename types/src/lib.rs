@@ -227,6 +227,9 @@ pub struct DesiredApp {
     /// Custom domains, routed besides the default `<app>.<platform domain>`.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// One-off dynos (`run.N`) to run once on the current release, until reported finished.
+    #[serde(default)]
+    pub one_offs: Vec<DesiredOneOff>,
     /// Restart requests: target (`*`, a process type, or a dyno name like `web.1`) → time of
     /// the request in ms since the epoch. Dynos started before it are replaced.
     #[serde(default)]
@@ -297,6 +300,27 @@ pub struct DesiredProcess {
     pub process_type: String,
     pub quantity: i64,
     pub size: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DesiredOneOff {
+    /// `N` of `run.N`.
+    pub number: u32,
+    pub command: String,
+    pub size: String,
+    /// Extra environment on top of the release's config.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Body of `POST /apps/{app}/dynos`: a one-off dyno on the current release.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OneOffCreate {
+    pub command: String,
+    #[serde(default)]
+    pub size: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// An app's host name: its default one (`<app>.<platform domain>`) or a custom one.

@@ -23,9 +23,56 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/apps/{app}/formation", get(list).patch(update))
         .route("/apps/{app}/formation/{type}", get(info))
-        .route("/apps/{app}/dynos", get(dynos).delete(restart_all))
+        .route("/apps/{app}/dynos", get(dynos).delete(restart_all).post(run_one_off))
         .route("/apps/{app}/dynos/{target}", axum::routing::delete(restart))
         .route("/apps/{app}/dynos/{dyno}/actions/stop", post(stop))
+}
+
+/// `POST /apps/{app}/dynos {"command": "...", "size"?, "env"?}`: a one-off dyno `run.N` on the
+/// current release, run once by the dyno runner (detached: its output is not streamed yet).
+async fn run_one_off(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+    Json(body): Json<ouro_types::OneOffCreate>,
+) -> Result<(axum::http::StatusCode, axum::Json<Dyno>), ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let command = body.command.trim();
+    if command.is_empty() || command.len() > 4096 || command.contains('\0') {
+        return Err(ApiError::invalid_params("command must be 1 to 4096 characters"));
+    }
+    let size = match &body.size {
+        Some(size) => {
+            dyno_size(size).ok_or_else(|| ApiError::invalid_params(format!("unknown dyno size `{size}`")))?.name
+        }
+        None => ouro_types::DEFAULT_DYNO_SIZE,
+    };
+    for (key, value) in &body.env {
+        if !ouro_types::valid_config_key(key) || value.contains('\0') {
+            return Err(ApiError::invalid_params(format!("env var `{key}` is invalid")));
+        }
+    }
+    let release = state.store.current_release(&app).await?;
+    if commands(&state, &app).await?.is_none() {
+        return Err(ApiError::invalid_params(format!(
+            "app `{}` has no slug to run on yet; deploy first (`ouro deploy`)",
+            app.name
+        )));
+    }
+    let one_off = state.store.create_one_off(&app.id, command, size, &body.env).await?;
+    let dyno = Dyno {
+        id: one_off.id,
+        app: app.name.clone(),
+        name: format!("run.{}", one_off.number),
+        process_type: "run".into(),
+        state: "starting".into(),
+        size: size.to_string(),
+        release: release.version,
+        reason: None,
+        restarts: 0,
+        created_at: one_off.created_at,
+    };
+    Ok((axum::http::StatusCode::CREATED, axum::Json(dyno)))
 }
 
 /// `DELETE /apps/{app}/dynos`: restart every dyno.
@@ -157,9 +204,10 @@ fn validate(
     let mut changes = Vec::new();
     for update in batch.updates {
         let process_type = update.process_type;
-        if !valid_process_type(&process_type) {
+        if !valid_process_type(&process_type) || process_type == "run" {
             return Err(ApiError::invalid_params(format!(
-                "process type `{process_type}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_`"
+                "process type `{process_type}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_` \
+                 (`run` is kept for one-off dynos)"
             )));
         }
         if !seen.insert(process_type.clone()) {

@@ -30,6 +30,18 @@ async fn desired_state(
         let formation = state.store.formation(&app.id).await?;
         let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
         let restarts = state.store.restarts(&app.id).await?;
+        let one_offs = state
+            .store
+            .running_one_offs(&app.id)
+            .await?
+            .into_iter()
+            .map(|o| ouro_types::DesiredOneOff {
+                number: o.number as u32,
+                command: o.command,
+                size: o.size,
+                env: o.env,
+            })
+            .collect();
         let certificates = state
             .store
             .certificate_keys(&app.id)
@@ -53,6 +65,7 @@ async fn desired_state(
                 .collect(),
             domains,
             restarts,
+            one_offs,
             certificates,
             app_id: app.id,
             app_name: app.name,
@@ -70,6 +83,12 @@ async fn report(
     require_admin(&user)?;
     let mut by_app = std::collections::HashMap::<String, Vec<ouro_types::Dyno>>::new();
     for dyno in report.dynos {
+        // A one-off that has exited is done: it leaves the desired state.
+        if dyno.process_type == "run" && (dyno.state == "down" || dyno.state == "crashed") {
+            let number = dyno.name.trim_start_matches("run.").parse().unwrap_or(0);
+            let reason = dyno.reason.clone().unwrap_or_else(|| "finished".into());
+            state.store.finish_one_off(&dyno.app, number, &reason).await?;
+        }
         by_app.entry(dyno.app.clone()).or_default().push(dyno);
     }
     for dynos in by_app.values_mut() {

@@ -199,9 +199,10 @@ fn validate_process_types(types: &BTreeMap<String, String>) -> Result<(), ApiErr
         return Err(ApiError::invalid_params("a slug may declare at most 50 process types"));
     }
     for (name, command) in types {
-        if !valid_process_type(name) {
+        if !valid_process_type(name) || name == "run" {
             return Err(ApiError::invalid_params(format!(
-                "process type `{name}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_`"
+                "process type `{name}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_` \
+                 (`run` is kept for one-off dynos)"
             )));
         }
         if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
