@@ -29,6 +29,36 @@ pub struct Platform {
     logs: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
     pub docker: Docker,
+    /// Held while this platform lives: at most `MAX_PLATFORMS` run at once.
+    _slot: PlatformSlot,
+}
+
+/// At most this many platforms run at once in one test process: on 2 cores, more would turn
+/// timing-sensitive checks (boot, hand-over under load) into a measure of the machine's load.
+const MAX_PLATFORMS: usize = 3;
+
+struct PlatformSlot;
+
+static SLOTS: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+
+impl PlatformSlot {
+    fn acquire() -> PlatformSlot {
+        let (count, freed) = &SLOTS;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= MAX_PLATFORMS {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        PlatformSlot
+    }
+}
+
+impl Drop for PlatformSlot {
+    fn drop(&mut self) {
+        let (count, freed) = &SLOTS;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
 }
 
 /// Knobs of the runner for a test: short drains and grace periods keep tests fast.
@@ -42,6 +72,7 @@ impl Platform {
     }
 
     pub fn start_with(runner_env: &[(&str, &str)]) -> Platform {
+        let slot = PlatformSlot::acquire();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let docker = runtime.block_on(async {
             let docker = Docker::connect_with_local_defaults().expect("Docker Engine");
@@ -62,6 +93,7 @@ impl Platform {
             logs: tempfile::tempdir().expect("temp dir"),
             runtime,
             docker,
+            _slot: slot,
         };
         platform.start_runner(runner_env, "127.0.0.1:0");
         platform.start_router("127.0.0.1:0", "127.0.0.1:0");

@@ -100,9 +100,12 @@ fn redeploy_under_load_fails_no_request() {
         // A config change is a new release: new dynos boot, old ones drain.
         let set = platform.api.patch("/apps/steady/config-vars", json!({"GREETING": "bonjour"}));
         assert_eq!(set.status, 200);
-        platform.wait_until(Duration::from_secs(9), "the new release serves", || {
+        platform.wait_until(Duration::from_secs(8), "the new release serves", || {
             platform.get("steady", "/").map(|(_, b)| b.contains("bonjour")).unwrap_or(false)
         });
+        // Keep the load on a little longer, so that it crosses the hand-over and hits the new
+        // release too (the loops stop by themselves after 10 s anyway).
+        std::thread::sleep(Duration::from_millis(700));
         stop.store(true, Ordering::Relaxed);
     });
     let (ok, failed) = (ok.into_inner(), failed.into_inner());
