@@ -1,10 +1,8 @@
 //! `/apps/{app}/builds`: the builds that accepted `git push`es queued, and their source
 //! tar.gz. Nothing runs builds yet, so they stay `pending`.
 
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::{Build, SourceBlob};
@@ -12,7 +10,7 @@ use ouro_types::{Build, SourceBlob};
 use super::find_app;
 use crate::auth::User;
 use crate::store::{AppRow, BuildRow};
-use crate::{ApiError, AppState, Error, Settings};
+use crate::{ApiError, AppState, Settings};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -48,27 +46,7 @@ async fn source(
 ) -> Result<Response, ApiError> {
     let app = find_app(&state, &user, &name).await?;
     let build = find_build(&state, &app, &build_id).await?;
-    let digest = build.source_blob.trim_start_matches("SHA256:");
-    let file = state.blobs.open(digest).await.map_err(Error::Io)?;
-    let stream = futures_util::stream::unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/gzip".to_string()),
-            (header::CONTENT_LENGTH, build.source_size.to_string()),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    super::gzip_blob(&state, &build.source_blob, build.source_size).await
 }
 
 async fn find_build(state: &AppState, app: &AppRow, build_id: &str) -> Result<BuildRow, ApiError> {

@@ -86,3 +86,30 @@ pub(crate) async fn find_app(state: &AppState, user: &User, name_or_id: &str) ->
     }
     Ok(app)
 }
+
+/// Streams a stored tar.gz (`SHA256:<hex>` names it) as the response body, in 64 KiB chunks.
+pub(crate) async fn gzip_blob(
+    state: &AppState,
+    checksum: &str,
+    size: i64,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let digest = checksum.trim_start_matches("SHA256:");
+    let file = state.blobs.open(digest).await.map_err(crate::Error::Io)?;
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/gzip".to_string()),
+        (axum::http::header::CONTENT_LENGTH, size.to_string()),
+    ];
+    Ok((headers, axum::body::Body::from_stream(stream)).into_response())
+}

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures_util::StreamExt;
@@ -114,27 +114,7 @@ async fn download(
     let Some(checksum) = slug.checksum else {
         return Err(ApiError::not_found(format!("slug `{slug_id}` has no uploaded tar.gz yet")));
     };
-    let digest = checksum.trim_start_matches("SHA256:");
-    let file = state.blobs.open(digest).await.map_err(Error::Io)?;
-    let stream = futures_util::stream::unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/gzip".to_string()),
-            (header::CONTENT_LENGTH, slug.size.unwrap_or(0).to_string()),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    super::gzip_blob(&state, &checksum, slug.size.unwrap_or(0)).await
 }
 
 /// A staging file that is removed when dropped, unless it was committed (moved) first.
