@@ -8,6 +8,12 @@
 //! the current tag is reused as it is.
 //!
 //! `OURO_STACK_IMAGE=<image>` names an image to use instead; it is then never built.
+//!
+//! The build stack `ouro/stack-build:trixie-<hash>` (like Heroku's `heroku-24-build`) is where
+//! buildpacks run: the run stack plus compilers and headers (`dyno-runner/stack/build-packages`),
+//! installed with apt in a container of the run stack and committed. Its hash covers the run stack
+//! (name and image id) and that package list. `OURO_BUILD_STACK_IMAGE=<image>` names an image to
+//! use instead. Dynos never run on the build stack.
 
 use std::ffi::OsString;
 use std::fs;
@@ -18,8 +24,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::container::{Config, CreateContainerOptions, LogsOptions, RemoveContainerOptions, WaitContainerOptions};
 use bollard::errors::Error as DockerError;
-use bollard::image::CreateImageOptions;
+use bollard::image::{CommitContainerOptions, CreateImageOptions};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
@@ -36,6 +43,14 @@ pub const RECIPE_VERSION: &str = "1";
 pub const PACKAGES: &str = include_str!("../stack/packages");
 /// Environment variable naming an existing image to use instead of building the stack.
 pub const STACK_IMAGE_ENV: &str = "OURO_STACK_IMAGE";
+/// Repository of the build stack image (the run stack plus compilers; buildpacks run there).
+pub const BUILD_STACK_REPO: &str = "ouro/stack-build";
+/// Bump when the way the build stack is made changes in code (not just in the data below).
+pub const BUILD_RECIPE_VERSION: &str = "1";
+/// The build stack's extra packages, one per line, `#` comments (`dyno-runner/stack/build-packages`).
+pub const BUILD_PACKAGES: &str = include_str!("../stack/build-packages");
+/// Environment variable naming an existing image to use instead of building the build stack.
+pub const BUILD_STACK_IMAGE_ENV: &str = "OURO_BUILD_STACK_IMAGE";
 /// Environment variable naming the Debian mirror for debootstrap.
 pub const MIRROR_ENV: &str = "OURO_STACK_MIRROR";
 /// Debian mirror used unless `OURO_STACK_MIRROR` is set.
@@ -52,6 +67,27 @@ const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Importing a few hundred MB can outlast bollard's default 2 minute request timeout.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The build stack's `apt-get update && apt-get install` (a few hundred MB from the mirror).
+const APT_INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Committing the build stack container (writing its layer, ~1 GB).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// What runs (as root, `bash -c`, packages as arguments) in the run stack container that becomes the
+/// build stack. A package's dpkg trigger may regenerate the CA bundle: the host's is put back.
+const BUILD_STACK_SCRIPT: &str = r#"set -eu
+export DEBIAN_FRONTEND=noninteractive
+ca=/etc/ssl/certs/ca-certificates.crt
+cp "$ca" /tmp/ouro-host-ca.crt
+apt-get update -q
+apt-get install -y -q --no-install-recommends "$@"
+cp /tmp/ouro-host-ca.crt "$ca"
+rm -f /tmp/ouro-host-ca.crt
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/log/alternatives.log /var/cache/debconf/*-old
+cc --version | head -1
+rustc --version
+cargo --version
+"#;
 
 const PASSWD_LINE: &str = "dyno:x:1000:1000:Ouro dyno:/app:/bin/bash";
 const GROUP_LINE: &str = "dyno:x:1000:";
@@ -144,6 +180,18 @@ pub enum StackError {
     ImportLost(String),
     #[error("stack build task died: {0}; see the log above and retry")]
     Task(String),
+    #[error(
+        "build stack image {0} not found in the Docker Engine: build or load it there, or unset OURO_BUILD_STACK_IMAGE"
+    )]
+    BuildImageNotFound(String),
+    #[error(
+        "installing the build stack packages into {base} failed ({status}): {detail}; check that the Debian mirror is reachable from containers and that dyno-runner/stack/build-packages names {suite} packages"
+    )]
+    BuildStackInstall { base: String, status: String, detail: String, suite: &'static str },
+    #[error(
+        "installing the build stack packages took longer than {minutes} minutes: check that containers reach the Debian mirror quickly enough, then retry"
+    )]
+    BuildStackTimeout { minutes: u64 },
 }
 
 fn io_err(step: impl Into<String>) -> impl FnOnce(io::Error) -> StackError {
@@ -256,6 +304,74 @@ pub async fn require_image(docker: &Docker, image: &str) -> Result<String, Stack
     }
 }
 
+/// The build stack's recipe text: the run stack it starts from (`base`, its name, and `base_id`, its
+/// image id, so a rebuilt or replaced run stack gives a new build stack), the sorted package list
+/// and how they are installed.
+pub fn build_recipe_text(base: &str, base_id: &str, build_package_list: &str) -> String {
+    let mut text = String::new();
+    for (key, value) in [
+        ("build-recipe-version", BUILD_RECIPE_VERSION),
+        ("base", base),
+        ("base-id", base_id),
+        ("packages", &parse_packages(build_package_list).join(",")),
+        ("script", &format!("{BUILD_STACK_SCRIPT:?}")),
+        ("config", "user=root workdir=/app cmd=/bin/bash env=base"),
+    ] {
+        text.push_str(key);
+        text.push('=');
+        text.push_str(value);
+        text.push('\n');
+    }
+    text
+}
+
+/// The build stack image tag for a build recipe text: `ouro/stack-build:trixie-<hash>`.
+pub fn build_stack_tag_for(recipe: &str) -> String {
+    format!("{BUILD_STACK_REPO}:{STACK_SUITE}-{}", recipe_hash(recipe))
+}
+
+/// One build stack build at a time per process (apart from the run stack's lock, which a build
+/// stack build takes first through [`ensure_stack_image`]).
+static BUILD_STACK_LOCK: Mutex<()> = Mutex::const_new(());
+
+/// Makes sure the build stack image exists in the Docker Engine and returns its name: the run stack
+/// ([`ensure_stack_image`], so `OURO_STACK_IMAGE` applies) plus `dyno-runner/stack/build-packages`,
+/// made on first use (apt in a container of the run stack, a few minutes) and reused while neither
+/// changes. With `OURO_BUILD_STACK_IMAGE` set, returns that image if it exists and never builds.
+pub async fn ensure_build_stack_image(docker: &Docker) -> Result<String, StackError> {
+    if let Some(image) = std::env::var(BUILD_STACK_IMAGE_ENV).ok().filter(|image| !image.trim().is_empty()) {
+        let image = image.trim();
+        return if image_exists(docker, image).await? {
+            Ok(image.to_owned())
+        } else {
+            Err(StackError::BuildImageNotFound(image.to_owned()))
+        };
+    }
+    let base = ensure_stack_image(docker).await?;
+    let base_id = docker
+        .inspect_image(&base)
+        .await
+        .map_err(docker_err(format!("inspecting image {base}")))?
+        .id
+        .unwrap_or_default();
+    let recipe = build_recipe_text(&base, &base_id, BUILD_PACKAGES);
+    let tag = build_stack_tag_for(&recipe);
+    if image_exists(docker, &tag).await? {
+        return Ok(tag);
+    }
+    let guard = BUILD_STACK_LOCK.lock().await;
+    let docker = docker.clone();
+    // As for the run stack: the build runs in its own task holding the lock.
+    let build = tokio::spawn(async move {
+        let _guard = guard;
+        if !image_exists(&docker, &tag).await? {
+            build_build_stack_image(&docker, &base, &tag).await?;
+        }
+        Ok(tag)
+    });
+    build.await.map_err(|err| StackError::Task(err.to_string()))?
+}
+
 async fn image_exists(docker: &Docker, image: &str) -> Result<bool, StackError> {
     match docker.inspect_image(image).await {
         Ok(_) => Ok(true),
@@ -295,6 +411,154 @@ async fn build_stack_image(docker: &Docker, tag: &str) -> Result<(), StackError>
     }
     tracing::info!(%tag, elapsed = ?started.elapsed(), "stack image built");
     Ok(())
+}
+
+/// Installs the build packages in a container of `base` and commits it as `tag`; the container is
+/// removed whatever happens.
+async fn build_build_stack_image(docker: &Docker, base: &str, tag: &str) -> Result<(), StackError> {
+    let started = Instant::now();
+    let packages = parse_packages(BUILD_PACKAGES);
+    let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+    let hash = tag_part.rsplit('-').next().unwrap_or(tag_part);
+    tracing::info!(%tag, %base, packages = %packages.join(" "), "building the build stack image with apt (takes a few minutes)");
+    // One name per recipe: a container left by a process that died mid-build is replaced.
+    let name = format!("ouro-stack-build-{hash}");
+    let mut cmd: Vec<String> = vec!["bash".into(), "-c".into(), BUILD_STACK_SCRIPT.into(), "ouro-build-stack".into()];
+    cmd.extend(packages);
+    // No env or labels of its own: the commit merges the container's into the image's config.
+    let config = Config::<String> {
+        image: Some(base.to_owned()),
+        user: Some("root".into()),
+        cmd: Some(cmd),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions { name: name.clone(), platform: None };
+    let created = match docker.create_container(Some(options.clone()), config.clone()).await {
+        Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
+            tracing::warn!(container = %name, "removing a build stack container left by an earlier run");
+            remove_container(docker, &name).await;
+            docker.create_container(Some(options), config).await
+        }
+        other => other,
+    };
+    let id = created.map_err(docker_err(format!("creating the build stack container from {base}")))?.id;
+    let result = install_and_commit(docker, &id, base, repo, tag_part, hash).await;
+    remove_container(docker, &id).await;
+    result?;
+    if !image_exists(docker, tag).await? {
+        return Err(StackError::ImportLost(tag.to_owned()));
+    }
+    tracing::info!(%tag, elapsed = ?started.elapsed(), "build stack image built");
+    Ok(())
+}
+
+async fn install_and_commit(
+    docker: &Docker,
+    id: &str,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    hash: &str,
+) -> Result<(), StackError> {
+    docker.start_container::<String>(id, None).await.map_err(docker_err("starting the build stack container"))?;
+    // bollard's own request timeout (2 minutes by default) must not cut the wait short.
+    let waiter = docker.clone().with_timeout(APT_INSTALL_TIMEOUT + Duration::from_secs(60));
+    let wait = async {
+        let mut waits = waiter.wait_container(id, None::<WaitContainerOptions<String>>);
+        match waits.next().await {
+            None => Ok(0),
+            Some(Ok(exit)) => Ok(exit.status_code),
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(err)) => Err(docker_err("waiting for the build stack packages to install")(err)),
+        }
+    };
+    let status = match tokio::time::timeout(APT_INSTALL_TIMEOUT, wait).await {
+        Ok(status) => status?,
+        Err(_) => return Err(StackError::BuildStackTimeout { minutes: APT_INSTALL_TIMEOUT.as_secs() / 60 }),
+    };
+    let output = container_log_tail(docker, id, 40).await;
+    if status != 0 {
+        for line in output.lines() {
+            tracing::warn!(%line, "build stack apt");
+        }
+        let detail = output
+            .lines()
+            .rev()
+            .find(|line| line.starts_with("E:"))
+            .or_else(|| output.lines().rev().find(|line| !line.trim().is_empty()))
+            .unwrap_or("no output")
+            .trim()
+            .to_owned();
+        return Err(StackError::BuildStackInstall {
+            base: base.to_owned(),
+            status: format!("exit status {status}"),
+            detail,
+            suite: STACK_SUITE,
+        });
+    }
+    for line in tail(&output, 3) {
+        tracing::info!(%line, "build stack toolchain");
+    }
+
+    // The run stack's config (env, workdir, cmd) with the build stack's labels over its own.
+    let base_config = docker
+        .inspect_image(base)
+        .await
+        .map_err(docker_err(format!("inspecting image {base}")))?
+        .config
+        .unwrap_or_default();
+    let mut labels = base_config.labels.unwrap_or_default();
+    labels.extend([
+        ("ouro.stack.suite".to_owned(), STACK_SUITE.to_owned()),
+        ("ouro.stack.recipe".to_owned(), hash.to_owned()),
+        ("ouro.stack.kind".to_owned(), "build".to_owned()),
+        ("ouro.stack.base".to_owned(), base.to_owned()),
+    ]);
+    let image_config = Config::<String> {
+        user: Some("root".into()),
+        working_dir: Some(APP_DIR.into()),
+        env: base_config.env.filter(|env| !env.is_empty()).or_else(|| {
+            Some(IMAGE_CHANGES.iter().filter_map(|change| change.strip_prefix("ENV ")).map(str::to_owned).collect())
+        }),
+        cmd: Some(vec!["/bin/bash".into()]),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let commit = CommitContainerOptions {
+        container: id,
+        repo,
+        tag,
+        comment: "Ouro build stack",
+        pause: false,
+        ..Default::default()
+    };
+    docker
+        .clone()
+        .with_timeout(COMMIT_TIMEOUT)
+        .commit_container(commit, image_config)
+        .await
+        .map_err(docker_err(format!("committing the build stack image {repo}:{tag}")))?;
+    Ok(())
+}
+
+/// The last `lines` lines of a container's output (empty if Docker cannot give them).
+async fn container_log_tail(docker: &Docker, id: &str, lines: usize) -> String {
+    let options = LogsOptions::<String> { stdout: true, stderr: true, tail: lines.to_string(), ..Default::default() };
+    let mut logs = docker.logs(id, Some(options));
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    text
+}
+
+async fn remove_container(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+    if let Err(err) = docker.remove_container(id, Some(options)).await {
+        if !matches!(err, DockerError::DockerResponseServerError { status_code: 404, .. }) {
+            tracing::warn!(container = %id, error = %err, "could not remove the build stack container");
+        }
+    }
 }
 
 /// Runs debootstrap and the rootfs steps in a temp dir and returns the tar of the root file system.
@@ -613,6 +877,38 @@ mod tests {
         for needed in ["ca-certificates", "bash", "curl", "python3", "procps", "netbase", "git", "tar", "gzip"] {
             assert!(stack.iter().any(|p| p == needed), "{needed} missing from stack/packages");
         }
+    }
+
+    #[test]
+    fn build_stack_tag_follows_the_run_stack_and_the_build_packages() {
+        let base = stack_tag();
+        let recipe = build_recipe_text(&base, "sha256:aa", BUILD_PACKAGES);
+        assert_eq!(recipe, build_recipe_text(&base, "sha256:aa", BUILD_PACKAGES), "deterministic");
+        let tag = build_stack_tag_for(&recipe);
+        assert_eq!(tag, format!("{BUILD_STACK_REPO}:{STACK_SUITE}-{}", recipe_hash(&recipe)));
+        assert!(tag.starts_with("ouro/stack-build:trixie-"), "{tag}");
+        assert_ne!(recipe_hash(&recipe), recipe_hash(&recipe_text(PACKAGES)), "not the run stack's hash");
+
+        // Another run stack (tag or image id) or another build package gives another tag ...
+        let other_base =
+            build_stack_tag_for(&build_recipe_text("ouro/stack:trixie-000000000000", "sha256:aa", BUILD_PACKAGES));
+        let other_id = build_stack_tag_for(&build_recipe_text(&base, "sha256:bb", BUILD_PACKAGES));
+        let more = build_stack_tag_for(&build_recipe_text(&base, "sha256:aa", &format!("{BUILD_PACKAGES}\ncmake\n")));
+        for other in [&other_base, &other_id, &more] {
+            assert_ne!(other, &tag);
+        }
+        // ... comments, blank lines and order do not.
+        let mut reordered: Vec<&str> = BUILD_PACKAGES.lines().collect();
+        reordered.reverse();
+        let reordered = format!("# a comment\n\n{}", reordered.join("\n"));
+        assert_eq!(build_stack_tag_for(&build_recipe_text(&base, "sha256:aa", &reordered)), tag);
+
+        let packages = parse_packages(BUILD_PACKAGES);
+        for needed in ["gcc", "libc6-dev", "make", "pkgconf", "rustc", "cargo", "libssl-dev"] {
+            assert!(packages.iter().any(|p| p == needed), "{needed} missing from stack/build-packages");
+        }
+        // Packages reach apt as arguments, never through the shell: still, they are plain names.
+        assert!(packages.iter().all(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))));
     }
 
     #[test]

@@ -1,17 +1,22 @@
-//! The buildpacks (`buildpacks/`) run for real inside the stack image, on the Docker Engine (through
-//! bollard, as the platform does): each sample app under `tests/apps/` is built the way the
-//! builder will build it (detect in `buildpacks/ORDER`, compile with a cache dir and an ENV_DIR,
-//! release), and the slug it leaves in `/app` is started with `PORT=5000` and fetched from inside
-//! the container. Needs a Docker Engine and the stack image (built on first use, minutes) and
-//! network access to PyPI and the Debian mirror.
+//! The buildpacks (`buildpacks/`) run for real inside the build stack image, on the Docker Engine
+//! (through bollard, as the platform does): each sample app under `tests/apps/` is built the way
+//! the builder will build it (as the unprivileged `dyno` user, uid 1000, in `/app` owned by it:
+//! detect in `buildpacks/ORDER`, compile with a cache dir and an ENV_DIR, release), and the slug it
+//! leaves in `/app` is copied into a container of the RUN stack (no compilers there), started as
+//! the `dyno` user with `PORT=5000` and fetched from inside that container. Needs a Docker Engine,
+//! the stack images (built on first use, minutes) and network access to PyPI, crates.io and the
+//! Debian mirror.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::container::{Config, CreateContainerOptions, RemoveContainerOptions, UploadToContainerOptions};
+use bollard::container::{
+    Config, CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions, UploadToContainerOptions,
+};
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures_util::StreamExt;
 use ouro_tests::platform::sample_app;
@@ -19,17 +24,26 @@ use ouro_tests::platform::sample_app;
 /// Label of this test process's containers (removed by [`BuildBox`]'s Drop).
 const LABEL: &str = "ouro.test";
 
-/// What the builder does, in bash: copy the app to /app, detect in order, compile with /cache and
-/// an ENV_DIR holding config vars, release. Two of them would break a buildpack that exported
-/// ENV_DIR blindly or sourced it: LD_PRELOAD (every later command would complain on stderr, which
-/// is in the log) and a value with a command substitution (it would create /tmp/sourced).
-const BUILD: &str = r#"
-set -u
-rm -rf /app && mkdir -p /app && cp -a /src/. /app/
-rm -rf /env && mkdir -p /env /cache && printf 'bonjour' > /env/GREETING
+/// What the builder prepares, as root: the app copied to /app (owned by the dyno user), a cache dir
+/// /cache and an ENV_DIR /env holding config vars, both writable by the dyno user. Two of them
+/// would break a buildpack that exported ENV_DIR blindly or sourced it: LD_PRELOAD (every later
+/// command would complain on stderr, which is in the log) and a value with a command substitution
+/// (it would create /tmp/sourced). The arguments (`NAME=value`) are more config vars.
+const PREPARE: &str = r#"
+set -eu
+find /app -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+cp -a /src/. /app/ && chown -R 1000:1000 /app
+rm -rf /env /tmp/sourced && mkdir -p /env /cache && printf 'bonjour' > /env/GREETING
 printf '/nonexistent/preload.so' > /env/LD_PRELOAD
 printf '$(touch /tmp/sourced)' > /env/TRICKY
 printf 'x' > '/env/not a name'
+for var in "$@"; do printf '%s' "${var#*=}" > "/env/${var%%=*}"; done
+chown -R 1000:1000 /env && chown 1000:1000 /cache
+"#;
+
+/// What the builder runs, as the dyno user: detect in order, compile, release.
+const BUILD: &str = r#"
+set -u
 cd /app
 found=
 while read -r bp; do
@@ -59,11 +73,14 @@ cat /tmp/web.log
 exit 1
 "#;
 
-/// A stack container with the buildpacks at /buildpacks and one app at /src; removed on drop.
+/// A build stack container with the buildpacks at /buildpacks and one app at /src, plus the run
+/// stack containers its slugs were started in ("dynos"); all removed on drop.
 struct BuildBox {
     runtime: tokio::runtime::Runtime,
     docker: Docker,
     id: String,
+    run_image: String,
+    dynos: RefCell<Vec<String>>,
 }
 
 /// The output (stdout and stderr, in order) and exit code of one exec.
@@ -80,21 +97,13 @@ impl BuildBox {
             let docker = Docker::connect_with_local_defaults().expect("Docker Engine");
             docker.negotiate_version().await.expect("Docker Engine answers")
         });
-        let image = runtime.block_on(ouro_dyno_runner::stack::ensure_stack_image(&docker)).expect("stack image");
-        let labels = HashMap::from([(LABEL.to_string(), format!("docker_buildpacks-{}", std::process::id()))]);
-        let config = Config {
-            image: Some(image),
-            cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
-            user: Some("root".to_string()),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        let id = runtime
-            .block_on(docker.create_container(None::<CreateContainerOptions<String>>, config))
-            .expect("create container")
-            .id;
-        let b = BuildBox { runtime, docker, id };
-        b.runtime.block_on(b.docker.start_container::<String>(&b.id, None)).expect("start container");
+        let started = Instant::now();
+        let build_image =
+            runtime.block_on(ouro_dyno_runner::stack::ensure_build_stack_image(&docker)).expect("build stack image");
+        let run_image = runtime.block_on(ouro_dyno_runner::stack::ensure_stack_image(&docker)).expect("stack image");
+        println!("stacks: build {build_image}, run {run_image} ({:.1}s)", started.elapsed().as_secs_f64());
+        let id = runtime.block_on(start_container(&docker, &build_image, "root"));
+        let b = BuildBox { runtime, docker, id, run_image, dynos: RefCell::new(Vec::new()) };
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
         b.upload(&root.join("buildpacks"), "buildpacks");
         b.upload(&sample_app(app), "src");
@@ -117,19 +126,26 @@ impl BuildBox {
             .expect("upload to container");
     }
 
-    /// Runs `script` with bash as `user`, with `env` (`K=V`), and waits for it.
+    /// Runs `script` with bash as `user` in the build container, with `env` (`K=V`), and waits for it.
     fn exec(&self, user: &str, env: &[&str], script: &str) -> Run {
+        self.exec_in(&self.id, user, env, script, &[])
+    }
+
+    /// Runs `script` with bash as `user` in container `id`, with `env` and the arguments `args`.
+    fn exec_in(&self, id: &str, user: &str, env: &[&str], script: &str, args: &[&str]) -> Run {
         let started = Instant::now();
         let (output, code) = self.runtime.block_on(async {
+            let mut cmd = vec!["bash", "-c", script, "bash"];
+            cmd.extend_from_slice(args);
             let options = CreateExecOptions {
-                cmd: Some(vec!["bash", "-c", script]),
+                cmd: Some(cmd),
                 env: Some(env.to_vec()),
                 user: Some(user),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..Default::default()
             };
-            let exec = self.docker.create_exec(&self.id, options).await.expect("create exec").id;
+            let exec = self.docker.create_exec(id, options).await.expect("create exec").id;
             let mut text = String::new();
             if let StartExecResults::Attached { mut output, .. } =
                 self.docker.start_exec(&exec, None).await.expect("start exec")
@@ -147,26 +163,77 @@ impl BuildBox {
         Run { output, code, took: started.elapsed() }
     }
 
-    /// Builds /src into /app as the builder will.
+    /// Builds /src into /app as the builder will: prepared as root, built as the dyno user.
     fn build(&self) -> Run {
-        let run = self.exec("root", &[], BUILD);
+        self.build_with(&[])
+    }
+
+    /// [`BuildBox::build`] with more config vars (`NAME=value`) in ENV_DIR.
+    fn build_with(&self, config_vars: &[&str]) -> Run {
+        let prepare = self.exec_in(&self.id, "root", &[], PREPARE, config_vars);
+        assert_eq!(prepare.code, 0, "preparing the build failed:\n{}", prepare.output);
+        let run = self.exec_in(&self.id, "dyno", &[], BUILD, &[]);
         println!("--- build ({:.1}s, exit {}) ---\n{}", run.took.as_secs_f64(), run.code, run.output);
         run
     }
 
-    /// Starts `web` as the dyno user with PORT=5000 and a config var, and returns what `/` says.
+    /// A container of the run stack with the slug (the build's /app) at /app, as a dyno has it.
+    fn start_dyno(&self) -> String {
+        let id = self.runtime.block_on(start_container(&self.docker, &self.run_image, "dyno"));
+        self.dynos.borrow_mut().push(id.clone());
+        let slug = self.runtime.block_on(async {
+            let options = DownloadFromContainerOptions { path: "/app" };
+            let mut tar = Vec::new();
+            let mut chunks = self.docker.download_from_container(&self.id, Some(options));
+            while let Some(chunk) = chunks.next().await {
+                tar.extend_from_slice(&chunk.expect("download the slug"));
+            }
+            tar
+        });
+        let options = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
+        self.runtime
+            .block_on(self.docker.upload_to_container(&id, Some(options), slug.into()))
+            .expect("upload the slug to the dyno");
+        id
+    }
+
+    /// Starts `web` in a new dyno (run stack, dyno user, PORT=5000, a config var) and returns what
+    /// `/` says.
     fn serve(&self, web: &str) -> String {
+        let dyno = self.start_dyno();
+        self.serve_in(&dyno, web)
+    }
+
+    fn serve_in(&self, dyno: &str, web: &str) -> String {
         let web_env = format!("WEB={web}");
-        let run = self.exec("dyno", &["PORT=5000", "GREETING=bonjour", "HOME=/app", &web_env], SERVE);
+        let run = self.exec_in(dyno, "dyno", &["PORT=5000", "GREETING=bonjour", "HOME=/app", &web_env], SERVE, &[]);
         assert_eq!(run.code, 0, "the built app does not answer:\n{}", run.output);
         run.output
     }
 }
 
+/// Creates and starts a container of `image` that sleeps, labelled as this test's.
+async fn start_container(docker: &Docker, image: &str, user: &str) -> String {
+    let labels = HashMap::from([(LABEL.to_string(), format!("docker_buildpacks-{}", std::process::id()))]);
+    let config = Config {
+        image: Some(image.to_string()),
+        cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+        user: Some(user.to_string()),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let id =
+        docker.create_container(None::<CreateContainerOptions<String>>, config).await.expect("create container").id;
+    docker.start_container::<String>(&id, None).await.expect("start container");
+    id
+}
+
 impl Drop for BuildBox {
     fn drop(&mut self) {
-        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        let _ = self.runtime.block_on(self.docker.remove_container(&self.id, Some(options)));
+        for id in self.dynos.borrow().iter().chain([&self.id]) {
+            let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+            let _ = self.runtime.block_on(self.docker.remove_container(id, Some(options)));
+        }
     }
 }
 
@@ -209,7 +276,7 @@ fn python_requests_builds_with_pip_uses_its_cache_and_serves() {
     println!("python build: cold {:.1}s, warm {:.1}s", cold.took.as_secs_f64(), warm.took.as_secs_f64());
 
     // The slug works: .profile.d puts the venv first on PATH, so `python` finds six and idna.
-    let profile = b.exec("root", &[], "cat /app/.profile.d/python.sh");
+    let profile = b.exec("dyno", &[], "cat /app/.profile.d/python.sh");
     assert!(profile.output.contains("/app/.venv/bin"), "{}", profile.output);
     let page = b.serve("python web.py");
     assert_eq!(page.trim(), "hello from six 1.17.0 and idna xn--bcher-kva.example (bonjour)");
@@ -307,15 +374,86 @@ fn go_app_builds_with_debian_go_and_serves() {
 }
 
 #[test]
+fn build_stack_is_made_once_from_the_run_stack_and_reused() {
+    use ouro_dyno_runner::stack::{BUILD_STACK_IMAGE_ENV, ensure_build_stack_image, ensure_stack_image};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let docker = Docker::connect_with_local_defaults().expect("Docker Engine");
+        let docker = docker.negotiate_version().await.expect("Docker Engine answers");
+        // Two callers at once: one builds (if needed), the other waits for it.
+        let (first, second) = tokio::join!(ensure_build_stack_image(&docker), ensure_build_stack_image(&docker));
+        let tag = first.expect("build stack image");
+        assert_eq!(second.expect("build stack image"), tag);
+        let before = docker.inspect_image(&tag).await.expect("inspect the build stack");
+        if std::env::var_os(BUILD_STACK_IMAGE_ENV).is_none() {
+            assert!(tag.starts_with("ouro/stack-build:trixie-"), "{tag}");
+            let run_stack = ensure_stack_image(&docker).await.expect("run stack");
+            let config = before.config.clone().expect("image config");
+            let labels = config.labels.unwrap_or_default();
+            assert_eq!(labels.get("ouro.stack.kind").map(String::as_str), Some("build"), "{labels:?}");
+            assert_eq!(labels.get("ouro.stack.base"), Some(&run_stack), "{labels:?}");
+            assert_eq!(config.working_dir.as_deref(), Some("/app"));
+            let env = config.env.unwrap_or_default();
+            assert!(env.iter().any(|e| e == "LANG=C.UTF-8") && env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+        }
+        // Again: cached, nothing rebuilt.
+        let started = Instant::now();
+        assert_eq!(ensure_build_stack_image(&docker).await.expect("cached build stack"), tag);
+        assert!(started.elapsed() < Duration::from_secs(10), "cached lookup took {:?}", started.elapsed());
+        let after = docker.inspect_image(&tag).await.expect("inspect the build stack");
+        assert_eq!(after.id, before.id, "the build stack was rebuilt");
+    });
+}
+
+#[test]
+fn rust_app_builds_in_the_build_stack_reuses_its_cache_and_runs_on_the_run_stack() {
+    let b = BuildBox::new("rust-hello");
+    let cold = b.build();
+    assert_built(&cold, "Rust");
+    assert!(cold.output.contains("       rustc 1.85"), "{}", cold.output);
+    assert!(cold.output.contains("-----> Building with cargo build --release --locked\n"), "{}", cold.output);
+    // itoa comes from crates.io.
+    assert!(cold.output.contains("       Downloaded itoa v1."), "{}", cold.output);
+    assert!(cold.output.contains("Compiling itoa v1."), "{}", cold.output);
+    assert!(cold.output.contains("       cargo: 2 crates compiled, 1 downloaded"), "{}", cold.output);
+    assert!(cold.output.contains("       bin/rust-hello ("), "{}", cold.output);
+    assert_eq!(release_yaml(&cold), "---\ndefault_process_types:\n  web: /app/bin/rust-hello\n");
+
+    // Second build, same cache, with a config var that keeps cargo off the network (so it reaches
+    // cargo, and nothing needs downloading): nothing is downloaded or compiled again.
+    let warm = b.build_with(&["CARGO_NET_OFFLINE=true"]);
+    assert_built(&warm, "Rust");
+    assert!(warm.output.contains("       cargo: 0 crates compiled, 0 downloaded"), "{}", warm.output);
+    assert!(!warm.output.contains("Compiling itoa") && !warm.output.contains("Download"), "{}", warm.output);
+    assert_eq!(release_yaml(&warm), release_yaml(&cold));
+    println!("rust build: cold {:.1}s, warm {:.1}s", cold.took.as_secs_f64(), warm.took.as_secs_f64());
+
+    // The slug runs on the run stack, which has no toolchain: the binary needs only glibc & co.,
+    // and the target dir (in the cache) is not in the slug.
+    let dyno = b.start_dyno();
+    let check = "ldd /app/bin/rust-hello; for t in cc cargo rustc; do command -v $t || echo no-$t; done; ls -A /app";
+    let run = b.exec_in(&dyno, "dyno", &[], check, &[]);
+    assert_eq!(run.code, 0, "{}", run.output);
+    assert!(run.output.contains("libc.so.6 => "), "{}", run.output);
+    assert!(!run.output.contains("not found"), "a library is missing on the run stack:\n{}", run.output);
+    assert!(run.output.contains("no-cc\nno-cargo\nno-rustc\n"), "{}", run.output);
+    assert!(!run.output.contains("target"), "{}", run.output);
+    let page = b.serve_in(&dyno, "/app/bin/rust-hello");
+    assert_eq!(page.trim(), "hello from rust (bonjour)");
+}
+
+#[test]
 fn detection_follows_the_order_and_needs_a_match() {
     let b = BuildBox::new("static-site");
-    // index.html, requirements.txt, package.json and a Procfile: Python comes first, and so on.
+    // index.html, requirements.txt, package.json, Cargo.toml and a Procfile: Python comes first, and
+    // so on.
     // Then python's release: a web default only with gunicorn and app.py or wsgi.py.
     let detect = r#"
-d=$(mktemp -d); touch $d/index.html $d/requirements.txt $d/Procfile $d/package.json
+d=$(mktemp -d); touch $d/index.html $d/requirements.txt $d/Procfile $d/package.json $d/Cargo.toml
 while read -r bp; do if name=$(/buildpacks/$bp/bin/detect $d); then echo "$name"; break; fi; done < /buildpacks/ORDER
 rm $d/requirements.txt; while read -r bp; do if name=$(/buildpacks/$bp/bin/detect $d); then echo "$name"; break; fi; done < /buildpacks/ORDER
 rm $d/package.json; while read -r bp; do if name=$(/buildpacks/$bp/bin/detect $d); then echo "$name"; break; fi; done < /buildpacks/ORDER
+rm $d/Cargo.toml; while read -r bp; do if name=$(/buildpacks/$bp/bin/detect $d); then echo "$name"; break; fi; done < /buildpacks/ORDER
 rm $d/index.html; while read -r bp; do if name=$(/buildpacks/$bp/bin/detect $d); then echo "$name"; break; fi; done < /buildpacks/ORDER
 rm $d/Procfile
 /buildpacks/python/bin/release $d | tail -1
@@ -324,9 +462,9 @@ touch $d/wsgi.py; /buildpacks/python/bin/release $d | tail -1
 rm $d/*; for bp in $(cat /buildpacks/ORDER); do /buildpacks/$bp/bin/detect $d && echo "$bp matched an empty app"; done
 echo end
 "#;
-    let run = b.exec("root", &[], detect);
+    let run = b.exec("dyno", &[], detect);
     assert_eq!(
         run.output,
-        "Python\nNode.js\nStatic\nProcfile\ndefault_process_types: {}\n  web: gunicorn app:app --bind 0.0.0.0:$PORT\n  web: gunicorn wsgi --bind 0.0.0.0:$PORT\nend\n"
+        "Python\nNode.js\nRust\nStatic\nProcfile\ndefault_process_types: {}\n  web: gunicorn app:app --bind 0.0.0.0:$PORT\n  web: gunicorn wsgi --bind 0.0.0.0:$PORT\nend\n"
     );
 }
