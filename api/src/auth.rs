@@ -58,6 +58,27 @@ pub async fn bootstrap_admin(store: &Store, data_dir: &Path) -> Result<Option<Pa
     Ok(Some(path))
 }
 
+/// A fresh random secret for a short-lived credential (a push, a build): the secret in hex,
+/// and its SHA-256, which is all that is kept.
+pub fn new_scoped_secret() -> (String, [u8; 32]) {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let secret = hex::encode(secret);
+    let digest = Sha256::digest(secret.as_bytes()).into();
+    (secret, digest)
+}
+
+/// Whether `given` is the secret whose SHA-256 is `expected`, compared in constant time.
+pub fn scoped_secret_matches(given: &str, expected: &[u8; 32]) -> bool {
+    let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+    bool::from(digest.ct_eq(expected))
+}
+
+/// The secret of an `Authorization: Bearer <secret>` header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
 /// A fresh token: (id, secret, full token string).
 fn new_token() -> (String, String, String) {
     let mut id = [0u8; 8];

@@ -66,8 +66,10 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
-/// Checks that a staged file is a gzip'd tar whose every entry stays inside the slug: no
-/// absolute paths, no `..`, no links pointing out of the tree, no devices or fifos.
+/// Checks that a staged file is a gzip'd tar whose every entry unpacks inside the slug: no
+/// absolute paths, no `..`, no hard links out of the tree, no entry beneath a symlink (which
+/// would write through it), no devices or fifos. Symlinks themselves may point anywhere: they
+/// resolve inside the dyno's own container at run time (a venv's `python -> /usr/bin/python3`).
 /// The entries' sizes may add up to at most `max_unpacked` bytes (no decompression bombs).
 /// Returns a one-line reason on the first offending entry.
 pub fn check_slug_archive(path: &Path, max_unpacked: u64) -> Result<(), String> {
@@ -75,6 +77,7 @@ pub fn check_slug_archive(path: &Path, max_unpacked: u64) -> Result<(), String> 
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
     let entries = archive.entries().map_err(|e| format!("not a tar.gz archive: {e}"))?;
     let (mut count, mut unpacked) = (0usize, 0u64);
+    let mut symlinks = std::collections::HashSet::new();
     for entry in entries {
         let entry = entry.map_err(|e| format!("not a valid tar.gz archive: {e}"))?;
         count += 1;
@@ -87,17 +90,19 @@ pub fn check_slug_archive(path: &Path, max_unpacked: u64) -> Result<(), String> 
         if !stays_inside(&path) {
             return Err(format!("entry `{shown}` points outside the slug"));
         }
+        let normal = normalized(&path);
+        if let Some(link) = normal.ancestors().skip(1).find(|a| symlinks.contains(*a)) {
+            return Err(format!("entry `{shown}` is beneath the symlink `{}`", link.display()));
+        }
         let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
+        if kind.is_symlink() {
+            entry.link_name().map_err(|e| format!("entry `{shown}` has an unreadable link: {e}"))?;
+            symlinks.insert(normal);
+        } else if kind.is_hard_link() {
             let target = entry.link_name().map_err(|e| format!("entry `{shown}` has an unreadable link: {e}"))?;
             let target = target.ok_or_else(|| format!("link `{shown}` has no target"))?;
-            // A symlink resolves from its own directory, a hard link from the archive root.
-            let resolved = if kind.is_symlink() {
-                path.parent().unwrap_or(Path::new("")).join(&target)
-            } else {
-                target.into_owned()
-            };
-            if target_is_absolute_or_escapes(&resolved) {
+            // A hard link names a file of the archive, from its root.
+            if target.is_absolute() || !stays_inside(&target) {
                 return Err(format!("link `{shown}` points outside the slug"));
             }
         } else if !(kind.is_file()
@@ -135,8 +140,19 @@ fn stays_inside(path: &Path) -> bool {
     true
 }
 
-fn target_is_absolute_or_escapes(path: &Path) -> bool {
-    path.is_absolute() || !stays_inside(path)
+/// The path without `.` parts and with `..` applied (it stays inside: checked before).
+fn normalized(path: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -188,6 +204,8 @@ mod tests {
             add_file(b, "./app/web.py");
             add_link(b, tar::EntryType::Symlink, "app/current", "web.py");
             add_link(b, tar::EntryType::Symlink, "app/lib/up", "../web.py");
+            add_link(b, tar::EntryType::Symlink, "app/.venv/bin/python", "/usr/bin/python3");
+            add_link(b, tar::EntryType::Symlink, "app/etc", "../../etc");
         });
         assert_eq!(check_slug_archive(file.path(), 1 << 20), Ok(()));
     }
@@ -198,8 +216,20 @@ mod tests {
             (archive(|b| add_file(b, "../etc/passwd")), "points outside"),
             (archive(|b| add_file(b, "/etc/passwd")), "points outside"),
             (archive(|b| add_file(b, "app/../../x")), "points outside"),
-            (archive(|b| add_link(b, tar::EntryType::Symlink, "app/x", "/etc/shadow")), "link `app/x`"),
-            (archive(|b| add_link(b, tar::EntryType::Symlink, "app/x", "../../etc")), "link `app/x`"),
+            (
+                archive(|b| {
+                    add_link(b, tar::EntryType::Symlink, "app/x", "/etc");
+                    add_file(b, "app/x/passwd");
+                }),
+                "entry `app/x/passwd` is beneath the symlink `app/x`",
+            ),
+            (
+                archive(|b| {
+                    add_link(b, tar::EntryType::Symlink, "./app/x", "../../etc");
+                    add_file(b, "app/./x/y/z");
+                }),
+                "is beneath the symlink `app/x`",
+            ),
             (archive(|b| add_link(b, tar::EntryType::Link, "app/x", "../etc/passwd")), "link `app/x`"),
             (
                 archive(|b| {

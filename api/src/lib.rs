@@ -6,8 +6,11 @@
 
 mod auth;
 mod blob;
+mod builder_app;
 mod error;
 mod git;
+pub mod hook;
+mod pipeline;
 mod routes;
 pub mod store;
 
@@ -61,6 +64,8 @@ pub struct Config {
     pub apps_port: u16,
     /// `OURO_MAX_SLUG_BYTES`, default 500 MiB (Heroku's slug limit).
     pub max_slug_bytes: u64,
+    /// `OURO_BUILD_TIMEOUT_SECONDS`, default 900 (Heroku's 15 minutes).
+    pub build_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -92,6 +97,12 @@ impl Config {
                 None => 80,
             },
             max_slug_bytes,
+            build_timeout: std::time::Duration::from_secs(match var("OURO_BUILD_TIMEOUT_SECONDS") {
+                Some(v) => {
+                    v.parse().map_err(|_| Error::Config(format!("OURO_BUILD_TIMEOUT_SECONDS `{v}` is not a number")))?
+                }
+                None => 15 * 60,
+            }),
         })
     }
 }
@@ -108,6 +119,10 @@ pub struct AppState {
     /// One lock per app's git repository: pushes to one app run one at a time, so the refs
     /// read before and after a push are that push's.
     pub pushes: Arc<git::PushLocks>,
+    /// Pushes in progress, whose `pre-receive` hooks call back to build.
+    pub push_sessions: Arc<git::PushSessions>,
+    /// Running builds, whose builder dynos call `/build-api/{build}/*`.
+    pub active_builds: Arc<pipeline::ActiveBuilds>,
 }
 
 pub struct Settings {
@@ -117,6 +132,11 @@ pub struct Settings {
     pub max_slug_bytes: u64,
     /// `<data dir>/repos`: one bare git repository per app, `<app id>.git`.
     pub repos_dir: PathBuf,
+    /// This API over loopback, for the git hooks it runs: `http://127.0.0.1:<port>`.
+    pub internal_url: String,
+    /// This binary, which git runs as the `pre-receive` hook.
+    pub hook_exe: PathBuf,
+    pub build_timeout: std::time::Duration,
 }
 
 /// The whole HTTP surface. Separate from [`serve`] so tests can drive it in-process.
@@ -136,21 +156,36 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     }
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    // Bound to every interface (so dynos can reach it): loopback is how this host calls it.
+    let local = match addr.ip().is_unspecified() {
+        true => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        false => addr,
+    };
     let state = AppState {
         store: store.clone(),
         blobs: Arc::new(LocalBlobStore::open(config.data_dir.join("blobs"))?),
         settings: Arc::new(Settings {
-            public_url: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+            public_url: config.public_url.clone().unwrap_or_else(|| format!("http://{local}")),
             domain: config.domain.clone(),
             apps_port: config.apps_port,
             max_slug_bytes: config.max_slug_bytes,
             repos_dir: config.data_dir.join("repos"),
+            internal_url: format!("http://{local}"),
+            hook_exe: std::env::current_exe()?,
+            build_timeout: config.build_timeout,
         }),
         dynos: Arc::default(),
         pushes: Arc::default(),
+        push_sessions: Arc::default(),
+        active_builds: Arc::default(),
     };
+    let interrupted = store.fail_interrupted_builds().await?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "builds left running by an earlier API process were marked failed");
+    }
+    builder_app::ensure(&state).await?;
     // Tests and scripts read this line to learn the port.
-    println!("ouro-api listening on http://{addr}");
+    println!("ouro-api listening on http://{local}");
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");
     // Once `shutdown` fires, in-flight requests get DRAIN_CAP to finish; then we stop anyway.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

@@ -3,8 +3,17 @@
 
 use std::process::ExitCode;
 
+fn main() -> ExitCode {
+    // git runs this binary as the repositories' pre-receive hook: no server, no runtime.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("git-hook") {
+        return ExitCode::from(ouro_api::hook::run(&args[1..]) as u8);
+    }
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
     let config = match ouro_api::Config::from_env() {

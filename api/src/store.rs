@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ouro_types::{ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE};
+use ouro_types::{ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE, VolumeMount};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -106,6 +106,7 @@ pub struct BuildRow {
     pub source_blob: String,
     pub source_size: i64,
     pub output: String,
+    pub release_version: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -116,7 +117,18 @@ pub struct OneOffRow {
     pub command: String,
     pub size: String,
     pub env: BTreeMap<String, String>,
+    pub mounts: Vec<VolumeMount>,
+    pub api_access: bool,
     pub created_at: String,
+}
+
+/// What a new one-off dyno runs.
+pub struct NewOneOff<'a> {
+    pub command: &'a str,
+    pub size: &'a str,
+    pub env: &'a BTreeMap<String, String>,
+    pub mounts: &'a [VolumeMount],
+    pub api_access: bool,
 }
 
 pub struct AuditRow {
@@ -238,6 +250,14 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// The oldest admin user: owner of the platform's own apps.
+    pub async fn first_admin(&self) -> Result<Option<UserRow>> {
+        let row = sqlx::query("SELECT id, email FROM users WHERE admin = 1 ORDER BY created_at, id LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(UserRow { id: r.try_get("id")?, email: r.try_get("email")?, admin: true })).transpose()
     }
 
     // ---- apps -------------------------------------------------------------------------
@@ -587,13 +607,8 @@ impl Store {
     // ---- one-off dynos -------------------------------------------------------------------
 
     /// Records a one-off dyno `run.N` with the next free N of the app.
-    pub async fn create_one_off(
-        &self,
-        app_id: &str,
-        command: &str,
-        size: &str,
-        env: &BTreeMap<String, String>,
-    ) -> Result<OneOffRow> {
+    pub async fn create_one_off(&self, app_id: &str, new: NewOneOff<'_>) -> Result<OneOffRow> {
+        let NewOneOff { command, size, env, mounts, api_access } = new;
         let now = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1").bind(app_id).bind(&now).execute(&mut *tx).await?;
@@ -608,11 +623,13 @@ impl Store {
             command: command.to_string(),
             size: size.to_string(),
             env: env.clone(),
+            mounts: mounts.to_vec(),
+            api_access,
             created_at: now.clone(),
         };
         sqlx::query(
-            "INSERT INTO one_off_dynos (id, app_id, number, command, size, env, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO one_off_dynos (id, app_id, number, command, size, env, mounts, api_access, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&one_off.id)
         .bind(app_id)
@@ -620,6 +637,8 @@ impl Store {
         .bind(command)
         .bind(size)
         .bind(serde_json::to_string(env)?)
+        .bind(serde_json::to_string(mounts)?)
+        .bind(i64::from(api_access))
         .bind(&now)
         .execute(&mut *tx)
         .await?;
@@ -630,7 +649,7 @@ impl Store {
     /// One-off dynos not reported finished yet.
     pub async fn running_one_offs(&self, app_id: &str) -> Result<Vec<OneOffRow>> {
         let rows = sqlx::query(
-            "SELECT id, number, command, size, env, created_at FROM one_off_dynos \
+            "SELECT id, number, command, size, env, mounts, api_access, created_at FROM one_off_dynos \
              WHERE app_id = $1 AND finished_at IS NULL ORDER BY number",
         )
         .bind(app_id)
@@ -639,12 +658,15 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let env: String = r.try_get("env")?;
+                let mounts: String = r.try_get("mounts")?;
                 Ok(OneOffRow {
                     id: r.try_get("id")?,
                     number: r.try_get("number")?,
                     command: r.try_get("command")?,
                     size: r.try_get("size")?,
                     env: serde_json::from_str(&env)?,
+                    mounts: serde_json::from_str(&mounts)?,
+                    api_access: r.try_get::<i64, _>("api_access")? != 0,
                     created_at: r.try_get("created_at")?,
                 })
             })
@@ -664,6 +686,22 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Why `run.<number>` of the app ended, once the runner has reported it finished;
+    /// `None` while it is still desired.
+    pub async fn one_off_finished(&self, app_id: &str, number: i64) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT reason FROM one_off_dynos WHERE app_id = $1 AND number = $2 AND finished_at IS NOT NULL",
+        )
+        .bind(app_id)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<Option<String>, _>("reason")?.unwrap_or_else(|| "finished".into())),
+            None => None,
+        })
     }
 
     // ---- audit log --------------------------------------------------------------------
@@ -819,6 +857,7 @@ impl Store {
             source_blob: source_blob.into(),
             source_size,
             output: String::new(),
+            release_version: None,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -860,6 +899,58 @@ impl Store {
         Ok(row)
     }
 
+    /// Ends a build: `succeeded` or `failed`, its whole log, the release it made. Only a
+    /// pending build changes; returns whether this one did.
+    pub async fn finish_build(
+        &self,
+        build_id: &str,
+        status: &str,
+        output: &str,
+        release_version: Option<i64>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE builds SET status = $2, output = $3, release_version = $4, updated_at = $5 \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(build_id)
+        .bind(status)
+        .bind(output)
+        .bind(release_version)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks every pending build failed: run at start, since a build cannot outlive the API
+    /// process that streams it.
+    pub async fn fail_interrupted_builds(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE builds SET status = 'failed', output = output || $1, updated_at = $2 WHERE status = 'pending'",
+        )
+        .bind("\n !     The build was interrupted: the API restarted while it ran. Push again.\n")
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The app's buildpacks (`buildpacks:set`), in order; empty means detect.
+    pub async fn buildpacks(&self, app_id: &str) -> Result<Vec<String>> {
+        let row = sqlx::query("SELECT buildpacks FROM apps WHERE id = $1").bind(app_id).fetch_one(&self.pool).await?;
+        Ok(serde_json::from_str(&row.try_get::<String, _>("buildpacks")?)?)
+    }
+
+    pub async fn set_buildpacks(&self, app_id: &str, buildpacks: &[String]) -> Result<()> {
+        sqlx::query("UPDATE apps SET buildpacks = $2, updated_at = $3 WHERE id = $1")
+            .bind(app_id)
+            .bind(serde_json::to_string(buildpacks)?)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The app's builds, oldest first (ids are UUIDv7: they sort by time).
     pub async fn builds(&self, app_id: &str) -> Result<Vec<BuildRow>> {
         let rows = sqlx::query(&format!("SELECT {BUILD_COLUMNS} WHERE app_id = $1 ORDER BY created_at, id"))
@@ -879,8 +970,8 @@ impl Store {
     }
 }
 
-const BUILD_COLUMNS: &str = "id, status, source_commit, source_ref, source_blob, source_size, output, created_at, \
-                             updated_at FROM builds";
+const BUILD_COLUMNS: &str = "id, status, source_commit, source_ref, source_blob, source_size, output, \
+                             release_version, created_at, updated_at FROM builds";
 
 fn build_row(r: &AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
@@ -891,6 +982,7 @@ fn build_row(r: &AnyRow) -> Result<BuildRow> {
         source_blob: r.try_get("source_blob")?,
         source_size: r.try_get("source_size")?,
         output: r.try_get("output")?,
+        release_version: r.try_get("release_version")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -925,6 +1017,7 @@ fn migrator() -> Migrator {
         migration(3, "certificates", include_str!("../migrations/0003_certificates.sql")),
         migration(4, "builds", include_str!("../migrations/0004_builds.sql")),
         migration(5, "one-off dynos", include_str!("../migrations/0005_one_off_dynos.sql")),
+        migration(6, "builder", include_str!("../migrations/0006_builder.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -89,6 +89,7 @@ mod tests {
                 git_ref: "refs/heads/main".into(),
             },
             output: output.into(),
+            release: None,
             created_at: "2026-11-26T03:28:00Z".into(),
             updated_at: "2026-11-26T03:28:00Z".into(),
         }

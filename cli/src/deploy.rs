@@ -11,7 +11,7 @@ use ouro_types::{Release, ReleaseCreate, Slug, SlugCreate};
 use crate::client::{app_path, decode};
 use crate::context::{Ctx, Output, pretty};
 use crate::error::CliError;
-use crate::{git, procfile, slug};
+use crate::{git, slug};
 
 pub fn deploy(ctx: &Ctx, dir: &Path) -> Output {
     // Everything local that can be wrong is checked before the first request.
@@ -60,7 +60,7 @@ fn read_procfile(dir: &Path) -> Result<BTreeMap<String, String>, CliError> {
         }
         Err(e) => return Err(CliError::local(format!("cannot read {}: {e}", path.display()))),
     };
-    procfile::parse(&text)
+    ouro_types::procfile::parse(&text).map_err(CliError::usage)
 }
 
 /// Heroku-style `-----> Step... done` lines, written as each step starts and ends so that a

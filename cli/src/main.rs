@@ -23,7 +23,6 @@ mod error;
 mod git;
 mod git_remote;
 mod login;
-mod procfile;
 mod ps;
 mod releases;
 mod slug;

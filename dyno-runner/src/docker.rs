@@ -173,9 +173,69 @@ pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Resul
     Ok(())
 }
 
-/// `ouro/slug:<sha256>`: the image of a slug, named by its checksum.
-pub fn slug_image(checksum: &str) -> String {
-    format!("{SLUG_REPO}:{}", checksum.trim_start_matches("SHA256:").to_ascii_lowercase())
+/// The image of a slug on its stack, named by the slug's checksum: `ouro/slug:<sha256>`, or
+/// `ouro/slug:build-<sha256>` on the build stack.
+pub fn slug_image(checksum: &str, stack: &str) -> String {
+    let sha = checksum.trim_start_matches("SHA256:").to_ascii_lowercase();
+    match stack {
+        ouro_types::BUILD_STACK => format!("{SLUG_REPO}:build-{sha}"),
+        _ => format!("{SLUG_REPO}:{sha}"),
+    }
+}
+
+/// The volume `<platform>-<name>`, made on first use with its root owned by the dyno user
+/// (a short root container of `image` chowns it; Docker makes volume roots root-owned).
+pub async fn ensure_volume(docker: &Docker, platform: &str, name: &str, image: &str) -> Result<String> {
+    let full = format!("{platform}-{name}");
+    match docker.inspect_volume(&full).await {
+        Ok(_) => return Ok(full),
+        Err(e) if status_of(&e) == Some(404) => {}
+        Err(e) => return Err(docker_error(e)),
+    }
+    let options = bollard::volume::CreateVolumeOptions {
+        name: full.clone(),
+        labels: HashMap::from([(LABEL_PLATFORM.to_string(), platform.to_string())]),
+        ..Default::default()
+    };
+    docker.create_volume(options).await.map_err(docker_error)?;
+    let config = Config {
+        image: Some(image.to_string()),
+        cmd: Some(vec!["chown".into(), DYNO_USER.into(), "/volume".into()]),
+        user: Some("0:0".to_string()),
+        labels: Some(HashMap::from([("ouro.volume".to_string(), full.clone())])),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            mounts: Some(vec![volume_mount(&full, "/volume")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let result = async {
+        let created =
+            docker.create_container(None::<CreateContainerOptions<String>>, config).await.map_err(docker_error)?;
+        let started = docker.start_container::<String>(&created.id, None).await.map_err(docker_error);
+        let waited = match started {
+            Ok(()) => wait_success(docker, &created.id).await,
+            Err(e) => Err(e),
+        };
+        remove(docker, &created.id).await;
+        waited
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = docker.remove_volume(&full, None).await;
+        return Err(Error::Docker(format!("preparing volume {full} failed: {e}")));
+    }
+    Ok(full)
+}
+
+fn volume_mount(volume: &str, path: &str) -> bollard::models::Mount {
+    bollard::models::Mount {
+        target: Some(path.to_string()),
+        source: Some(volume.to_string()),
+        typ: Some(bollard::models::MountTypeEnum::VOLUME),
+        ..Default::default()
+    }
 }
 
 pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool> {
@@ -245,6 +305,10 @@ pub struct DynoSpec<'a> {
     pub command: &'a str,
     pub image: &'a str,
     pub config: &'a std::collections::BTreeMap<String, String>,
+    /// Volumes (already made, full names) and where to mount them.
+    pub mounts: Vec<(String, String)>,
+    /// The API's address as a container reaches it, for dynos that may call it (builds).
+    pub api_url: Option<&'a str>,
 }
 
 pub fn container_name(platform: &str, app: &str, process_type: &str, index: u32, release: i64) -> String {
@@ -258,6 +322,9 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
     let dyno = format!("{}.{}", spec.process_type, spec.index);
     let mut env: Vec<String> = spec.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.extend([format!("PORT={DYNO_PORT}"), format!("DYNO={dyno}"), format!("PS={dyno}"), "HOME=/app".into()]);
+    if let Some(url) = spec.api_url {
+        env.push(format!("OURO_API_URL={url}"));
+    }
     let size = dyno_size(spec.size).unwrap_or(&ouro_types::DYNO_SIZES[0]);
     let memory = i64::from(size.memory_mib) * 1024 * 1024;
     let labels = HashMap::from([
@@ -289,6 +356,9 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             sysctls: Some(HashMap::from([("net.ipv6.conf.all.disable_ipv6".to_string(), "0".to_string())])),
+            mounts: Some(spec.mounts.iter().map(|(volume, path)| volume_mount(volume, path)).collect()),
+            // `host.docker.internal` is the host, where the API listens.
+            extra_hosts: spec.api_url.map(|_| vec!["host.docker.internal:host-gateway".to_string()]),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".into()),
                 config: Some(HashMap::from([("max-size".to_string(), "10m".to_string())])),

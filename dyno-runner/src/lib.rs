@@ -50,6 +50,10 @@ pub struct Config {
     pub api_url: String,
     /// `OURO_API_TOKEN`: an admin token (until the runner has a scoped one).
     pub api_token: String,
+    /// `OURO_API_URL_FOR_DYNOS`: the API as the dynos that may call it (builds) reach it;
+    /// default `OURO_API_URL` with a loopback or unspecified host replaced by
+    /// `host.docker.internal` (the API must then listen on an address containers reach).
+    pub api_url_for_dynos: String,
     /// `OURO_RUNNER_LISTEN`, default `127.0.0.1:7701`: serves `/routes` to routers.
     pub listen: SocketAddr,
     /// `OURO_DOMAIN`, default `localhost`: app `demo` answers at `demo.<domain>`.
@@ -80,8 +84,10 @@ impl Config {
             }
         };
         let listen = var("OURO_RUNNER_LISTEN").unwrap_or_else(|| "127.0.0.1:7701".into());
+        let api_url = var("OURO_API_URL").unwrap_or_else(|| "http://127.0.0.1:7700".into());
         Ok(Config {
-            api_url: var("OURO_API_URL").unwrap_or_else(|| "http://127.0.0.1:7700".into()),
+            api_url_for_dynos: var("OURO_API_URL_FOR_DYNOS").unwrap_or_else(|| url_for_containers(&api_url)),
+            api_url,
             api_token: var("OURO_API_TOKEN").ok_or_else(|| {
                 Error::Config("set OURO_API_TOKEN to an admin token (the API's admin-token file)".into())
             })?,
@@ -96,6 +102,21 @@ impl Config {
             tick: Duration::from_secs(1),
         })
     }
+}
+
+/// `url` with a loopback or unspecified host replaced by `host.docker.internal`.
+pub fn url_for_containers(url: &str) -> String {
+    for host in ["127.0.0.1", "localhost", "0.0.0.0", "[::1]", "[::]"] {
+        for scheme in ["http://", "https://"] {
+            let prefix = format!("{scheme}{host}");
+            if let Some(rest) = url.strip_prefix(&prefix) {
+                if rest.is_empty() || rest.starts_with(':') || rest.starts_with('/') {
+                    return format!("{scheme}host.docker.internal{rest}");
+                }
+            }
+        }
+    }
+    url.to_string()
 }
 
 /// Binds, then reconciles until `shutdown` resolves. Dynos keep running when the runner stops;
@@ -338,7 +359,7 @@ impl Runner {
     async fn images_ready(&mut self, desired: &DesiredState) -> Result<HashSet<(String, i64)>> {
         let mut ready = HashSet::new();
         for app in &desired.apps {
-            let image = docker::slug_image(&app.release.slug_checksum);
+            let image = docker::slug_image(&app.release.slug_checksum, &app.release.stack);
             if !self.images.contains(&image) && docker::image_exists(&self.docker, &image).await? {
                 self.images.insert(image.clone());
             }
@@ -377,6 +398,7 @@ impl Runner {
         // Networks first, one app at a time (creating one twice in parallel makes two).
         let docker = &self.docker;
         let platform = self.config.platform.as_str();
+        let api_url = self.config.api_url_for_dynos.as_str();
         let mut networks = HashSet::new();
         for (app, ..) in &starts {
             if networks.insert(app.app_name.as_str()) {
@@ -401,7 +423,12 @@ impl Runner {
                     Some(o) => o.command.as_str(),
                     None => app.release.process_types.get(process_type).map(String::as_str).unwrap_or("false"),
                 };
-                let image = docker::slug_image(&app.release.slug_checksum);
+                let image = docker::slug_image(&app.release.slug_checksum, &app.release.stack);
+                let mut mounts = Vec::new();
+                for mount in one_off.map(|o| o.mounts.as_slice()).unwrap_or_default() {
+                    let volume = docker::ensure_volume(docker, platform, &mount.volume, &image).await?;
+                    mounts.push((volume, mount.path.clone()));
+                }
                 let spec = docker::DynoSpec {
                     platform,
                     app: &app.app_name,
@@ -412,6 +439,8 @@ impl Runner {
                     command,
                     image: &image,
                     config: &config,
+                    mounts,
+                    api_url: one_off.filter(|o| o.api_access).map(|_| api_url),
                 };
                 docker::start_dyno(docker, &spec).await
             }))
@@ -429,7 +458,7 @@ impl Runner {
     }
 
     fn spawn_build(&self, app: &DesiredApp) {
-        let image = docker::slug_image(&app.release.slug_checksum);
+        let image = docker::slug_image(&app.release.slug_checksum, &app.release.stack);
         {
             let Ok(mut building) = self.building.lock() else { return };
             if !building.insert(image.clone()) {
@@ -438,12 +467,15 @@ impl Runner {
         }
         let (docker, api, building, wake) =
             (self.docker.clone(), self.api.clone(), self.building.clone(), self.wake.clone());
-        let (url, name) = (app.release.slug_url.clone(), app.app_name.clone());
+        let (url, name, on) = (app.release.slug_url.clone(), app.app_name.clone(), app.release.stack.clone());
         tracing::info!(app = %name, %image, "building slug image");
         tokio::spawn(async move {
             let started = Instant::now();
             let result = async {
-                let stack = stack::ensure_stack_image(&docker).await?;
+                let stack = match on.as_str() {
+                    ouro_types::BUILD_STACK => stack::ensure_build_stack_image(&docker).await?,
+                    _ => stack::ensure_stack_image(&docker).await?,
+                };
                 let slug = api.slug(&url).await?;
                 docker::build_slug_image(&docker, &stack, slug, &image).await
             }

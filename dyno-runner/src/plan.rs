@@ -248,6 +248,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 config: Default::default(),
+                stack: ouro_types::STACK.into(),
             },
             formation: formation
                 .iter()
@@ -406,6 +407,8 @@ mod tests {
                     command: "echo hi".into(),
                     size: "basic".into(),
                     env: Default::default(),
+                    mounts: Vec::new(),
+                    api_access: false,
                 })
                 .collect();
             a

@@ -381,3 +381,74 @@ fn unique_suffix() -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{}_{nanos}", std::process::id())
 }
+
+/// A work tree with its own git configuration, isolated from the machine's.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+    pub config_dir: PathBuf,
+}
+
+impl Repo {
+    pub fn new(cli: &Cli) -> Repo {
+        let repo = Repo {
+            dir: tempfile::tempdir().expect("temp dir"),
+            home: tempfile::tempdir().expect("temp dir"),
+            config_dir: cli.config_dir.path().to_path_buf(),
+        };
+        repo.ok(&["init", "-q", "--initial-branch=main"]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn git(&self, args: &[&str]) -> Output {
+        let ouro_dir = binary("ouro").parent().expect("bin dir").to_path_buf();
+        let path = std::env::join_paths(
+            std::iter::once(ouro_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        )
+        .expect("PATH");
+        let mut command = Command::new("git");
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OURO_") || k.starts_with("GIT_")) {
+            command.env_remove(key);
+        }
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("PATH", path)
+            .env("HOME", self.home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("OURO_CONFIG_DIR", &self.config_dir);
+        command.output().expect("git runs")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.git(args);
+        assert!(out.status.success(), "git {args:?} failed\nstdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+        stdout(&out).trim().to_string()
+    }
+
+    /// Writes a file and commits it; returns the new commit id.
+    pub fn commit(&self, file: &str, content: &str) -> String {
+        let path = self.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+        self.ok(&["add", "-A"]);
+        self.ok(&["commit", "-q", "-m", &format!("change {file}")]);
+        self.ok(&["rev-parse", "HEAD"])
+    }
+}
+
+/// A CLI logged in to `api` with its admin token.
+pub fn logged_in(api: &Api) -> Cli {
+    let cli = Cli::new(api);
+    ok(&cli.login(&api.token));
+    cli
+}

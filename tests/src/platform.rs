@@ -79,7 +79,8 @@ impl Platform {
             docker.negotiate_version().await.expect("Docker Engine answers")
         });
         ensure_stack(&runtime, &docker);
-        let api = Api::start(Backend::Sqlite);
+        // On every interface: build dynos call the API at the host's Docker bridge address.
+        let api = Api::start_with(Backend::Sqlite, &[("OURO_LISTEN", "0.0.0.0:0")]);
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let id = format!("ourotest{}x{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
         let mut platform = Platform {
@@ -253,21 +254,28 @@ impl Drop for Platform {
                 let remove = bollard::container::RemoveContainerOptions { force: true, ..Default::default() };
                 let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(remove)).await;
             }
-            let options = bollard::network::ListNetworksOptions { filters };
+            let options = bollard::network::ListNetworksOptions { filters: filters.clone() };
             for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
                 let _ = docker.remove_network(&n.id.unwrap_or_default()).await;
+            }
+            let options = bollard::volume::ListVolumesOptions { filters };
+            let volumes = docker.list_volumes(Some(options)).await.ok().and_then(|l| l.volumes).unwrap_or_default();
+            for v in volumes {
+                let _ = docker.remove_volume(&v.name, None).await;
             }
         });
     }
 }
 
-/// Builds the stack image once per test process (the first build takes minutes).
+/// Builds the stack images (run and build) once per test process (the first build takes
+/// minutes), so that the runners of concurrent tests do not all build them at once.
 fn ensure_stack(runtime: &tokio::runtime::Runtime, docker: &Docker) {
     static DONE: OnceLock<Mutex<Option<String>>> = OnceLock::new();
     let done = DONE.get_or_init(|| Mutex::new(None));
     let mut tag = done.lock().unwrap_or_else(|e| e.into_inner());
     if tag.is_none() {
         let built = runtime.block_on(ouro_dyno_runner::stack::ensure_stack_image(docker)).expect("stack image");
+        runtime.block_on(ouro_dyno_runner::stack::ensure_build_stack_image(docker)).expect("build stack image");
         *tag = Some(built);
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! This crate holds data shapes and pure validation only: no I/O, no HTTP, no database.
 
+pub mod procfile;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -126,8 +128,16 @@ pub struct Build {
     pub source_blob: SourceBlob,
     /// What the build printed so far (empty while pending).
     pub output: String,
+    /// The release a successful build made.
+    #[serde(default)]
+    pub release: Option<BuildRelease>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildRelease {
+    pub version: i64,
 }
 
 /// The pushed tree as a tar.gz (`git archive`), in the blob store.
@@ -292,6 +302,19 @@ pub struct DesiredRelease {
     pub slug_url: String,
     pub process_types: BTreeMap<String, String>,
     pub config: ConfigVars,
+    /// The slug's stack: [`STACK`] or [`BUILD_STACK`] (the stack plus compilers).
+    #[serde(default = "default_stack")]
+    pub stack: String,
+}
+
+/// The stack apps run on: Debian 13 "trixie".
+pub const STACK: &str = "debian-13";
+/// The stack plus compilers (gcc, rustc, cargo): what builds run on, like Heroku's `-build`
+/// images.
+pub const BUILD_STACK: &str = "debian-13-build";
+
+fn default_stack() -> String {
+    STACK.to_string()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -311,6 +334,21 @@ pub struct DesiredOneOff {
     /// Extra environment on top of the release's config.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Docker volumes to mount (the builder's per-app cache).
+    #[serde(default)]
+    pub mounts: Vec<VolumeMount>,
+    /// Whether the dyno may call the Platform API: the runner then gives it `OURO_API_URL`, an
+    /// address of the API that a container can reach. Only platform one-offs (builds) ask.
+    #[serde(default)]
+    pub api_access: bool,
+}
+
+/// A named volume mounted into a dyno. The runner prefixes the name with its platform and
+/// makes the volume (owned by the dyno user) on first use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub path: String,
 }
 
 /// Body of `POST /apps/{app}/dynos`: a one-off dyno on the current release.

@@ -115,10 +115,7 @@ async fn destroy(
 
 pub(crate) fn app_json(settings: &Settings, app: AppRow) -> App {
     App {
-        web_url: match settings.apps_port {
-            80 => format!("http://{}.{}/", app.name, settings.domain),
-            port => format!("http://{}.{}:{port}/", app.name, settings.domain),
-        },
+        web_url: super::web_url(settings, &app.name),
         git_url: format!("{}/{}.git", settings.public_url, app.name),
         id: app.id,
         name: app.name,

@@ -69,6 +69,7 @@ fn build_json(settings: &Settings, app: &AppRow, build: BuildRow) -> Build {
         id: build.id,
         status: build.status,
         output: build.output,
+        release: build.release_version.map(|version| ouro_types::BuildRelease { version }),
         created_at: build.created_at,
         updated_at: build.updated_at,
     }

@@ -13,7 +13,7 @@ use ouro_types::{Dyno, Formation, FormationBatch, dyno_size, valid_process_type}
 use super::find_app;
 use crate::auth::User;
 use crate::error::Json;
-use crate::store::{AppRow, FormationChange, FormationRow};
+use crate::store::{AppRow, FormationChange, FormationRow, NewOneOff};
 use crate::{ApiError, AppState};
 
 /// Most dynos of one process type.
@@ -59,7 +59,8 @@ async fn run_one_off(
             app.name
         )));
     }
-    let one_off = state.store.create_one_off(&app.id, command, size, &body.env).await?;
+    let new = NewOneOff { command, size, env: &body.env, mounts: &[], api_access: false };
+    let one_off = state.store.create_one_off(&app.id, new).await?;
     let dyno = Dyno {
         id: one_off.id,
         app: app.name.clone(),

@@ -3,8 +3,8 @@
 //!
 //! The request body streams into git's stdin (gunzipped when git sent it compressed) and git's
 //! stdout streams back as the response: a pack is never held in memory. Pushes to one app run
-//! one at a time; once `git receive-pack` has exited, the API compares main and master with
-//! what they were before and queues a build of the pushed commit (see [`crate::git`]).
+//! one at a time. A push's `pre-receive` hook builds it while git waits (see [`crate::hook`]):
+//! the build's log reaches the pusher as `remote:` lines, and a failed build refuses the push.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::find_app;
 use crate::auth::{AuditApp, User};
-use crate::git::{archive_source, clean_git, deploy_refs, ensure_repo, pushed_ref, repo_path};
+use crate::git::{clean_git, ensure_repo, repo_path};
 use crate::store::AppRow;
 use crate::{ApiError, AppState, Error};
 
@@ -96,7 +96,7 @@ async fn info_refs(
     {
         let lock = state.pushes.of(&app.id);
         let _guard = lock.lock().await;
-        ensure_repo(&repo).await?;
+        ensure_repo(&repo, &state.settings.hook_exe).await?;
     }
     let mut command = clean_git();
     command.args([service.command(), "--stateless-rpc", "--advertise-refs"]).arg(&repo).stdin(Stdio::null());
@@ -161,11 +161,11 @@ async fn rpc(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip"));
     let repo = repo_path(&state, &app.id);
-    // A push holds its app's lock until the build is queued; a fetch needs none.
+    // A push holds its app's lock until its build has ended; a fetch needs none.
     let guard = match service {
         Service::Receive => {
             let guard = state.pushes.of(&app.id).lock_owned().await;
-            ensure_repo(&repo).await?;
+            ensure_repo(&repo, &state.settings.hook_exe).await?;
             Some(guard)
         }
         Service::Upload => {
@@ -175,11 +175,18 @@ async fn rpc(
             None
         }
     };
-    let before = match service {
-        Service::Receive => Some(deploy_refs(&repo).await?),
+    let mut command = clean_git();
+    // The push's hook calls back over loopback with this push's secret.
+    let session = match service {
+        Service::Receive => {
+            let (id, secret, session) = state.push_sessions.open(&app.id, &user.email);
+            command
+                .env("OURO_PUSH_URL", format!("{}/internal/pushes/{id}/build", state.settings.internal_url))
+                .env("OURO_PUSH_SECRET", secret);
+            Some(session)
+        }
         Service::Upload => None,
     };
-    let mut command = clean_git();
     command
         .args([service.command(), "--stateless-rpc"])
         .arg(&repo)
@@ -205,18 +212,10 @@ async fn rpc(
         if let Err(e) = &fed {
             tracing::warn!(app = %app_name, error = %e, "git request body not fully delivered");
         }
-        match status {
-            Ok(status) if status.success() => {}
-            other => {
-                tracing::warn!(app = %app_name, ?other, stderr = %stderr_text.trim(), "git {} failed", service.command());
-                return;
-            }
+        if !matches!(&status, Ok(status) if status.success()) {
+            tracing::warn!(app = %app_name, ?status, stderr = %stderr_text.trim(), "git {} failed", service.command());
         }
-        if let Some(before) = before {
-            if let Err(e) = queue_build(&state, &app, &before).await {
-                tracing::error!(app = %app_name, error = %e, "could not queue a build of the push");
-            }
-        }
+        drop(session);
         drop(guard);
     };
     let app_name = app_name_for_log(&segment);
@@ -240,24 +239,6 @@ async fn rpc(
 
 fn app_name_for_log(segment: &str) -> String {
     segment.trim_end_matches(".git").to_string()
-}
-
-/// After a successful receive-pack: if main or master moved, archive the new commit into the
-/// blob store and queue a pending build of it.
-async fn queue_build(
-    state: &AppState,
-    app: &AppRow,
-    before: &std::collections::HashMap<String, String>,
-) -> crate::Result<()> {
-    let repo = repo_path(state, &app.id);
-    let after = deploy_refs(&repo).await?;
-    let Some((git_ref, commit)) = pushed_ref(before, &after) else {
-        return Ok(());
-    };
-    let (checksum, size) = archive_source(state, &repo, &commit).await?;
-    let build = state.store.create_build(&app.id, &commit, &git_ref, &checksum, size).await?;
-    tracing::info!(app = %app.name, build = %build.id, %commit, %git_ref, "build queued");
-    Ok(())
 }
 
 fn too_large() -> ApiError {

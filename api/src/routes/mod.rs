@@ -3,6 +3,7 @@
 
 mod apps;
 mod audit;
+mod build_api;
 mod builds;
 mod certs;
 mod config_vars;
@@ -16,7 +17,7 @@ mod slugs;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Extension, Router, middleware};
-use ouro_types::{Account, DYNO_SIZES, DynoSize};
+use ouro_types::{Account, DYNO_SIZES, DynoSize, valid_process_type};
 
 use crate::auth::{self, User};
 use crate::store::AppRow;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))
+        .merge(build_api::routes())
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -112,4 +114,32 @@ pub(crate) async fn gzip_blob(
         (axum::http::header::CONTENT_LENGTH, size.to_string()),
     ];
     Ok((headers, axum::body::Body::from_stream(stream)).into_response())
+}
+
+/// Process types of a slug: at most 50, valid names (`run` is kept for one-off dynos), commands
+/// of 1 to 4096 characters.
+pub(crate) fn validate_process_types(types: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
+    if types.len() > 50 {
+        return Err(ApiError::invalid_params("a slug may declare at most 50 process types"));
+    }
+    for (name, command) in types {
+        if !valid_process_type(name) || name == "run" {
+            return Err(ApiError::invalid_params(format!(
+                "process type `{name}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_` \
+                 (`run` is kept for one-off dynos)"
+            )));
+        }
+        if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
+            return Err(ApiError::invalid_params(format!("command of `{name}` must be 1 to 4096 characters")));
+        }
+    }
+    Ok(())
+}
+
+/// Where an app answers through the router.
+pub(crate) fn web_url(settings: &crate::Settings, app_name: &str) -> String {
+    match settings.apps_port {
+        80 => format!("http://{app_name}.{}/", settings.domain),
+        port => format!("http://{app_name}.{}:{port}/", settings.domain),
+    }
 }

@@ -40,6 +40,8 @@ async fn desired_state(
                 command: o.command,
                 size: o.size,
                 env: o.env,
+                mounts: o.mounts,
+                api_access: o.api_access,
             })
             .collect();
         let certificates = state
@@ -58,6 +60,7 @@ async fn desired_state(
                 slug_checksum: checksum,
                 process_types: slug.process_types,
                 config: release.config,
+                stack: slug.stack,
             },
             formation: formation
                 .into_iter()

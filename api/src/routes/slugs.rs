@@ -5,7 +5,6 @@
 //! tar that stays inside its tree, within the size limits), and only then is committed to the
 //! blob store and recorded on the slug. Anything that fails leaves no blob and no change.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use axum::body::Body;
@@ -15,19 +14,19 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures_util::StreamExt;
-use ouro_types::{Blob, Slug, SlugCreate, valid_process_type};
+use ouro_types::{Blob, Slug, SlugCreate};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::find_app;
+use super::{find_app, validate_process_types};
 use crate::auth::User;
 use crate::blob::check_slug_archive;
 use crate::error::Json;
 use crate::store::{AppRow, SlugRow};
 use crate::{ApiError, AppState, Error, Settings, now};
 
-/// The stack every slug runs on until stacks can be chosen: Debian 13 "trixie".
-const DEFAULT_STACK: &str = "debian-13";
+/// The stack a slug runs on unless it names one: Debian 13 "trixie".
+const DEFAULT_STACK: &str = ouro_types::STACK;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -77,27 +76,21 @@ async fn upload(
 ) -> Result<axum::Json<Slug>, ApiError> {
     let app = find_app(&state, &user, &name).await?;
     let slug = find_slug(&state, &app, &slug_id).await?;
-    let staged = Staged(state.blobs.staging_dir().join(format!("upload-{}", uuid::Uuid::new_v4())));
-    let (digest, size) = receive(body, &staged.0, state.settings.max_slug_bytes).await?;
-    let checksum = format!("SHA256:{digest}");
-    if let Some(expected) = &slug.expected_checksum {
-        if !expected.eq_ignore_ascii_case(&checksum) {
-            return Err(ApiError::invalid_params(format!(
-                "upload has checksum {checksum} but the slug was created with {expected}"
-            )));
+    let (checksum, size) = accept_slug(&state, body, |checksum| {
+        if let Some(expected) = &slug.expected_checksum {
+            if !expected.eq_ignore_ascii_case(checksum) {
+                return Err(ApiError::invalid_params(format!(
+                    "upload has checksum {checksum} but the slug was created with {expected}"
+                )));
+            }
         }
-    }
-    if slug.checksum.as_ref().is_some_and(|c| *c != checksum) {
-        return Err(slug_is_immutable(&slug.id));
-    }
-    let path = staged.0.clone();
-    let max_unpacked = state.settings.max_slug_bytes.saturating_mul(4);
-    tokio::task::spawn_blocking(move || check_slug_archive(&path, max_unpacked))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
-        .map_err(|reason| ApiError::invalid_params(format!("slug rejected: {reason}")))?;
-    state.blobs.commit(&staged.0, &digest).await.map_err(Error::Io)?;
-    if !state.store.set_slug_blob(&slug.id, &checksum, size as i64).await? {
+        if slug.checksum.as_ref().is_some_and(|c| c != checksum) {
+            return Err(slug_is_immutable(&slug.id));
+        }
+        Ok(())
+    })
+    .await?;
+    if !state.store.set_slug_blob(&slug.id, &checksum, size).await? {
         return Err(slug_is_immutable(&slug.id));
     }
     let slug = find_slug(&state, &app, &slug_id).await?;
@@ -117,8 +110,32 @@ async fn download(
     super::gzip_blob(&state, &checksum, slug.size.unwrap_or(0)).await
 }
 
+/// Receives a slug tar.gz into the blob store: streamed to a staging file while hashed and
+/// counted (413 past the slug limit), `precheck`ed by checksum, checked as an archive (stays
+/// in its tree, bounded unpacked size), then committed. Returns `(SHA256:<hex>, bytes)`.
+/// Anything that fails leaves no blob.
+pub(crate) async fn accept_slug(
+    state: &AppState,
+    body: Body,
+    precheck: impl FnOnce(&str) -> Result<(), ApiError>,
+) -> Result<(String, i64), ApiError> {
+    let staged = Staged(state.blobs.staging_dir().join(format!("upload-{}", uuid::Uuid::new_v4())));
+    let limit = state.settings.max_slug_bytes;
+    let (digest, size) = receive(body, &staged.0, limit, "slug").await?;
+    let checksum = format!("SHA256:{digest}");
+    precheck(&checksum)?;
+    let path = staged.0.clone();
+    let max_unpacked = limit.saturating_mul(4);
+    tokio::task::spawn_blocking(move || check_slug_archive(&path, max_unpacked))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(|reason| ApiError::invalid_params(format!("slug rejected: {reason}")))?;
+    state.blobs.commit(&staged.0, &digest).await.map_err(Error::Io)?;
+    Ok((checksum, size as i64))
+}
+
 /// A staging file that is removed when dropped, unless it was committed (moved) first.
-struct Staged(PathBuf);
+pub(crate) struct Staged(pub(crate) PathBuf);
 
 impl Drop for Staged {
     fn drop(&mut self) {
@@ -126,8 +143,14 @@ impl Drop for Staged {
     }
 }
 
-/// Streams the body to `path`, hashing it; stops with 413 past `limit` bytes.
-async fn receive(body: Body, path: &std::path::Path, limit: u64) -> Result<(String, u64), ApiError> {
+/// Streams the body to `path`, hashing it; stops with 413 past `limit` bytes (`what` names
+/// the upload in errors).
+pub(crate) async fn receive(
+    body: Body,
+    path: &std::path::Path,
+    limit: u64,
+    what: &str,
+) -> Result<(String, u64), ApiError> {
     let mut file = tokio::fs::File::create(path).await.map_err(Error::Io)?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -136,14 +159,17 @@ async fn receive(body: Body, path: &std::path::Path, limit: u64) -> Result<(Stri
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
         size += chunk.len() as u64;
         if size > limit {
-            return Err(ApiError::too_large(format!("slug is larger than the limit of {} MiB", limit / (1024 * 1024))));
+            return Err(ApiError::too_large(format!(
+                "{what} is larger than the limit of {} MiB",
+                limit / (1024 * 1024)
+            )));
         }
         hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(Error::Io)?;
     }
     file.flush().await.map_err(Error::Io)?;
     if size == 0 {
-        return Err(ApiError::invalid_params("empty upload: PUT the slug's tar.gz as the request body"));
+        return Err(ApiError::invalid_params(format!("empty upload: send the {what}'s tar.gz as the request body")));
     }
     Ok((hex::encode(hasher.finalize()), size))
 }
@@ -165,28 +191,11 @@ fn validate(body: &SlugCreate) -> Result<(), ApiError> {
         }
     }
     if let Some(stack) = &body.stack {
-        if stack != DEFAULT_STACK {
+        if stack != DEFAULT_STACK && stack != ouro_types::BUILD_STACK {
             return Err(ApiError::invalid_params(format!(
-                "unknown stack `{stack}`; the only stack is {DEFAULT_STACK}"
+                "unknown stack `{stack}`; the stacks are {DEFAULT_STACK} and {}",
+                ouro_types::BUILD_STACK
             )));
-        }
-    }
-    Ok(())
-}
-
-fn validate_process_types(types: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    if types.len() > 50 {
-        return Err(ApiError::invalid_params("a slug may declare at most 50 process types"));
-    }
-    for (name, command) in types {
-        if !valid_process_type(name) || name == "run" {
-            return Err(ApiError::invalid_params(format!(
-                "process type `{name}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_` \
-                 (`run` is kept for one-off dynos)"
-            )));
-        }
-        if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
-            return Err(ApiError::invalid_params(format!("command of `{name}` must be 1 to 4096 characters")));
         }
     }
     Ok(())

@@ -1,0 +1,123 @@
+//! The `ouro-builder` system app: Ouro builds pushed code with an app of its own.
+//!
+//! Its slug holds the builder program (`builder/bin/ouro-build`) and the shipped buildpacks
+//! (`buildpacks/`), compiled into this binary by `build.rs`. At start the API makes sure the
+//! app exists (owned by the first admin) and that its current release runs exactly this slug;
+//! when the embedded files changed (a new Ouro), it uploads the new slug and makes a release,
+//! like any deploy. Every build is a one-off dyno of this app (see `build.rs`).
+
+use std::io::Write;
+
+use sha2::{Digest, Sha256};
+
+use crate::store::{Change, SlugRow};
+use crate::{AppState, Error, Result, now};
+
+include!(concat!(env!("OUT_DIR"), "/builder_files.rs"));
+
+/// The system app that runs builds.
+pub const BUILDER_APP: &str = "ouro-builder";
+/// What a build dyno runs.
+pub const BUILD_COMMAND: &str = "/app/bin/ouro-build";
+
+/// The builder's slug: a tar.gz of `./app/...`, byte-for-byte the same for the same files
+/// (sorted, times and owners zeroed; entries are `app/...`, as the `tar` crate writes `./app/...`), so its checksum names the builder's version.
+pub fn builder_slug() -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _, _) in BUILDER_FILES {
+        let mut parent = std::path::Path::new(path).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.to_string_lossy().into_owned());
+            parent = dir.parent();
+        }
+    }
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    };
+    tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), "./app/", std::io::empty())?;
+    for dir in &dirs {
+        tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), format!("./app/{dir}/"), std::io::empty())?;
+    }
+    for (path, mode, content) in BUILDER_FILES {
+        let mut h = header(tar::EntryType::Regular, *mode, content.len() as u64);
+        tar.append_data(&mut h, format!("./app/{path}"), *content)?;
+    }
+    let mut gz = tar.into_inner()?;
+    gz.flush()?;
+    gz.finish()
+}
+
+/// Makes the builder app and its release of the embedded slug when missing or different.
+pub async fn ensure(state: &AppState) -> Result<()> {
+    let app = match state.store.app(BUILDER_APP).await? {
+        Some(app) => app,
+        None => {
+            let admin = state
+                .store
+                .first_admin()
+                .await?
+                .ok_or_else(|| Error::Config("no admin user to own the builder app".into()))?;
+            state.store.create_app(BUILDER_APP, &admin).await?
+        }
+    };
+    let slug = tokio::task::spawn_blocking(builder_slug).await.map_err(std::io::Error::other)??;
+    let digest = hex::encode(Sha256::digest(&slug));
+    let checksum = format!("SHA256:{digest}");
+    if app.current_release_id.is_some() {
+        let release = state.store.current_release(&app).await?;
+        if let Some(slug_id) = &release.slug_id {
+            let current = state.store.slug(&app.id, slug_id).await?;
+            if current.and_then(|s| s.checksum).as_deref() == Some(checksum.as_str()) {
+                return Ok(());
+            }
+        }
+    }
+    let staged = state.blobs.staging_dir().join(format!("builder-{}", uuid::Uuid::new_v4()));
+    tokio::fs::write(&staged, &slug).await?;
+    if let Err(e) = state.blobs.commit(&staged, &digest).await {
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Err(e.into());
+    }
+    let row = SlugRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        process_types: Default::default(),
+        commit_sha: None,
+        commit_description: Some(format!("ouro-builder {}", env!("CARGO_PKG_VERSION"))),
+        expected_checksum: Some(checksum.clone()),
+        checksum: None,
+        size: None,
+        stack: ouro_types::BUILD_STACK.to_string(),
+        created_at: now(),
+    };
+    let row = state.store.create_slug(&app.id, row).await?;
+    state.store.set_slug_blob(&row.id, &checksum, slug.len() as i64).await?;
+    let description = Some(format!("Deploy builder {}", &digest[..12]));
+    let release = state.store.create_release(&app.id, "ouro", Change::Deploy { slug_id: row.id, description }).await?;
+    tracing::info!(version = release.map(|r| r.version), "builder app released");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_slug_is_reproducible_and_holds_the_builder() {
+        let (a, b) = (builder_slug().unwrap(), builder_slug().unwrap());
+        assert_eq!(a, b);
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&a[..]));
+        let names: Vec<String> =
+            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        for expected in ["app/bin/ouro-build", "app/buildpacks/ORDER", "app/buildpacks/python/bin/compile"] {
+            assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `git push` that builds and deploys, end to end: the real `git` client pushes to the real API,
+//! the build runs in a one-off dyno of the `ouro-builder` app on the real Docker Engine (started
+//! by the real runner), and the app answers through the real router. Needs Docker, network
+//! access to PyPI and the Debian mirror, and the stack images (built on first use).
+
+use std::process::Command;
+use std::time::Duration;
+
+use ouro_tests::platform::{Platform, sample_app};
+use ouro_tests::{Cli, Repo, Value, logged_in, ok, stderr, stdout};
+
+/// Copies sample app `name` into the work tree and commits it.
+fn add_sample(repo: &Repo, name: &str) {
+    let copied =
+        Command::new("cp").arg("-a").arg(format!("{}/.", sample_app(name).display())).arg(repo.path()).output();
+    assert!(copied.expect("cp").status.success());
+    repo.ok(&["add", "-A"]);
+    repo.ok(&["commit", "-q", "-m", &format!("the {name} sample")]);
+}
+
+/// A work tree holding sample `sample`, with app `app` created on the platform and its `ouro`
+/// remote set up by `ouro apps:create`, as a user would.
+fn sample_repo(platform: &Platform, cli: &Cli, app: &str, sample: &str) -> Repo {
+    let repo = Repo::new(cli);
+    add_sample(&repo, sample);
+    let created = ok(&cli.run_in(repo.path(), &["apps:create", app]));
+    assert!(created.contains("Git remote ouro added"), "{created}");
+    assert!(platform.api.get(&format!("/apps/{app}")).status == 200);
+    repo
+}
+
+/// `git push ouro main` that must succeed; returns what git printed (the build's transcript).
+fn push(repo: &Repo, args: &[&str]) -> String {
+    let mut all = vec!["push", "ouro"];
+    all.extend_from_slice(args);
+    let out = repo.git(&all);
+    let said = stderr(&out);
+    println!("--- git {} ---\n{said}", all.join(" "));
+    assert!(out.status.success(), "git {all:?} failed:\n{said}");
+    said
+}
+
+/// Waits until the app answers `/` through the router with a page containing `expect`.
+fn wait_for_page(platform: &Platform, app: &str, expect: &str) -> String {
+    let mut last = String::new();
+    platform.wait_until(Duration::from_secs(90), &format!("{app} answers with {expect:?}"), || {
+        match platform.get(app, "/") {
+            Ok((200, body)) if body.contains(expect) => {
+                last = body;
+                true
+            }
+            Ok((status, body)) => {
+                last = format!("{status} {body}");
+                false
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    last
+}
+
+fn builds(platform: &Platform, app: &str) -> Vec<Value> {
+    platform.api.get(&format!("/apps/{app}/builds")).body.as_array().cloned().unwrap_or_default()
+}
+
+/// The object count of the app's bare repository on the server.
+fn server_objects(platform: &Platform, app: &str) -> u64 {
+    let id = platform.api.get(&format!("/apps/{app}")).body["id"].as_str().expect("app id").to_string();
+    let repo = platform.api.data_dir.path().join("repos").join(format!("{id}.git"));
+    let out = Command::new("git").arg("--git-dir").arg(&repo).args(["count-objects", "-v"]).output().expect("git");
+    let text = stdout(&out);
+    let field = |name: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    field("count:") + field("in-pack:")
+}
+
+/// Asserts the transcript has Heroku's steps, in order.
+fn assert_transcript(said: &str, detected: &str, version: i64) {
+    let steps = [
+        "remote: -----> Building on the Debian 13 (trixie) stack".to_string(),
+        format!("remote: -----> {detected} app detected"),
+        "remote: -----> Discovering process types".to_string(),
+        "remote: -----> Compressing...".to_string(),
+        "remote:        Done: ".to_string(),
+        "remote: -----> Launching...".to_string(),
+        format!("remote:        Released v{version}"),
+        "deployed to Ouro".to_string(),
+    ];
+    let mut from = 0;
+    for step in &steps {
+        match said[from..].find(step.as_str()) {
+            Some(at) => from += at + step.len(),
+            None => panic!("`{step}` missing (or out of order) in the push's output:\n{said}"),
+        }
+    }
+}
+
+#[test]
+fn python_push_builds_serves_uses_the_cache_and_survives_a_broken_build() {
+    let platform = Platform::start();
+    let cli = logged_in(&platform.api);
+    let repo = sample_repo(&platform, &cli, "snake", "python-requests");
+    ok(&cli.run_in(repo.path(), &["config:set", "GREETING=bonjour"]));
+
+    // First push: cold cache. The transcript streams back; the release serves.
+    let said = push(&repo, &["main"]);
+    assert_transcript(&said, "Python", 3);
+    assert!(said.contains("pip: 0 from the build cache, 2 downloaded"), "{said}");
+    assert!(said.contains("Procfile declares types     -> web"), "{said}");
+    let page = wait_for_page(&platform, "snake", "hello from six 1.17.0");
+    assert!(page.contains("(bonjour)"), "config vars reach the dyno: {page}");
+    let list = builds(&platform, "snake");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["status"], "succeeded", "{:?}", list[0]);
+    assert_eq!(list[0]["release"]["version"], 3);
+    // The build's config reached the buildpack through ENV_DIR, not the builder's environment.
+    let builder = platform.api.get("/runner/desired-state");
+    let builder = builder.body["apps"].as_array().expect("apps").iter().find(|a| a["app_name"] == "ouro-builder");
+    let builder_config = &builder.expect("builder app")["release"]["config"];
+    assert!(builder_config.as_object().is_some_and(|c| c.is_empty()), "{builder_config}");
+
+    // Second push: only the new objects travel, and the cache is used.
+    let objects = server_objects(&platform, "snake");
+    let web = std::fs::read_to_string(repo.path().join("web.py")).expect("web.py");
+    std::fs::write(repo.path().join("web.py"), web.replace("hello from six", "hi again from six")).expect("write");
+    repo.ok(&["commit", "-q", "-am", "say hi again"]);
+    let said = push(&repo, &["main"]);
+    assert_eq!(server_objects(&platform, "snake"), objects + 3, "commit, tree and one blob");
+    assert_transcript(&said, "Python", 4);
+    assert!(said.contains("pip: 2 from the build cache, 0 downloaded"), "{said}");
+    wait_for_page(&platform, "snake", "hi again from six 1.17.0");
+
+    // A broken build: the push is refused with the reason, main does not move, the old
+    // release keeps serving, and the log stays in builds:info.
+    std::fs::write(repo.path().join("requirements.txt"), "this-package-does-not-exist-ouro-4242==1.0\n").unwrap();
+    repo.ok(&["commit", "-q", "-am", "break the build"]);
+    let out = repo.git(&["push", "ouro", "main"]);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "a failed build must refuse the push:\n{said}");
+    assert!(said.contains("remote:  !     Push rejected, failed to compile Python app."), "{said}");
+    assert!(said.contains("pre-receive hook declined"), "{said}");
+    let info = ok(&cli.run_in(repo.path(), &["builds:info"]));
+    assert!(info.contains("failed") && info.contains("this-package-does-not-exist-ouro-4242"), "{info}");
+    assert_eq!(platform.api.get("/apps/snake").body["current_release"], 4);
+    for _ in 0..5 {
+        let (status, body) = platform.get("snake", "/").expect("the old release serves");
+        assert_eq!(status, 200);
+        assert!(body.contains("hi again from six"), "{body}");
+    }
+
+    // Force push back to a good commit deploys it; fetch sees it.
+    repo.ok(&["reset", "-q", "--hard", "HEAD~1"]);
+    std::fs::write(repo.path().join("extra.txt"), "x\n").unwrap();
+    repo.ok(&["add", "-A"]);
+    repo.ok(&["commit", "-q", "-m", "rewritten"]);
+    let said = push(&repo, &["--force", "main"]);
+    assert_transcript(&said, "Python", 5);
+    let head = repo.ok(&["rev-parse", "HEAD"]);
+    repo.ok(&["fetch", "-q", "ouro"]);
+    assert_eq!(repo.ok(&["rev-parse", "ouro/main"]), head);
+    // A push to master deploys too.
+    std::fs::write(repo.path().join("extra.txt"), "y\n").unwrap();
+    repo.ok(&["commit", "-q", "-am", "to master"]);
+    let said = push(&repo, &["main:master"]);
+    assert_transcript(&said, "Python", 6);
+    let listed = ok(&cli.run_in(repo.path(), &["builds"]));
+    assert!(listed.contains("succeeded") && listed.contains("failed"), "{listed}");
+}
+
+/// Four kinds of app pushed at the same moment: the builds run side by side (one build dyno
+/// each), and each app answers through the router.
+#[test]
+fn static_procfile_node_and_go_apps_build_at_once() {
+    let platform = Platform::start();
+    let cli = logged_in(&platform.api);
+    let apps = [
+        ("site", "static-site", "Static", "<h1>Hello from a static site on Ouro</h1>"),
+        ("shell", "procfile-shell", "Procfile", "hello"),
+        ("nodey", "node-nodeps", "Node.js", "hello from node v20."),
+        ("gopher", "go-hello", "Go", "hello from go1.24"),
+    ];
+    let repos: Vec<Repo> = apps.iter().map(|(app, sample, ..)| sample_repo(&platform, &cli, app, sample)).collect();
+    let transcripts: Vec<String> = std::thread::scope(|scope| {
+        let pushes: Vec<_> = repos.iter().map(|repo| scope.spawn(move || push(repo, &["main"]))).collect();
+        pushes.into_iter().map(|p| p.join().expect("push thread")).collect()
+    });
+    for ((app, _, detected, page), said) in apps.iter().zip(&transcripts) {
+        assert_transcript(said, detected, 2);
+        wait_for_page(&platform, app, page);
+    }
+    // They overlapped: every build started before any of them ended.
+    let spans: Vec<(String, String)> = apps
+        .iter()
+        .map(|(app, ..)| {
+            let build = builds(&platform, app).pop().expect("a build");
+            (build["created_at"].as_str().unwrap().to_string(), build["updated_at"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let last_start = spans.iter().map(|s| s.0.clone()).max().unwrap();
+    let first_end = spans.iter().map(|s| s.1.clone()).min().unwrap();
+    assert!(last_start < first_end, "the builds ran one after another: {spans:?}");
+}
