@@ -17,6 +17,11 @@ include!(concat!(env!("OUT_DIR"), "/builder_files.rs"));
 
 /// The system app that runs builds.
 pub const BUILDER_APP: &str = "ouro-builder";
+/// Whether `name` is one of the platform's own apps (not listed by `GET /apps`).
+pub fn is_system_app(name: &str) -> bool {
+    name == BUILDER_APP
+}
+
 /// What a build dyno runs.
 pub const BUILD_COMMAND: &str = "/app/bin/ouro-build";
 

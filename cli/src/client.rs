@@ -58,6 +58,11 @@ impl Client {
         self.finish(request.send_json(body))
     }
 
+    pub fn put_json(&self, path: &str, body: &impl Serialize) -> Result<Value, CliError> {
+        let request = self.agent.put(self.url(path)).header("Authorization", self.bearer());
+        self.finish(request.send_json(body))
+    }
+
     /// `PUT`s `body` to `url` (absolute, as the API hands out blob URLs, or a path on the
     /// API) with the token: slug uploads.
     pub fn put_bytes(&self, url: &str, content_type: &str, body: &[u8]) -> Result<Value, CliError> {

@@ -1,5 +1,5 @@
 //! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
-//! `releases`, `ps`, `domains`, `certs`, `deploy`, `git`, `builds`) that log in, manage apps and print what the Ouro
+//! `releases`, `ps`, `domains`, `certs`, `deploy`, `git`, `builds`, `buildpacks`) that log in, manage apps and print what the Ouro
 //! Platform API answers.
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
@@ -11,6 +11,7 @@
 //! the machine fails, 2 for usage errors.
 
 mod apps;
+mod buildpacks;
 mod builds;
 mod certs;
 mod client;
@@ -208,6 +209,38 @@ enum Command {
         #[arg(value_name = "ACTION")]
         action: String,
     },
+    /// List the app's buildpacks (none: the next push detects one)
+    #[command(name = "buildpacks")]
+    Buildpacks,
+    /// Set the app's buildpack: a shipped one (`python`) or a classic buildpack's URL
+    #[command(name = "buildpacks:set")]
+    BuildpacksSet {
+        #[arg(value_name = "BUILDPACK")]
+        url: String,
+        /// Position to replace, from 1 (needed when the app has several)
+        #[arg(short, long)]
+        index: Option<usize>,
+    },
+    /// Add a buildpack (last, or at --index): several run in order
+    #[command(name = "buildpacks:add")]
+    BuildpacksAdd {
+        #[arg(value_name = "BUILDPACK")]
+        url: String,
+        /// Position to insert at, from 1
+        #[arg(short, long)]
+        index: Option<usize>,
+    },
+    /// Remove a buildpack, by URL or --index
+    #[command(name = "buildpacks:remove")]
+    BuildpacksRemove {
+        #[arg(value_name = "BUILDPACK")]
+        url: Option<String>,
+        #[arg(short, long)]
+        index: Option<usize>,
+    },
+    /// Remove every buildpack: the next push detects one
+    #[command(name = "buildpacks:clear")]
+    BuildpacksClear,
     /// List the app's builds, newest first
     #[command(name = "builds")]
     Builds,
@@ -249,6 +282,11 @@ fn run(cli: Cli) -> Output {
         Command::CertsRemove { id } => certs::remove(&ctx, &id),
         Command::GitRemote => git_remote::remote(&ctx),
         Command::GitCredentials { action } => git_remote::credentials(&action),
+        Command::Buildpacks => buildpacks::list(&ctx),
+        Command::BuildpacksSet { url, index } => buildpacks::change(&ctx, buildpacks::Change::Set { url, index }),
+        Command::BuildpacksAdd { url, index } => buildpacks::change(&ctx, buildpacks::Change::Add { url, index }),
+        Command::BuildpacksRemove { url, index } => buildpacks::change(&ctx, buildpacks::Change::Remove { url, index }),
+        Command::BuildpacksClear => buildpacks::change(&ctx, buildpacks::Change::Clear),
         Command::Builds => builds::list(&ctx),
         Command::BuildsInfo { id } => builds::info(&ctx, id),
     }

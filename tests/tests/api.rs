@@ -48,6 +48,15 @@ fn versions(api: &Api, app: &str) -> Vec<(i64, String, bool)> {
         .collect()
 }
 
+/// The runner's desired state without the platform's own `ouro-builder` app.
+fn user_desired(api: &Api) -> Value {
+    let mut desired = api.get("/runner/desired-state").body;
+    if let Some(apps) = desired["apps"].as_array_mut() {
+        apps.retain(|a| a["app_name"] != "ouro-builder");
+    }
+    desired
+}
+
 fn assert_error(answer: &ouro_tests::Answer, status: u16, id: &str) {
     assert_eq!(answer.status, status, "{:?}", answer.body);
     assert_eq!(answer.body["id"], id, "{:?}", answer.body);
@@ -175,7 +184,7 @@ fn slugs_deploy_and_set_the_formation(backend: Backend) {
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .count();
-    assert_eq!(blobs, 1);
+    assert_eq!(blobs, 2, "this slug's blob and the builder app's slug");
     // A slug's content is immutable.
     let other = make_slug(&[("app/other", "x")]);
     assert_error_raw(&api, &again_path, &other, 409, "conflict");
@@ -248,11 +257,23 @@ fn bad_input_gets_4xx_and_changes_nothing(backend: Backend) {
     assert_error(&api.post("/apps/demo/slugs", json!({"process_types": {"web": " "}})), 422, "invalid_params");
 
     // Hostile or broken slugs: rejected with a reason; the slug stays without content.
+    // A symlink out of the tree, then a file written through it: `app/etc -> /etc`, then
+    // `app/etc/passwd`.
     let outside = tempfile::tempdir().unwrap();
-    std::fs::create_dir(outside.path().join("app")).unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", outside.path().join("app/passwd")).unwrap();
-    let escaping = ouro_tests::tar_gz(outside.path());
-    assert_error_raw(&api, &blob, &escaping, 422, "invalid_params");
+    std::fs::create_dir_all(outside.path().join("app")).unwrap();
+    std::fs::create_dir_all(outside.path().join("x")).unwrap();
+    std::os::unix::fs::symlink("/etc", outside.path().join("app/etc")).unwrap();
+    std::fs::write(outside.path().join("x/passwd"), "root::0:0::/:/bin/sh\n").unwrap();
+    let escaping = std::process::Command::new("tar")
+        .args(["czf", "-", "--transform=s,^x/,app/etc/,", "-C"])
+        .arg(outside.path())
+        .args(["app/etc", "x/passwd"])
+        .output()
+        .expect("tar");
+    assert!(escaping.status.success());
+    assert_error_raw(&api, &blob, &escaping.stdout, 422, "invalid_params");
+    let rejected = api.raw("PUT", &blob, Some(&api.token), Some(&escaping.stdout), "application/gzip");
+    assert!(String::from_utf8_lossy(&rejected.1).contains("beneath the symlink `app/etc`"), "{rejected:?}");
     assert_error_raw(&api, &blob, b"this is not a tarball", 422, "invalid_params");
     assert_error_raw(&api, &blob, &vec![7u8; 100 * 1024], 413, "request_entity_too_large");
     assert_error_raw(&api, &blob, b"", 422, "invalid_params");
@@ -261,7 +282,8 @@ fn bad_input_gets_4xx_and_changes_nothing(backend: Backend) {
     assert_eq!(api.get(&blob.replace("/blob", "")).body["checksum"], Value::Null);
     let staged = std::fs::read_dir(api.data_dir.path().join("blobs/staging")).unwrap().count();
     assert_eq!(staged, 0, "failed uploads leave no staged files");
-    assert_eq!(std::fs::read_dir(api.data_dir.path().join("blobs/sha256")).unwrap().count(), 0);
+    // Only the builder app's slug is stored.
+    assert_eq!(std::fs::read_dir(api.data_dir.path().join("blobs/sha256")).unwrap().count(), 1);
 }
 
 fn tokens_guard_everything_but_health(backend: Backend) {
@@ -415,7 +437,7 @@ fn domains_and_restarts_reach_the_desired_state(backend: Backend) {
     assert_eq!(listed, vec![("site.localhost", "default"), ("www.example.com", "custom")]);
 
     // Only apps with a slug are in the desired state; they carry domains and restarts.
-    assert_eq!(api.get("/runner/desired-state").body, json!({"apps": []}));
+    assert_eq!(user_desired(&api), json!({"apps": []}));
     let slug = api.post("/apps/site/slugs", json!({"process_types": {"web": "serve"}}));
     let blob = format!("/apps/site/slugs/{}/blob", slug.body["id"].as_str().unwrap());
     api.raw("PUT", &blob, Some(&api.token), Some(&make_slug(&[("app/serve", "x")])), "application/gzip");
@@ -425,7 +447,7 @@ fn domains_and_restarts_reach_the_desired_state(backend: Backend) {
     assert_eq!(api.call("POST", "/apps/site/dynos/web.1/actions/stop", Some(&api.token), None).status, 200);
     assert_error(&api.delete("/apps/site/dynos/Web!"), 422, "invalid_params");
     assert_error(&api.call("POST", "/apps/site/dynos/web/actions/stop", Some(&api.token), None), 422, "invalid_params");
-    let desired = api.get("/runner/desired-state").body;
+    let desired = user_desired(&api);
     let site = &desired["apps"][0];
     assert_eq!(site["app_name"], "site");
     assert_eq!(site["domains"], json!(["www.example.com"]));
@@ -480,11 +502,11 @@ fn sni_endpoints_are_checked_listed_and_reach_the_desired_state(backend: Backend
     let blob = format!("/apps/site/slugs/{}/blob", slug.body["id"].as_str().unwrap());
     api.raw("PUT", &blob, Some(&api.token), Some(&make_slug(&[("app/serve", "x")])), "application/gzip");
     api.post("/apps/site/releases", json!({"slug": slug.body["id"]}));
-    let desired = api.get("/runner/desired-state").body;
+    let desired = user_desired(&api);
     assert_eq!(desired["apps"][0]["certificates"], json!([{"chain_pem": cert, "key_pem": key}]));
 
     assert_eq!(api.delete(&format!("/apps/site/sni-endpoints/{id}")).status, 200);
     assert_error(&api.delete(&format!("/apps/site/sni-endpoints/{id}")), 404, "not_found");
     assert_eq!(api.get("/apps/site/sni-endpoints").body, json!([]));
-    assert_eq!(api.get("/runner/desired-state").body["apps"][0]["certificates"], json!([]));
+    assert_eq!(user_desired(&api)["apps"][0]["certificates"], json!([]));
 }

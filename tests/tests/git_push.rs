@@ -135,6 +135,22 @@ fn push_refusals(backend: Backend) {
     assert_eq!(builder.status, 200, "{:?}", builder.body);
     assert_eq!(builder.body["current_release"], 2, "{:?}", builder.body);
 
+    // Buildpacks: shipped names and URLs, in order; anything else is refused and changes nothing.
+    assert!(ok(&cli.run(&["buildpacks", "-a", "pushy"])).contains("no buildpack set"));
+    ok(&cli.run(&["buildpacks:set", "heroku/python", "-a", "pushy"]));
+    ok(&cli.run(&["buildpacks:add", "https://example.com/bp.git#v2", "-a", "pushy"]));
+    ok(&cli.run(&["buildpacks:add", "go", "-i", "1", "-a", "pushy"]));
+    let listed = ok(&cli.run(&["buildpacks", "-a", "pushy"]));
+    assert!(listed.contains("1. go\n2. heroku/python\n3. https://example.com/bp.git#v2\n"), "{listed}");
+    let refused = cli.run(&["buildpacks:add", "file:///etc/passwd", "-a", "pushy"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("neither a shipped buildpack"), "{}", stderr(&refused));
+    let answer = api.get("/apps/pushy/buildpack-installations");
+    assert_eq!(answer.body.as_array().map(Vec::len), Some(3), "{:?}", answer.body);
+    ok(&cli.run(&["buildpacks:remove", "-i", "2", "-a", "pushy"]));
+    ok(&cli.run(&["buildpacks:clear", "-a", "pushy"]));
+    assert_eq!(api.get("/apps/pushy/buildpack-installations").body, ouro_tests::json!([]));
+
     // Deleting the app removes its repository.
     assert!(server_repo.exists());
     assert_eq!(api.delete("/apps/pushy").status, 200);

@@ -135,6 +135,31 @@ pub struct Build {
     pub updated_at: String,
 }
 
+/// One of an app's buildpacks, in order (`GET /apps/{app}/buildpack-installations`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildpackInstallation {
+    pub ordinal: i64,
+    pub buildpack: BuildpackRef,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildpackRef {
+    /// A shipped buildpack's name (`python`, `heroku/python`) or a buildpack URL.
+    pub url: String,
+    pub name: String,
+}
+
+/// Body of `PUT /apps/{app}/buildpack-installations`: the whole new list, in order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildpackInstallationsUpdate {
+    pub updates: Vec<BuildpackUpdate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildpackUpdate {
+    pub buildpack: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildRelease {
     pub version: i64,

@@ -79,7 +79,9 @@ async fn list(
 ) -> Result<axum::Json<Vec<App>>, ApiError> {
     let owner = (!user.admin).then_some(user.id.as_str());
     let apps = state.store.apps(owner).await?;
-    Ok(axum::Json(apps.into_iter().map(|a| app_json(&state.settings, a)).collect()))
+    // The platform's own apps are reached by name (`-a ouro-builder`), not listed.
+    let apps = apps.into_iter().filter(|a| !crate::builder_app::is_system_app(&a.name));
+    Ok(axum::Json(apps.map(|a| app_json(&state.settings, a)).collect()))
 }
 
 async fn info(

@@ -4,6 +4,7 @@
 mod apps;
 mod audit;
 mod build_api;
+mod buildpacks;
 mod builds;
 mod certs;
 mod config_vars;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(runner::routes())
         .merge(builds::routes())
+        .merge(buildpacks::routes())
         .merge(git::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
