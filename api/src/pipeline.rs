@@ -181,7 +181,14 @@ async fn build_and_release(
         ("OURO_MAX_SLUG_BYTES".to_string(), state.settings.max_slug_bytes.to_string()),
     ]);
     let mounts = [VolumeMount { volume: format!("cache-{}", app.id), path: CACHE_PATH.into() }];
-    let new = NewOneOff { command: BUILD_COMMAND, size: BUILD_SIZE, env: &env, mounts: &mounts, api_access: true };
+    let new = NewOneOff {
+        command: BUILD_COMMAND,
+        size: BUILD_SIZE,
+        env: &env,
+        mounts: &mounts,
+        api_access: true,
+        slug_id: None,
+    };
     let dyno = state.store.create_one_off(&builder.id, new).await.map_err(internal)?;
     tracing::info!(app = %app.name, build = %build.id, dyno = %format!("run.{}", dyno.number), "build dyno requested");
 
@@ -217,6 +224,9 @@ async fn build_and_release(
     };
     let slug = state.store.create_slug(&app.id, slug).await.map_err(internal)?;
     state.store.set_slug_blob(&slug.id, &checksum, size).await.map_err(internal)?;
+    if let Some(command) = slug.process_types.get("release") {
+        release_phase(state, app, &slug.id, command, log).await?;
+    }
     log.line("-----> Launching...").await;
     let change = Change::Deploy { slug_id: slug.id, description: None };
     let release = state.store.create_release(&app.id, actor, change).await.map_err(internal)?;
@@ -225,6 +235,46 @@ async fn build_and_release(
     let web_url = crate::routes::web_url(&state.settings, &app.name);
     log.line(&format!("       {web_url} deployed to Ouro")).await;
     Ok(release.version)
+}
+
+/// Runs the Procfile's `release` command once, in a one-off dyno of the app on the new slug
+/// with the current config, before the release exists (Heroku's release phase). A non-zero
+/// exit (or the build timeout) fails the build: no release is made, the old one serves on.
+async fn release_phase(
+    state: &AppState,
+    app: &AppRow,
+    slug_id: &str,
+    command: &str,
+    log: &mut Transcript,
+) -> Result<(), String> {
+    log.line(&format!("-----> Running release command: {command}")).await;
+    let env = BTreeMap::new();
+    let new = NewOneOff {
+        command,
+        size: ouro_types::DEFAULT_DYNO_SIZE,
+        env: &env,
+        mounts: &[],
+        api_access: false,
+        slug_id: Some(slug_id),
+    };
+    let dyno =
+        state.store.create_one_off(&app.id, new).await.map_err(|e| format!("Cannot run the release command: {e}"))?;
+    let deadline = tokio::time::Instant::now() + state.settings.build_timeout;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Ok(Some(reason)) = state.store.one_off_finished(&app.id, dyno.number).await {
+            if reason.ends_with("status 0") {
+                log.line("       Release command succeeded").await;
+                return Ok(());
+            }
+            return Err(format!("Release command failed ({reason}); the release was not made."));
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = state.store.finish_one_off(&app.name, dyno.number, "release phase timed out").await;
+            let minutes = state.settings.build_timeout.as_secs() / 60;
+            return Err(format!("Release command did not finish within {minutes} minutes; it was stopped."));
+        }
+    }
 }
 
 /// Relays the builder's events until its result; fails on timeout or when the dyno ended

@@ -119,6 +119,8 @@ pub struct OneOffRow {
     pub env: BTreeMap<String, String>,
     pub mounts: Vec<VolumeMount>,
     pub api_access: bool,
+    /// Runs on this slug (with the current config) instead of the current release.
+    pub slug_id: Option<String>,
     pub created_at: String,
 }
 
@@ -129,6 +131,7 @@ pub struct NewOneOff<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub mounts: &'a [VolumeMount],
     pub api_access: bool,
+    pub slug_id: Option<&'a str>,
 }
 
 pub struct AuditRow {
@@ -608,7 +611,7 @@ impl Store {
 
     /// Records a one-off dyno `run.N` with the next free N of the app.
     pub async fn create_one_off(&self, app_id: &str, new: NewOneOff<'_>) -> Result<OneOffRow> {
-        let NewOneOff { command, size, env, mounts, api_access } = new;
+        let NewOneOff { command, size, env, mounts, api_access, slug_id } = new;
         let now = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1").bind(app_id).bind(&now).execute(&mut *tx).await?;
@@ -625,11 +628,12 @@ impl Store {
             env: env.clone(),
             mounts: mounts.to_vec(),
             api_access,
+            slug_id: slug_id.map(str::to_string),
             created_at: now.clone(),
         };
         sqlx::query(
-            "INSERT INTO one_off_dynos (id, app_id, number, command, size, env, mounts, api_access, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO one_off_dynos (id, app_id, number, command, size, env, mounts, api_access, slug_id, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&one_off.id)
         .bind(app_id)
@@ -639,6 +643,7 @@ impl Store {
         .bind(serde_json::to_string(env)?)
         .bind(serde_json::to_string(mounts)?)
         .bind(i64::from(api_access))
+        .bind(slug_id)
         .bind(&now)
         .execute(&mut *tx)
         .await?;
@@ -649,7 +654,7 @@ impl Store {
     /// One-off dynos not reported finished yet.
     pub async fn running_one_offs(&self, app_id: &str) -> Result<Vec<OneOffRow>> {
         let rows = sqlx::query(
-            "SELECT id, number, command, size, env, mounts, api_access, created_at FROM one_off_dynos \
+            "SELECT id, number, command, size, env, mounts, api_access, slug_id, created_at FROM one_off_dynos \
              WHERE app_id = $1 AND finished_at IS NULL ORDER BY number",
         )
         .bind(app_id)
@@ -667,6 +672,7 @@ impl Store {
                     env: serde_json::from_str(&env)?,
                     mounts: serde_json::from_str(&mounts)?,
                     api_access: r.try_get::<i64, _>("api_access")? != 0,
+                    slug_id: r.try_get("slug_id")?,
                     created_at: r.try_get("created_at")?,
                 })
             })
@@ -1018,6 +1024,7 @@ fn migrator() -> Migrator {
         migration(4, "builds", include_str!("../migrations/0004_builds.sql")),
         migration(5, "one-off dynos", include_str!("../migrations/0005_one_off_dynos.sql")),
         migration(6, "builder", include_str!("../migrations/0006_builder.sql")),
+        migration(7, "release phase", include_str!("../migrations/0007_release_phase.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -104,6 +104,14 @@ impl Config {
     }
 }
 
+/// The release `version` of a desired app: its current one, or a one-off's own.
+fn release_of(app: &DesiredApp, version: i64) -> Option<&ouro_types::DesiredRelease> {
+    if app.release.version == version {
+        return Some(&app.release);
+    }
+    app.one_offs.iter().filter_map(|o| o.release.as_ref()).find(|r| r.version == version)
+}
+
 /// `url` with a loopback or unspecified host replaced by `host.docker.internal`.
 pub fn url_for_containers(url: &str) -> String {
     for host in ["127.0.0.1", "localhost", "0.0.0.0", "[::1]", "[::]"] {
@@ -359,12 +367,15 @@ impl Runner {
     async fn images_ready(&mut self, desired: &DesiredState) -> Result<HashSet<(String, i64)>> {
         let mut ready = HashSet::new();
         for app in &desired.apps {
-            let image = docker::slug_image(&app.release.slug_checksum, &app.release.stack);
-            if !self.images.contains(&image) && docker::image_exists(&self.docker, &image).await? {
-                self.images.insert(image.clone());
-            }
-            if self.images.contains(&image) {
-                ready.insert((app.app_name.clone(), app.release.version));
+            let releases = std::iter::once(&app.release).chain(app.one_offs.iter().filter_map(|o| o.release.as_ref()));
+            for release in releases {
+                let image = docker::slug_image(&release.slug_checksum, &release.stack);
+                if !self.images.contains(&image) && docker::image_exists(&self.docker, &image).await? {
+                    self.images.insert(image.clone());
+                }
+                if self.images.contains(&image) {
+                    ready.insert((app.app_name.clone(), release.version));
+                }
             }
         }
         Ok(ready)
@@ -375,9 +386,9 @@ impl Runner {
         let mut starts = Vec::new();
         for step in steps {
             match step {
-                Step::BuildImage { app, .. } => {
-                    if let Some(app) = apps.get(app.as_str()) {
-                        self.spawn_build(app);
+                Step::BuildImage { app, release } => {
+                    if let Some(desired) = apps.get(app.as_str()).and_then(|a| release_of(a, release)) {
+                        self.spawn_build(&app, desired);
                     }
                 }
                 Step::Start { app, release, process_type, index, size } => {
@@ -410,20 +421,21 @@ impl Runner {
         // Then start in parallel: scaling to 20 should not take 20 round trips in a row.
         let results =
             futures_util::future::join_all(starts.iter().map(|(app, release, process_type, index, size)| async move {
-                // A one-off runs its own command with its env over the release's config.
+                // A one-off runs its own command with its env over its release's config.
                 let one_off =
                     (process_type == plan::ONE_OFF).then(|| app.one_offs.iter().find(|o| o.number == *index)).flatten();
+                let run_on = release_of(app, *release).unwrap_or(&app.release);
                 let config = match one_off {
                     Some(o) => std::borrow::Cow::Owned(
-                        app.release.config.iter().chain(&o.env).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        run_on.config.iter().chain(&o.env).map(|(k, v)| (k.clone(), v.clone())).collect(),
                     ),
-                    None => std::borrow::Cow::Borrowed(&app.release.config),
+                    None => std::borrow::Cow::Borrowed(&run_on.config),
                 };
                 let command = match one_off {
                     Some(o) => o.command.as_str(),
-                    None => app.release.process_types.get(process_type).map(String::as_str).unwrap_or("false"),
+                    None => run_on.process_types.get(process_type).map(String::as_str).unwrap_or("false"),
                 };
-                let image = docker::slug_image(&app.release.slug_checksum, &app.release.stack);
+                let image = docker::slug_image(&run_on.slug_checksum, &run_on.stack);
                 let mut mounts = Vec::new();
                 for mount in one_off.map(|o| o.mounts.as_slice()).unwrap_or_default() {
                     let volume = docker::ensure_volume(docker, platform, &mount.volume, &image).await?;
@@ -457,8 +469,8 @@ impl Runner {
         }
     }
 
-    fn spawn_build(&self, app: &DesiredApp) {
-        let image = docker::slug_image(&app.release.slug_checksum, &app.release.stack);
+    fn spawn_build(&self, app: &str, release: &ouro_types::DesiredRelease) {
+        let image = docker::slug_image(&release.slug_checksum, &release.stack);
         {
             let Ok(mut building) = self.building.lock() else { return };
             if !building.insert(image.clone()) {
@@ -467,7 +479,7 @@ impl Runner {
         }
         let (docker, api, building, wake) =
             (self.docker.clone(), self.api.clone(), self.building.clone(), self.wake.clone());
-        let (url, name, on) = (app.release.slug_url.clone(), app.app_name.clone(), app.release.stack.clone());
+        let (url, name, on) = (release.slug_url.clone(), app.to_string(), release.stack.clone());
         tracing::info!(app = %name, %image, "building slug image");
         tokio::spawn(async move {
             let started = Instant::now();

@@ -112,7 +112,8 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
     let release = app.release.version;
     let image_ready = ctx.images_ready.contains(&(app.app_name.clone(), release));
     let (one_offs, live): (Vec<&LiveDyno>, Vec<&LiveDyno>) = live.iter().partition(|d| d.process_type == ONE_OFF);
-    let mut needs_image = plan_one_offs(app, &one_offs, image_ready, steps);
+    let mut images_missing = plan_one_offs(app, &one_offs, ctx, steps);
+    let mut needs_image = false;
     let wanted: BTreeMap<&str, (i64, &str)> = app
         .formation
         .iter()
@@ -182,8 +183,11 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
         let reason = if dyno.release == release { StopReason::NotDesired } else { StopReason::Superseded };
         retire(dyno, reason, steps);
     }
-    if needs_image {
-        steps.insert(0, Step::BuildImage { app: app.app_name.clone(), release });
+    if needs_image && !images_missing.contains(&release) {
+        images_missing.push(release);
+    }
+    for version in images_missing.into_iter().rev() {
+        steps.insert(0, Step::BuildImage { app: app.app_name.clone(), release: version });
     }
 }
 
@@ -194,30 +198,32 @@ fn restart_requested(app: &DesiredApp, process_type: &str, index: u32) -> Option
 }
 
 /// One-off dynos run once: start each desired `run.N` that has no container yet (never
-/// restart it); remove those no longer desired (the API drops them once reported finished).
-/// Returns whether the image is missing for one that should start.
-fn plan_one_offs(app: &DesiredApp, live: &[&LiveDyno], image_ready: bool, steps: &mut Vec<Step>) -> bool {
-    let mut needs_image = false;
+/// restart it), on its own release when it has one (the release phase) or the app's; remove
+/// those no longer desired (the API drops them once reported finished). Returns the releases
+/// whose image is missing for one that should start.
+fn plan_one_offs(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec<Step>) -> Vec<i64> {
+    let mut missing = Vec::new();
     for one_off in &app.one_offs {
         if live.iter().any(|d| d.index == one_off.number) {
             continue;
         }
-        if image_ready {
+        let release = one_off.release.as_ref().map_or(app.release.version, |r| r.version);
+        if ctx.images_ready.contains(&(app.app_name.clone(), release)) {
             steps.push(Step::Start {
                 app: app.app_name.clone(),
-                release: app.release.version,
+                release,
                 process_type: ONE_OFF.to_string(),
                 index: one_off.number,
                 size: one_off.size.clone(),
             });
-        } else {
-            needs_image = true;
+        } else if !missing.contains(&release) {
+            missing.push(release);
         }
     }
     for dyno in live.iter().filter(|d| !app.one_offs.iter().any(|o| o.number == d.index)) {
         retire(dyno, StopReason::NotDesired, steps);
     }
-    needs_image
+    missing
 }
 
 fn retire(dyno: &LiveDyno, reason: StopReason, steps: &mut Vec<Step>) {
@@ -409,6 +415,7 @@ mod tests {
                     env: Default::default(),
                     mounts: Vec::new(),
                     api_access: false,
+                    release: None,
                 })
                 .collect();
             a
@@ -430,6 +437,33 @@ mod tests {
         );
         let live = [web, dyno("r1", "a", 1, "run", 1, UP)];
         assert_eq!(run(vec![with_one_offs(&[1])], &live, &[("a", 2)], &[], 0), vec![]);
+    }
+
+    #[test]
+    fn a_release_phase_one_off_runs_on_its_own_slug_beside_the_current_release() {
+        let mut a = app("a", 2, &[("web", 1)]);
+        let mut next = a.release.clone();
+        next.version = 0;
+        next.slug_checksum = "SHA256:11".into();
+        a.one_offs = vec![ouro_types::DesiredOneOff {
+            number: 3,
+            command: "./migrate".into(),
+            size: "basic".into(),
+            env: Default::default(),
+            mounts: Vec::new(),
+            api_access: false,
+            release: Some(next),
+        }];
+        let web = dyno("w1", "a", 2, "web", 1, UP);
+        // Its image first; the serving web dyno is left alone.
+        let steps = run(vec![a.clone()], std::slice::from_ref(&web), &[("a", 2)], &[], 0);
+        assert_eq!(steps, vec![Step::BuildImage { app: "a".into(), release: 0 }]);
+        // Then it starts on release 0 (its own), and web still serves.
+        let steps = run(vec![a.clone()], std::slice::from_ref(&web), &[("a", 2), ("a", 0)], &[], 0);
+        assert_eq!(steps, vec![start("a", 0, "run", 3)]);
+        // Running, it is not a dyno of an old release to retire.
+        let live = [web, dyno("r3", "a", 0, "run", 3, UP)];
+        assert_eq!(run(vec![a], &live, &[("a", 2), ("a", 0)], &[], 0), vec![]);
     }
 
     #[test]

@@ -72,6 +72,11 @@ impl Platform {
     }
 
     pub fn start_with(runner_env: &[(&str, &str)]) -> Platform {
+        Platform::start_with_api(&[], runner_env)
+    }
+
+    /// With extra environment for the API (e.g. a small `OURO_MAX_SLUG_BYTES`) and the runner.
+    pub fn start_with_api(api_env: &[(&str, &str)], runner_env: &[(&str, &str)]) -> Platform {
         let slot = PlatformSlot::acquire();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let docker = runtime.block_on(async {
@@ -80,7 +85,9 @@ impl Platform {
         });
         ensure_stack(&runtime, &docker);
         // On every interface: build dynos call the API at the host's Docker bridge address.
-        let api = Api::start_with(Backend::Sqlite, &[("OURO_LISTEN", "0.0.0.0:0")]);
+        let mut env = vec![("OURO_LISTEN", "0.0.0.0:0")];
+        env.extend_from_slice(api_env);
+        let api = Api::start_with(Backend::Sqlite, &env);
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let id = format!("ourotest{}x{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
         let mut platform = Platform {

@@ -171,10 +171,10 @@ fn python_push_builds_serves_uses_the_cache_and_survives_a_broken_build() {
     assert!(listed.contains("succeeded") && listed.contains("failed"), "{listed}");
 }
 
-/// Four kinds of app pushed at the same moment: the builds run side by side (one build dyno
+/// Five kinds of app pushed at the same moment: the builds run side by side (one build dyno
 /// each), and each app answers through the router.
 #[test]
-fn static_procfile_node_and_go_apps_build_at_once() {
+fn static_procfile_node_go_and_rust_apps_build_at_once() {
     let platform = Platform::start();
     let cli = logged_in(&platform.api);
     let apps = [
@@ -182,6 +182,7 @@ fn static_procfile_node_and_go_apps_build_at_once() {
         ("shell", "procfile-shell", "Procfile", "hello"),
         ("nodey", "node-nodeps", "Node.js", "hello from node v20."),
         ("gopher", "go-hello", "Go", "hello from go1.24"),
+        ("crab", "rust-hello", "Rust", "hello from rust"),
     ];
     let repos: Vec<Repo> = apps.iter().map(|(app, sample, ..)| sample_repo(&platform, &cli, app, sample)).collect();
     let transcripts: Vec<String> = std::thread::scope(|scope| {
@@ -203,4 +204,128 @@ fn static_procfile_node_and_go_apps_build_at_once() {
     let last_start = spans.iter().map(|s| s.0.clone()).max().unwrap();
     let first_end = spans.iter().map(|s| s.1.clone()).min().unwrap();
     assert!(last_start < first_end, "the builds ran one after another: {spans:?}");
+}
+
+/// Serves `body` at any path over HTTP on every interface (build dynos reach it as
+/// `host.docker.internal`), for `requests` requests; returns the port.
+fn serve_file(body: Vec<u8>, requests: usize) -> u16 {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(requests) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    port
+}
+
+/// A third-party classic buildpack as a .tgz: it writes the page from a config var read from
+/// ENV_DIR, reports what of the builder it can see, and exports a variable for the next one.
+fn third_party_buildpack() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = dir.path().join("greeter/bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let files = [
+        ("detect", "#!/bin/sh\necho Greeter\n"),
+        (
+            "compile",
+            "#!/bin/sh\nset -e\necho \"-----> Greeting from $3\"\n\
+             tokens=$(env | grep -c '^OURO_' || true)\n\
+             cached=$(ls -A \"$2\" | wc -l)\n\
+             echo \"<p>$(cat \"$3/GREETING\") tokens=$tokens cache=$cached</p>\" > \"$1/index.html\"\n\
+             echo 'export GREETER_RAN=yes' > \"$(dirname \"$0\")/../export\"\n",
+        ),
+        ("release", "#!/bin/sh\necho '---'\necho 'default_process_types: {}'\n"),
+    ];
+    for (name, text) in files {
+        let path = bin.join(name);
+        std::fs::write(&path, text).expect("write");
+        Command::new("chmod").arg("755").arg(&path).status().expect("chmod");
+    }
+    let out = Command::new("tar").arg("czf").arg("-").arg("-C").arg(dir.path()).arg("greeter").output().expect("tar");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Buildpacks by URL and in chains, the release phase, and what a build refuses: a source
+/// link out of the tree, a slug over the limit.
+#[test]
+fn buildpack_urls_release_phase_and_refusals() {
+    let platform = Platform::start_with_api(&[("OURO_MAX_SLUG_BYTES", "8000000")], &ouro_tests::platform::runner_env());
+    let cli = logged_in(&platform.api);
+
+    // A third-party buildpack by URL, chained before the shipped static one.
+    let port = serve_file(third_party_buildpack(), 4);
+    let repo = Repo::new(&cli);
+    repo.commit("README", "no index.html: the first buildpack writes it\n");
+    ok(&cli.run_in(repo.path(), &["apps:create", "chained"]));
+    ok(&cli.run_in(repo.path(), &["config:set", "GREETING=bonjour"]));
+    ok(&cli.run_in(repo.path(), &["buildpacks:set", &format!("http://host.docker.internal:{port}/greeter.tgz")]));
+    ok(&cli.run_in(repo.path(), &["buildpacks:add", "static"]));
+    let said = push(&repo, &["main"]);
+    assert!(said.contains("-----> Using buildpacks: http://host.docker.internal:"), "{said}");
+    assert!(said.contains("-----> Greeter app detected") && said.contains("-----> Static app detected"), "{said}");
+    assert!(said.contains("Greeting from /tmp/"), "ENV_DIR is the builder's temp dir: {said}");
+    // Config came through ENV_DIR; the buildpack saw no OURO_* variable and an empty cache.
+    wait_for_page(&platform, "chained", "<p>bonjour tokens=0 cache=0</p>");
+
+    // Release phase: runs on the new slug before the release; a failure keeps the old one.
+    let repo = Repo::new(&cli);
+    add_sample(&repo, "static-site");
+    std::fs::write(
+        repo.path().join("Procfile"),
+        "web: python3 -m http.server $PORT --bind 0.0.0.0 --directory /app\nrelease: test -f /app/index.html\n",
+    )
+    .expect("write");
+    repo.ok(&["add", "-A"]);
+    repo.ok(&["commit", "-q", "-m", "release phase"]);
+    ok(&cli.run_in(repo.path(), &["apps:create", "phased"]));
+    let said = push(&repo, &["main"]);
+    assert!(said.contains("-----> Running release command: test -f /app/index.html"), "{said}");
+    assert!(said.contains("Release command succeeded"), "{said}");
+    assert_transcript(&said, "Static", 2);
+    wait_for_page(&platform, "phased", "Hello from a static site on Ouro");
+    let procfile = "web: python3 -m http.server $PORT --bind 0.0.0.0 --directory /app\nrelease: exit 3\n";
+    std::fs::write(repo.path().join("Procfile"), procfile).expect("write");
+    std::fs::write(repo.path().join("index.html"), "<h1>never served</h1>\n").expect("write");
+    repo.ok(&["commit", "-q", "-am", "failing release phase"]);
+    let out = repo.git(&["push", "ouro", "main"]);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "a failed release phase refuses the push:\n{said}");
+    assert!(
+        said.contains("Release command failed (process exited with status 3); the release was not made."),
+        "{said}"
+    );
+    assert_eq!(platform.api.get("/apps/phased").body["current_release"], 2);
+    let (status, body) = platform.get("phased", "/").expect("the old release serves");
+    assert_eq!(status, 200);
+    assert!(body.contains("Hello from a static site on Ouro"), "{body}");
+
+    // A link out of the tree in the pushed source is refused by the builder, with the reason.
+    let repo = Repo::new(&cli);
+    add_sample(&repo, "static-site");
+    std::os::unix::fs::symlink("/etc/passwd", repo.path().join("leak")).expect("symlink");
+    repo.ok(&["add", "-A"]);
+    repo.ok(&["commit", "-q", "-m", "a link out of the tree"]);
+    ok(&cli.run_in(repo.path(), &["apps:create", "leaky"]));
+    let out = repo.git(&["push", "ouro", "main"]);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("cannot be unpacked safely"), "{said}");
+
+    // A slug over the limit (8 MB here; node's is ~31 MB) is refused with its size.
+    let repo = sample_repo(&platform, &cli, "heavy", "node-nodeps");
+    let out = repo.git(&["push", "ouro", "main"]);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("is too large (max is 7.6M)"), "{said}");
+    let listed: Vec<Value> = builds(&platform, "heavy");
+    assert_eq!(listed.last().expect("a build")["status"], "failed");
+    assert_eq!(platform.api.get("/apps/heavy").body["current_release"], 1);
 }

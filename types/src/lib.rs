@@ -366,6 +366,10 @@ pub struct DesiredOneOff {
     /// address of the API that a container can reach. Only platform one-offs (builds) ask.
     #[serde(default)]
     pub api_access: bool,
+    /// Runs on this release instead of the app's (the release phase runs on a slug that is
+    /// not released yet; its `version` is 0).
+    #[serde(default)]
+    pub release: Option<DesiredRelease>,
 }
 
 /// A named volume mounted into a dyno. The runner prefixes the name with its platform and

@@ -59,7 +59,7 @@ async fn run_one_off(
             app.name
         )));
     }
-    let new = NewOneOff { command, size, env: &body.env, mounts: &[], api_access: false };
+    let new = NewOneOff { command, size, env: &body.env, mounts: &[], api_access: false, slug_id: None };
     let one_off = state.store.create_one_off(&app.id, new).await?;
     let dyno = Dyno {
         id: one_off.id,

@@ -15,7 +15,8 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/runner/desired-state", get(desired_state)).route("/runner/dynos", put(report))
 }
 
-/// Every app whose current release has an uploaded slug, with that release and the formation.
+/// Every app whose current release has an uploaded slug, with that release and the formation;
+/// and apps with a release-phase one-off on a slug that is not released yet.
 async fn desired_state(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -24,26 +25,41 @@ async fn desired_state(
     let mut apps = Vec::new();
     for app in state.store.apps(None).await? {
         let release = state.store.current_release(&app).await?;
-        let Some(slug_id) = release.slug_id else { continue };
-        let Some(slug) = state.store.slug(&app.id, &slug_id).await? else { continue };
-        let Some(checksum) = slug.checksum else { continue };
-        let formation = state.store.formation(&app.id).await?;
-        let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
-        let restarts = state.store.restarts(&app.id).await?;
-        let one_offs = state
-            .store
-            .running_one_offs(&app.id)
-            .await?
-            .into_iter()
-            .map(|o| ouro_types::DesiredOneOff {
+        let mut one_offs = Vec::new();
+        for o in state.store.running_one_offs(&app.id).await? {
+            let own_release = match &o.slug_id {
+                Some(slug_id) => match desired_release(&state, &app, slug_id, 0, "", &release.config).await? {
+                    Some(r) => Some(r),
+                    None => continue,
+                },
+                None => None,
+            };
+            one_offs.push(ouro_types::DesiredOneOff {
                 number: o.number as u32,
                 command: o.command,
                 size: o.size,
                 env: o.env,
                 mounts: o.mounts,
                 api_access: o.api_access,
-            })
-            .collect();
+                release: own_release,
+            });
+        }
+        let current = match &release.slug_id {
+            Some(slug_id) => {
+                desired_release(&state, &app, slug_id, release.version, &release.id, &release.config).await?
+            }
+            None => None,
+        };
+        // No release to run yet: only a release phase (on its own slug) may be desired.
+        let (current, formation) = match current {
+            Some(current) => (current, state.store.formation(&app.id).await?),
+            None => match one_offs.iter().find_map(|o| o.release.clone()) {
+                Some(own) => (own, Vec::new()),
+                None => continue,
+            },
+        };
+        let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
+        let restarts = state.store.restarts(&app.id).await?;
         let certificates = state
             .store
             .certificate_keys(&app.id)
@@ -52,16 +68,7 @@ async fn desired_state(
             .map(|(chain_pem, key_pem)| TlsCert { chain_pem, key_pem })
             .collect();
         apps.push(DesiredApp {
-            release: DesiredRelease {
-                id: release.id,
-                version: release.version,
-                slug_url: format!("{}/apps/{}/slugs/{}/blob", state.settings.public_url, app.name, slug.id),
-                slug_id: slug.id,
-                slug_checksum: checksum,
-                process_types: slug.process_types,
-                config: release.config,
-                stack: slug.stack,
-            },
+            release: current,
             formation: formation
                 .into_iter()
                 .map(|f| DesiredProcess { process_type: f.process_type, quantity: f.quantity, size: f.size })
@@ -75,6 +82,29 @@ async fn desired_state(
         });
     }
     Ok(axum::Json(DesiredState { apps }))
+}
+
+/// Slug `slug_id` of `app` with `config` as a release to run, if its tar.gz is uploaded.
+async fn desired_release(
+    state: &AppState,
+    app: &crate::store::AppRow,
+    slug_id: &str,
+    version: i64,
+    release_id: &str,
+    config: &ouro_types::ConfigVars,
+) -> crate::Result<Option<DesiredRelease>> {
+    let Some(slug) = state.store.slug(&app.id, slug_id).await? else { return Ok(None) };
+    let Some(checksum) = slug.checksum else { return Ok(None) };
+    Ok(Some(DesiredRelease {
+        id: release_id.to_string(),
+        version,
+        slug_url: format!("{}/apps/{}/slugs/{}/blob", state.settings.public_url, app.name, slug.id),
+        slug_id: slug.id,
+        slug_checksum: checksum,
+        process_types: slug.process_types,
+        config: config.clone(),
+        stack: slug.stack,
+    }))
 }
 
 /// Replaces the live dynos of every app with the runner's report.
