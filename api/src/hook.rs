@@ -31,6 +31,7 @@ pub fn run(args: &[String]) -> i32 {
 /// A ref update as git gives it on stdin: `old new ref`.
 #[derive(Debug, PartialEq, Eq)]
 struct Update {
+    old: String,
     new: String,
     name: String,
 }
@@ -41,8 +42,8 @@ fn pre_receive(stdin: impl BufRead) -> i32 {
         .map_while(Result::ok)
         .filter_map(|line| {
             let mut parts = line.split_whitespace();
-            let (_old, new, name) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(Update { new: new.to_string(), name: name.to_string() })
+            let (old, new, name) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(Update { old: old.to_string(), new: new.to_string(), name: name.to_string() })
         })
         .collect();
     let (deploy, refused) = choose(&updates);
@@ -53,6 +54,12 @@ fn pre_receive(stdin: impl BufRead) -> i32 {
         return 1;
     }
     let Some(update) = deploy else { return 0 };
+    // Pushes to one app wait for each other: if the branch moved meanwhile, git would refuse
+    // this update only after the build; refuse it before.
+    if current(&update.name) != update.old {
+        eprintln!("ouro: {} moved while this push waited for another one; fetch and push again", update.name);
+        return 1;
+    }
     match build(update) {
         Ok(true) => 0,
         Ok(false) => 1,
@@ -60,6 +67,15 @@ fn pre_receive(stdin: impl BufRead) -> i32 {
             eprintln!(" !     {reason}");
             1
         }
+    }
+}
+
+/// What `name` points at now (all zeros when it does not exist).
+fn current(name: &str) -> String {
+    let out = Command::new("git").args(["rev-parse", "--verify", "-q", name]).stdin(Stdio::null()).output();
+    match out {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => ZERO_COMMIT.to_string(),
     }
 }
 
@@ -135,7 +151,7 @@ mod tests {
     use super::*;
 
     fn update(name: &str, new: &str) -> Update {
-        Update { new: new.into(), name: name.into() }
+        Update { old: ZERO_COMMIT.into(), new: new.into(), name: name.into() }
     }
 
     #[test]

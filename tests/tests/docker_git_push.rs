@@ -204,6 +204,29 @@ fn static_procfile_node_go_and_rust_apps_build_at_once() {
     let last_start = spans.iter().map(|s| s.0.clone()).max().unwrap();
     let first_end = spans.iter().map(|s| s.1.clone()).min().unwrap();
     assert!(last_start < first_end, "the builds ran one after another: {spans:?}");
+
+    // Two pushes to one app at once are serialised: one builds and deploys; the other, made
+    // on the same base, waits and is then refused without building, since main moved (by the
+    // hook, or by git itself when the wait came before it read the refs).
+    let clone = Repo::new(&cli);
+    clone.ok(&["remote", "add", "ouro", &format!("{}/site.git", platform.api.url)]);
+    ok(&cli.run_in(clone.path(), &["git:remote", "-a", "site"]));
+    clone.ok(&["fetch", "-q", "ouro"]);
+    clone.ok(&["reset", "-q", "--hard", "ouro/main"]);
+    repos[0].commit("index.html", "<h1>first</h1>\n");
+    clone.commit("index.html", "<h1>second</h1>\n");
+    let before = builds(&platform, "site").len();
+    let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let a = scope.spawn(|| repos[0].git(&["push", "ouro", "main"]));
+        let b = scope.spawn(|| clone.git(&["push", "ouro", "main"]));
+        vec![a.join().expect("push"), b.join().expect("push")]
+    });
+    let succeeded: Vec<&std::process::Output> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(succeeded.len(), 1, "exactly one push wins:\n{}\n{}", stderr(&outs[0]), stderr(&outs[1]));
+    let refused = outs.iter().find(|o| !o.status.success()).expect("one refused");
+    let said = stderr(refused);
+    assert!(said.contains("moved while this push waited") || said.contains("[rejected]"), "{said}");
+    assert_eq!(builds(&platform, "site").len(), before + 1, "the refused push built nothing");
 }
 
 /// Serves `body` at any path over HTTP on every interface (build dynos reach it as
