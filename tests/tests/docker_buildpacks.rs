@@ -262,17 +262,30 @@ fn python_requests_builds_with_pip_uses_its_cache_and_serves() {
     let b = BuildBox::new("python-requests");
     let cold = b.build();
     assert_built(&cold, "Python");
-    assert!(cold.output.contains("-----> Creating virtualenv"), "{}", cold.output);
+    assert!(
+        cold.output.contains("-----> Creating virtualenv\n       No virtualenv in the build cache yet"),
+        "{}",
+        cold.output
+    );
     assert!(cold.output.contains("Successfully installed idna-3.10 six-1.17.0"), "{}", cold.output);
     assert!(cold.output.contains("pip: 0 from the build cache, 2 downloaded"), "{}", cold.output);
+    assert!(cold.output.contains("Saved the virtualenv in the build cache"), "{}", cold.output);
     assert_eq!(release_yaml(&cold), "---\ndefault_process_types: {}\n");
 
-    // Second build, same cache: nothing is downloaded.
+    // Second build, same cache and requirements: the venv is copied back, pip does not run and
+    // nothing is downloaded.
     let warm = b.build();
     assert_built(&warm, "Python");
     assert!(warm.output.contains("Using cached pip-"), "{}", warm.output);
+    assert!(
+        warm.output.contains("-----> Restoring the virtualenv from the build cache (requirements unchanged)"),
+        "{}",
+        warm.output
+    );
     assert!(warm.output.contains("pip: 2 from the build cache, 0 downloaded"), "{}", warm.output);
-    assert!(!warm.output.contains("Downloading "), "{}", warm.output);
+    assert!(!warm.output.contains("Creating virtualenv"), "{}", warm.output);
+    assert!(!warm.output.contains("Installing pip"), "{}", warm.output);
+    assert!(!warm.output.contains("Download"), "{}", warm.output);
     println!("python build: cold {:.1}s, warm {:.1}s", cold.took.as_secs_f64(), warm.took.as_secs_f64());
 
     // The slug works: .profile.d puts the venv first on PATH, so `python` finds six and idna.
@@ -280,6 +293,59 @@ fn python_requests_builds_with_pip_uses_its_cache_and_serves() {
     assert!(profile.output.contains("/app/.venv/bin"), "{}", profile.output);
     let page = b.serve("python web.py");
     assert_eq!(page.trim(), "hello from six 1.17.0 and idna xn--bcher-kva.example (bonjour)");
+
+    // Changed requirements: the venv is built again (from the wheelhouse), without idna.
+    let edit = b.exec("root", &[], "printf 'six==1.17.0\\n' > /src/requirements.txt");
+    assert_eq!(edit.code, 0, "{}", edit.output);
+    let changed = b.build();
+    assert_built(&changed, "Python");
+    assert!(changed.output.contains("-----> Creating virtualenv"), "{}", changed.output);
+    assert!(changed.output.contains("(changed: requirements.txt)"), "{}", changed.output);
+    assert!(changed.output.contains("pip: 1 from the build cache, 0 downloaded"), "{}", changed.output);
+    // And that venv replaced the cached one: the next build restores it, still without idna.
+    let again = b.build();
+    assert_built(&again, "Python");
+    assert!(again.output.contains("pip: 1 from the build cache, 0 downloaded (pip not run"), "{}", again.output);
+    let imports =
+        b.exec("dyno", &[], "cd /app && .venv/bin/python -c 'import six' && ! .venv/bin/python -c 'import idna'");
+    assert_eq!(imports.code, 0, "idna is still in the venv:\n{}", imports.output);
+}
+
+#[test]
+fn python_project_venv_is_rebuilt_when_its_code_changes() {
+    // `pip install .` puts the app's own code in the venv: a warm build with the same code restores
+    // the venv, a build with changed code (same pyproject.toml) installs it again.
+    let b = BuildBox::new("python-requests");
+    let project = r#"
+set -e
+rm -rf /src && mkdir /src && cd /src
+printf '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n[project]\nname = "greeting"\nversion = "1.0"\n[tool.setuptools]\npy-modules = ["greeting"]\n' > pyproject.toml
+echo 'WORD = "one"' > greeting.py
+"#;
+    let edit = b.exec("root", &[], project);
+    assert_eq!(edit.code, 0, "{}", edit.output);
+    let greeting = || b.exec("dyno", &[], "cd / && /app/.venv/bin/python -c 'import greeting; print(greeting.WORD)'");
+    let cold = b.build();
+    assert_built(&cold, "Python");
+    assert!(cold.output.contains("-----> Installing the project with pip"), "{}", cold.output);
+    assert_eq!(greeting().output.trim(), "one");
+
+    let warm = b.build();
+    assert_built(&warm, "Python");
+    assert!(
+        warm.output.contains("-----> Restoring the virtualenv from the build cache (project unchanged)"),
+        "{}",
+        warm.output
+    );
+    assert_eq!(greeting().output.trim(), "one");
+
+    let edit = b.exec("root", &[], "echo 'WORD = \"two\"' > /src/greeting.py");
+    assert_eq!(edit.code, 0, "{}", edit.output);
+    let changed = b.build();
+    assert_built(&changed, "Python");
+    assert!(changed.output.contains("(changed: the app's files)"), "{}", changed.output);
+    assert!(changed.output.contains("-----> Installing the project with pip"), "{}", changed.output);
+    assert_eq!(greeting().output.trim(), "two");
 }
 
 #[test]
