@@ -287,6 +287,9 @@ fn buildpack_urls_release_phase_and_refusals() {
     let port = serve_file(third_party_buildpack(), 4);
     let repo = Repo::new(&cli);
     repo.commit("README", "no index.html: the first buildpack writes it\n");
+    // `.slugignore` paths are removed before the buildpacks run.
+    std::fs::write(repo.path().join("design.psd"), "big\n").expect("write");
+    repo.commit(".slugignore", "# not for the slug\n*.psd\n");
     ok(&cli.run_in(repo.path(), &["apps:create", "chained"]));
     ok(&cli.run_in(repo.path(), &["config:set", "GREETING=bonjour"]));
     ok(&cli.run_in(repo.path(), &["buildpacks:set", &format!("http://host.docker.internal:{port}/greeter.tgz")]));
@@ -297,6 +300,9 @@ fn buildpack_urls_release_phase_and_refusals() {
     assert!(said.contains("Greeting from /tmp/"), "ENV_DIR is the builder's temp dir: {said}");
     // Config came through ENV_DIR; the buildpack saw no OURO_* variable and an empty cache.
     wait_for_page(&platform, "chained", "<p>bonjour tokens=0 cache=0</p>");
+    assert!(said.contains("-----> Removed 1 path named in .slugignore"), "{said}");
+    assert_eq!(platform.get("chained", "/design.psd").expect("answers").0, 404);
+    assert_eq!(platform.get("chained", "/README").expect("answers").0, 200);
 
     // Release phase: runs on the new slug before the release; a failure keeps the old one.
     let repo = Repo::new(&cli);
