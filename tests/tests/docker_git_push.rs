@@ -283,27 +283,6 @@ fn buildpack_urls_release_phase_and_refusals() {
     let platform = Platform::start_with_api(&[("OURO_MAX_SLUG_BYTES", "8000000")], &ouro_tests::platform::runner_env());
     let cli = logged_in(&platform.api);
 
-    // A third-party buildpack by URL, chained before the shipped static one.
-    let port = serve_file(third_party_buildpack(), 4);
-    let repo = Repo::new(&cli);
-    repo.commit("README", "no index.html: the first buildpack writes it\n");
-    // `.slugignore` paths are removed before the buildpacks run.
-    std::fs::write(repo.path().join("design.psd"), "big\n").expect("write");
-    repo.commit(".slugignore", "# not for the slug\n*.psd\n");
-    ok(&cli.run_in(repo.path(), &["apps:create", "chained"]));
-    ok(&cli.run_in(repo.path(), &["config:set", "GREETING=bonjour"]));
-    ok(&cli.run_in(repo.path(), &["buildpacks:set", &format!("http://host.docker.internal:{port}/greeter.tgz")]));
-    ok(&cli.run_in(repo.path(), &["buildpacks:add", "static"]));
-    let said = push(&repo, &["main"]);
-    assert!(said.contains("-----> Using buildpacks: http://host.docker.internal:"), "{said}");
-    assert!(said.contains("-----> Greeter app detected") && said.contains("-----> Static app detected"), "{said}");
-    assert!(said.contains("Greeting from /tmp/"), "ENV_DIR is the builder's temp dir: {said}");
-    // Config came through ENV_DIR; the buildpack saw no OURO_* variable and an empty cache.
-    wait_for_page(&platform, "chained", "<p>bonjour tokens=0 cache=0</p>");
-    assert!(said.contains("-----> Removed 1 path named in .slugignore"), "{said}");
-    assert_eq!(platform.get("chained", "/design.psd").expect("answers").0, 404);
-    assert_eq!(platform.get("chained", "/README").expect("answers").0, 200);
-
     // Release phase: runs on the new slug before the release; a failure keeps the old one.
     let repo = Repo::new(&cli);
     add_sample(&repo, "static-site");
@@ -315,10 +294,13 @@ fn buildpack_urls_release_phase_and_refusals() {
     repo.ok(&["add", "-A"]);
     repo.ok(&["commit", "-q", "-m", "release phase"]);
     ok(&cli.run_in(repo.path(), &["apps:create", "phased"]));
+    // Heroku's older way of naming a buildpack.
+    ok(&cli.run_in(repo.path(), &["config:set", "BUILDPACK_URL=heroku/static"]));
     let said = push(&repo, &["main"]);
+    assert!(said.contains("-----> Using buildpack: heroku/static"), "{said}");
     assert!(said.contains("-----> Running release command: test -f /app/index.html"), "{said}");
     assert!(said.contains("Release command succeeded"), "{said}");
-    assert_transcript(&said, "Static", 2);
+    assert_transcript(&said, "Static", 3);
     wait_for_page(&platform, "phased", "Hello from a static site on Ouro");
     let procfile = "web: python3 -m http.server $PORT --bind 0.0.0.0 --directory /app\nrelease: exit 3\n";
     std::fs::write(repo.path().join("Procfile"), procfile).expect("write");
@@ -331,7 +313,7 @@ fn buildpack_urls_release_phase_and_refusals() {
         said.contains("Release command failed (process exited with status 3); the release was not made."),
         "{said}"
     );
-    assert_eq!(platform.api.get("/apps/phased").body["current_release"], 2);
+    assert_eq!(platform.api.get("/apps/phased").body["current_release"], 3);
     let (status, body) = platform.get("phased", "/").expect("the old release serves");
     assert_eq!(status, 200);
     assert!(body.contains("Hello from a static site on Ouro"), "{body}");
@@ -357,4 +339,26 @@ fn buildpack_urls_release_phase_and_refusals() {
     let listed: Vec<Value> = builds(&platform, "heavy");
     assert_eq!(listed.last().expect("a build")["status"], "failed");
     assert_eq!(platform.api.get("/apps/heavy").body["current_release"], 1);
+
+    // A third-party buildpack by URL, chained before the shipped static one. Apps built before
+    // (node filled its cache with Debian packages) leave nothing in this app's cache.
+    let port = serve_file(third_party_buildpack(), 4);
+    let repo = Repo::new(&cli);
+    repo.commit("README", "no index.html: the first buildpack writes it\n");
+    // `.slugignore` paths are removed before the buildpacks run.
+    std::fs::write(repo.path().join("design.psd"), "big\n").expect("write");
+    repo.commit(".slugignore", "# not for the slug\n*.psd\n");
+    ok(&cli.run_in(repo.path(), &["apps:create", "chained"]));
+    ok(&cli.run_in(repo.path(), &["config:set", "GREETING=bonjour"]));
+    ok(&cli.run_in(repo.path(), &["buildpacks:set", &format!("http://host.docker.internal:{port}/greeter.tgz")]));
+    ok(&cli.run_in(repo.path(), &["buildpacks:add", "static"]));
+    let said = push(&repo, &["main"]);
+    assert!(said.contains("-----> Using buildpacks: http://host.docker.internal:"), "{said}");
+    assert!(said.contains("-----> Greeter app detected") && said.contains("-----> Static app detected"), "{said}");
+    assert!(said.contains("Greeting from /tmp/"), "ENV_DIR is the builder's temp dir: {said}");
+    // Config came through ENV_DIR; the buildpack saw no OURO_* variable and an empty cache.
+    wait_for_page(&platform, "chained", "<p>bonjour tokens=0 cache=0</p>");
+    assert!(said.contains("-----> Removed 1 path named in .slugignore"), "{said}");
+    assert_eq!(platform.get("chained", "/design.psd").expect("answers").0, 404);
+    assert_eq!(platform.get("chained", "/README").expect("answers").0, 200);
 }
