@@ -246,9 +246,67 @@ pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool> {
     }
 }
 
-/// Builds `image` from the stack and a slug tar.gz: the slug is extracted at `/` (its entries
-/// are `./app/...`), `/app` is handed to the dyno user, and the container is committed.
+/// Builds `image` from the stack and a slug tar.gz: the slug becomes one layer on top of the
+/// stack's (owned by the dyno user), loaded with `docker load` (see `slug_layer.rs`); if that
+/// fails, a container of the stack gets the slug and is committed (slower: seconds).
 pub async fn build_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
+    match load_slug_image(docker, stack, slug.clone(), image).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::warn!(%image, error = %e, "loading the slug as a layer failed; committing a container instead");
+            commit_slug_image(docker, stack, slug, image).await
+        }
+    }
+}
+
+async fn load_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
+    let base = docker.inspect_image(stack).await.map_err(docker_error)?;
+    let layers = base.root_fs.and_then(|r| r.layers).unwrap_or_default();
+    if layers.is_empty() {
+        return Err(Error::Docker(format!("stack image {stack} lists no layers")));
+    }
+    let stack_config = base.config.unwrap_or_default();
+    let mut env: Vec<String> = stack_config
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !e.starts_with("PATH=") && !e.starts_with("HOME="))
+        .collect();
+    env.extend(["HOME=/app".to_string(), "PATH=/app/bin:/usr/local/bin:/usr/bin:/bin".to_string()]);
+    let architecture = base.architecture.unwrap_or_else(|| "amd64".into());
+    let labels = stack_config.labels.unwrap_or_default();
+    let tag = image.to_string();
+    let archive = tokio::task::spawn_blocking(move || {
+        let (layer, diff_id) = crate::slug_layer::slug_layer(&slug)?;
+        let config = crate::slug_layer::ImageConfig {
+            architecture: &architecture,
+            env,
+            user: DYNO_USER,
+            working_dir: "/app",
+            labels,
+        };
+        Ok::<_, String>(crate::slug_layer::load_archive(&tag, &layers, &layer, &diff_id, &config))
+    })
+    .await
+    .map_err(|e| Error::Docker(e.to_string()))?
+    .map_err(Error::Docker)?;
+    let options = bollard::image::ImportImageOptions { quiet: true };
+    let mut progress = docker.import_image(options, archive.into(), None);
+    while let Some(item) = progress.next().await {
+        let info = item.map_err(docker_error)?;
+        if let Some(error) = info.error {
+            return Err(Error::Docker(format!("docker load: {error}")));
+        }
+    }
+    if !image_exists(docker, image).await? {
+        return Err(Error::Docker(format!("docker load did not make {image}")));
+    }
+    Ok(())
+}
+
+/// The slow path: the slug is extracted at `/` in a container of the stack (its entries are
+/// `./app/...`), `/app` is handed to the dyno user, and the container is committed.
+async fn commit_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
     let config = Config {
         image: Some(stack.to_string()),
         cmd: Some(vec!["chown".into(), "-R".into(), DYNO_USER.into(), "/app".into()]),

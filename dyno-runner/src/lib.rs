@@ -12,6 +12,7 @@ mod api;
 mod docker;
 pub mod plan;
 mod routes;
+mod slug_layer;
 pub mod stack;
 
 use std::collections::{HashMap, HashSet};
