@@ -123,6 +123,16 @@ pub struct AppState {
     pub push_sessions: Arc<git::PushSessions>,
     /// Running builds, whose builder dynos call `/build-api/{build}/*`.
     pub active_builds: Arc<pipeline::ActiveBuilds>,
+    /// Bumped after every change to the desired state; the runner long-polls it
+    /// (`GET /runner/changes`) so that it acts at once instead of at its next tick.
+    pub changes: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl AppState {
+    /// Tells a waiting runner that the desired state changed.
+    pub fn changed(&self) {
+        self.changes.send_modify(|version| *version += 1);
+    }
 }
 
 pub struct Settings {
@@ -178,6 +188,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         pushes: Arc::default(),
         push_sessions: Arc::default(),
         active_builds: Arc::default(),
+        changes: Arc::new(tokio::sync::watch::channel(0).0),
     };
     let interrupted = store.fail_interrupted_builds().await?;
     if interrupted > 0 {

@@ -190,11 +190,13 @@ async fn build_and_release(
         slug_id: None,
     };
     let dyno = state.store.create_one_off(&builder.id, new).await.map_err(internal)?;
+    state.changed();
     tracing::info!(app = %app.name, build = %build.id, dyno = %format!("run.{}", dyno.number), "build dyno requested");
 
     let waited = wait_for_result(state, &builder, dyno.number, &mut events, log).await;
     // The dyno is no longer wanted, whatever happened (the runner stops it if it still runs).
     let _ = state.store.finish_one_off(BUILDER_APP, dyno.number, "build ended").await;
+    state.changed();
     let (result, slug) = waited?;
     if !result.ok {
         let reason = if result.message.is_empty() { "The buildpack failed.".into() } else { result.message };
@@ -231,6 +233,7 @@ async fn build_and_release(
     let change = Change::Deploy { slug_id: slug.id, description: None };
     let release = state.store.create_release(&app.id, actor, change).await.map_err(internal)?;
     let release = release.ok_or_else(|| "The release was not made.".to_string())?;
+    state.changed();
     log.line(&format!("       Released v{}", release.version)).await;
     let web_url = crate::routes::web_url(&state.settings, &app.name);
     log.line(&format!("       {web_url} deployed to Ouro")).await;
@@ -259,6 +262,7 @@ async fn release_phase(
     };
     let dyno =
         state.store.create_one_off(&app.id, new).await.map_err(|e| format!("Cannot run the release command: {e}"))?;
+    state.changed();
     let deadline = tokio::time::Instant::now() + state.settings.build_timeout;
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -271,6 +275,7 @@ async fn release_phase(
         }
         if tokio::time::Instant::now() > deadline {
             let _ = state.store.finish_one_off(&app.name, dyno.number, "release phase timed out").await;
+            state.changed();
             let minutes = state.settings.build_timeout.as_secs() / 60;
             return Err(format!("Release command did not finish within {minutes} minutes; it was stopped."));
         }

@@ -34,6 +34,16 @@ impl ApiClient {
         serde_json::from_slice(&bytes).map_err(|e| Error::Api(format!("bad desired state: {e}")))
     }
 
+    /// Waits (up to about 25 s, the API's long poll) until the desired state's version differs
+    /// from `after`; returns the version then.
+    pub async fn changes(&self, after: u64) -> Result<u64> {
+        let url = format!("{}/runner/changes?after={after}", self.base);
+        let bytes = self.blocking(move |this| this.get(&url, 4096)).await?;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Api(format!("bad changes answer: {e}")))?;
+        answer["version"].as_u64().ok_or_else(|| Error::Api("changes answer without a version".into()))
+    }
+
     /// The slug's tar.gz (up to 1 GiB).
     pub async fn slug(&self, url: &str) -> Result<bytes::Bytes> {
         let url = url.to_string();

@@ -148,11 +148,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let server = tokio::spawn(server);
     let events =
         tokio::spawn(wake_on_events(runner.docker.clone(), runner.config.platform.clone(), runner.wake.clone()));
+    let changes = tokio::spawn(wake_on_api_changes(runner.api.clone(), runner.wake.clone()));
     tokio::select! {
         () = runner.reconcile_forever() => {}
         () = shutdown => tracing::info!("stopping; dynos keep running"),
     }
     events.abort();
+    changes.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;
     Ok(())
@@ -168,6 +170,26 @@ async fn wake_on_events(docker: Docker, platform: String, wake: Arc<Notify>) {
             wake.notify_one();
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A change of the desired state in the API (a release, a scale, a build dyno asked for) wakes
+/// the loop at once; the tick stays the fallback when the API cannot be reached.
+async fn wake_on_api_changes(api: ApiClient, wake: Arc<Notify>) {
+    let mut seen = 0u64;
+    loop {
+        match api.changes(seen).await {
+            Ok(version) => {
+                if version != seen {
+                    seen = version;
+                    wake.notify_one();
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "waiting for API changes failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

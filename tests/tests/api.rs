@@ -20,6 +20,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    the_runner_hears_of_changes_at_once,
     releases_follow_config_changes_and_rollbacks,
     slugs_deploy_and_set_the_formation,
     bad_input_gets_4xx_and_changes_nothing,
@@ -509,4 +510,31 @@ fn sni_endpoints_are_checked_listed_and_reach_the_desired_state(backend: Backend
     assert_error(&api.delete(&format!("/apps/site/sni-endpoints/{id}")), 404, "not_found");
     assert_eq!(api.get("/apps/site/sni-endpoints").body, json!([]));
     assert_eq!(user_desired(&api)["apps"][0]["certificates"], json!([]));
+}
+
+/// `GET /runner/changes?after=N` answers as soon as the desired state changed, so a runner
+/// waiting on it acts at once; a read or a refused change does not count.
+fn the_runner_hears_of_changes_at_once(backend: Backend) {
+    let api = Api::start(backend);
+    let version = |after: u64| -> (u64, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let answer = api.get(&format!("/runner/changes?after={after}"));
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        (answer.body["version"].as_u64().expect("version"), started.elapsed())
+    };
+    // A version other than the current one answers at once.
+    let (now, took) = version(u64::MAX);
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // A change while waiting ends the wait with the next version.
+    let waiting = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| version(now));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(api.get("/apps").status, 200);
+        assert_eq!(api.post("/apps", json!({"name": "Bad Name"})).status, 422);
+        assert_eq!(api.post("/apps", json!({"name": "changed"})).status, 201);
+        waiter.join().expect("waiter")
+    });
+    assert_eq!(waiting.0, now + 1, "one change, counted once");
+    assert!(waiting.1 < std::time::Duration::from_secs(10), "{:?}", waiting.1);
+    assert_eq!(api.call("GET", "/runner/changes", None, None).status, 401);
 }

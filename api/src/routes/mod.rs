@@ -50,8 +50,24 @@ pub fn router(state: AppState) -> Router {
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), notify_changes))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
+}
+
+/// After any successful change (not the runner's own reports), wakes a waiting runner.
+async fn notify_changes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mutating = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let runner = request.uri().path().starts_with("/runner/");
+    let response = next.run(request).await;
+    if mutating && !runner && response.status().is_success() {
+        state.changed();
+    }
+    response
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -12,7 +12,31 @@ use crate::error::Json;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/runner/desired-state", get(desired_state)).route("/runner/dynos", put(report))
+    Router::new()
+        .route("/runner/desired-state", get(desired_state))
+        .route("/runner/dynos", put(report))
+        .route("/runner/changes", get(changes))
+}
+
+#[derive(serde::Deserialize)]
+struct ChangesQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+/// Long poll: answers `{"version": N}` as soon as the desired state's version differs from
+/// `after` (at once if it already does), or after 25 s with the same version.
+async fn changes(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    axum::extract::Query(query): axum::extract::Query<ChangesQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    require_admin(&user)?;
+    let mut watch = state.changes.subscribe();
+    let wait = watch.wait_for(|version| *version != query.after);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(25), wait).await;
+    let version = *state.changes.borrow();
+    Ok(axum::Json(serde_json::json!({ "version": version })))
 }
 
 /// Every app whose current release has an uploaded slug, with that release and the formation;
@@ -121,6 +145,7 @@ async fn report(
             let number = dyno.name.trim_start_matches("run.").parse().unwrap_or(0);
             let reason = dyno.reason.clone().unwrap_or_else(|| "finished".into());
             state.store.finish_one_off(&dyno.app, number, &reason).await?;
+            state.changed();
         }
         by_app.entry(dyno.app.clone()).or_default().push(dyno);
     }
