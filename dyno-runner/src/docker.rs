@@ -202,7 +202,10 @@ pub async fn ensure_volume(docker: &Docker, platform: &str, name: &str, image: &
         image: Some(image.to_string()),
         cmd: Some(vec!["chown".into(), DYNO_USER.into(), "/volume".into()]),
         user: Some("0:0".to_string()),
-        labels: Some(HashMap::from([("ouro.volume".to_string(), full.clone())])),
+        labels: Some(HashMap::from([
+            (LABEL_PLATFORM.to_string(), platform.to_string()),
+            ("ouro.volume".to_string(), full.clone()),
+        ])),
         host_config: Some(HostConfig {
             network_mode: Some("none".into()),
             mounts: Some(vec![volume_mount(&full, "/volume")]),
