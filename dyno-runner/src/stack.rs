@@ -281,18 +281,7 @@ pub async fn ensure_stack_image(docker: &Docker) -> Result<String, StackError> {
     if image_exists(docker, &tag).await? {
         return Ok(tag);
     }
-    let guard = BUILD_LOCK.lock().await;
-    let docker = docker.clone();
-    // The build runs in its own task holding the lock, so a caller that gives up waiting neither
-    // leaves a half-done build behind nor lets a second build start next to it.
-    let build = tokio::spawn(async move {
-        let _guard = guard;
-        if !image_exists(&docker, &tag).await? {
-            build_stack_image(&docker, &tag).await?;
-        }
-        Ok(tag)
-    });
-    build.await.map_err(|err| StackError::Task(err.to_string()))?
+    build_once(&BUILD_LOCK, docker, tag, |docker, tag| async move { build_stack_image(&docker, &tag).await }).await
 }
 
 /// Returns `image` if the Docker Engine has it, else [`StackError::ImageNotFound`].
@@ -359,17 +348,10 @@ pub async fn ensure_build_stack_image(docker: &Docker) -> Result<String, StackEr
     if image_exists(docker, &tag).await? {
         return Ok(tag);
     }
-    let guard = BUILD_STACK_LOCK.lock().await;
-    let docker = docker.clone();
-    // As for the run stack: the build runs in its own task holding the lock.
-    let build = tokio::spawn(async move {
-        let _guard = guard;
-        if !image_exists(&docker, &tag).await? {
-            build_build_stack_image(&docker, &base, &tag).await?;
-        }
-        Ok(tag)
-    });
-    build.await.map_err(|err| StackError::Task(err.to_string()))?
+    build_once(&BUILD_STACK_LOCK, docker, tag, move |docker, tag| async move {
+        build_build_stack_image(&docker, &base, &tag).await
+    })
+    .await
 }
 
 async fn image_exists(docker: &Docker, image: &str) -> Result<bool, StackError> {
@@ -378,6 +360,31 @@ async fn image_exists(docker: &Docker, image: &str) -> Result<bool, StackError> 
         Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
         Err(err) => Err(docker_err(format!("inspecting image {image}"))(err)),
     }
+}
+
+/// Makes image `tag` with `build` unless it exists by the time `lock` is held. The build runs in
+/// its own task holding the lock, so a caller that gives up waiting neither leaves a half-done
+/// build behind nor lets a second build start next to it.
+async fn build_once<F, Fut>(
+    lock: &'static Mutex<()>,
+    docker: &Docker,
+    tag: String,
+    build: F,
+) -> Result<String, StackError>
+where
+    F: FnOnce(Docker, String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), StackError>> + Send + 'static,
+{
+    let guard = lock.lock().await;
+    let docker = docker.clone();
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        if !image_exists(&docker, &tag).await? {
+            build(docker, tag.clone()).await?;
+        }
+        Ok(tag)
+    });
+    task.await.map_err(|err| StackError::Task(err.to_string()))?
 }
 
 async fn build_stack_image(docker: &Docker, tag: &str) -> Result<(), StackError> {
