@@ -404,6 +404,29 @@ fn node_app_without_dependencies_gets_node_from_debian_and_serves() {
 }
 
 #[test]
+fn node_app_with_vendored_node_modules_uses_them() {
+    let b = BuildBox::new("node-nodeps");
+    // The app now depends on a module it vendors (no registry is needed, nor npm).
+    let edit = b.exec(
+        "root",
+        &[],
+        r#"set -e
+python3 -c 'import json; p = json.load(open("/src/package.json")); p["dependencies"] = {"shout": "1.0.0"}; json.dump(p, open("/src/package.json", "w"))'
+mkdir -p /src/node_modules/shout
+echo '{"name": "shout", "version": "1.0.0", "main": "index.js"}' > /src/node_modules/shout/package.json
+echo 'module.exports = (s) => s.toUpperCase() + "!";' > /src/node_modules/shout/index.js
+sed -i 's/res.end(`hello/res.end(require("shout")("vendored") + ` hello/' /src/index.js
+"#,
+    );
+    assert_eq!(edit.code, 0, "{}", edit.output);
+    let run = b.build();
+    assert_built(&run, "Node.js");
+    assert!(run.output.contains("Using the vendored node_modules (1 entries)"), "{}", run.output);
+    let page = b.serve("node index.js");
+    assert!(page.starts_with("VENDORED! hello from node v20."), "{page}");
+}
+
+#[test]
 fn node_app_with_dependencies_and_no_node_modules_fails_clearly() {
     let b = BuildBox::new("node-nodeps");
     // The same app, now declaring a dependency it does not vendor.
