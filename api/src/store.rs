@@ -124,6 +124,15 @@ pub struct OneOffRow {
     pub created_at: String,
 }
 
+/// Volumes and joined networks of a service app (see `Store::service`).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Service {
+    #[serde(default)]
+    pub mounts: Vec<VolumeMount>,
+    #[serde(default)]
+    pub joins: Vec<String>,
+}
+
 /// What a new one-off dyno runs.
 pub struct NewOneOff<'a> {
     pub command: &'a str,
@@ -941,6 +950,29 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// What makes the app a service (an add-on server): its volumes and the apps it joins.
+    pub async fn service(&self, app_id: &str) -> Result<Service> {
+        let row = sqlx::query("SELECT service_mounts, service_joins FROM apps WHERE id = $1")
+            .bind(app_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Service {
+            mounts: serde_json::from_str(&row.try_get::<String, _>("service_mounts")?)?,
+            joins: serde_json::from_str(&row.try_get::<String, _>("service_joins")?)?,
+        })
+    }
+
+    pub async fn set_service(&self, app_id: &str, service: &Service) -> Result<()> {
+        sqlx::query("UPDATE apps SET service_mounts = $2, service_joins = $3, updated_at = $4 WHERE id = $1")
+            .bind(app_id)
+            .bind(serde_json::to_string(&service.mounts)?)
+            .bind(serde_json::to_string(&service.joins)?)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The app's buildpacks (`buildpacks:set`), in order; empty means detect.
     pub async fn buildpacks(&self, app_id: &str) -> Result<Vec<String>> {
         let row = sqlx::query("SELECT buildpacks FROM apps WHERE id = $1").bind(app_id).fetch_one(&self.pool).await?;
@@ -1025,6 +1057,7 @@ fn migrator() -> Migrator {
         migration(5, "one-off dynos", include_str!("../migrations/0005_one_off_dynos.sql")),
         migration(6, "builder", include_str!("../migrations/0006_builder.sql")),
         migration(7, "release phase", include_str!("../migrations/0007_release_phase.sql")),
+        migration(8, "service apps", include_str!("../migrations/0008_service.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -59,6 +59,8 @@ pub struct Container {
     pub created: i64,
     /// ms since the epoch, from our label.
     pub started_ms: u64,
+    /// Other apps whose networks it is on.
+    pub joined: Vec<String>,
 }
 
 /// Every dyno container of `platform`, running or not. Containers with unreadable labels are
@@ -81,11 +83,16 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
         ) else {
             continue;
         };
-        let ip = summary
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|n| n.get(&network_name(platform, &app)).and_then(|e| e.ip_address.clone()))
-            .filter(|ip| !ip.is_empty());
+        let networks = summary.network_settings.and_then(|n| n.networks).unwrap_or_default();
+        let ip =
+            networks.get(&network_name(platform, &app)).and_then(|e| e.ip_address.clone()).filter(|ip| !ip.is_empty());
+        let prefix = network_name(platform, "");
+        let joined = networks
+            .keys()
+            .filter_map(|n| n.strip_prefix(&prefix))
+            .filter(|other| *other != app)
+            .map(str::to_string)
+            .collect();
         dynos.push(Container {
             id,
             size: label(LABEL_SIZE).unwrap_or_default(),
@@ -93,6 +100,7 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
             ip,
             created: summary.created.unwrap_or(0),
             started_ms: label(LABEL_STARTED).and_then(|s| s.parse().ok()).unwrap_or(0),
+            joined,
             app,
             release,
             process_type,
@@ -171,6 +179,33 @@ pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Resul
     };
     docker.create_network(options).await.map_err(docker_error)?;
     Ok(())
+}
+
+/// Puts container `id` (a dyno of `app`) on `other`'s network, reachable there as `app`.
+pub async fn join_network(docker: &Docker, platform: &str, other: &str, id: &str, app: &str) -> Result<()> {
+    let options = bollard::network::ConnectNetworkOptions {
+        container: id.to_string(),
+        endpoint_config: bollard::models::EndpointSettings {
+            aliases: Some(vec![app.to_string()]),
+            ..Default::default()
+        },
+    };
+    match docker.connect_network(&network_name(platform, other), options).await {
+        Ok(()) => Ok(()),
+        // Already on it.
+        Err(e) if status_of(&e) == Some(403) || status_of(&e) == Some(409) => Ok(()),
+        Err(e) => Err(docker_error(e)),
+    }
+}
+
+/// Takes container `id` off `other`'s network.
+pub async fn leave_network(docker: &Docker, platform: &str, other: &str, id: &str) -> Result<()> {
+    let options = bollard::network::DisconnectNetworkOptions { container: id.to_string(), force: true };
+    match docker.disconnect_network(&network_name(platform, other), options).await {
+        Ok(()) => Ok(()),
+        Err(e) if status_of(&e) == Some(404) => Ok(()),
+        Err(e) => Err(docker_error(e)),
+    }
 }
 
 /// The image of a slug on its stack, named by the slug's checksum: `ouro/slug:<sha256>`, or
@@ -370,6 +405,8 @@ pub struct DynoSpec<'a> {
     pub mounts: Vec<(String, String)>,
     /// The API's address as a container reaches it, for dynos that may call it (builds).
     pub api_url: Option<&'a str>,
+    /// Other apps whose networks the dyno joins before it starts (as `app` there).
+    pub joins: &'a [String],
 }
 
 pub fn container_name(platform: &str, app: &str, process_type: &str, index: u32, release: i64) -> String {
@@ -437,6 +474,9 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
         }
         Err(e) => return Err(docker_error(e)),
     };
+    for other in spec.joins {
+        join_network(docker, spec.platform, other, &created.id, spec.app).await?;
+    }
     docker.start_container::<String>(&created.id, None).await.map_err(docker_error)?;
     Ok(created.id)
 }

@@ -322,6 +322,7 @@ impl Runner {
                 index: c.index,
                 state,
                 started_ms: c.started_ms,
+                joined: c.joined.clone(),
             });
         }
         live
@@ -427,6 +428,27 @@ impl Runner {
                     tracing::info!(container = %container_id, "removing stopped dyno");
                     docker::remove(&self.docker, &container_id).await;
                 }
+                Step::Join { container_id, app, network_of } => {
+                    let platform = &self.config.platform;
+                    let joined = match docker::ensure_network(&self.docker, platform, &network_of).await {
+                        Ok(()) => docker::join_network(&self.docker, platform, &network_of, &container_id, &app).await,
+                        Err(e) => Err(e),
+                    };
+                    match joined {
+                        Ok(()) => {
+                            tracing::info!(%app, container = %container_id, network_of = %network_of, "dyno joined a network")
+                        }
+                        Err(e) => {
+                            tracing::warn!(%app, network_of = %network_of, error = %e, "could not join a network")
+                        }
+                    }
+                }
+                Step::Leave { container_id, network_of } => {
+                    let platform = &self.config.platform;
+                    if let Err(e) = docker::leave_network(&self.docker, platform, &network_of, &container_id).await {
+                        tracing::warn!(container = %container_id, network_of = %network_of, error = %e, "could not leave a network");
+                    }
+                }
             }
         }
         // Networks first, one app at a time (creating one twice in parallel makes two).
@@ -435,9 +457,11 @@ impl Runner {
         let api_url = self.config.api_url_for_dynos.as_str();
         let mut networks = HashSet::new();
         for (app, ..) in &starts {
-            if networks.insert(app.app_name.as_str()) {
-                if let Err(e) = docker::ensure_network(docker, platform, &app.app_name).await {
-                    tracing::warn!(app = %app.app_name, error = %e, "could not create the app's network");
+            for name in std::iter::once(&app.app_name).chain(&app.joins) {
+                if networks.insert(name.as_str()) {
+                    if let Err(e) = docker::ensure_network(docker, platform, name).await {
+                        tracing::warn!(app = %name, error = %e, "could not create the app's network");
+                    }
                 }
             }
         }
@@ -460,7 +484,11 @@ impl Runner {
                 };
                 let image = docker::slug_image(&run_on.slug_checksum, &run_on.stack);
                 let mut mounts = Vec::new();
-                for mount in one_off.map(|o| o.mounts.as_slice()).unwrap_or_default() {
+                let wanted = match one_off {
+                    Some(o) => o.mounts.as_slice(),
+                    None => app.mounts.as_slice(),
+                };
+                for mount in wanted {
                     let volume = docker::ensure_volume(docker, platform, &mount.volume, &image).await?;
                     mounts.push((volume, mount.path.clone()));
                 }
@@ -476,6 +504,7 @@ impl Runner {
                     config: &config,
                     mounts,
                     api_url: one_off.filter(|o| o.api_access).map(|_| api_url),
+                    joins: if one_off.is_some() { &[] } else { &app.joins },
                 };
                 docker::start_dyno(docker, &spec).await
             }))

@@ -30,6 +30,8 @@ pub struct LiveDyno {
     pub state: LiveState,
     /// When the runner created it, in ms since the epoch (compared with restart requests).
     pub started_ms: u64,
+    /// Other apps whose networks it is on (besides its own).
+    pub joined: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,10 @@ pub enum Step {
     Stop { container_id: String, reason: StopReason },
     /// Remove a stopped container that nothing wants any more.
     Remove { container_id: String },
+    /// Put a running dyno on another app's network (alias: its own app's name).
+    Join { container_id: String, app: String, network_of: String },
+    /// Take a running dyno off another app's network.
+    Leave { container_id: String, network_of: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,11 +189,29 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
         let reason = if dyno.release == release { StopReason::NotDesired } else { StopReason::Superseded };
         retire(dyno, reason, steps);
     }
+    plan_joins(app, &live, steps);
     if needs_image && !images_missing.contains(&release) {
         images_missing.push(release);
     }
     for version in images_missing.into_iter().rev() {
         steps.insert(0, Step::BuildImage { app: app.app_name.clone(), release: version });
+    }
+}
+
+/// Running formation dynos are on exactly the networks of the apps in `joins` (besides their
+/// own); new dynos get them when they start.
+fn plan_joins(app: &DesiredApp, live: &[&LiveDyno], steps: &mut Vec<Step>) {
+    for dyno in live.iter().filter(|d| matches!(d.state, LiveState::Running { .. })) {
+        for other in app.joins.iter().filter(|o| !dyno.joined.contains(o)) {
+            steps.push(Step::Join {
+                container_id: dyno.container_id.clone(),
+                app: app.app_name.clone(),
+                network_of: other.clone(),
+            });
+        }
+        for other in dyno.joined.iter().filter(|o| !app.joins.contains(o)) {
+            steps.push(Step::Leave { container_id: dyno.container_id.clone(), network_of: other.clone() });
+        }
     }
 }
 
@@ -264,6 +288,8 @@ mod tests {
             certificates: Vec::new(),
             restarts: Default::default(),
             one_offs: Vec::new(),
+            mounts: Vec::new(),
+            joins: Vec::new(),
         }
     }
 
@@ -276,6 +302,7 @@ mod tests {
             index,
             state,
             started_ms: 1000,
+            joined: Vec::new(),
         }
     }
 
@@ -464,6 +491,25 @@ mod tests {
         // Running, it is not a dyno of an old release to retire.
         let live = [web, dyno("r3", "a", 0, "run", 3, UP)];
         assert_eq!(run(vec![a], &live, &[("a", 2), ("a", 0)], &[], 0), vec![]);
+    }
+
+    #[test]
+    fn running_dynos_join_exactly_the_networks_asked_for() {
+        let mut server = app("db", 1, &[("web", 1)]);
+        server.joins = vec!["shop".into(), "blog".into()];
+        let mut live = dyno("s1", "db", 1, "web", 1, UP);
+        live.joined = vec!["blog".into(), "old".into()];
+        let steps = run(vec![server.clone()], std::slice::from_ref(&live), &[("db", 1)], &[], 0);
+        assert_eq!(
+            steps,
+            vec![
+                Step::Join { container_id: "s1".into(), app: "db".into(), network_of: "shop".into() },
+                Step::Leave { container_id: "s1".into(), network_of: "old".into() },
+            ]
+        );
+        // Stopped dynos are left alone (they get the networks when started again).
+        let stopped = dyno("s1", "db", 1, "web", 1, LiveState::Stopping);
+        assert_eq!(run(vec![server], &[stopped], &[("db", 1)], &[], 0), vec![]);
     }
 
     #[test]

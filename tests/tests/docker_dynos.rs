@@ -310,3 +310,105 @@ fn one_off_dynos_run_once_and_report_how_they_ended() {
     // The web dyno was left alone throughout.
     assert_eq!(platform.up("oneoff", "web", v), 1);
 }
+
+/// Runs `script` with bash as the dyno user inside the running dyno `name` (`web.1`) of `app`;
+/// returns its exit code and output.
+fn exec_in(platform: &Platform, app: &str, name: &str, script: &str) -> (i64, String) {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    use futures_util::StreamExt;
+    let id = platform
+        .containers()
+        .into_iter()
+        .find(|(_, (a, n, _, running))| a == app && n == name && *running)
+        .map(|(id, _)| id)
+        .unwrap_or_else(|| panic!("no running {app} {name}"));
+    let docker = bollard::Docker::connect_with_local_defaults().expect("Docker Engine");
+    platform.block_on(async {
+        let options = CreateExecOptions {
+            cmd: Some(vec!["bash", "-c", script]),
+            user: Some("1000:1000"),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = docker.create_exec(&id, options).await.expect("create exec").id;
+        let mut text = String::new();
+        if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec, None).await.expect("start exec")
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+        }
+        let code = docker.inspect_exec(&exec).await.expect("inspect exec").exit_code.unwrap_or(-1);
+        (code, text)
+    })
+}
+
+/// A service app (what an add-on server will be): its volume outlives its dynos, and only the
+/// apps it joins can reach it, by its name; leaving a network cuts the app off at once.
+#[test]
+fn service_apps_keep_their_volume_and_are_reachable_only_from_joined_apps() {
+    let platform = Platform::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("app")).expect("mkdir");
+    // Counts its boots in /data and answers with the count on $PORT.
+    std::fs::write(
+        dir.path().join("app/server.py"),
+        "import http.server, os\n\
+         path = '/data/boots'\n\
+         boots = int(open(path).read()) + 1 if os.path.exists(path) else 1\n\
+         open(path, 'w').write(str(boots))\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    \
+         def do_GET(self):\n        \
+         body = f'boots={boots}\\n'.encode()\n        \
+         self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n        \
+         self.wfile.write(body)\n\
+         http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n",
+    )
+    .expect("write");
+    for app in ["shop", "stranger"] {
+        let v = platform.create_and_deploy(app, &sample_app("python-web"), web_app());
+        platform.wait_until(BOOT, &format!("{app} is up"), || platform.up(app, "web", v) == 1);
+    }
+    platform.api.post("/apps", json!({"name": "vault"}));
+    let service = json!({"mounts": [{"volume": "vault-data", "path": "/data"}], "joins": ["shop"]});
+    let set = platform.api.call(
+        "PUT",
+        "/apps/vault/service",
+        Some(&platform.api.token),
+        Some(service.to_string().as_bytes()),
+    );
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    let bad = json!({"mounts": [{"volume": "x", "path": "/app/data"}], "joins": []});
+    let refused =
+        platform.api.call("PUT", "/apps/vault/service", Some(&platform.api.token), Some(bad.to_string().as_bytes()));
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    let v = platform.deploy("vault", dir.path(), json!({"server": "python3 /app/server.py"}));
+    platform.scale("vault", "server", 1);
+    platform.wait_until(BOOT, "vault's server is up", || platform.up("vault", "server", v) == 1);
+    let ask = "curl -fsS -m 5 http://vault:5000/";
+
+    // Reachable by name from the app it joins, not from another (not even by address).
+    platform
+        .wait_until(Duration::from_secs(30), "shop reaches vault", || exec_in(&platform, "shop", "web.1", ask).0 == 0);
+    assert_eq!(exec_in(&platform, "shop", "web.1", ask).1.trim(), "boots=1");
+    let (code, said) = exec_in(&platform, "stranger", "web.1", ask);
+    assert_ne!(code, 0, "stranger must not reach vault: {said}");
+    let address = exec_in(&platform, "shop", "web.1", "getent hosts vault | cut -d' ' -f1").1;
+    let by_address = format!("curl -fsS -m 3 http://{}:5000/", address.trim());
+    assert_ne!(exec_in(&platform, "stranger", "web.1", &by_address).0, 0, "stranger reached vault at {address}");
+
+    // A restart makes a new container; the volume keeps the data.
+    assert_eq!(platform.api.delete("/apps/vault/dynos").status, 200);
+    platform.wait_until(BOOT, "vault restarted and counts a second boot", || {
+        exec_in(&platform, "shop", "web.1", ask).1.trim() == "boots=2"
+    });
+
+    // Leaving shop's network cuts shop off, without a restart.
+    let service = json!({"mounts": [{"volume": "vault-data", "path": "/data"}], "joins": []});
+    platform.api.call("PUT", "/apps/vault/service", Some(&platform.api.token), Some(service.to_string().as_bytes()));
+    platform.wait_until(Duration::from_secs(30), "shop no longer reaches vault", || {
+        exec_in(&platform, "shop", "web.1", ask).0 != 0
+    });
+    assert_eq!(platform.up("vault", "server", v), 1, "the server kept running");
+}

@@ -272,6 +272,13 @@ pub struct DesiredApp {
     /// TLS certificates (SNI endpoints) for the app's hosts, with their private keys.
     #[serde(default)]
     pub certificates: Vec<TlsCert>,
+    /// Volumes mounted into every dyno of the formation (an add-on server's data).
+    #[serde(default)]
+    pub mounts: Vec<VolumeMount>,
+    /// Apps whose networks this app's formation dynos join, reachable there by this app's name
+    /// (an add-on server joins the apps it is attached to, and no other).
+    #[serde(default)]
+    pub joins: Vec<String>,
 }
 
 /// A certificate chain and its private key, both PEM, as the runner and the router see them.

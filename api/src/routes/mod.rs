@@ -13,6 +13,7 @@ mod formation;
 mod git;
 mod releases;
 mod runner;
+mod service;
 mod slugs;
 
 use axum::extract::DefaultBodyLimit;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(formation::routes())
         .merge(audit::routes())
         .merge(runner::routes())
+        .merge(service::routes())
         .merge(builds::routes())
         .merge(buildpacks::routes())
         .merge(git::routes())

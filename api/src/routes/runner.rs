@@ -83,6 +83,7 @@ async fn desired_state(
             },
         };
         let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
+        let service = state.store.service(&app.id).await?;
         let restarts = state.store.restarts(&app.id).await?;
         let certificates = state
             .store
@@ -101,6 +102,8 @@ async fn desired_state(
             restarts,
             one_offs,
             certificates,
+            mounts: service.mounts,
+            joins: service.joins,
             app_id: app.id,
             app_name: app.name,
         });

@@ -1,0 +1,67 @@
+//! `/apps/{app}/service` (admins only; platform-internal): makes an app a service, as add-on
+//! servers will be (issue 5): named volumes mounted into every dyno of its formation (they
+//! outlive releases and restarts), and the apps whose networks its dynos join, where they are
+//! reachable by this app's name. An app not listed cannot reach it.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Extension, Router};
+
+use super::find_app;
+use crate::auth::User;
+use crate::error::Json;
+use crate::store::Service;
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/apps/{app}/service", get(show).put(replace))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Service>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    Ok(axum::Json(state.store.service(&app.id).await?))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+    Json(body): Json<Service>,
+) -> Result<axum::Json<Service>, ApiError> {
+    if !user.admin {
+        return Err(ApiError::forbidden("only the platform (an admin token) makes an app a service"));
+    }
+    let app = find_app(&state, &user, &name).await?;
+    if body.mounts.len() > 4 || body.joins.len() > 100 {
+        return Err(ApiError::invalid_params("at most 4 volumes and 100 joined apps"));
+    }
+    for mount in &body.mounts {
+        let volume_ok = (1..=60).contains(&mount.volume.len())
+            && mount.volume.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let path = std::path::Path::new(&mount.path);
+        let path_ok = path.is_absolute()
+            && path.components().count() >= 2
+            && path.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
+            && !mount.path.starts_with("/app");
+        if !volume_ok || !path_ok {
+            return Err(ApiError::invalid_params(format!(
+                "mount {}:{} is invalid: a volume name of a-z, 0-9 and `-`, at an absolute path outside /app",
+                mount.volume, mount.path
+            )));
+        }
+    }
+    for other in &body.joins {
+        if *other == app.name {
+            return Err(ApiError::invalid_params("an app is always on its own network"));
+        }
+        if state.store.app(other).await?.is_none() {
+            return Err(ApiError::not_found(format!("app `{other}` not found")));
+        }
+    }
+    state.store.set_service(&app.id, &body).await?;
+    Ok(axum::Json(body))
+}
