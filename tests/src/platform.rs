@@ -238,6 +238,40 @@ impl Platform {
         })
     }
 
+    /// Runs `script` with bash as the dyno user inside the running dyno `name` (`web.1`) of `app`;
+    /// returns its exit code and output.
+    pub fn exec(&self, app: &str, name: &str, script: &str) -> (i64, String) {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use futures_util::StreamExt;
+        let id = self
+            .containers()
+            .into_iter()
+            .find(|(_, (a, n, _, running))| a == app && n == name && *running)
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| panic!("no running {app} {name}"));
+        let docker = &self.docker;
+        self.block_on(async {
+            let options = CreateExecOptions {
+                cmd: Some(vec!["bash", "-c", script]),
+                user: Some("1000:1000"),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            };
+            let exec = docker.create_exec(&id, options).await.expect("create exec").id;
+            let mut text = String::new();
+            if let StartExecResults::Attached { mut output, .. } =
+                docker.start_exec(&exec, None).await.expect("start exec")
+            {
+                while let Some(Ok(chunk)) = output.next().await {
+                    text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                }
+            }
+            let code = docker.inspect_exec(&exec).await.expect("inspect exec").exit_code.unwrap_or(-1);
+            (code, text)
+        })
+    }
+
     /// Runs a future (a Docker call, say) on this platform's runtime.
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

@@ -311,39 +311,6 @@ fn one_off_dynos_run_once_and_report_how_they_ended() {
     assert_eq!(platform.up("oneoff", "web", v), 1);
 }
 
-/// Runs `script` with bash as the dyno user inside the running dyno `name` (`web.1`) of `app`;
-/// returns its exit code and output.
-fn exec_in(platform: &Platform, app: &str, name: &str, script: &str) -> (i64, String) {
-    use bollard::exec::{CreateExecOptions, StartExecResults};
-    use futures_util::StreamExt;
-    let id = platform
-        .containers()
-        .into_iter()
-        .find(|(_, (a, n, _, running))| a == app && n == name && *running)
-        .map(|(id, _)| id)
-        .unwrap_or_else(|| panic!("no running {app} {name}"));
-    let docker = bollard::Docker::connect_with_local_defaults().expect("Docker Engine");
-    platform.block_on(async {
-        let options = CreateExecOptions {
-            cmd: Some(vec!["bash", "-c", script]),
-            user: Some("1000:1000"),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let exec = docker.create_exec(&id, options).await.expect("create exec").id;
-        let mut text = String::new();
-        if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec, None).await.expect("start exec")
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
-        }
-        let code = docker.inspect_exec(&exec).await.expect("inspect exec").exit_code.unwrap_or(-1);
-        (code, text)
-    })
-}
-
 /// A service app (what an add-on server will be): its volume outlives its dynos, and only the
 /// apps it joins can reach it, by its name; leaving a network cuts the app off at once.
 #[test]
@@ -389,26 +356,25 @@ fn service_apps_keep_their_volume_and_are_reachable_only_from_joined_apps() {
     let ask = "curl -fsS -m 5 http://vault:5000/";
 
     // Reachable by name from the app it joins, not from another (not even by address).
-    platform
-        .wait_until(Duration::from_secs(30), "shop reaches vault", || exec_in(&platform, "shop", "web.1", ask).0 == 0);
-    assert_eq!(exec_in(&platform, "shop", "web.1", ask).1.trim(), "boots=1");
-    let (code, said) = exec_in(&platform, "stranger", "web.1", ask);
+    platform.wait_until(Duration::from_secs(30), "shop reaches vault", || platform.exec("shop", "web.1", ask).0 == 0);
+    assert_eq!(platform.exec("shop", "web.1", ask).1.trim(), "boots=1");
+    let (code, said) = platform.exec("stranger", "web.1", ask);
     assert_ne!(code, 0, "stranger must not reach vault: {said}");
-    let address = exec_in(&platform, "shop", "web.1", "getent hosts vault | cut -d' ' -f1").1;
+    let address = platform.exec("shop", "web.1", "getent hosts vault | cut -d' ' -f1").1;
     let by_address = format!("curl -fsS -m 3 http://{}:5000/", address.trim());
-    assert_ne!(exec_in(&platform, "stranger", "web.1", &by_address).0, 0, "stranger reached vault at {address}");
+    assert_ne!(platform.exec("stranger", "web.1", &by_address).0, 0, "stranger reached vault at {address}");
 
     // A restart makes a new container; the volume keeps the data.
     assert_eq!(platform.api.delete("/apps/vault/dynos").status, 200);
     platform.wait_until(BOOT, "vault restarted and counts a second boot", || {
-        exec_in(&platform, "shop", "web.1", ask).1.trim() == "boots=2"
+        platform.exec("shop", "web.1", ask).1.trim() == "boots=2"
     });
 
     // Leaving shop's network cuts shop off, without a restart.
     let service = json!({"mounts": [{"volume": "vault-data", "path": "/data"}], "joins": []});
     platform.api.call("PUT", "/apps/vault/service", Some(&platform.api.token), Some(service.to_string().as_bytes()));
     platform.wait_until(Duration::from_secs(30), "shop no longer reaches vault", || {
-        exec_in(&platform, "shop", "web.1", ask).0 != 0
+        platform.exec("shop", "web.1", ask).0 != 0
     });
     assert_eq!(platform.up("vault", "server", v), 1, "the server kept running");
 }

@@ -362,3 +362,64 @@ fn buildpack_urls_release_phase_and_refusals() {
     assert_eq!(platform.get("chained", "/design.psd").expect("answers").0, 404);
     assert_eq!(platform.get("chained", "/README").expect("answers").0, 200);
 }
+
+/// A PostgreSQL server built from Debian's packages by the `postgresql-server` buildpack and run
+/// as a service app: password auth over TCP, rows kept on its volume across a restart,
+/// reachable from the app it joins.
+#[test]
+fn postgresql_server_app_keeps_its_rows_across_restarts() {
+    let platform = Platform::start();
+    let cli = logged_in(&platform.api);
+    let shop = platform.create_and_deploy(
+        "shop",
+        &sample_app("python-web"),
+        serde_json::json!({"web": "python3 /app/web.py"}),
+    );
+    platform.wait_until(Duration::from_secs(120), "shop is up", || platform.up("shop", "web", shop) == 1);
+
+    let repo = Repo::new(&cli);
+    repo.commit(".ouro-postgresql", "PostgreSQL 17, from Debian's packages\n");
+    ok(&cli.run_in(repo.path(), &["apps:create", "pgvault"]));
+    ok(&cli
+        .run_in(repo.path(), &["config:set", "POSTGRES_USER=ouro", "POSTGRES_PASSWORD=s3cret-Pw", "POSTGRES_DB=shop"]));
+    ok(&cli.run_in(repo.path(), &["buildpacks:set", "postgresql-server"]));
+    let service = serde_json::json!({"mounts": [{"volume": "pgvault-data", "path": "/data"}], "joins": ["shop"]});
+    let token = platform.api.token.clone();
+    let set = platform.api.call("PUT", "/apps/pgvault/service", Some(&token), Some(service.to_string().as_bytes()));
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    let said = push(&repo, &["main"]);
+    assert!(said.contains("-----> PostgreSQL server app detected"), "{said}");
+    assert!(said.contains("postgres (PostgreSQL) 17."), "{said}");
+    let version = platform.api.get("/apps/pgvault").body["current_release"].as_i64().expect("release");
+    platform.scale("pgvault", "server", 1);
+    let psql = |sql: &str, password: &str| {
+        let script = format!(
+            "export LD_LIBRARY_PATH=/app/.pg/usr/lib/x86_64-linux-gnu; PGPASSWORD='{password}' \
+             /app/.pg/usr/lib/postgresql/17/bin/psql -h 127.0.0.1 -p 5000 -U ouro -d shop -tA -v ON_ERROR_STOP=1 \
+             -c \"{sql}\" 2>&1"
+        );
+        platform.exec("pgvault", "server.1", &script)
+    };
+    platform.wait_until(Duration::from_secs(120), "the server accepts connections", || {
+        platform.up("pgvault", "server", version) == 1 && psql("SELECT 1", "s3cret-Pw").0 == 0
+    });
+    let (code, out) = psql("CREATE TABLE orders (id int); INSERT INTO orders VALUES (42)", "s3cret-Pw");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = psql("SELECT 1", "wrong");
+    assert_ne!(code, 0);
+    assert!(out.contains("password authentication failed"), "{out}");
+    // The app it joins reaches it by name.
+    let (code, out) = platform.exec("shop", "web.1", "timeout 5 bash -c 'echo > /dev/tcp/pgvault/5000' 2>&1");
+    assert_eq!(code, 0, "{out}");
+
+    // A restart: a new container, the same data.
+    let server = || {
+        let running = platform.containers().into_iter();
+        running.filter(|(_, (app, name, _, up))| app == "pgvault" && name == "server.1" && *up).map(|(id, _)| id).next()
+    };
+    let before = server().expect("a running server");
+    assert_eq!(platform.api.delete("/apps/pgvault/dynos").status, 200);
+    platform.wait_until(Duration::from_secs(120), "a new server container has the row", || {
+        server().is_some_and(|id| id != before) && psql("SELECT id FROM orders", "s3cret-Pw") == (0, "42\n".to_string())
+    });
+}
