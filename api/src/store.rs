@@ -97,6 +97,7 @@ pub struct CertificateRow {
     pub created_at: String,
 }
 
+#[derive(Clone)]
 pub struct BuildRow {
     pub id: String,
     pub status: String,

@@ -318,6 +318,27 @@ fn buildpack_urls_release_phase_and_refusals() {
     assert_eq!(status, 200);
     assert!(body.contains("Hello from a static site on Ouro"), "{body}");
 
+    // Heroku's Build API: a source tar.gz POSTed builds like a push, in the background; one
+    // build of an app at a time.
+    let token = platform.api.token.clone();
+    assert_eq!(platform.api.post("/apps", serde_json::json!({"name": "tarred"})).status, 201);
+    let source = ouro_tests::tar_gz(&sample_app("static-site"));
+    let path = "/apps/tarred/builds?version=v1.2";
+    let (status, body) = platform.api.raw("POST", path, Some(&token), Some(&source), "application/gzip");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let build: Value = serde_json::from_slice(&body).expect("a build");
+    assert_eq!((build["status"].as_str(), build["source_blob"]["version"].as_str()), (Some("pending"), Some("v1.2")));
+    let (status, _) = platform.api.raw("POST", path, Some(&token), Some(&source), "application/gzip");
+    assert_eq!(status, 409, "a second build while one runs");
+    let id = build["id"].as_str().expect("id").to_string();
+    platform.wait_until(Duration::from_secs(120), "the API build ends", || {
+        platform.api.get(&format!("/apps/tarred/builds/{id}")).body["status"] != "pending"
+    });
+    let build = platform.api.get(&format!("/apps/tarred/builds/{id}")).body;
+    assert_eq!(build["status"], "succeeded", "{build}");
+    assert!(build["output"].as_str().unwrap_or_default().contains("-----> Static app detected"), "{build}");
+    wait_for_page(&platform, "tarred", "Hello from a static site on Ouro");
+
     // A link out of the tree in the pushed source is refused by the builder, with the reason.
     let repo = Repo::new(&cli);
     add_sample(&repo, "static-site");

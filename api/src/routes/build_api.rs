@@ -25,7 +25,7 @@ use crate::pipeline::{ActiveBuild, BuilderResult, Event};
 use crate::{ApiError, AppState, Error, auth, pipeline};
 
 /// The largest pushed tree (tar.gz) a build takes.
-const MAX_SOURCE_BYTES: u64 = 1024 * 1024 * 1024;
+pub(crate) const MAX_SOURCE_BYTES: u64 = 1024 * 1024 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

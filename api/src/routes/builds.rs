@@ -1,7 +1,9 @@
-//! `/apps/{app}/builds`: the builds that accepted `git push`es queued, and their source
-//! tar.gz. Nothing runs builds yet, so they stay `pending`.
+//! `/apps/{app}/builds`: the app's builds (from `git push`, or `POST` with a source tar.gz, as
+//! Heroku's Build API), and their source tar.gz.
 
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -14,7 +16,7 @@ use crate::{ApiError, AppState, Settings};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/apps/{app}/builds", get(list))
+        .route("/apps/{app}/builds", get(list).post(create))
         .route("/apps/{app}/builds/{build}", get(info))
         .route("/apps/{app}/builds/{build}/source", get(source))
 }
@@ -27,6 +29,46 @@ async fn list(
     let app = find_app(&state, &user, &name).await?;
     let builds = state.store.builds(&app.id).await?;
     Ok(axum::Json(builds.into_iter().map(|b| build_json(&state.settings, &app, b)).collect()))
+}
+
+#[derive(serde::Deserialize)]
+struct CreateQuery {
+    /// What the source is a version of (a commit id, say); shown in the release description.
+    version: Option<String>,
+}
+
+/// `POST /apps/{app}/builds` with the source tar.gz as the body: builds it like a push, in the
+/// background; the answer is the pending build (poll it). One build of an app at a time: 409
+/// while another one (or a push) runs.
+async fn create(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+    Query(query): Query<CreateQuery>,
+    body: Body,
+) -> Result<(StatusCode, axum::Json<Build>), ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let version = query.version.unwrap_or_default();
+    if version.len() > 64 || !version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        return Err(ApiError::invalid_params("version must be up to 64 letters, digits, `.` and `-`"));
+    }
+    let Ok(guard) = state.pushes.of(&app.id).try_lock_owned() else {
+        return Err(ApiError::conflict(format!("a build of `{}` is running; wait for it to end", app.name)));
+    };
+    let staged = super::slugs::Staged(state.blobs.staging_dir().join(format!("source-{}", uuid::Uuid::new_v4())));
+    let (digest, size) = super::slugs::receive(body, &staged.0, super::build_api::MAX_SOURCE_BYTES, "source").await?;
+    state.blobs.commit(&staged.0, &digest).await.map_err(crate::Error::Io)?;
+    let version = if version.is_empty() { digest[..12].to_string() } else { version };
+    let build = state.store.create_build(&app.id, &version, "api", &format!("SHA256:{digest}"), size as i64).await?;
+    let answer = build_json(&state.settings, &app, build.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    // Nobody reads this build's log live: it is kept with the build.
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    tokio::spawn(async move {
+        crate::pipeline::run(state, app, build, user.email, tx).await;
+        drop(guard);
+    });
+    Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 
 async fn info(

@@ -3,7 +3,7 @@
 
 mod apps;
 mod audit;
-mod build_api;
+pub(crate) mod build_api;
 mod buildpacks;
 mod builds;
 mod certs;
