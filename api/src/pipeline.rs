@@ -87,7 +87,14 @@ impl ActiveBuilds {
 struct Transcript {
     out: mpsc::Sender<Bytes>,
     kept: String,
+    /// The build's log is saved as it grows, at most every [`SAVE_EVERY`], so that
+    /// `builds:info` shows a running build's progress.
+    store: crate::store::Store,
+    build_id: String,
+    saved_at: tokio::time::Instant,
 }
+
+const SAVE_EVERY: Duration = Duration::from_secs(2);
 
 impl Transcript {
     async fn text(&mut self, text: &str) {
@@ -101,6 +108,12 @@ impl Transcript {
         }
         // A pusher that went away does not stop the build.
         let _ = self.out.send(Bytes::copy_from_slice(text.as_bytes())).await;
+        if self.saved_at.elapsed() >= SAVE_EVERY {
+            self.saved_at = tokio::time::Instant::now();
+            if let Err(e) = self.store.save_build_output(&self.build_id, &self.kept).await {
+                tracing::warn!(build = %self.build_id, error = %e, "could not save a running build's log");
+            }
+        }
     }
 
     async fn line(&mut self, line: &str) {
@@ -111,7 +124,13 @@ impl Transcript {
 /// Runs build `build` of `app` to its end and streams its log to `out`, ending with the
 /// status line. Never fails: every problem is a failed build with a reason.
 pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, out: mpsc::Sender<Bytes>) {
-    let mut log = Transcript { out, kept: String::new() };
+    let mut log = Transcript {
+        out,
+        kept: String::new(),
+        store: state.store.clone(),
+        build_id: build.id.clone(),
+        saved_at: tokio::time::Instant::now(),
+    };
     let outcome = build_and_release(&state, &app, &build, &actor, &mut log).await;
     state.active_builds.remove(&build.id);
     let (status, version) = match outcome {
@@ -180,7 +199,7 @@ async fn build_and_release(
         ("OURO_BUILD_TOKEN".to_string(), token),
         ("OURO_MAX_SLUG_BYTES".to_string(), state.settings.max_slug_bytes.to_string()),
     ]);
-    let mounts = [VolumeMount { volume: format!("cache-{}", app.id), path: CACHE_PATH.into() }];
+    let mounts = [VolumeMount { volume: cache_volume(&app.id), path: CACHE_PATH.into() }];
     let new = NewOneOff {
         command: BUILD_COMMAND,
         size: BUILD_SIZE,
@@ -238,6 +257,11 @@ async fn build_and_release(
     let web_url = crate::routes::web_url(&state.settings, &app.name);
     log.line(&format!("       {web_url} deployed to Ouro")).await;
     Ok(release.version)
+}
+
+/// The build cache volume of app `app_id` (the runner prefixes its platform).
+pub fn cache_volume(app_id: &str) -> String {
+    format!("cache-{app_id}")
 }
 
 /// Runs the Procfile's `release` command once, in a one-off dyno of the app on the new slug

@@ -938,6 +938,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Saves the log of a running (pending) build so far.
+    pub async fn save_build_output(&self, build_id: &str, output: &str) -> Result<()> {
+        sqlx::query("UPDATE builds SET output = $2 WHERE id = $1 AND status = 'pending'")
+            .bind(build_id)
+            .bind(output)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Marks every pending build failed: run at start, since a build cannot outlive the API
     /// process that streams it.
     pub async fn fail_interrupted_builds(&self) -> Result<u64> {

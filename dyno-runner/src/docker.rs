@@ -267,6 +267,28 @@ pub async fn ensure_volume(docker: &Docker, platform: &str, name: &str, image: &
     Ok(full)
 }
 
+/// Removes `platform`'s volumes that `wanted` (names without the platform prefix) does not
+/// name. A volume still in use is left for a later pass (Docker refuses to remove it).
+pub async fn remove_unwanted_volumes(docker: &Docker, platform: &str, wanted: &[String]) -> Result<()> {
+    let label = format!("{LABEL_PLATFORM}={platform}");
+    let filters = HashMap::from([("label", vec![label.as_str()])]);
+    let list =
+        docker.list_volumes(Some(bollard::volume::ListVolumesOptions { filters })).await.map_err(docker_error)?;
+    let prefix = format!("{platform}-");
+    for volume in list.volumes.unwrap_or_default() {
+        let Some(short) = volume.name.strip_prefix(&prefix) else { continue };
+        if wanted.iter().any(|w| w == short) {
+            continue;
+        }
+        match docker.remove_volume(&volume.name, None).await {
+            Ok(()) => tracing::info!(volume = %volume.name, "removed a volume nothing needs any more"),
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => {}
+            Err(e) => tracing::warn!(volume = %volume.name, error = %e, "could not remove a volume"),
+        }
+    }
+    Ok(())
+}
+
 fn volume_mount(volume: &str, path: &str) -> bollard::models::Mount {
     bollard::models::Mount {
         target: Some(path.to_string()),

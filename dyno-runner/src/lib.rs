@@ -218,7 +218,12 @@ struct Runner {
     wake: Arc<Notify>,
     last_report: Option<(Instant, DynoReport)>,
     clock: Instant,
+    /// When unneeded volumes were last looked for.
+    volumes_checked: Option<Instant>,
 }
+
+/// How often the runner looks for volumes nothing needs.
+const VOLUME_GC_EVERY: Duration = Duration::from_secs(10);
 
 impl Runner {
     fn new(config: Config, docker: Docker, routes: watch::Sender<RouteTable>) -> Runner {
@@ -239,6 +244,7 @@ impl Runner {
             wake: Arc::new(Notify::new()),
             last_report: None,
             clock: Instant::now(),
+            volumes_checked: None,
         }
     }
 
@@ -267,8 +273,12 @@ impl Runner {
 
     /// One pass; returns whether something is in motion (booting dynos, builds, drains).
     async fn reconcile(&mut self) -> Result<bool> {
+        let mut fresh = false;
         match self.api.desired_state().await {
-            Ok(desired) => self.desired = Some(desired),
+            Ok(desired) => {
+                self.desired = Some(desired);
+                fresh = true;
+            }
             // The control plane may be down: keep converging on what we last knew.
             Err(e) if self.desired.is_some() => {
                 tracing::warn!(error = %e, "API unreachable; using the last desired state")
@@ -285,6 +295,14 @@ impl Runner {
         let ctx = Context { images_ready: &images_ready, backoff: &self.backoff, now: self.now() };
         let steps = plan::plan(&desired, &live, &ctx);
         self.execute(&desired, steps).await;
+        // Volumes of deleted apps go, judged only on a desired state read just now.
+        if fresh && self.volumes_checked.is_none_or(|at| at.elapsed() > VOLUME_GC_EVERY) {
+            self.volumes_checked = Some(Instant::now());
+            if let Err(e) = docker::remove_unwanted_volumes(&self.docker, &self.config.platform, &desired.volumes).await
+            {
+                tracing::warn!(error = %e, "could not list volumes");
+            }
+        }
         let booting = live.iter().any(|d| d.state == LiveState::Running { up: false });
         let moving = !self.building.lock().map(|b| b.is_empty()).unwrap_or(true)
             || !self.stopping.lock().map(|s| s.is_empty()).unwrap_or(true);

@@ -326,7 +326,11 @@ mod tests {
     ) -> Vec<Step> {
         let images_ready = ready.iter().map(|(a, r)| (a.to_string(), *r)).collect();
         let backoff = backoff.iter().cloned().collect();
-        plan(&DesiredState { apps }, live, &Context { images_ready: &images_ready, backoff: &backoff, now })
+        plan(
+            &DesiredState { apps, volumes: Vec::new() },
+            live,
+            &Context { images_ready: &images_ready, backoff: &backoff, now },
+        )
     }
 
     #[test]

@@ -49,12 +49,13 @@ fn versions(api: &Api, app: &str) -> Vec<(i64, String, bool)> {
         .collect()
 }
 
-/// The runner's desired state without the platform's own `ouro-builder` app.
+/// The runner's desired state without the platform's own `ouro-builder` app and the volumes.
 fn user_desired(api: &Api) -> Value {
     let mut desired = api.get("/runner/desired-state").body;
     if let Some(apps) = desired["apps"].as_array_mut() {
         apps.retain(|a| a["app_name"] != "ouro-builder");
     }
+    desired.as_object_mut().map(|d| d.remove("volumes"));
     desired
 }
 

@@ -169,6 +169,14 @@ fn python_push_builds_serves_uses_the_cache_and_survives_a_broken_build() {
     assert_transcript(&said, "Python", 6);
     let listed = ok(&cli.run_in(repo.path(), &["builds"]));
     assert!(listed.contains("succeeded") && listed.contains("failed"), "{listed}");
+
+    // The app's build cache is a volume of its own; deleting the app removes it.
+    let id = platform.api.get("/apps/snake").body["id"].as_str().expect("id").to_string();
+    let cache = format!("{}-cache-{id}", platform.id);
+    let exists = || platform.block_on(platform.docker.inspect_volume(&cache)).is_ok();
+    assert!(exists(), "the build cache volume {cache} exists");
+    assert_eq!(platform.api.delete("/apps/snake").status, 200);
+    platform.wait_until(Duration::from_secs(60), "the deleted app's cache volume is gone", || !exists());
 }
 
 /// Five kinds of app pushed at the same moment: the builds run side by side (one build dyno
@@ -351,14 +359,24 @@ fn buildpack_urls_release_phase_and_refusals() {
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("cannot be unpacked safely"), "{said}");
 
-    // A slug over the limit (8 MB here; node's is ~31 MB) is refused with its size.
-    let repo = sample_repo(&platform, &cli, "heavy", "node-nodeps");
-    let out = repo.git(&["push", "ouro", "main"]);
-    let said = stderr(&out);
-    assert!(!out.status.success(), "{said}");
-    assert!(said.contains("is too large (max is 7.6M)"), "{said}");
-    let listed: Vec<Value> = builds(&platform, "heavy");
-    assert_eq!(listed.last().expect("a build")["status"], "failed");
+    // A slug over the limit (8 MB here; node's is ~31 MB) is refused with its size. Built
+    // through the Build API, whose running build shows its log so far (node's cold build
+    // downloads from the Debian mirror for several seconds).
+    assert_eq!(platform.api.post("/apps", serde_json::json!({"name": "heavy"})).status, 201);
+    let source = ouro_tests::tar_gz(&sample_app("node-nodeps"));
+    let (status, body) =
+        platform.api.raw("POST", "/apps/heavy/builds", Some(&token), Some(&source), "application/gzip");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let id = serde_json::from_slice::<Value>(&body).expect("a build")["id"].as_str().expect("id").to_string();
+    let build = || platform.api.get(&format!("/apps/heavy/builds/{id}")).body;
+    platform.wait_until(Duration::from_secs(60), "the running build shows its log so far", || {
+        let b = build();
+        b["status"] == "pending" && b["output"].as_str().is_some_and(|o| o.contains("-----> Node.js app detected"))
+    });
+    platform.wait_until(Duration::from_secs(180), "the build ends", || build()["status"] != "pending");
+    let ended = build();
+    assert_eq!(ended["status"], "failed");
+    assert!(ended["output"].as_str().unwrap_or_default().contains("is too large (max is 7.6M)"), "{ended}");
     assert_eq!(platform.api.get("/apps/heavy").body["current_release"], 1);
 
     // A third-party buildpack by URL, chained before the shipped static one. Apps built before

@@ -250,6 +250,10 @@ pub struct Dyno {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DesiredState {
     pub apps: Vec<DesiredApp>,
+    /// Every volume the platform still needs (names without the platform prefix): build
+    /// caches of existing apps and service volumes. The runner removes its other volumes.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -47,7 +47,11 @@ async fn desired_state(
 ) -> Result<axum::Json<DesiredState>, ApiError> {
     require_admin(&user)?;
     let mut apps = Vec::new();
+    let mut volumes = Vec::new();
     for app in state.store.apps(None).await? {
+        let service = state.store.service(&app.id).await?;
+        volumes.push(crate::pipeline::cache_volume(&app.id));
+        volumes.extend(service.mounts.iter().map(|m| m.volume.clone()));
         let release = state.store.current_release(&app).await?;
         let mut one_offs = Vec::new();
         for o in state.store.running_one_offs(&app.id).await? {
@@ -83,7 +87,6 @@ async fn desired_state(
             },
         };
         let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
-        let service = state.store.service(&app.id).await?;
         let restarts = state.store.restarts(&app.id).await?;
         let certificates = state
             .store
@@ -108,7 +111,7 @@ async fn desired_state(
             app_name: app.name,
         });
     }
-    Ok(axum::Json(DesiredState { apps }))
+    Ok(axum::Json(DesiredState { apps, volumes }))
 }
 
 /// Slug `slug_id` of `app` with `config` as a release to run, if its tar.gz is uploaded.
