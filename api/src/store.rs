@@ -125,6 +125,37 @@ pub struct OneOffRow {
     pub created_at: String,
 }
 
+pub struct ProviderRow {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub password: String,
+    pub created_at: String,
+}
+
+#[derive(Clone)]
+pub struct AddonRow {
+    pub id: String,
+    pub name: String,
+    pub app_id: String,
+    pub provider_id: String,
+    pub plan: String,
+    pub state: String,
+    pub provider_resource_id: String,
+    /// What the provider answered: key → value (`URL` → `postgres://…`).
+    pub config: BTreeMap<String, String>,
+    pub created_at: String,
+}
+
+pub struct AttachmentRow {
+    pub id: String,
+    pub addon_id: String,
+    pub app_id: String,
+    /// The config var prefix on the app: `DATABASE` makes `DATABASE_URL`.
+    pub name: String,
+    pub created_at: String,
+}
+
 /// Volumes and joined networks of a service app (see `Store::service`).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Service {
@@ -984,6 +1015,130 @@ impl Store {
         Ok(())
     }
 
+    // ---- add-ons ----------------------------------------------------------------------
+
+    pub async fn create_provider(&self, name: &str, url: &str, password: &str) -> Result<ProviderRow> {
+        let row = ProviderRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.into(),
+            url: url.into(),
+            password: password.into(),
+            created_at: now(),
+        };
+        sqlx::query("INSERT INTO addon_providers (id, name, url, password, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&row.id)
+            .bind(&row.name)
+            .bind(&row.url)
+            .bind(&row.password)
+            .bind(&row.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_on_unique)?;
+        Ok(row)
+    }
+
+    pub async fn providers(&self) -> Result<Vec<ProviderRow>> {
+        let rows = sqlx::query("SELECT id, name, url, password, created_at FROM addon_providers ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(provider_row).collect()
+    }
+
+    pub async fn provider(&self, name_or_id: &str) -> Result<Option<ProviderRow>> {
+        let row =
+            sqlx::query("SELECT id, name, url, password, created_at FROM addon_providers WHERE name = $1 OR id = $1")
+                .bind(name_or_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(provider_row).transpose()
+    }
+
+    /// Records a provisioned add-on and its first attachment, in one transaction.
+    pub async fn create_addon(&self, addon: &AddonRow, attachment: &AttachmentRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO addons (id, name, app_id, provider_id, plan, state, provider_resource_id, config, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&addon.id)
+        .bind(&addon.name)
+        .bind(&addon.app_id)
+        .bind(&addon.provider_id)
+        .bind(&addon.plan)
+        .bind(&addon.state)
+        .bind(&addon.provider_resource_id)
+        .bind(serde_json::to_string(&addon.config)?)
+        .bind(&addon.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_on_unique)?;
+        insert_attachment(&mut tx, attachment).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn addon(&self, name_or_id: &str) -> Result<Option<AddonRow>> {
+        let row = sqlx::query(&format!("SELECT {ADDON_COLUMNS} FROM addons a WHERE a.name = $1 OR a.id = $1"))
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(addon_row).transpose()
+    }
+
+    /// Add-ons attached to the app (its own and others'), by name.
+    pub async fn addons_of_app(&self, app_id: &str) -> Result<Vec<AddonRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT {ADDON_COLUMNS} FROM addons a JOIN addon_attachments t ON t.addon_id = a.id \
+             WHERE t.app_id = $1 OR a.app_id = $1 ORDER BY a.name",
+        ))
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(addon_row).collect()
+    }
+
+    /// Add-ons the app owns.
+    pub async fn owned_addons(&self, app_id: &str) -> Result<Vec<AddonRow>> {
+        let rows = sqlx::query(&format!("SELECT {ADDON_COLUMNS} FROM addons a WHERE a.app_id = $1 ORDER BY a.name"))
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(addon_row).collect()
+    }
+
+    pub async fn delete_addon(&self, addon_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM addons WHERE id = $1").bind(addon_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn create_attachment(&self, attachment: &AttachmentRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_attachment(&mut tx, attachment).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn attachments_of_addon(&self, addon_id: &str) -> Result<Vec<AttachmentRow>> {
+        let rows = sqlx::query(&format!("SELECT {ATTACHMENT_COLUMNS} WHERE addon_id = $1 ORDER BY created_at, id"))
+            .bind(addon_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(attachment_row).collect()
+    }
+
+    pub async fn attachments_of_app(&self, app_id: &str) -> Result<Vec<AttachmentRow>> {
+        let rows = sqlx::query(&format!("SELECT {ATTACHMENT_COLUMNS} WHERE app_id = $1 ORDER BY created_at, id"))
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(attachment_row).collect()
+    }
+
+    pub async fn delete_attachment(&self, attachment_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM addon_attachments WHERE id = $1").bind(attachment_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// The app's buildpacks (`buildpacks:set`), in order; empty means detect.
     pub async fn buildpacks(&self, app_id: &str) -> Result<Vec<String>> {
         let row = sqlx::query("SELECT buildpacks FROM apps WHERE id = $1").bind(app_id).fetch_one(&self.pool).await?;
@@ -1017,6 +1172,57 @@ impl Store {
             .await?;
         row.as_ref().map(build_row).transpose()
     }
+}
+
+const ADDON_COLUMNS: &str = "a.id, a.name, a.app_id, a.provider_id, a.plan, a.state, a.provider_resource_id, \
+                             a.config, a.created_at";
+const ATTACHMENT_COLUMNS: &str = "id, addon_id, app_id, name, created_at FROM addon_attachments";
+
+fn provider_row(r: &AnyRow) -> Result<ProviderRow> {
+    Ok(ProviderRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        url: r.try_get("url")?,
+        password: r.try_get("password")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn addon_row(r: &AnyRow) -> Result<AddonRow> {
+    Ok(AddonRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        app_id: r.try_get("app_id")?,
+        provider_id: r.try_get("provider_id")?,
+        plan: r.try_get("plan")?,
+        state: r.try_get("state")?,
+        provider_resource_id: r.try_get("provider_resource_id")?,
+        config: serde_json::from_str(&r.try_get::<String, _>("config")?)?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn attachment_row(r: &AnyRow) -> Result<AttachmentRow> {
+    Ok(AttachmentRow {
+        id: r.try_get("id")?,
+        addon_id: r.try_get("addon_id")?,
+        app_id: r.try_get("app_id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+async fn insert_attachment(tx: &mut Transaction<'_, Any>, a: &AttachmentRow) -> Result<()> {
+    sqlx::query("INSERT INTO addon_attachments (id, addon_id, app_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&a.id)
+        .bind(&a.addon_id)
+        .bind(&a.app_id)
+        .bind(&a.name)
+        .bind(&a.created_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_unique)?;
+    Ok(())
 }
 
 const BUILD_COLUMNS: &str = "id, status, source_commit, source_ref, source_blob, source_size, output, \
@@ -1069,6 +1275,7 @@ fn migrator() -> Migrator {
         migration(6, "builder", include_str!("../migrations/0006_builder.sql")),
         migration(7, "release phase", include_str!("../migrations/0007_release_phase.sql")),
         migration(8, "service apps", include_str!("../migrations/0008_service.sql")),
+        migration(9, "add-ons", include_str!("../migrations/0009_addons.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

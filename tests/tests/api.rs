@@ -20,6 +20,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    addons_set_config_vars_attach_detach_and_destroy,
     the_runner_hears_of_changes_at_once,
     releases_follow_config_changes_and_rollbacks,
     slugs_deploy_and_set_the_formation,
@@ -538,4 +539,164 @@ fn the_runner_hears_of_changes_at_once(backend: Backend) {
     assert_eq!(waiting.0, now + 1, "one change, counted once");
     assert!(waiting.1 < std::time::Duration::from_secs(10), "{:?}", waiting.1);
     assert_eq!(api.call("GET", "/runner/changes", None, None).status, 401);
+}
+
+/// A provider speaking the add-on contract over real HTTP on loopback, recording each call
+/// (`METHOD path basic-auth`): what the API must get right is what it sends and how it answers.
+struct Provider {
+    url: String,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Provider {
+    fn start() -> Provider {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = calls.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("request line");
+                let (mut length, mut auth) = (0usize, String::new());
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).expect("header");
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    let lower = header.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if let Some(v) =
+                        header.strip_prefix("Authorization: Basic ").or(header.strip_prefix("authorization: Basic "))
+                    {
+                        auth = v.trim().to_string();
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).expect("body");
+                let mut parts = line.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                log.lock().unwrap().push(format!("{method} {path} {auth}"));
+                let answer = if method == "POST" {
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let plan = request["plan"].as_str().unwrap_or_default().to_string();
+                    json!({"id": format!("res-{n}"), "config": {"URL": format!("postgres://u{n}:pw@db-{n}:5000/d?plan={plan}")}})
+                        .to_string()
+                } else {
+                    String::new()
+                };
+                let status = if method == "POST" { "201 Created" } else { "204 No Content" };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        Provider { url, calls }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+/// Add-ons over the API: a provisioned add-on sets `DATABASE_URL` in a new release, a second
+/// gets a colour name, attach/detach add and remove the var with releases, destroy needs a
+/// confirm and deprovisions, an unreachable provider changes nothing, deleting an app
+/// deprovisions its add-ons.
+fn addons_set_config_vars_attach_detach_and_destroy(backend: Backend) {
+    let api = Api::start(backend);
+    let provider = Provider::start();
+    for app in ["shop", "blog"] {
+        assert_eq!(api.post("/apps", json!({"name": app})).status, 201);
+    }
+    assert_error(&api.post("/apps/shop/addons", json!({"plan": "postgresql"})), 404, "not_found");
+    let registered = api.post("/addon-providers", json!({"name": "postgresql", "url": provider.url}));
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let password = registered.body["password"].as_str().expect("the password, once").to_string();
+    assert!(api.get("/addon-providers").body[0].get("password").is_none(), "never shown again");
+    assert_error(&api.post("/addon-providers", json!({"name": "postgresql", "url": provider.url})), 409, "conflict");
+
+    let created = api.post("/apps/shop/addons", json!({"plan": "postgresql"}));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let first = created.body["name"].as_str().expect("name").to_string();
+    assert!(first.starts_with("postgresql-"), "{first}");
+    assert_eq!(created.body["plan"]["name"], "postgresql:standard");
+    assert_eq!(created.body["attachments"][0]["config_vars"], json!(["DATABASE_URL"]));
+    let config = api.get("/apps/shop/config-vars").body;
+    assert_eq!(config["DATABASE_URL"], "postgres://u0:pw@db-0:5000/d?plan=postgresql:standard");
+    assert_eq!(api.get("/apps/shop/releases").body.as_array().map(Vec::len), Some(2), "one release for the var");
+    // The provider got the contract's call, with its credentials.
+    let expected_auth = {
+        let out = std::process::Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("base64");
+        use std::io::Write;
+        out.stdin.as_ref().expect("stdin").write_all(format!("postgresql:{password}").as_bytes()).expect("write");
+        String::from_utf8(out.wait_with_output().expect("base64").stdout).expect("utf-8")
+    };
+    assert_eq!(provider.calls(), vec![format!("POST /ouro/resources {expected_auth}")]);
+
+    // A second one gets Heroku's colour name.
+    let second = api.post("/apps/shop/addons", json!({"plan": "postgresql:large"}));
+    assert_eq!(second.status, 201, "{:?}", second.body);
+    let second_name = second.body["name"].as_str().expect("name").to_string();
+    assert_eq!(second.body["attachments"][0]["name"], "HEROKU_POSTGRESQL_AMBER");
+    assert!(api.get("/apps/shop/config-vars").body["HEROKU_POSTGRESQL_AMBER_URL"].as_str().is_some());
+    assert_eq!(api.get("/apps/shop/addons").body.as_array().map(Vec::len), Some(2));
+
+    // Attach the first to blog; detach removes blog's var in a new release; the add-on stays.
+    let attached = api.post("/apps/blog/addon-attachments", json!({"addon": first}));
+    assert_eq!(attached.status, 201, "{:?}", attached.body);
+    assert_eq!(api.get("/apps/blog/config-vars").body["DATABASE_URL"], config["DATABASE_URL"]);
+    assert_error(&api.post("/apps/blog/addon-attachments", json!({"addon": first, "as": "DATABASE"})), 409, "conflict");
+    let releases = api.get("/apps/blog/releases").body.as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(api.delete("/apps/blog/addon-attachments/DATABASE").status, 200);
+    assert!(api.get("/apps/blog/config-vars").body.get("DATABASE_URL").is_none());
+    assert_eq!(api.get("/apps/blog/releases").body.as_array().map(Vec::len), Some(releases + 1));
+    assert_error(&api.delete("/apps/shop/addon-attachments/DATABASE"), 422, "invalid_params");
+
+    // Destroy needs the confirm; then the provider is told and the var goes.
+    assert_error(&api.delete(&format!("/apps/shop/addons/{first}")), 422, "invalid_params");
+    assert!(api.get("/apps/shop/config-vars").body["DATABASE_URL"].as_str().is_some());
+    assert_eq!(api.delete(&format!("/apps/shop/addons/{first}?confirm={first}")).status, 200);
+    assert!(api.get("/apps/shop/config-vars").body.get("DATABASE_URL").is_none());
+    assert_eq!(
+        provider.calls().last().map(|c| c.split(' ').take(2).collect::<Vec<_>>().join(" ")),
+        Some("DELETE /ouro/resources/res-0".into())
+    );
+
+    // A provider that cannot be reached: a clear 503 and nothing made.
+    let down = api.post("/addon-providers", json!({"name": "redis", "url": "http://127.0.0.1:9"}));
+    assert_eq!(down.status, 201);
+    let before = snapshot(&api);
+    let failed = api.post("/apps/shop/addons", json!({"plan": "redis"}));
+    assert_error(&failed, 503, "service_unavailable");
+    assert!(
+        failed.body["message"].as_str().unwrap_or_default().contains("`redis` cannot be reached"),
+        "{:?}",
+        failed.body
+    );
+    assert_eq!(snapshot(&api), before);
+
+    // Deleting the app deprovisions what it still has.
+    let calls = provider.calls().len();
+    assert_eq!(api.delete("/apps/shop").status, 200);
+    let last = provider.calls();
+    assert_eq!(last.len(), calls + 1);
+    assert!(last[calls].starts_with("DELETE /ouro/resources/res-"), "{last:?}");
+    assert!(
+        api.get("/apps/blog/addons").body.as_array().is_some_and(|a| a.is_empty()),
+        "{second_name} went with shop"
+    );
 }

@@ -135,6 +135,73 @@ pub struct Build {
     pub updated_at: String,
 }
 
+/// An add-on: a resource (a database, say) a provider made for an app, attached to one or
+/// more apps as config vars.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Addon {
+    pub id: String,
+    /// `postgresql-amber-3141`.
+    pub name: String,
+    pub plan: AddonPlan,
+    /// `provisioned` (or `provisioning`, `deprovisioned`).
+    pub state: String,
+    /// The app that owns it.
+    pub app: AppRef,
+    pub attachments: Vec<AddonAttachment>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddonPlan {
+    /// `postgresql:standard`.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppRef {
+    pub name: String,
+}
+
+/// An add-on on an app: its config vars there are `<name>_<KEY>` (`DATABASE_URL`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddonAttachment {
+    pub id: String,
+    pub name: String,
+    pub app: AppRef,
+    pub config_vars: Vec<String>,
+    pub created_at: String,
+}
+
+/// Body of `POST /apps/{app}/addons`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddonCreate {
+    /// `postgresql` or `postgresql:standard`: the provider's name, then the plan.
+    pub plan: String,
+    /// The attachment's name (config var prefix); default `DATABASE` for postgresql, `REDIS`
+    /// for redis, else the provider's name in capitals.
+    #[serde(default, rename = "as")]
+    pub as_name: Option<String>,
+}
+
+/// Body of `POST /apps/{app}/addon-attachments`: attach an existing add-on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachmentCreate {
+    pub addon: String,
+    #[serde(default, rename = "as")]
+    pub as_name: Option<String>,
+}
+
+/// A registered add-on provider. `password` is shown once, when it is registered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddonProvider {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    pub created_at: String,
+}
+
 /// One of an app's buildpacks, in order (`GET /apps/{app}/buildpack-installations`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildpackInstallation {

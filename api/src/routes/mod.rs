@@ -1,6 +1,7 @@
 //! The Platform API's routes, one module per resource, each with its `routes()` next to its
 //! handlers. Everything except `/health` sits behind [`crate::auth::require_token`].
 
+pub(crate) mod addons;
 mod apps;
 mod audit;
 pub(crate) mod build_api;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/account", get(account))
         .route("/dyno-sizes", get(dyno_sizes))
         .merge(apps::routes())
+        .merge(addons::routes())
         .merge(config_vars::routes())
         .merge(domains::routes())
         .merge(certs::routes())

@@ -1,0 +1,472 @@
+//! Add-ons: providers (`/addon-providers`, admins), an app's add-ons (`/apps/{app}/addons`) and
+//! attachments (`/apps/{app}/addon-attachments`).
+//!
+//! The provider contract (ARCHITECTURE.md, "Add-ons"): `POST {url}/ouro/resources` with
+//! `{"uuid", "plan", "app_name"}` answers `{"id", "config": {"URL": "..."}}`; `DELETE
+//! {url}/ouro/resources/{id}` removes it; HTTP Basic with the provider's name and the password
+//! the API generated when it was registered. An attachment named `DATABASE` sets
+//! `DATABASE_URL` (one var per key of the provider's config) on its app in one new release.
+//!
+//! Nothing is half-made: the provider is called first; if recording or releasing then fails,
+//! the API deprovisions what it asked for. A provider that cannot be reached is a 503 with its
+//! name, and changes nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Extension, Router};
+use ouro_types::{
+    Addon, AddonAttachment, AddonCreate, AddonPlan, AddonProvider, AppRef, AttachmentCreate, ConfigVarsPatch,
+    valid_config_key,
+};
+use rand::Rng;
+
+use super::find_app;
+use crate::auth::User;
+use crate::error::Json;
+use crate::store::{AddonRow, AppRow, AttachmentRow, Change, ProviderRow};
+use crate::{ApiError, AppState, now};
+
+/// How long a provider may take to answer.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
+const COLORS: &[&str] =
+    &["AMBER", "BLUE", "BRONZE", "COBALT", "CRIMSON", "GOLD", "GREEN", "IVORY", "JADE", "OLIVE", "ONYX", "PINK"];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/addon-providers", get(list_providers).post(register_provider))
+        .route("/apps/{app}/addons", get(list).post(create))
+        .route("/apps/{app}/addons/{addon}", get(info).delete(destroy))
+        .route("/apps/{app}/addon-attachments", axum::routing::post(attach))
+        .route("/apps/{app}/addon-attachments/{name}", delete(detach))
+}
+
+#[derive(serde::Deserialize)]
+struct ProviderCreate {
+    name: String,
+    url: String,
+}
+
+async fn register_provider(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Json(body): Json<ProviderCreate>,
+) -> Result<(StatusCode, axum::Json<AddonProvider>), ApiError> {
+    require_admin(&user)?;
+    let name_ok = (2..=30).contains(&body.name.len())
+        && body.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok {
+        return Err(ApiError::invalid_params("a provider's name is 2 to 30 of a-z, 0-9 and `-` (`postgresql`)"));
+    }
+    let url = body.url.trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid_params("a provider's url is an http(s) URL"));
+    }
+    let (password, _) = crate::auth::new_scoped_secret();
+    let row = state.store.create_provider(&body.name, url, &password).await.map_err(|e| match e {
+        crate::Error::Conflict => ApiError::conflict(format!("a provider named `{}` is registered", body.name)),
+        other => other.into(),
+    })?;
+    let mut answer = provider_json(row);
+    answer.password = Some(password);
+    Ok((StatusCode::CREATED, axum::Json(answer)))
+}
+
+async fn list_providers(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<axum::Json<Vec<AddonProvider>>, ApiError> {
+    require_admin(&user)?;
+    Ok(axum::Json(state.store.providers().await?.into_iter().map(provider_json).collect()))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Vec<Addon>>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let mut out = Vec::new();
+    for addon in state.store.addons_of_app(&app.id).await? {
+        out.push(addon_json(&state, addon).await?);
+    }
+    Ok(axum::Json(out))
+}
+
+async fn info(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, addon)): Path<(String, String)>,
+) -> Result<axum::Json<Addon>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let addon = find_addon(&state, &app, &addon).await?;
+    Ok(axum::Json(addon_json(&state, addon).await?))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+    Json(body): Json<AddonCreate>,
+) -> Result<(StatusCode, axum::Json<Addon>), ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let plan_ok = (1..=60).contains(&body.plan.len())
+        && body.plan.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b':');
+    if !plan_ok {
+        return Err(ApiError::invalid_params("a plan is like `postgresql` or `postgresql:standard`"));
+    }
+    let (kind, plan) = match body.plan.split_once(':') {
+        Some((kind, _)) => (kind.to_string(), body.plan.clone()),
+        None => (body.plan.clone(), format!("{}:standard", body.plan)),
+    };
+    let provider = state.store.provider(&kind).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no add-on provider `{kind}`; an admin registers one with POST /addon-providers"))
+    })?;
+    let attachment_name = attachment_name(&state, &app, &kind, body.as_name.as_deref()).await?;
+    let addon_id = uuid::Uuid::new_v4().to_string();
+    let addon_name = format!("{kind}-{}", generated_suffix());
+    let request = serde_json::json!({ "uuid": addon_id, "plan": plan, "app_name": app.name, "name": addon_name });
+    let answer = call_provider(&provider, "POST", "/ouro/resources", Some(request)).await?;
+    let resource_id = answer["id"].as_str().unwrap_or(&addon_id).to_string();
+    let config = provider_config(&answer);
+    let addon = AddonRow {
+        id: addon_id,
+        name: addon_name,
+        app_id: app.id.clone(),
+        provider_id: provider.id.clone(),
+        plan,
+        state: "provisioned".into(),
+        provider_resource_id: resource_id.clone(),
+        config: config.clone(),
+        created_at: now(),
+    };
+    let attachment = AttachmentRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        addon_id: addon.id.clone(),
+        app_id: app.id.clone(),
+        name: attachment_name.clone(),
+        created_at: now(),
+    };
+    let recorded = async {
+        let config = config.clone();
+        match config.keys().map(|k| var(&attachment_name, k)).find(|v| !valid_config_key(v)) {
+            Some(bad) => Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                format!("provider `{}` answered a config var that is not a valid name: {bad}", provider.name),
+            )),
+            None => Ok(()),
+        }?;
+        state.store.create_addon(&addon, &attachment).await?;
+        set_vars(&state, &app, &user, &attachment_name, &config).await
+    }
+    .await;
+    if let Err(e) = recorded {
+        // Undo: no add-on row, no config var, nothing left at the provider.
+        let _ = state.store.delete_addon(&addon.id).await;
+        let _ = call_provider(&provider, "DELETE", &format!("/ouro/resources/{resource_id}"), None).await;
+        return Err(e);
+    }
+    state.changed();
+    Ok((StatusCode::CREATED, axum::Json(addon_json(&state, addon).await?)))
+}
+
+#[derive(serde::Deserialize)]
+struct DestroyQuery {
+    confirm: Option<String>,
+}
+
+/// Deprovisions the add-on (its data goes: `?confirm=<add-on name>` is required), removing
+/// its config vars from every app it is attached to.
+async fn destroy(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, addon)): Path<(String, String)>,
+    Query(query): Query<DestroyQuery>,
+) -> Result<axum::Json<Addon>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let addon = find_addon(&state, &app, &addon).await?;
+    if addon.app_id != app.id {
+        return Err(ApiError::forbidden(format!("`{}` belongs to another app; detach it instead", addon.name)));
+    }
+    if query.confirm.as_deref() != Some(addon.name.as_str()) {
+        return Err(ApiError::invalid_params(format!(
+            "destroying `{0}` removes its data: pass confirm={0} to go ahead",
+            addon.name
+        )));
+    }
+    let json = addon_json(&state, addon.clone()).await?;
+    deprovision(&state, &user, &addon).await?;
+    state.changed();
+    Ok(axum::Json(json))
+}
+
+/// Removes `addon` at its provider, then its attachments' config vars and its rows.
+pub(crate) async fn deprovision(state: &AppState, user: &User, addon: &AddonRow) -> Result<(), ApiError> {
+    let provider = state.store.provider(&addon.provider_id).await?;
+    if let Some(provider) = &provider {
+        call_provider(provider, "DELETE", &format!("/ouro/resources/{}", addon.provider_resource_id), None).await?;
+    }
+    for attachment in state.store.attachments_of_addon(&addon.id).await? {
+        if let Some(app) = state.store.app(&attachment.app_id).await? {
+            unset_vars(state, &app, user, &attachment.name, &addon.config).await?;
+        }
+    }
+    state.store.delete_addon(&addon.id).await?;
+    Ok(())
+}
+
+async fn attach(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(name): Path<String>,
+    Json(body): Json<AttachmentCreate>,
+) -> Result<(StatusCode, axum::Json<Addon>), ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let addon = state
+        .store
+        .addon(&body.addon)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("add-on `{}` not found", body.addon)))?;
+    // Attaching needs access to the add-on's own app too.
+    let owner = state.store.app(&addon.app_id).await?.ok_or_else(|| ApiError::not_found("the add-on's app is gone"))?;
+    find_app(&state, &user, &owner.name).await?;
+    let kind = addon.plan.split(':').next().unwrap_or_default().to_string();
+    let attachment_name = attachment_name(&state, &app, &kind, body.as_name.as_deref()).await?;
+    let attachment = AttachmentRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        addon_id: addon.id.clone(),
+        app_id: app.id.clone(),
+        name: attachment_name.clone(),
+        created_at: now(),
+    };
+    state.store.create_attachment(&attachment).await.map_err(|e| match e {
+        crate::Error::Conflict => {
+            ApiError::conflict(format!("`{attachment_name}` is already attached to {}", app.name))
+        }
+        other => other.into(),
+    })?;
+    if let Err(e) = set_vars(&state, &app, &user, &attachment_name, &addon.config).await {
+        let _ = state.store.delete_attachment(&attachment.id).await;
+        return Err(e);
+    }
+    state.changed();
+    Ok((StatusCode::CREATED, axum::Json(addon_json(&state, addon).await?)))
+}
+
+/// Detaches the add-on attached as `name` (`DATABASE`) from the app: its config vars go in a
+/// new release; the add-on itself stays (destroy it from its own app).
+async fn detach(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((app_name, name)): Path<(String, String)>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let app = find_app(&state, &user, &app_name).await?;
+    let attachment = state
+        .store
+        .attachments_of_app(&app.id)
+        .await?
+        .into_iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("nothing is attached to {} as `{name}`", app.name)))?;
+    let addon = state.store.addon(&attachment.addon_id).await?.ok_or_else(|| ApiError::not_found("no such add-on"))?;
+    if state.store.attachments_of_addon(&addon.id).await?.len() == 1 {
+        return Err(ApiError::invalid_params(format!(
+            "`{}` is attached only here: destroy it instead (ouro addons:destroy {} --confirm {})",
+            addon.name, addon.name, addon.name
+        )));
+    }
+    unset_vars(&state, &app, &user, &attachment.name, &addon.config).await?;
+    state.store.delete_attachment(&attachment.id).await?;
+    state.changed();
+    Ok(axum::Json(serde_json::json!({ "addon": addon.name, "app": app.name, "name": attachment.name })))
+}
+
+async fn find_addon(state: &AppState, app: &AppRow, name: &str) -> Result<AddonRow, ApiError> {
+    state
+        .store
+        .addons_of_app(&app.id)
+        .await?
+        .into_iter()
+        .find(|a| a.name == name || a.id == name)
+        .ok_or_else(|| ApiError::not_found(format!("add-on `{name}` not found on app `{}`", app.name)))
+}
+
+/// The attachment's name: the one asked for, else the kind's default, else (taken) Heroku's
+/// `HEROKU_POSTGRESQL_<COLOR>` style.
+async fn attachment_name(state: &AppState, app: &AppRow, kind: &str, asked: Option<&str>) -> Result<String, ApiError> {
+    let taken: Vec<String> = state.store.attachments_of_app(&app.id).await?.into_iter().map(|a| a.name).collect();
+    if let Some(asked) = asked {
+        let asked = asked.to_ascii_uppercase();
+        if !valid_config_key(&asked) || asked.len() > 60 {
+            return Err(ApiError::invalid_params(format!("`{asked}` is not a valid attachment name")));
+        }
+        if taken.contains(&asked) {
+            return Err(ApiError::conflict(format!("`{asked}` is already attached to {}", app.name)));
+        }
+        return Ok(asked);
+    }
+    let upper = kind.to_ascii_uppercase().replace('-', "_");
+    let default = match kind {
+        "postgresql" => "DATABASE".to_string(),
+        _ => upper.clone(),
+    };
+    if !taken.contains(&default) {
+        return Ok(default);
+    }
+    let prefix = if kind == "postgresql" { "HEROKU_POSTGRESQL".to_string() } else { upper };
+    COLORS
+        .iter()
+        .map(|color| format!("{prefix}_{color}"))
+        .find(|name| !taken.contains(name))
+        .ok_or_else(|| ApiError::conflict(format!("{} has too many {kind} add-ons", app.name)))
+}
+
+fn var(attachment: &str, key: &str) -> String {
+    format!("{attachment}_{key}")
+}
+
+async fn set_vars(
+    state: &AppState,
+    app: &AppRow,
+    user: &User,
+    attachment: &str,
+    config: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let patch: ConfigVarsPatch = config.iter().map(|(k, v)| (var(attachment, k), Some(v.clone()))).collect();
+    state.store.create_release(&app.id, &user.email, Change::Config(patch)).await?;
+    Ok(())
+}
+
+async fn unset_vars(
+    state: &AppState,
+    app: &AppRow,
+    user: &User,
+    attachment: &str,
+    config: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let patch: ConfigVarsPatch = config.keys().map(|k| (var(attachment, k), None)).collect();
+    state.store.create_release(&app.id, &user.email, Change::Config(patch)).await?;
+    Ok(())
+}
+
+/// The provider's config: string values of `config`, keys as given (`URL`).
+fn provider_config(answer: &serde_json::Value) -> BTreeMap<String, String> {
+    answer["config"]
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+/// One call to a provider; its failures are 503 (unreachable) or 502 (refused), naming it.
+async fn call_provider(
+    provider: &ProviderRow,
+    method: &'static str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, ApiError> {
+    let url = format!("{}{path}", provider.url);
+    let (name, password) = (provider.name.clone(), provider.password.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let config =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(PROVIDER_TIMEOUT)).build();
+        let agent = ureq::Agent::new_with_config(config);
+        let auth = format!("Basic {}", base64_encode(format!("{name}:{password}").as_bytes()));
+        let response = match (method, body) {
+            ("POST", Some(body)) => agent.post(&url).header("Authorization", &auth).send_json(body),
+            _ => agent.delete(&url).header("Authorization", &auth).call(),
+        };
+        let mut response = response.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
+        Ok::<_, String>((status, text))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    let (status, text) = result.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            format!("add-on provider `{}` cannot be reached ({e}); try again later", provider.name),
+        )
+    })?;
+    if !(200..300).contains(&status) {
+        let first = text.lines().next().unwrap_or_default().chars().take(200).collect::<String>();
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            format!("add-on provider `{}` answered {status}: {first}", provider.name),
+        ));
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn generated_suffix() -> String {
+    const WORDS: &[&str] = &["amber", "curly", "shiny", "solid", "round", "tidy", "rigid", "cubic", "clear", "deep"];
+    let mut rng = rand::rng();
+    format!("{}-{:05}", WORDS[rng.random_range(0..WORDS.len())], rng.random_range(0..100_000))
+}
+
+fn provider_json(row: ProviderRow) -> AddonProvider {
+    AddonProvider { id: row.id, name: row.name, url: row.url, password: None, created_at: row.created_at }
+}
+
+async fn addon_json(state: &AppState, addon: AddonRow) -> Result<Addon, ApiError> {
+    let owner = state.store.app(&addon.app_id).await?.map(|a| a.name).unwrap_or_default();
+    let mut attachments = Vec::new();
+    for a in state.store.attachments_of_addon(&addon.id).await? {
+        let app = state.store.app(&a.app_id).await?.map(|a| a.name).unwrap_or_default();
+        attachments.push(AddonAttachment {
+            config_vars: addon.config.keys().map(|k| var(&a.name, k)).collect(),
+            id: a.id,
+            name: a.name,
+            app: AppRef { name: app },
+            created_at: a.created_at,
+        });
+    }
+    Ok(Addon {
+        id: addon.id,
+        name: addon.name,
+        plan: AddonPlan { name: addon.plan },
+        state: addon.state,
+        app: AppRef { name: owner },
+        attachments,
+        created_at: addon.created_at,
+    })
+}
+
+fn require_admin(user: &User) -> Result<(), ApiError> {
+    if user.admin { Ok(()) } else { Err(ApiError::forbidden("only an admin registers add-on providers")) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard() {
+        for (input, expected) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("postgresql:pw", "cG9zdGdyZXNxbDpwdw==")]
+        {
+            assert_eq!(super::base64_encode(input.as_bytes()), expected);
+        }
+    }
+}
