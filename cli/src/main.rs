@@ -1,5 +1,5 @@
 //! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
-//! `releases`, `ps`, `domains`, `certs`, `deploy`, `git`, `builds`, `buildpacks`) that log in, manage apps and print what the Ouro
+//! `releases`, `ps`, `domains`, `certs`, `deploy`, `git`, `builds`, `buildpacks`, `addons`) that log in, manage apps and print what the Ouro
 //! Platform API answers.
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
@@ -10,6 +10,7 @@
 //! failures as one `ouro: <message>` line on stderr; exit 0 on success, 1 when the API or
 //! the machine fails, 2 for usage errors.
 
+mod addons;
 mod apps;
 mod buildpacks;
 mod builds;
@@ -209,6 +210,46 @@ enum Command {
         #[arg(value_name = "ACTION")]
         action: String,
     },
+    /// List the app's add-ons
+    #[command(name = "addons")]
+    Addons,
+    /// Create an add-on: a plan like `postgresql` or `postgresql:standard`
+    #[command(name = "addons:create")]
+    AddonsCreate {
+        #[arg(value_name = "PLAN")]
+        plan: String,
+        /// Attachment name (config var prefix), e.g. DATABASE
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+    },
+    /// Show an add-on
+    #[command(name = "addons:info")]
+    AddonsInfo {
+        #[arg(value_name = "ADDON")]
+        name: String,
+    },
+    /// Attach an existing add-on to the app
+    #[command(name = "addons:attach")]
+    AddonsAttach {
+        #[arg(value_name = "ADDON")]
+        addon: String,
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+    },
+    /// Detach an add-on from the app, by attachment name (DATABASE)
+    #[command(name = "addons:detach")]
+    AddonsDetach {
+        #[arg(value_name = "ATTACHMENT")]
+        attachment: String,
+    },
+    /// Destroy an add-on and its data
+    #[command(name = "addons:destroy")]
+    AddonsDestroy {
+        #[arg(value_name = "ADDON")]
+        name: String,
+        #[arg(long, value_name = "ADDON")]
+        confirm: Option<String>,
+    },
     /// List the app's buildpacks (none: the next push detects one)
     #[command(name = "buildpacks")]
     Buildpacks,
@@ -282,6 +323,12 @@ fn run(cli: Cli) -> Output {
         Command::CertsRemove { id } => certs::remove(&ctx, &id),
         Command::GitRemote => git_remote::remote(&ctx),
         Command::GitCredentials { action } => git_remote::credentials(&action),
+        Command::Addons => addons::list(&ctx),
+        Command::AddonsCreate { plan, as_name } => addons::create(&ctx, &plan, as_name),
+        Command::AddonsInfo { name } => addons::info(&ctx, &name),
+        Command::AddonsAttach { addon, as_name } => addons::attach(&ctx, &addon, as_name),
+        Command::AddonsDetach { attachment } => addons::detach(&ctx, &attachment),
+        Command::AddonsDestroy { name, confirm } => addons::destroy(&ctx, &name, confirm.as_deref()),
         Command::Buildpacks => buildpacks::list(&ctx),
         Command::BuildpacksSet { url, index } => buildpacks::change(&ctx, buildpacks::Change::Set { url, index }),
         Command::BuildpacksAdd { url, index } => buildpacks::change(&ctx, buildpacks::Change::Add { url, index }),

@@ -654,6 +654,20 @@ fn addons_set_config_vars_attach_detach_and_destroy(backend: Backend) {
     assert_eq!(second.body["attachments"][0]["name"], "HEROKU_POSTGRESQL_AMBER");
     assert!(api.get("/apps/shop/config-vars").body["HEROKU_POSTGRESQL_AMBER_URL"].as_str().is_some());
     assert_eq!(api.get("/apps/shop/addons").body.as_array().map(Vec::len), Some(2));
+    // The CLI shows them, and refuses to destroy without the confirm.
+    let cli = ouro_tests::Cli::new(&api);
+    ouro_tests::ok(&cli.login(&api.token));
+    let listed = ouro_tests::ok(&cli.run(&["addons", "-a", "shop"]));
+    assert!(listed.contains(&first) && listed.contains("DATABASE_URL") && listed.contains(&second_name), "{listed}");
+    let shown = ouro_tests::ok(&cli.run(&["addons:info", &second_name, "-a", "shop"]));
+    assert!(shown.contains("postgresql:large") && shown.contains("shop::HEROKU_POSTGRESQL_AMBER"), "{shown}");
+    let refused = cli.run(&["addons:destroy", &second_name, "-a", "shop"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        ouro_tests::stderr(&refused).contains(&format!("--confirm {second_name}")),
+        "{}",
+        ouro_tests::stderr(&refused)
+    );
 
     // Attach the first to blog; detach removes blog's var in a new release; the add-on stays.
     let attached = api.post("/apps/blog/addon-attachments", json!({"addon": first}));
@@ -688,6 +702,9 @@ fn addons_set_config_vars_attach_detach_and_destroy(backend: Backend) {
         failed.body
     );
     assert_eq!(snapshot(&api), before);
+    let failed = cli.run(&["addons:create", "redis", "-a", "shop"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(ouro_tests::stderr(&failed).contains("cannot be reached"), "{}", ouro_tests::stderr(&failed));
 
     // Deleting the app deprovisions what it still has.
     let calls = provider.calls().len();
@@ -695,8 +712,5 @@ fn addons_set_config_vars_attach_detach_and_destroy(backend: Backend) {
     let last = provider.calls();
     assert_eq!(last.len(), calls + 1);
     assert!(last[calls].starts_with("DELETE /ouro/resources/res-"), "{last:?}");
-    assert!(
-        api.get("/apps/blog/addons").body.as_array().is_some_and(|a| a.is_empty()),
-        "{second_name} went with shop"
-    );
+    assert!(api.get("/apps/blog/addons").body.as_array().is_some_and(|a| a.is_empty()), "{second_name} went with shop");
 }
