@@ -488,14 +488,7 @@ async fn install_and_commit(
         for line in output.lines() {
             tracing::warn!(%line, "build stack apt");
         }
-        let detail = output
-            .lines()
-            .rev()
-            .find(|line| line.starts_with("E:"))
-            .or_else(|| output.lines().rev().find(|line| !line.trim().is_empty()))
-            .unwrap_or("no output")
-            .trim()
-            .to_owned();
+        let detail = error_detail(&output);
         return Err(StackError::BuildStackInstall {
             base: base.to_owned(),
             status: format!("exit status {status}"),
@@ -641,15 +634,21 @@ fn run_debootstrap(debootstrap: &Path, root: &Path, log: &Path, mirror: &str) ->
     for tail_line in tail(&detailed, 20).iter().chain(tail(&output, 20).iter()) {
         tracing::warn!(line = %tail_line, "debootstrap");
     }
-    let detail = output
+    let detail = error_detail(&output);
+    Err(StackError::Debootstrap { suite: STACK_SUITE, status: status.to_string(), detail, mirror: mirror.to_owned() })
+}
+
+/// The line of a failed apt or debootstrap run that says why: the last `E:` line, else the
+/// last line with text.
+fn error_detail(output: &str) -> String {
+    output
         .lines()
         .rev()
         .find(|line| line.starts_with("E:"))
         .or_else(|| output.lines().rev().find(|line| !line.trim().is_empty()))
         .unwrap_or("no output")
         .trim()
-        .to_owned();
-    Err(StackError::Debootstrap { suite: STACK_SUITE, status: status.to_string(), detail, mirror: mirror.to_owned() })
+        .to_owned()
 }
 
 fn tail(text: &str, n: usize) -> Vec<&str> {
@@ -868,6 +867,13 @@ fn unmount_all_under(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_error_detail_is_apt_s_last_error_line() {
+        assert_eq!(error_detail("Get:1 x\nE: Unable to locate package nope\nE: last one\n\n"), "E: last one");
+        assert_eq!(error_detail("W: something\nfinal words  \n"), "final words");
+        assert_eq!(error_detail(""), "no output");
+    }
 
     #[test]
     fn mountinfo_paths_are_unescaped() {
