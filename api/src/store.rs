@@ -144,6 +144,8 @@ pub struct AddonRow {
     pub provider_resource_id: String,
     /// What the provider answered: key → value (`URL` → `postgres://…`).
     pub config: BTreeMap<String, String>,
+    /// The app running the add-on's server, if its provider named one.
+    pub service_app: Option<String>,
     pub created_at: String,
 }
 
@@ -1057,8 +1059,8 @@ impl Store {
     pub async fn create_addon(&self, addon: &AddonRow, attachment: &AttachmentRow) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO addons (id, name, app_id, provider_id, plan, state, provider_resource_id, config, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO addons (id, name, app_id, provider_id, plan, state, provider_resource_id, config, \
+             service_app, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&addon.id)
         .bind(&addon.name)
@@ -1068,6 +1070,7 @@ impl Store {
         .bind(&addon.state)
         .bind(&addon.provider_resource_id)
         .bind(serde_json::to_string(&addon.config)?)
+        .bind(&addon.service_app)
         .bind(&addon.created_at)
         .execute(&mut *tx)
         .await
@@ -1134,6 +1137,18 @@ impl Store {
         rows.iter().map(attachment_row).collect()
     }
 
+    /// The apps attached to add-ons whose server `service_app` runs: the networks it joins.
+    pub async fn attached_to_service(&self, service_app: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT p.name FROM addons a JOIN addon_attachments t ON t.addon_id = a.id \
+             JOIN apps p ON p.id = t.app_id WHERE a.service_app = $1 ORDER BY p.name",
+        )
+        .bind(service_app)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("name")?)).collect()
+    }
+
     pub async fn delete_attachment(&self, attachment_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM addon_attachments WHERE id = $1").bind(attachment_id).execute(&self.pool).await?;
         Ok(())
@@ -1175,7 +1190,7 @@ impl Store {
 }
 
 const ADDON_COLUMNS: &str = "a.id, a.name, a.app_id, a.provider_id, a.plan, a.state, a.provider_resource_id, \
-                             a.config, a.created_at";
+                             a.config, a.service_app, a.created_at";
 const ATTACHMENT_COLUMNS: &str = "id, addon_id, app_id, name, created_at FROM addon_attachments";
 
 fn provider_row(r: &AnyRow) -> Result<ProviderRow> {
@@ -1198,6 +1213,7 @@ fn addon_row(r: &AnyRow) -> Result<AddonRow> {
         state: r.try_get("state")?,
         provider_resource_id: r.try_get("provider_resource_id")?,
         config: serde_json::from_str(&r.try_get::<String, _>("config")?)?,
+        service_app: r.try_get("service_app")?,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -1276,6 +1292,7 @@ fn migrator() -> Migrator {
         migration(7, "release phase", include_str!("../migrations/0007_release_phase.sql")),
         migration(8, "service apps", include_str!("../migrations/0008_service.sql")),
         migration(9, "add-ons", include_str!("../migrations/0009_addons.sql")),
+        migration(10, "add-on service apps", include_str!("../migrations/0010_addon_service_app.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

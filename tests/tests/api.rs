@@ -586,8 +586,15 @@ impl Provider {
                 let answer = if method == "POST" {
                     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     let plan = request["plan"].as_str().unwrap_or_default().to_string();
-                    json!({"id": format!("res-{n}"), "config": {"URL": format!("postgres://u{n}:pw@db-{n}:5000/d?plan={plan}")}})
-                        .to_string()
+                    let mut answer = json!({"id": format!("res-{n}"), "config": {"URL": format!("postgres://u{n}:pw@db-{n}:5000/d?plan={plan}")}});
+                    // Plans `:served` and `:ghost` name the app running the server (one that
+                    // exists, one that does not).
+                    if plan.ends_with(":served") {
+                        answer["service_app"] = json!("vaultdb");
+                    } else if plan.ends_with(":ghost") {
+                        answer["service_app"] = json!("no-such-app");
+                    }
+                    answer.to_string()
                 } else {
                     String::new()
                 };
@@ -690,6 +697,33 @@ fn addons_set_config_vars_attach_detach_and_destroy(backend: Backend) {
         Some("DELETE /ouro/resources/res-0".into())
     );
 
+    // An add-on whose server runs as an app on Ouro: that app joins the networks of exactly
+    // the apps the add-on is attached to, following attach and detach.
+    assert_eq!(api.post("/apps", json!({"name": "vaultdb"})).status, 201);
+    let slug = api.post("/apps/vaultdb/slugs", json!({"process_types": {"server": "serve"}}));
+    let blob = format!("/apps/vaultdb/slugs/{}/blob", slug.body["id"].as_str().unwrap());
+    api.raw("PUT", &blob, Some(&api.token), Some(&make_slug(&[("app/serve", "x")])), "application/gzip");
+    assert_eq!(api.post("/apps/vaultdb/releases", json!({"slug": slug.body["id"]})).status, 201);
+    let joins = || -> Value {
+        let desired = api.get("/runner/desired-state").body;
+        let apps = desired["apps"].as_array().cloned().unwrap_or_default();
+        apps.into_iter().find(|a| a["app_name"] == "vaultdb").map(|a| a["joins"].clone()).unwrap_or(Value::Null)
+    };
+    assert_eq!(joins(), json!([]));
+    let served = api.post("/apps/shop/addons", json!({"plan": "postgresql:served", "as": "VAULT"}));
+    assert_eq!(served.status, 201, "{:?}", served.body);
+    let served_name = served.body["name"].as_str().expect("name").to_string();
+    assert_eq!(joins(), json!(["shop"]));
+    assert_eq!(api.post("/apps/blog/addon-attachments", json!({"addon": served_name})).status, 201);
+    assert_eq!(joins(), json!(["blog", "shop"]));
+    assert_eq!(api.delete("/apps/blog/addon-attachments/DATABASE").status, 200);
+    assert_eq!(joins(), json!(["shop"]));
+    // A provider naming an app that does not exist: refused, and deprovisioned at the provider.
+    let calls = provider.calls().len();
+    assert_error(&api.post("/apps/shop/addons", json!({"plan": "postgresql:ghost"})), 502, "bad_gateway");
+    assert!(provider.calls()[calls + 1].starts_with("DELETE /ouro/resources/"), "{:?}", provider.calls());
+    assert!(api.get("/apps/shop/addons").body.as_array().is_some_and(|a| a.len() == 2), "nothing recorded");
+
     // A provider that cannot be reached: a clear 503 and nothing made.
     let down = api.post("/addon-providers", json!({"name": "redis", "url": "http://127.0.0.1:9"}));
     assert_eq!(down.status, 201);
@@ -710,7 +744,8 @@ fn addons_set_config_vars_attach_detach_and_destroy(backend: Backend) {
     let calls = provider.calls().len();
     assert_eq!(api.delete("/apps/shop").status, 200);
     let last = provider.calls();
-    assert_eq!(last.len(), calls + 1);
-    assert!(last[calls].starts_with("DELETE /ouro/resources/res-"), "{last:?}");
+    assert_eq!(last.len(), calls + 2, "both of shop's add-ons: {last:?}");
+    assert!(last[calls..].iter().all(|c| c.starts_with("DELETE /ouro/resources/res-")), "{last:?}");
     assert!(api.get("/apps/blog/addons").body.as_array().is_some_and(|a| a.is_empty()), "{second_name} went with shop");
+    assert_eq!(joins(), json!([]), "{served_name} went too");
 }

@@ -9,7 +9,8 @@
 //!
 //! Nothing is half-made: the provider is called first; if recording or releasing then fails,
 //! the API deprovisions what it asked for. A provider that cannot be reached is a 503 with its
-//! name, and changes nothing.
+//! name, and changes nothing. A provider that runs the server as an app on Ouro answers its
+//! name as `service_app`: that app's dynos then join the networks of the attached apps only.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -132,6 +133,22 @@ async fn create(
     let answer = call_provider(&provider, "POST", "/ouro/resources", Some(request)).await?;
     let resource_id = answer["id"].as_str().unwrap_or(&addon_id).to_string();
     let config = provider_config(&answer);
+    // A provider that runs the server on Ouro names its app: that app then joins the networks
+    // of exactly the apps the add-on is attached to.
+    let service_app = match answer["service_app"].as_str() {
+        Some(name) => match state.store.app(name).await? {
+            Some(service) => Some(service.name),
+            None => {
+                let _ = call_provider(&provider, "DELETE", &format!("/ouro/resources/{resource_id}"), None).await;
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    format!("provider `{}` named a service app `{name}` that does not exist", provider.name),
+                ));
+            }
+        },
+        None => None,
+    };
     let addon = AddonRow {
         id: addon_id,
         name: addon_name,
@@ -141,6 +158,7 @@ async fn create(
         state: "provisioned".into(),
         provider_resource_id: resource_id.clone(),
         config: config.clone(),
+        service_app,
         created_at: now(),
     };
     let attachment = AttachmentRow {

@@ -87,6 +87,13 @@ async fn desired_state(
             },
         };
         let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
+        // An add-on server joins the apps its add-ons are attached to, besides any set by hand.
+        let mut joins = service.joins.clone();
+        for attached in state.store.attached_to_service(&app.name).await? {
+            if attached != app.name && !joins.contains(&attached) {
+                joins.push(attached);
+            }
+        }
         let restarts = state.store.restarts(&app.id).await?;
         let certificates = state
             .store
@@ -106,7 +113,7 @@ async fn desired_state(
             one_offs,
             certificates,
             mounts: service.mounts,
-            joins: service.joins,
+            joins,
             app_id: app.id,
             app_name: app.name,
         });
