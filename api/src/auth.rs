@@ -113,14 +113,18 @@ async fn authenticate(store: &Store, token: &str) -> Result<Option<User>, ApiErr
 pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(presented_token);
     let Some(presented) = presented else {
-        return challenge(ApiError::unauthorized(
+        let refusal = challenge(ApiError::unauthorized(
             "no token: send `Authorization: Bearer <token>` (or HTTP Basic with the token as password); \
              `ouro login` stores one",
         ));
+        return drained(req, refusal).await;
     };
     let user = match authenticate(&state.store, &presented).await {
         Ok(Some(user)) => user,
-        Ok(None) => return challenge(ApiError::unauthorized("invalid token; `ouro login` stores a valid one")),
+        Ok(None) => {
+            let refusal = challenge(ApiError::unauthorized("invalid token; `ouro login` stores a valid one"));
+            return drained(req, refusal).await;
+        }
         Err(e) => return e.into_response(),
     };
     let method = req.method().clone();
@@ -143,6 +147,14 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
             tracing::error!(error = %e, %action, %target, "could not record audit event");
         }
     }
+    response
+}
+
+/// Reads (and drops) a refused request's small body before answering, so the connection stays
+/// usable: a server that answers before reading the body must close the connection, and a
+/// client that already reused it for its next request sees it reset.
+async fn drained(req: Request, response: Response) -> Response {
+    let _ = axum::body::to_bytes(req.into_body(), 64 * 1024).await;
     response
 }
 
