@@ -165,6 +165,9 @@ pub struct Service {
     pub mounts: Vec<VolumeMount>,
     #[serde(default)]
     pub joins: Vec<String>,
+    /// Its dynos may call the Platform API (they get `OURO_API_URL`): add-on providers.
+    #[serde(default)]
+    pub api_access: bool,
 }
 
 /// What a new one-off dyno runs.
@@ -996,24 +999,29 @@ impl Store {
 
     /// What makes the app a service (an add-on server): its volumes and the apps it joins.
     pub async fn service(&self, app_id: &str) -> Result<Service> {
-        let row = sqlx::query("SELECT service_mounts, service_joins FROM apps WHERE id = $1")
+        let row = sqlx::query("SELECT service_mounts, service_joins, service_api_access FROM apps WHERE id = $1")
             .bind(app_id)
             .fetch_one(&self.pool)
             .await?;
         Ok(Service {
             mounts: serde_json::from_str(&row.try_get::<String, _>("service_mounts")?)?,
             joins: serde_json::from_str(&row.try_get::<String, _>("service_joins")?)?,
+            api_access: row.try_get::<i64, _>("service_api_access")? != 0,
         })
     }
 
     pub async fn set_service(&self, app_id: &str, service: &Service) -> Result<()> {
-        sqlx::query("UPDATE apps SET service_mounts = $2, service_joins = $3, updated_at = $4 WHERE id = $1")
-            .bind(app_id)
-            .bind(serde_json::to_string(&service.mounts)?)
-            .bind(serde_json::to_string(&service.joins)?)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE apps SET service_mounts = $2, service_joins = $3, service_api_access = $4, updated_at = $5 \
+             WHERE id = $1",
+        )
+        .bind(app_id)
+        .bind(serde_json::to_string(&service.mounts)?)
+        .bind(serde_json::to_string(&service.joins)?)
+        .bind(i64::from(service.api_access))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -1293,6 +1301,7 @@ fn migrator() -> Migrator {
         migration(8, "service apps", include_str!("../migrations/0008_service.sql")),
         migration(9, "add-ons", include_str!("../migrations/0009_addons.sql")),
         migration(10, "add-on service apps", include_str!("../migrations/0010_addon_service_app.sql")),
+        migration(11, "service api access", include_str!("../migrations/0011_service_api_access.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

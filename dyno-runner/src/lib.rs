@@ -521,7 +521,10 @@ impl Runner {
                     image: &image,
                     config: &config,
                     mounts,
-                    api_url: one_off.filter(|o| o.api_access).map(|_| api_url),
+                    api_url: match one_off {
+                        Some(o) => o.api_access.then_some(api_url),
+                        None => app.api_access.then_some(api_url),
+                    },
                     joins: if one_off.is_some() { &[] } else { &app.joins },
                 };
                 docker::start_dyno(docker, &spec).await

@@ -290,6 +290,7 @@ mod tests {
             one_offs: Vec::new(),
             mounts: Vec::new(),
             joins: Vec::new(),
+            api_access: false,
         }
     }
 

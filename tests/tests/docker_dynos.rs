@@ -338,7 +338,7 @@ fn service_apps_keep_their_volume_and_are_reachable_only_from_joined_apps() {
         platform.wait_until(BOOT, &format!("{app} is up"), || platform.up(app, "web", v) == 1);
     }
     platform.api.post("/apps", json!({"name": "vault"}));
-    let service = json!({"mounts": [{"volume": "vault-data", "path": "/data"}], "joins": ["shop"]});
+    let service = json!({"mounts": [{"volume": "vault-data", "path": "/data"}], "joins": ["shop"], "api_access": true});
     let set = platform.api.call(
         "PUT",
         "/apps/vault/service",
@@ -363,6 +363,13 @@ fn service_apps_keep_their_volume_and_are_reachable_only_from_joined_apps() {
     let address = platform.exec("shop", "web.1", "getent hosts vault | cut -d' ' -f1").1;
     let by_address = format!("curl -fsS -m 3 http://{}:5000/", address.trim());
     assert_ne!(platform.exec("stranger", "web.1", &by_address).0, 0, "stranger reached vault at {address}");
+
+    // A service with API access reaches the API (add-on providers will); other dynos have no
+    // OURO_API_URL.
+    let (code, said) = platform.exec("vault", "server.1", "curl -fsS -m 5 \"$OURO_API_URL/health\"");
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("\"ok\""), "{said}");
+    assert_eq!(platform.exec("shop", "web.1", "test -z \"$OURO_API_URL\"").0, 0);
 
     // A restart makes a new container; the volume keeps the data.
     assert_eq!(platform.api.delete("/apps/vault/dynos").status, 200);

@@ -350,6 +350,10 @@ pub struct DesiredApp {
     /// (an add-on server joins the apps it is attached to, and no other).
     #[serde(default)]
     pub joins: Vec<String>,
+    /// The formation's dynos may call the Platform API (add-on providers): the runner gives
+    /// them `OURO_API_URL`.
+    #[serde(default)]
+    pub api_access: bool,
 }
 
 /// A certificate chain and its private key, both PEM, as the runner and the router see them.

@@ -114,6 +114,7 @@ async fn desired_state(
             certificates,
             mounts: service.mounts,
             joins,
+            api_access: service.api_access,
             app_id: app.id,
             app_name: app.name,
         });
