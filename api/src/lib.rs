@@ -66,6 +66,9 @@ pub struct Config {
     pub max_slug_bytes: u64,
     /// `OURO_BUILD_TIMEOUT_SECONDS`, default 900 (Heroku's 15 minutes).
     pub build_timeout: std::time::Duration,
+    /// `OURO_ROUTER_URL`: the router as this host reaches it (`http://127.0.0.1:8080`), for
+    /// calls to apps of the platform (add-on providers registered as `app:<name>`).
+    pub router_url: Option<String>,
 }
 
 impl Config {
@@ -103,6 +106,7 @@ impl Config {
                 }
                 None => 15 * 60,
             }),
+            router_url: var("OURO_ROUTER_URL"),
         })
     }
 }
@@ -147,6 +151,7 @@ pub struct Settings {
     /// This binary, which git runs as the `pre-receive` hook.
     pub hook_exe: PathBuf,
     pub build_timeout: std::time::Duration,
+    pub router_url: Option<String>,
 }
 
 /// The whole HTTP surface. Separate from [`serve`] so tests can drive it in-process.
@@ -183,6 +188,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             internal_url: format!("http://{local}"),
             hook_exe: std::env::current_exe()?,
             build_timeout: config.build_timeout,
+            router_url: config.router_url.clone(),
         }),
         dynos: Arc::default(),
         pushes: Arc::default(),

@@ -85,7 +85,14 @@ impl Platform {
         });
         ensure_stack(&runtime, &docker);
         // On every interface: build dynos call the API at the host's Docker bridge address.
-        let mut env = vec![("OURO_LISTEN", "0.0.0.0:0")];
+        // The router's port is picked first: the API reaches apps of the platform (add-on
+        // providers) through it.
+        let router_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port for the router");
+        let router_url = format!("http://127.0.0.1:{router_port}");
+        let mut env = vec![("OURO_LISTEN", "0.0.0.0:0"), ("OURO_ROUTER_URL", router_url.as_str())];
         env.extend_from_slice(api_env);
         let api = Api::start_with(Backend::Sqlite, &env);
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -104,7 +111,7 @@ impl Platform {
             _slot: slot,
         };
         platform.start_runner(runner_env, "127.0.0.1:0");
-        platform.start_router("127.0.0.1:0", "127.0.0.1:0");
+        platform.start_router(&format!("127.0.0.1:{router_port}"), "127.0.0.1:0");
         platform
     }
 

@@ -385,3 +385,59 @@ fn service_apps_keep_their_volume_and_are_reachable_only_from_joined_apps() {
     });
     assert_eq!(platform.up("vault", "server", v), 1, "the server kept running");
 }
+
+/// An add-on provider that is itself an app on the platform: registered as `app:prov`, the API
+/// calls it through the router; it checks the password the API generated.
+#[test]
+fn an_addon_provider_running_as_an_app_is_called_through_the_router() {
+    let platform = Platform::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("app")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("app/provider.py"),
+        r#"import base64, http.server, json, os
+class H(http.server.BaseHTTPRequestHandler):
+    def authorized(self):
+        expected = "Basic " + base64.b64encode(f"kv:{os.environ.get('PROVIDER_PASSWORD', '')}".encode()).decode()
+        return os.environ.get("PROVIDER_PASSWORD") and self.headers.get("Authorization") == expected
+    def answer(self, status, body=b""):
+        self.send_response(status); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not self.authorized():
+            return self.answer(401, b"wrong credentials")
+        body = {"id": "kv-" + request["uuid"][:8], "config": {"URL": f"kv://store/{request['app_name']}"}}
+        self.answer(201, json.dumps(body).encode())
+    def do_DELETE(self):
+        self.answer(204 if self.authorized() else 401)
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
+"#,
+    )
+    .expect("write");
+    let v = platform.create_and_deploy("prov", dir.path(), json!({"web": "python3 /app/provider.py"}));
+    platform.wait_until(BOOT, "the provider is up", || platform.up("prov", "web", v) == 1);
+    let registered = platform.api.post("/addon-providers", json!({"name": "kv", "url": "app:prov"}));
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let password = registered.body["password"].as_str().expect("password").to_string();
+    assert_eq!(platform.api.post("/apps", json!({"name": "shop"})).status, 201);
+
+    // Without the password, the provider refuses; the API says so and makes nothing.
+    let refused = platform.api.post("/apps/shop/addons", json!({"plan": "kv"}));
+    assert_eq!(refused.status, 502, "{:?}", refused.body);
+    assert!(refused.body["message"].as_str().unwrap_or_default().contains("answered 401"), "{:?}", refused.body);
+    assert!(platform.api.get("/apps/shop/config-vars").body.get("KV_URL").is_none());
+
+    // With it (a config var of the provider app: a new release), provisioning works.
+    assert_eq!(platform.api.patch("/apps/prov/config-vars", json!({"PROVIDER_PASSWORD": password})).status, 200);
+    let v = v + 1;
+    platform.wait_until(BOOT, "the provider's new release is up", || {
+        platform.up("prov", "web", v) == 1 && platform.up("prov", "web", v - 1) == 0
+    });
+    let created = platform.api.post("/apps/shop/addons", json!({"plan": "kv"}));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(platform.api.get("/apps/shop/config-vars").body["KV_URL"], "kv://store/shop");
+    let name = created.body["name"].as_str().expect("name").to_string();
+    let destroyed = platform.api.delete(&format!("/apps/shop/addons/{name}?confirm={name}"));
+    assert_eq!(destroyed.status, 200, "{:?}", destroyed.body);
+    assert!(platform.api.get("/apps/shop/config-vars").body.get("KV_URL").is_none());
+}

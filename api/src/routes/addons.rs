@@ -45,6 +45,21 @@ pub fn routes() -> Router<AppState> {
         .route("/apps/{app}/addon-attachments/{name}", delete(detach))
 }
 
+/// Where a provider is reached: its URL, or for `app:<name>` the router with the app's host.
+fn provider_target(settings: &crate::Settings, provider: &ProviderRow) -> Result<(String, Option<String>), ApiError> {
+    match provider.url.strip_prefix("app:") {
+        None => Ok((provider.url.clone(), None)),
+        Some(app) => match &settings.router_url {
+            Some(router) => Ok((router.trim_end_matches('/').to_string(), Some(format!("{app}.{}", settings.domain)))),
+            None => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!("provider `{}` is the app `{app}`, but OURO_ROUTER_URL is not set on the API", provider.name),
+            )),
+        },
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct ProviderCreate {
     name: String,
@@ -63,8 +78,12 @@ async fn register_provider(
         return Err(ApiError::invalid_params("a provider's name is 2 to 30 of a-z, 0-9 and `-` (`postgresql`)"));
     }
     let url = body.url.trim_end_matches('/');
-    if !(url.starts_with("http://") || url.starts_with("https://")) || !url.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid_params("a provider's url is an http(s) URL"));
+    let on_ouro = url.strip_prefix("app:").is_some_and(ouro_types::valid_app_name);
+    let http = (url.starts_with("http://") || url.starts_with("https://")) && url.bytes().all(|b| b.is_ascii_graphic());
+    if !(http || on_ouro) {
+        return Err(ApiError::invalid_params(
+            "a provider's url is an http(s) URL, or app:<name> for an app of this platform (reached through the router)",
+        ));
     }
     let (password, _) = crate::auth::new_scoped_secret();
     let row = state.store.create_provider(&body.name, url, &password).await.map_err(|e| match e {
@@ -130,7 +149,7 @@ async fn create(
     let addon_id = uuid::Uuid::new_v4().to_string();
     let addon_name = format!("{kind}-{}", generated_suffix());
     let request = serde_json::json!({ "uuid": addon_id, "plan": plan, "app_name": app.name, "name": addon_name });
-    let answer = call_provider(&provider, "POST", "/ouro/resources", Some(request)).await?;
+    let answer = call_provider(&state.settings, &provider, "POST", "/ouro/resources", Some(request)).await?;
     let resource_id = answer["id"].as_str().unwrap_or(&addon_id).to_string();
     let config = provider_config(&answer);
     // A provider that runs the server on Ouro names its app: that app then joins the networks
@@ -139,7 +158,14 @@ async fn create(
         Some(name) => match state.store.app(name).await? {
             Some(service) => Some(service.name),
             None => {
-                let _ = call_provider(&provider, "DELETE", &format!("/ouro/resources/{resource_id}"), None).await;
+                let _ = call_provider(
+                    &state.settings,
+                    &provider,
+                    "DELETE",
+                    &format!("/ouro/resources/{resource_id}"),
+                    None,
+                )
+                .await;
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "bad_gateway",
@@ -185,7 +211,8 @@ async fn create(
     if let Err(e) = recorded {
         // Undo: no add-on row, no config var, nothing left at the provider.
         let _ = state.store.delete_addon(&addon.id).await;
-        let _ = call_provider(&provider, "DELETE", &format!("/ouro/resources/{resource_id}"), None).await;
+        let _ =
+            call_provider(&state.settings, &provider, "DELETE", &format!("/ouro/resources/{resource_id}"), None).await;
         return Err(e);
     }
     state.changed();
@@ -226,7 +253,14 @@ async fn destroy(
 pub(crate) async fn deprovision(state: &AppState, user: &User, addon: &AddonRow) -> Result<(), ApiError> {
     let provider = state.store.provider(&addon.provider_id).await?;
     if let Some(provider) = &provider {
-        call_provider(provider, "DELETE", &format!("/ouro/resources/{}", addon.provider_resource_id), None).await?;
+        call_provider(
+            &state.settings,
+            provider,
+            "DELETE",
+            &format!("/ouro/resources/{}", addon.provider_resource_id),
+            None,
+        )
+        .await?;
     }
     for attachment in state.store.attachments_of_addon(&addon.id).await? {
         if let Some(app) = state.store.app(&attachment.app_id).await? {
@@ -381,12 +415,14 @@ fn provider_config(answer: &serde_json::Value) -> BTreeMap<String, String> {
 
 /// One call to a provider; its failures are 503 (unreachable) or 502 (refused), naming it.
 async fn call_provider(
+    settings: &crate::Settings,
     provider: &ProviderRow,
     method: &'static str,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<serde_json::Value, ApiError> {
-    let url = format!("{}{path}", provider.url);
+    let (base, host) = provider_target(settings, provider)?;
+    let url = format!("{base}{path}");
     let (name, password) = (provider.name.clone(), provider.password.clone());
     let result = tokio::task::spawn_blocking(move || {
         let config =
@@ -394,8 +430,20 @@ async fn call_provider(
         let agent = ureq::Agent::new_with_config(config);
         let auth = format!("Basic {}", base64_encode(format!("{name}:{password}").as_bytes()));
         let response = match (method, body) {
-            ("POST", Some(body)) => agent.post(&url).header("Authorization", &auth).send_json(body),
-            _ => agent.delete(&url).header("Authorization", &auth).call(),
+            ("POST", Some(body)) => {
+                let mut request = agent.post(&url).header("Authorization", &auth);
+                if let Some(host) = &host {
+                    request = request.header("Host", host);
+                }
+                request.send_json(body)
+            }
+            _ => {
+                let mut request = agent.delete(&url).header("Authorization", &auth);
+                if let Some(host) = &host {
+                    request = request.header("Host", host);
+                }
+                request.call()
+            }
         };
         let mut response = response.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
