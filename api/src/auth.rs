@@ -174,6 +174,25 @@ fn presented_token(header: &str) -> Option<String> {
     None
 }
 
+/// `Basic base64(user:password)`, the value of an `Authorization` header.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    format!("Basic {}", encode_base64(format!("{user}:{password}").as_bytes()))
+}
+
+/// Standard base64 (RFC 4648) with `=` padding.
+fn encode_base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { TABLE[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
 /// Standard base64 (RFC 4648, `=` padding optional); `None` on anything else.
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
@@ -228,6 +247,10 @@ mod tests {
         assert_eq!(decode_base64("aGVsbG8gd29ybGQ=").as_deref(), Some(&b"hello world"[..]));
         assert_eq!(decode_base64("YQ").as_deref(), Some(&b"a"[..]));
         assert_eq!(decode_base64("Y"), None);
+        for input in ["", "f", "fo", "foo", "postgresql:pw"] {
+            assert_eq!(decode_base64(&encode_base64(input.as_bytes())).as_deref(), Some(input.as_bytes()));
+        }
+        assert_eq!(encode_base64(b"postgresql:pw"), "cG9zdGdyZXNxbDpwdw==");
     }
 
     #[test]

@@ -50,7 +50,6 @@ pub struct BuilderResult {
 
 /// A running build, as the builder's endpoints see it.
 pub struct ActiveBuild {
-    pub app_id: String,
     pub source_blob: String,
     pub source_size: i64,
     /// What `GET /build-api/{build}/env` answers.
@@ -186,7 +185,6 @@ async fn build_and_release(
     state.active_builds.insert(
         &build.id,
         ActiveBuild {
-            app_id: app.id.clone(),
             source_blob: build.source_blob.clone(),
             source_size: build.source_size,
             settings,

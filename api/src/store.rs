@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ouro_types::{ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE, VolumeMount};
+use ouro_types::{ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE, Service, VolumeMount};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -156,18 +156,6 @@ pub struct AttachmentRow {
     /// The config var prefix on the app: `DATABASE` makes `DATABASE_URL`.
     pub name: String,
     pub created_at: String,
-}
-
-/// Volumes and joined networks of a service app (see `Store::service`).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Service {
-    #[serde(default)]
-    pub mounts: Vec<VolumeMount>,
-    #[serde(default)]
-    pub joins: Vec<String>,
-    /// Its dynos may call the Platform API (they get `OURO_API_URL`): add-on providers.
-    #[serde(default)]
-    pub api_access: bool,
 }
 
 /// What a new one-off dyno runs.

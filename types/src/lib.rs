@@ -202,6 +202,19 @@ pub struct AddonProvider {
     pub created_at: String,
 }
 
+/// What makes an app a service (`PUT /apps/{app}/service`, admins): volumes mounted into its
+/// dynos, the apps whose networks they join, and whether they may call the API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Service {
+    #[serde(default)]
+    pub mounts: Vec<VolumeMount>,
+    #[serde(default)]
+    pub joins: Vec<String>,
+    /// Its dynos may call the Platform API (they get `OURO_API_URL`): add-on providers.
+    #[serde(default)]
+    pub api_access: bool,
+}
+
 /// One of an app's buildpacks, in order (`GET /apps/{app}/buildpack-installations`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildpackInstallation {

@@ -428,24 +428,19 @@ async fn call_provider(
         let config =
             ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(PROVIDER_TIMEOUT)).build();
         let agent = ureq::Agent::new_with_config(config);
-        let auth = format!("Basic {}", base64_encode(format!("{name}:{password}").as_bytes()));
-        let response = match (method, body) {
-            ("POST", Some(body)) => {
-                let mut request = agent.post(&url).header("Authorization", &auth);
-                if let Some(host) = &host {
-                    request = request.header("Host", host);
-                }
-                request.send_json(body)
-            }
-            _ => {
-                let mut request = agent.delete(&url).header("Authorization", &auth);
-                if let Some(host) = &host {
-                    request = request.header("Host", host);
-                }
-                request.call()
-            }
-        };
-        let mut response = response.map_err(|e| e.to_string())?;
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Authorization", crate::auth::basic_authorization(&name, &password));
+        if let Some(host) = &host {
+            request = request.header("Host", host);
+        }
+        if body.is_some() {
+            request = request.header("Content-Type", "application/json");
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = request.body(body).map_err(|e| e.to_string())?;
+        let mut response = agent.run(request).map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let text = response.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
         Ok::<_, String>((status, text))
@@ -468,23 +463,6 @@ async fn call_provider(
         ));
     }
     Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn generated_suffix() -> String {
@@ -523,16 +501,4 @@ async fn addon_json(state: &AppState, addon: AddonRow) -> Result<Addon, ApiError
 
 fn require_admin(user: &User) -> Result<(), ApiError> {
     if user.admin { Ok(()) } else { Err(ApiError::forbidden("only an admin registers add-on providers")) }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_the_standard() {
-        for (input, expected) in
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("postgresql:pw", "cG9zdGdyZXNxbDpwdw==")]
-        {
-            assert_eq!(super::base64_encode(input.as_bytes()), expected);
-        }
-    }
 }

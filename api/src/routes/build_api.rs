@@ -25,7 +25,7 @@ use crate::pipeline::{ActiveBuild, BuilderResult, Event};
 use crate::{ApiError, AppState, Error, auth, pipeline};
 
 /// The largest pushed tree (tar.gz) a build takes.
-pub(crate) const MAX_SOURCE_BYTES: u64 = 1024 * 1024 * 1024;
+const MAX_SOURCE_BYTES: u64 = 1024 * 1024 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,10 +56,8 @@ async fn push_build(
         return Err(ApiError::invalid_params("X-Ouro-Ref must be refs/heads/main or refs/heads/master"));
     }
     let app = state.store.app(&session.app_id).await?.ok_or_else(|| ApiError::not_found("the app was deleted"))?;
-    let staged = Staged(state.blobs.staging_dir().join(format!("source-{}", uuid::Uuid::new_v4())));
-    let (digest, size) = receive(body, &staged.0, MAX_SOURCE_BYTES, "pushed tree").await?;
-    state.blobs.commit(&staged.0, &digest).await.map_err(Error::Io)?;
-    let build = state.store.create_build(&app.id, &commit, &git_ref, &format!("SHA256:{digest}"), size as i64).await?;
+    let (digest, size) = store_source(&state, body, "pushed tree").await?;
+    let build = state.store.create_build(&app.id, &commit, &git_ref, &format!("SHA256:{digest}"), size).await?;
     tracing::info!(app = %app.name, build = %build.id, %commit, "build started");
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(pipeline::run(state.clone(), app, build, session.actor.clone(), tx));
@@ -67,6 +65,15 @@ async fn push_build(
         rx.recv().await.map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
     });
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(stream)).into_response())
+}
+
+/// Streams a build's source tar.gz (at most [`MAX_SOURCE_BYTES`]) into the blob store:
+/// `(sha256 hex, bytes)`. `what` names it in errors.
+pub(crate) async fn store_source(state: &AppState, body: Body, what: &str) -> Result<(String, i64), ApiError> {
+    let staged = Staged(state.blobs.staging_dir().join(format!("source-{}", uuid::Uuid::new_v4())));
+    let (digest, size) = receive(body, &staged.0, MAX_SOURCE_BYTES, what).await?;
+    state.blobs.commit(&staged.0, &digest).await.map_err(Error::Io)?;
+    Ok((digest, size as i64))
 }
 
 /// The running build `build_id`, if `headers` carry its token.

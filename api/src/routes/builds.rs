@@ -55,11 +55,9 @@ async fn create(
     let Ok(guard) = state.pushes.of(&app.id).try_lock_owned() else {
         return Err(ApiError::conflict(format!("a build of `{}` is running; wait for it to end", app.name)));
     };
-    let staged = super::slugs::Staged(state.blobs.staging_dir().join(format!("source-{}", uuid::Uuid::new_v4())));
-    let (digest, size) = super::slugs::receive(body, &staged.0, super::build_api::MAX_SOURCE_BYTES, "source").await?;
-    state.blobs.commit(&staged.0, &digest).await.map_err(crate::Error::Io)?;
+    let (digest, size) = super::build_api::store_source(&state, body, "source").await?;
     let version = if version.is_empty() { digest[..12].to_string() } else { version };
-    let build = state.store.create_build(&app.id, &version, "api", &format!("SHA256:{digest}"), size as i64).await?;
+    let build = state.store.create_build(&app.id, &version, "api", &format!("SHA256:{digest}"), size).await?;
     let answer = build_json(&state.settings, &app, build.clone());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     // Nobody reads this build's log live: it is kept with the build.

@@ -6,11 +6,11 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Extension, Router};
+use ouro_types::Service;
 
 use super::find_app;
 use crate::auth::User;
 use crate::error::Json;
-use crate::store::Service;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
