@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::container::{
-    Config, CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions, UploadToContainerOptions,
+    Config, CreateContainerOptions, DownloadFromContainerOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
 };
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{HostConfig, Mount, MountTypeEnum};
+use bollard::volume::CreateVolumeOptions;
 use futures_util::StreamExt;
 use ouro_tests::platform::sample_app;
 
@@ -81,6 +84,7 @@ struct BuildBox {
     id: String,
     run_image: String,
     dynos: RefCell<Vec<String>>,
+    volumes: RefCell<Vec<String>>,
 }
 
 /// The output (stdout and stderr, in order) and exit code of one exec.
@@ -103,7 +107,14 @@ impl BuildBox {
         let run_image = runtime.block_on(ouro_dyno_runner::stack::ensure_stack_image(&docker)).expect("stack image");
         println!("stacks: build {build_image}, run {run_image} ({:.1}s)", started.elapsed().as_secs_f64());
         let id = runtime.block_on(start_container(&docker, &build_image, "root"));
-        let b = BuildBox { runtime, docker, id, run_image, dynos: RefCell::new(Vec::new()) };
+        let b = BuildBox {
+            runtime,
+            docker,
+            id,
+            run_image,
+            dynos: RefCell::new(Vec::new()),
+            volumes: RefCell::new(Vec::new()),
+        };
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
         b.upload(&root.join("buildpacks"), "buildpacks");
         b.upload(&sample_app(app), "src");
@@ -181,6 +192,12 @@ impl BuildBox {
     fn start_dyno(&self) -> String {
         let id = self.runtime.block_on(start_container(&self.docker, &self.run_image, "dyno"));
         self.dynos.borrow_mut().push(id.clone());
+        self.upload_slug(&id);
+        id
+    }
+
+    /// Copies the slug (the build's /app, a tar) to /app of container `id`, started or not.
+    fn upload_slug(&self, id: &str) {
         let slug = self.runtime.block_on(async {
             let options = DownloadFromContainerOptions { path: "/app" };
             let mut tar = Vec::new();
@@ -192,9 +209,94 @@ impl BuildBox {
         });
         let options = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
         self.runtime
-            .block_on(self.docker.upload_to_container(&id, Some(options), slug.into()))
+            .block_on(self.docker.upload_to_container(id, Some(options), slug.into()))
             .expect("upload the slug to the dyno");
+    }
+
+    /// A new Docker volume whose root the dyno user owns, as the dyno runner makes them (a short
+    /// root container chowns it); removed on drop.
+    fn volume(&self, name: &str) -> String {
+        let name = format!("docker_buildpacks-{}-{name}", std::process::id());
+        self.runtime.block_on(async {
+            let options = CreateVolumeOptions { name: name.clone(), labels: test_labels(), ..Default::default() };
+            self.docker.create_volume(options).await.expect("create volume");
+            self.volumes.borrow_mut().push(name.clone());
+            let config = Config {
+                image: Some(self.run_image.clone()),
+                cmd: Some(vec!["chown".to_string(), "1000:1000".to_string(), "/volume".to_string()]),
+                user: Some("root".to_string()),
+                labels: Some(test_labels()),
+                host_config: Some(HostConfig {
+                    mounts: Some(vec![volume_mount(&name, "/volume")]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let id = self
+                .docker
+                .create_container(None::<CreateContainerOptions<String>>, config)
+                .await
+                .expect("create container")
+                .id;
+            self.dynos.borrow_mut().push(id.clone());
+            self.docker.start_container::<String>(&id, None).await.expect("start container");
+            let mut waits = self.docker.wait_container(&id, None::<WaitContainerOptions<String>>);
+            let exit = tokio::time::timeout(Duration::from_secs(60), waits.next()).await.expect("chown within 60 s");
+            assert!(matches!(exit, Some(Ok(ref e)) if e.status_code == 0), "chown of the volume failed: {exit:?}");
+        });
+        name
+    }
+
+    /// Starts `command` as a dyno runs a process (run stack, dyno user, `.profile.d` sourced, then
+    /// `exec bash -c command`, under an init, no capabilities) with the slug at /app, `env` and
+    /// `mounts` (volume, path).
+    fn start_process(&self, command: &str, env: &[&str], mounts: &[(&str, &str)]) -> String {
+        let script = r#"for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; exec /bin/bash -c "$1""#;
+        let mut env: Vec<String> = env.iter().map(|e| e.to_string()).collect();
+        env.extend(["HOME=/app".to_string(), "PATH=/app/bin:/usr/local/bin:/usr/bin:/bin".to_string()]);
+        let config = Config {
+            image: Some(self.run_image.clone()),
+            cmd: Some(["/bin/bash", "-c", script, "dyno", command].map(String::from).to_vec()),
+            env: Some(env),
+            user: Some("dyno".to_string()),
+            working_dir: Some("/app".to_string()),
+            labels: Some(test_labels()),
+            host_config: Some(HostConfig {
+                init: Some(true),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                mounts: Some(mounts.iter().map(|(volume, path)| volume_mount(volume, path)).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .runtime
+            .block_on(self.docker.create_container(None::<CreateContainerOptions<String>>, config))
+            .expect("create container")
+            .id;
+        self.dynos.borrow_mut().push(id.clone());
+        self.upload_slug(&id);
+        self.runtime.block_on(self.docker.start_container::<String>(&id, None)).expect("start container");
         id
+    }
+
+    /// Stops container `id` as the dyno runner does (SIGTERM, SIGKILL after 20 s) and returns its
+    /// exit code and output.
+    fn stop(&self, id: &str) -> (i64, String) {
+        self.runtime.block_on(async {
+            let options = StopContainerOptions { t: 20 };
+            self.docker.stop_container(id, Some(options)).await.expect("stop container");
+            let state = self.docker.inspect_container(id, None).await.expect("inspect container").state;
+            let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+            let options = LogsOptions::<String> { stdout: true, stderr: true, ..Default::default() };
+            let mut logs = self.docker.logs(id, Some(options));
+            let mut text = String::new();
+            while let Some(Ok(chunk)) = logs.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+            (code, text)
+        })
     }
 
     /// Starts `web` in a new dyno (run stack, dyno user, PORT=5000, a config var) and returns what
@@ -212,14 +314,27 @@ impl BuildBox {
     }
 }
 
+/// The labels of this test process's containers and volumes.
+fn test_labels() -> HashMap<String, String> {
+    HashMap::from([(LABEL.to_string(), format!("docker_buildpacks-{}", std::process::id()))])
+}
+
+fn volume_mount(volume: &str, path: &str) -> Mount {
+    Mount {
+        target: Some(path.to_string()),
+        source: Some(volume.to_string()),
+        typ: Some(MountTypeEnum::VOLUME),
+        ..Default::default()
+    }
+}
+
 /// Creates and starts a container of `image` that sleeps, labelled as this test's.
 async fn start_container(docker: &Docker, image: &str, user: &str) -> String {
-    let labels = HashMap::from([(LABEL.to_string(), format!("docker_buildpacks-{}", std::process::id()))]);
     let config = Config {
         image: Some(image.to_string()),
         cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
         user: Some(user.to_string()),
-        labels: Some(labels),
+        labels: Some(test_labels()),
         ..Default::default()
     };
     let id =
@@ -233,6 +348,10 @@ impl Drop for BuildBox {
         for id in self.dynos.borrow().iter().chain([&self.id]) {
             let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
             let _ = self.runtime.block_on(self.docker.remove_container(id, Some(options)));
+        }
+        // After the containers that use them.
+        for name in self.volumes.borrow().iter() {
+            let _ = self.runtime.block_on(self.docker.remove_volume(name, None));
         }
     }
 }
@@ -556,4 +675,89 @@ echo end
         run.output,
         "Python\nNode.js\nRust\nStatic\nProcfile\ndefault_process_types: {}\n  web: gunicorn app:app --bind 0.0.0.0:$PORT\n  web: gunicorn wsgi --bind 0.0.0.0:$PORT\nend\n"
     );
+}
+
+/// `redis-cli -p $PORT ARGS...` from the slug, in a dyno of it, bounded by 10 s; its password is
+/// REDISCLI_AUTH (the exec's environment), so it is on no command line.
+const REDIS_CLI: &str = r#"
+for f in /app/.profile.d/*.sh; do . "$f"; done
+exec timeout 10 redis-cli -p "$PORT" "$@"
+"#;
+
+/// Waits until the Redis server of this dyno answers PING (with REDISCLI_AUTH), for 30 s at most.
+const REDIS_READY: &str = r#"
+for f in /app/.profile.d/*.sh; do . "$f"; done
+for i in $(seq 1 150); do
+  [ "$(timeout 5 redis-cli -p "$PORT" PING 2>&1)" = PONG ] && exit 0
+  sleep 0.2
+done
+echo "redis-server does not answer PING on port $PORT within 30 s"
+exit 1
+"#;
+
+/// The `redis-server` buildpack (named only, like `postgresql-server`: the server half of a Redis
+/// add-on) puts Debian's Redis in the slug. Run as a dyno (run stack, dyno user, a volume at
+/// /data), it wants its password and keeps it out of `ps`, and a key it acknowledged survives a
+/// SIGTERM and a new container on the same volume.
+#[test]
+fn redis_server_buildpack_wants_its_password_and_keeps_data_across_restarts() {
+    let b = BuildBox::new("static-site");
+    // An app of only `.ouro-redis`: no buildpack of ORDER takes it, the redis-server one does.
+    let app = b.exec("root", &[], "rm -rf /src && mkdir /src && echo 'Redis, from Debian' > /src/.ouro-redis");
+    assert_eq!(app.code, 0, "{}", app.output);
+    let detect = r#"
+for bp in $(cat /buildpacks/ORDER); do /buildpacks/$bp/bin/detect /src && echo "($bp took it)"; done
+/buildpacks/redis-server/bin/detect /src
+"#;
+    assert_eq!(b.exec("dyno", &[], detect).output, "Redis server\n");
+    // The app names it, as `ouro buildpacks:set redis-server` does: the build tries that one only.
+    let named = b.exec("root", &[], "echo redis-server > /buildpacks/ORDER");
+    assert_eq!(named.code, 0, "{}", named.output);
+
+    let cold = b.build();
+    assert_built(&cold, "Redis server");
+    assert!(cold.output.contains("       Redis server v=8."), "{}", cold.output);
+    assert_eq!(release_yaml(&cold), "---\ndefault_process_types:\n  server: redis-server-start\n");
+    let warm = b.build();
+    assert_built(&warm, "Redis server");
+    assert!(!warm.output.contains("Downloading "), "the .debs come from the cache:\n{}", warm.output);
+    println!("redis build: cold {:.1}s, warm {:.1}s", cold.took.as_secs_f64(), warm.took.as_secs_f64());
+
+    // Quotes, spaces and a backslash: the start script must pass it to Redis as it is.
+    let password = r#"s3cret "quoted" \ spaced"#;
+    let config = format!("REDIS_PASSWORD={password}");
+    let auth = format!("REDISCLI_AUTH={password}");
+    let env = ["PORT=5000", config.as_str()];
+    let volume = b.volume("redis");
+    let mounts = [(volume.as_str(), "/data")];
+    let cli = |dyno: &str, env: &[&str], args: &[&str]| b.exec_in(dyno, "dyno", env, REDIS_CLI, args).output;
+
+    let server = b.start_process("redis-server-start", &env, &mounts);
+    let ready = b.exec_in(&server, "dyno", &[&auth], REDIS_READY, &[]);
+    assert_eq!(ready.code, 0, "{}\n--- server ---\n{}", ready.output, b.stop(&server).1);
+    assert_eq!(cli(&server, &[&auth], &["SET", "k", "v"]), "OK\n");
+    let wrong = cli(&server, &["REDISCLI_AUTH=wrong"], &["SET", "k", "x"]);
+    assert!(wrong.contains("WRONGPASS") && !wrong.lines().any(|l| l == "OK"), "{wrong}");
+    let none = cli(&server, &[], &["GET", "k"]);
+    assert!(none.contains("NOAUTH") && !none.lines().any(|l| l == "v"), "{none}");
+    // The wrapper exec'd the server (so SIGTERM reaches it), whose command line has no password.
+    let ps = b.exec_in(&server, "dyno", &[], "ps -eo args", &[]).output;
+    assert!(ps.contains("/app/.redis/usr/bin/redis-server *:5000"), "{ps}");
+    assert!(!ps.contains("s3cret") && !ps.lines().any(|l| l.starts_with("/bin/bash")), "{ps}");
+    // Without a password it refuses to start.
+    let bare = b.exec_in(&server, "dyno", &[], "unset REDIS_PASSWORD; redis-server-start", &[]);
+    assert!(bare.code != 0 && bare.output.contains("set REDIS_PASSWORD"), "{}", bare.output);
+
+    let (code, log) = b.stop(&server);
+    println!("--- first server ---\n{log}");
+    assert_eq!(code, 0, "redis-server did not shut down cleanly:\n{log}");
+    assert!(log.contains("Received SIGTERM") && log.contains("DB saved on disk"), "{log}");
+    assert!(!log.contains("s3cret"), "{log}");
+
+    let again = b.start_process("redis-server-start", &env, &mounts);
+    let ready = b.exec_in(&again, "dyno", &[&auth], REDIS_READY, &[]);
+    assert_eq!(ready.code, 0, "{}\n--- server ---\n{}", ready.output, b.stop(&again).1);
+    assert_eq!(cli(&again, &[&auth], &["GET", "k"]), "v\n");
+    let files = b.exec_in(&again, "dyno", &[], "ls /data/redis /data/redis/appendonlydir", &[]).output;
+    assert!(files.contains("dump.rdb") && files.contains("appendonly.aof.manifest"), "{files}");
 }
