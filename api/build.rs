@@ -1,6 +1,7 @@
-//! Embeds the builder app's files (`builder/` and `buildpacks/` of the repository) into the API
-//! binary, so the API can make the `ouro-builder` system app's slug on its own (see
-//! `src/builder_app.rs`). Generates `$OUT_DIR/builder_files.rs`: `(path in the slug, mode, bytes)`.
+//! Embeds the platform's own apps into the API binary, so the API can deploy them on its own:
+//! the builder app's files (`builder/` and `buildpacks/`, see `src/builder_app.rs`) and the
+//! add-on providers' source (`addons/`, see `src/system_addons.rs`). Generates
+//! `$OUT_DIR/embedded_files.rs` with `BUILDER_FILES` and `ADDON_FILES`: `(path, mode, bytes)`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -9,21 +10,29 @@ use std::path::{Path, PathBuf};
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest.parent().expect("the api crate sits in the workspace").to_path_buf();
-    let mut files = Vec::new();
-    // (source directory, its path inside the slug's ./app)
-    for (dir, into) in [(root.join("builder"), ""), (root.join("buildpacks"), "buildpacks")] {
-        println!("cargo:rerun-if-changed={}", dir.display());
-        collect(&dir, &dir, into, &mut files);
+    let mut out = String::new();
+    // (constant, [(source directory, its path inside the archive)])
+    let sets: [(&str, Vec<(PathBuf, &str)>); 2] = [
+        ("BUILDER_FILES", vec![(root.join("builder"), ""), (root.join("buildpacks"), "buildpacks")]),
+        ("ADDON_FILES", vec![(root.join("addons"), "")]),
+    ];
+    for (name, dirs) in sets {
+        let mut files = Vec::new();
+        for (dir, into) in dirs {
+            println!("cargo:rerun-if-changed={}", dir.display());
+            collect(&dir, &dir, into, &mut files);
+        }
+        files.sort();
+        out.push_str(&format!(
+            "/// Embedded files: (path, unix mode, content).\npub const {name}: &[(&str, u32, &[u8])] = &[\n"
+        ));
+        for (path, mode, source) in &files {
+            out.push_str(&format!("    ({path:?}, 0o{mode:o}, include_bytes!({:?})),\n", source.display().to_string()));
+        }
+        out.push_str("];\n");
     }
-    files.sort();
-    let mut out = String::from("/// Files of the builder slug: (path under `/app`, unix mode, content).\n");
-    out.push_str("pub const BUILDER_FILES: &[(&str, u32, &[u8])] = &[\n");
-    for (path, mode, source) in &files {
-        out.push_str(&format!("    ({path:?}, 0o{mode:o}, include_bytes!({:?})),\n", source.display().to_string()));
-    }
-    out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("builder_files.rs");
-    fs::write(dest, out).expect("write builder_files.rs");
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_files.rs");
+    fs::write(dest, out).expect("write embedded_files.rs");
 }
 
 fn collect(base: &Path, dir: &Path, into: &str, files: &mut Vec<(String, u32, PathBuf)>) {

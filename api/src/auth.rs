@@ -58,6 +58,14 @@ pub async fn bootstrap_admin(store: &Store, data_dir: &Path) -> Result<Option<Pa
     Ok(Some(path))
 }
 
+/// A new token for the platform's own user `email` (made, as an admin, when missing): the
+/// credential of a system app's dynos. Returns the token; only its hash is kept.
+pub async fn system_token(store: &Store, email: &str, description: &str) -> Result<String> {
+    let (token_id, secret, token) = new_token();
+    store.add_token(email, true, &token_id, &hash_secret(&secret), description).await?;
+    Ok(token)
+}
+
 /// A fresh random secret for a short-lived credential (a push, a build): the secret in hex,
 /// and its SHA-256, which is all that is kept.
 pub fn new_scoped_secret() -> (String, [u8; 32]) {
@@ -94,7 +102,7 @@ fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-async fn authenticate(store: &Store, token: &str) -> Result<Option<User>, ApiError> {
+pub(crate) async fn authenticate(store: &Store, token: &str) -> Result<Option<User>, ApiError> {
     let Some((id, secret)) = token.strip_prefix("ouro_").and_then(|rest| rest.split_once('_')) else {
         return Ok(None);
     };

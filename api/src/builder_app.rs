@@ -6,20 +6,17 @@
 //! when the embedded files changed (a new Ouro), it uploads the new slug and makes a release,
 //! like any deploy. Every build is a one-off dyno of this app (see `build.rs`).
 
-use std::io::Write;
-
 use sha2::{Digest, Sha256};
 
+use crate::embedded::{BUILDER_FILES, reproducible_tar_gz};
 use crate::store::{Change, SlugRow};
 use crate::{AppState, Error, Result, now};
-
-include!(concat!(env!("OUT_DIR"), "/builder_files.rs"));
 
 /// The system app that runs builds.
 pub const BUILDER_APP: &str = "ouro-builder";
 /// Whether `name` is one of the platform's own apps (not listed by `GET /apps`).
 pub fn is_system_app(name: &str) -> bool {
-    name == BUILDER_APP
+    name == BUILDER_APP || crate::system_addons::is_provider_app(name)
 }
 
 /// What a build dyno runs.
@@ -28,36 +25,7 @@ pub const BUILD_COMMAND: &str = "/app/bin/ouro-build";
 /// The builder's slug: a tar.gz of `./app/...`, byte-for-byte the same for the same files
 /// (sorted, times and owners zeroed; entries are `app/...`, as the `tar` crate writes `./app/...`), so its checksum names the builder's version.
 pub fn builder_slug() -> std::io::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
-    let mut dirs = std::collections::BTreeSet::new();
-    for (path, _, _) in BUILDER_FILES {
-        let mut parent = std::path::Path::new(path).parent();
-        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
-            dirs.insert(dir.to_string_lossy().into_owned());
-            parent = dir.parent();
-        }
-    }
-    let header = |kind: tar::EntryType, mode: u32, size: u64| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    };
-    tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), "./app/", std::io::empty())?;
-    for dir in &dirs {
-        tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), format!("./app/{dir}/"), std::io::empty())?;
-    }
-    for (path, mode, content) in BUILDER_FILES {
-        let mut h = header(tar::EntryType::Regular, *mode, content.len() as u64);
-        tar.append_data(&mut h, format!("./app/{path}"), *content)?;
-    }
-    let mut gz = tar.into_inner()?;
-    gz.flush()?;
-    gz.finish()
+    reproducible_tar_gz(BUILDER_FILES, "./app/")
 }
 
 /// Makes the builder app and its release of the embedded slug when missing or different.

@@ -7,12 +7,14 @@
 mod auth;
 mod blob;
 mod builder_app;
+mod embedded;
 mod error;
 mod git;
 pub mod hook;
 mod pipeline;
 mod routes;
 pub mod store;
+mod system_addons;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,6 +71,9 @@ pub struct Config {
     /// `OURO_ROUTER_URL`: the router as this host reaches it (`http://127.0.0.1:8080`), for
     /// calls to apps of the platform (add-on providers registered as `app:<name>`).
     pub router_url: Option<String>,
+    /// `OURO_ADDON_PROVIDERS`, default `postgresql,redis`: the add-on providers the API deploys
+    /// as system apps at start (`system_addons.rs`); empty for none.
+    pub addon_providers: Vec<String>,
 }
 
 impl Config {
@@ -107,7 +112,20 @@ impl Config {
                 None => 15 * 60,
             }),
             router_url: var("OURO_ROUTER_URL"),
+            addon_providers: addon_providers(std::env::var("OURO_ADDON_PROVIDERS").ok())?,
         })
+    }
+}
+
+fn addon_providers(setting: Option<String>) -> Result<Vec<String>> {
+    let setting = setting.unwrap_or_else(|| system_addons::KINDS.join(","));
+    let kinds: Vec<String> = setting.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect();
+    match kinds.iter().find(|k| !system_addons::KINDS.contains(&k.as_str())) {
+        Some(bad) => Err(Error::Config(format!(
+            "OURO_ADDON_PROVIDERS names `{bad}`; Ouro ships providers for {}",
+            system_addons::KINDS.join(", ")
+        ))),
+        None => Ok(kinds),
     }
 }
 
@@ -130,6 +148,9 @@ pub struct AppState {
     /// Bumped after every change to the desired state; the runner long-polls it
     /// (`GET /runner/changes`) so that it acts at once instead of at its next tick.
     pub changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Why add-ons whose asynchronous provisioning failed are gone, by add-on name (the
+    /// newest few), so `ouro addons:wait` can say it.
+    pub failed_addons: Arc<std::sync::Mutex<std::collections::VecDeque<(String, String)>>>,
 }
 
 impl AppState {
@@ -152,6 +173,7 @@ pub struct Settings {
     pub hook_exe: PathBuf,
     pub build_timeout: std::time::Duration,
     pub router_url: Option<String>,
+    pub addon_providers: Vec<String>,
 }
 
 /// The whole HTTP surface. Separate from [`serve`] so tests can drive it in-process.
@@ -189,18 +211,22 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             hook_exe: std::env::current_exe()?,
             build_timeout: config.build_timeout,
             router_url: config.router_url.clone(),
+            addon_providers: config.addon_providers.clone(),
         }),
         dynos: Arc::default(),
         pushes: Arc::default(),
         push_sessions: Arc::default(),
         active_builds: Arc::default(),
         changes: Arc::new(tokio::sync::watch::channel(0).0),
+        failed_addons: Arc::default(),
     };
     let interrupted = store.fail_interrupted_builds().await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "builds left running by an earlier API process were marked failed");
     }
     builder_app::ensure(&state).await?;
+    system_addons::ensure_all(&state).await;
+    routes::addons::resume_provisioning(&state).await?;
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{local}");
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");

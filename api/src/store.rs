@@ -112,6 +112,15 @@ pub struct BuildRow {
     pub updated_at: String,
 }
 
+/// A backup of an add-on's data: blob `SHA256:<hex>` in the blob store.
+pub struct BackupRow {
+    pub id: String,
+    pub number: i64,
+    pub blob: String,
+    pub size: i64,
+    pub created_at: String,
+}
+
 pub struct OneOffRow {
     pub id: String,
     pub number: i64,
@@ -266,6 +275,35 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(user_id)
+    }
+
+    /// Adds a token to the user `email`, making the user first when there is none.
+    pub async fn add_token(
+        &self,
+        email: &str,
+        admin: bool,
+        token_id: &str,
+        secret_sha256: &str,
+        description: &str,
+    ) -> Result<()> {
+        let user = sqlx::query("SELECT id FROM users WHERE email = $1").bind(email).fetch_optional(&self.pool).await?;
+        let Some(user) = user else {
+            self.create_user_with_token(email, admin, token_id, secret_sha256, description).await?;
+            return Ok(());
+        };
+        let user_id: String = user.try_get("id")?;
+        sqlx::query(
+            "INSERT INTO tokens (id, user_id, description, secret_sha256, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_id)
+        .bind(&user_id)
+        .bind(description)
+        .bind(secret_sha256)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn token(&self, token_id: &str) -> Result<Option<TokenRow>> {
@@ -509,6 +547,15 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(slug_row).transpose()
+    }
+
+    /// The app (id) a slug belongs to, with the slug: to promote it to another app.
+    pub async fn slug_anywhere(&self, slug_id: &str) -> Result<Option<(String, SlugRow)>> {
+        let row = sqlx::query(&format!("SELECT app_id, {SLUG_COLUMNS} WHERE id = $1"))
+            .bind(slug_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| Ok((r.try_get("app_id")?, slug_row(r)?))).transpose()
     }
 
     /// Records the uploaded blob of a slug. A slug's content is set once: returns `false` if
@@ -1105,6 +1152,79 @@ impl Store {
         rows.iter().map(addon_row).collect()
     }
 
+    /// Add-ons whose provider has not finished provisioning them.
+    pub async fn provisioning_addons(&self) -> Result<Vec<AddonRow>> {
+        let rows = sqlx::query(&format!("SELECT {ADDON_COLUMNS} FROM addons a WHERE a.state = 'provisioning'"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(addon_row).collect()
+    }
+
+    /// Marks a provisioning add-on provisioned with the provider's config; false when it is
+    /// gone or was provisioned already.
+    pub async fn set_addon_provisioned(&self, addon_id: &str, config: &BTreeMap<String, String>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE addons SET state = 'provisioned', config = $2 WHERE id = $1 AND state = 'provisioning'",
+        )
+        .bind(addon_id)
+        .bind(serde_json::to_string(config)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a backup of an add-on, numbered after its last one.
+    pub async fn create_backup(&self, addon_id: &str, blob: &str, size: i64) -> Result<BackupRow> {
+        let mut tx = self.pool.begin().await?;
+        // Writing the add-on's row first serialises concurrent backups of it (see invariants).
+        sqlx::query("UPDATE addons SET state = state WHERE id = $1").bind(addon_id).execute(&mut *tx).await?;
+        let last: Option<i64> = sqlx::query("SELECT MAX(number) AS n FROM addon_backups WHERE addon_id = $1")
+            .bind(addon_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        let row = BackupRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            number: last.unwrap_or(0) + 1,
+            blob: blob.into(),
+            size,
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO addon_backups (id, addon_id, number, blob, size, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&row.id)
+        .bind(addon_id)
+        .bind(row.number)
+        .bind(&row.blob)
+        .bind(row.size)
+        .bind(&row.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    pub async fn backups(&self, addon_id: &str) -> Result<Vec<BackupRow>> {
+        let rows = sqlx::query(
+            "SELECT id, number, blob, size, created_at FROM addon_backups WHERE addon_id = $1 ORDER BY number",
+        )
+        .bind(addon_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BackupRow {
+                    id: r.try_get("id")?,
+                    number: r.try_get("number")?,
+                    blob: r.try_get("blob")?,
+                    size: r.try_get("size")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn delete_addon(&self, addon_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM addons WHERE id = $1").bind(addon_id).execute(&self.pool).await?;
         Ok(())
@@ -1290,6 +1410,7 @@ fn migrator() -> Migrator {
         migration(9, "add-ons", include_str!("../migrations/0009_addons.sql")),
         migration(10, "add-on service apps", include_str!("../migrations/0010_addon_service_app.sql")),
         migration(11, "service api access", include_str!("../migrations/0011_service_api_access.sql")),
+        migration(12, "addon backups", include_str!("../migrations/0012_addon_backups.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

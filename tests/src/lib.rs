@@ -62,10 +62,13 @@ impl Api {
         Api::start_with(backend, &[])
     }
 
-    /// Starts with extra environment variables (e.g. a small `OURO_MAX_SLUG_BYTES`).
+    /// Starts with extra environment variables (e.g. a small `OURO_MAX_SLUG_BYTES`). The
+    /// shipped add-on providers are off unless `OURO_ADDON_PROVIDERS` is given: they build
+    /// their apps at start, which only the add-on tests want.
     pub fn start_with(backend: Backend, env: &[(&str, &str)]) -> Api {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let defaults = [("OURO_ADDON_PROVIDERS", "")];
+        let env = defaults.iter().chain(env).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         start_api(data_dir, backend, env)
     }
 

@@ -21,6 +21,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     addons_set_config_vars_attach_detach_and_destroy,
+    slow_addons_are_provisioned_in_the_background,
     the_runner_hears_of_changes_at_once,
     releases_follow_config_changes_and_rollbacks,
     slugs_deploy_and_set_the_formation,
@@ -555,6 +556,8 @@ impl Provider {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = calls.clone();
+        // Resources provisioned asynchronously: id → (plan, polls so far, number).
+        let polled = std::sync::Mutex::new(std::collections::HashMap::<String, (String, u32, usize)>::new());
         std::thread::spawn(move || {
             for (n, stream) in listener.incoming().enumerate() {
                 let Ok(mut stream) = stream else { continue };
@@ -583,22 +586,46 @@ impl Provider {
                 let mut parts = line.split_whitespace();
                 let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
                 log.lock().unwrap().push(format!("{method} {path} {auth}"));
-                let answer = if method == "POST" {
+                let (status, answer) = if method == "POST" {
                     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     let plan = request["plan"].as_str().unwrap_or_default().to_string();
-                    let mut answer = json!({"id": format!("res-{n}"), "config": {"URL": format!("postgres://u{n}:pw@db-{n}:5000/d?plan={plan}")}});
+                    let id = format!("res-{n}");
+                    let mut answer =
+                        json!({"id": id, "config": {"URL": format!("postgres://u{n}:pw@db-{n}:5000/d?plan={plan}")}});
                     // Plans `:served` and `:ghost` name the app running the server (one that
-                    // exists, one that does not).
+                    // exists, one that does not); `:slow` and `:doomed` are provisioned
+                    // asynchronously (202, then polled), `:doomed` failing.
                     if plan.ends_with(":served") {
                         answer["service_app"] = json!("vaultdb");
                     } else if plan.ends_with(":ghost") {
                         answer["service_app"] = json!("no-such-app");
                     }
-                    answer.to_string()
+                    if plan.ends_with(":slow") || plan.ends_with(":doomed") {
+                        polled.lock().unwrap().insert(id.clone(), (plan, 0, n));
+                        ("202 Accepted", json!({"id": id}).to_string())
+                    } else {
+                        ("201 Created", answer.to_string())
+                    }
+                } else if method == "GET" {
+                    let id = path.trim_start_matches("/ouro/resources/");
+                    let mut polled = polled.lock().unwrap();
+                    match polled.get_mut(id) {
+                        Some((plan, polls, n)) => {
+                            *polls += 1;
+                            let answer = match (plan.ends_with(":doomed"), *polls < 3) {
+                                (_, true) => json!({"state": "provisioning"}),
+                                (true, false) => json!({"state": "failed", "message": "out of disk"}),
+                                (false, false) => {
+                                    json!({"state": "provisioned", "config": {"URL": format!("postgres://slow{n}@db:5000/d")}})
+                                }
+                            };
+                            ("200 OK", answer.to_string())
+                        }
+                        None => ("404 Not Found", json!({"message": "no such resource"}).to_string()),
+                    }
                 } else {
-                    String::new()
+                    ("204 No Content", String::new())
                 };
-                let status = if method == "POST" { "201 Created" } else { "204 No Content" };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
@@ -612,6 +639,57 @@ impl Provider {
     fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
+}
+
+/// A provider that answers 202 is polled: the add-on is `provisioning` without config vars
+/// until the provider says it is provisioned, then its vars come in one release. One whose
+/// provider fails is deprovisioned and gone, and asking for it says why.
+fn slow_addons_are_provisioned_in_the_background(backend: Backend) {
+    let api = Api::start(backend);
+    let provider = Provider::start();
+    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+    assert_eq!(api.post("/addon-providers", json!({"name": "postgresql", "url": provider.url})).status, 201);
+
+    let created = api.post("/apps/shop/addons", json!({"plan": "postgresql:slow"}));
+    assert_eq!(created.status, 202, "{:?}", created.body);
+    assert_eq!(created.body["state"], "provisioning");
+    let name = created.body["name"].as_str().expect("name").to_string();
+    assert!(api.get("/apps/shop/config-vars").body.get("DATABASE_URL").is_none(), "no var before it is ready");
+    let backups = api.get(&format!("/apps/shop/addons/{name}/backups"));
+    assert_eq!(backups.status, 200, "listing backups works while provisioning");
+    let capture = api.post(&format!("/apps/shop/addons/{name}/backups"), json!({}));
+    assert_eq!(capture.status, 409, "{:?}", capture.body);
+    assert!(capture.body["message"].as_str().unwrap_or_default().contains("addons:wait"), "{:?}", capture.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while api.get(&format!("/apps/shop/addons/{name}")).body["state"] != "provisioned" {
+        assert!(std::time::Instant::now() < deadline, "still provisioning after 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        api.get("/apps/shop/config-vars").body["DATABASE_URL"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("postgres://slow"))
+    );
+    // The attachment name finds it too.
+    assert_eq!(api.get("/apps/shop/addons/DATABASE").body["name"], name.as_str());
+
+    let doomed = api.post("/apps/shop/addons", json!({"plan": "postgresql:doomed"}));
+    assert_eq!(doomed.status, 202, "{:?}", doomed.body);
+    let doomed = doomed.body["name"].as_str().expect("name").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let gone = loop {
+        let answer = api.get(&format!("/apps/shop/addons/{doomed}"));
+        if answer.status == 404 {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "still there after 30 s: {:?}", answer.body);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(gone.body["message"].as_str().unwrap_or_default().contains("out of disk"), "{:?}", gone.body);
+    let config = api.get("/apps/shop/config-vars").body;
+    assert!(config.get("HEROKU_POSTGRESQL_AMBER_URL").is_none(), "{config}");
+    assert!(provider.calls().iter().any(|c| c.starts_with("DELETE /ouro/resources/")), "deprovisioned at the provider");
+    assert_eq!(api.get("/apps/shop/addons").body.as_array().map(Vec::len), Some(1));
 }
 
 /// Add-ons over the API: a provisioned add-on sets `DATABASE_URL` in a new release, a second

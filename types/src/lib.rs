@@ -151,6 +151,18 @@ pub struct Addon {
     pub created_at: String,
 }
 
+/// A backup of an add-on's data (`ouro pg:backups`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddonBackup {
+    pub id: String,
+    /// `b001`, `b002`, … per add-on.
+    pub name: String,
+    /// Bytes.
+    pub size: i64,
+    pub addon: AppRef,
+    pub created_at: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AddonPlan {
     /// `postgresql:standard`.

@@ -20,8 +20,8 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Extension, Router};
 use ouro_types::{
-    Addon, AddonAttachment, AddonCreate, AddonPlan, AddonProvider, AppRef, AttachmentCreate, ConfigVarsPatch,
-    valid_config_key,
+    Addon, AddonAttachment, AddonBackup, AddonCreate, AddonPlan, AddonProvider, AppRef, AttachmentCreate,
+    ConfigVarsPatch, valid_config_key,
 };
 use rand::Rng;
 
@@ -41,6 +41,9 @@ pub fn routes() -> Router<AppState> {
         .route("/addon-providers", get(list_providers).post(register_provider))
         .route("/apps/{app}/addons", get(list).post(create))
         .route("/apps/{app}/addons/{addon}", get(info).delete(destroy))
+        .route("/apps/{app}/addons/{addon}/tunnel", get(tunnel))
+        .route("/apps/{app}/addons/{addon}/backups", get(list_backups).post(capture_backup))
+        .route("/apps/{app}/addons/{addon}/backups/{backup}/restore", axum::routing::post(restore_backup))
         .route("/apps/{app}/addon-attachments", axum::routing::post(attach))
         .route("/apps/{app}/addon-attachments/{name}", delete(detach))
 }
@@ -149,9 +152,12 @@ async fn create(
     let addon_id = uuid::Uuid::new_v4().to_string();
     let addon_name = format!("{kind}-{}", generated_suffix());
     let request = serde_json::json!({ "uuid": addon_id, "plan": plan, "app_name": app.name, "name": addon_name });
-    let answer = call_provider(&state.settings, &provider, "POST", "/ouro/resources", Some(request)).await?;
+    let (status, answer) =
+        call_provider_status(&state.settings, &provider, "POST", "/ouro/resources", Some(request)).await?;
     let resource_id = answer["id"].as_str().unwrap_or(&addon_id).to_string();
-    let config = provider_config(&answer);
+    // 202: the provider is still making it; the API polls it (see `finish_provisioning`).
+    let provisioning = status == 202;
+    let config = if provisioning { BTreeMap::new() } else { provider_config(&answer) };
     // A provider that runs the server on Ouro names its app: that app then joins the networks
     // of exactly the apps the add-on is attached to.
     let service_app = match answer["service_app"].as_str() {
@@ -181,7 +187,7 @@ async fn create(
         app_id: app.id.clone(),
         provider_id: provider.id.clone(),
         plan,
-        state: "provisioned".into(),
+        state: if provisioning { "provisioning" } else { "provisioned" }.into(),
         provider_resource_id: resource_id.clone(),
         config: config.clone(),
         service_app,
@@ -195,17 +201,9 @@ async fn create(
         created_at: now(),
     };
     let recorded = async {
-        let config = config.clone();
-        match config.keys().map(|k| var(&attachment_name, k)).find(|v| !valid_config_key(v)) {
-            Some(bad) => Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                format!("provider `{}` answered a config var that is not a valid name: {bad}", provider.name),
-            )),
-            None => Ok(()),
-        }?;
+        check_config(&provider, &attachment_name, &config)?;
         state.store.create_addon(&addon, &attachment).await?;
-        set_vars(&state, &app, &user, &attachment_name, &config).await
+        set_vars(&state, &app, &user.email, &attachment_name, &config).await
     }
     .await;
     if let Err(e) = recorded {
@@ -216,7 +214,117 @@ async fn create(
         return Err(e);
     }
     state.changed();
+    if provisioning {
+        tokio::spawn(finish_provisioning(state.clone(), addon.clone(), user.email.clone()));
+        return Ok((StatusCode::ACCEPTED, axum::Json(addon_json(&state, addon).await?)));
+    }
     Ok((StatusCode::CREATED, axum::Json(addon_json(&state, addon).await?)))
+}
+
+/// How long a provider may take to provision asynchronously, from the add-on's creation.
+const PROVISION_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Picks up, after a restart of the API, the add-ons still provisioning.
+pub(crate) async fn resume_provisioning(state: &AppState) -> crate::Result<()> {
+    for addon in state.store.provisioning_addons().await? {
+        tokio::spawn(finish_provisioning(state.clone(), addon, "ouro".into()));
+    }
+    Ok(())
+}
+
+/// Polls the provider (`GET /ouro/resources/{id}`) every second until the add-on is
+/// provisioned, then sets its config vars on every app it is attached to. A provider that
+/// answers `failed`, forgets the resource (404) or misses the deadline: the add-on is
+/// deprovisioned and removed, and why is kept for `addons:wait`.
+async fn finish_provisioning(state: AppState, addon: AddonRow, actor: String) {
+    let created = humantime::parse_rfc3339(&addon.created_at).unwrap_or_else(|_| std::time::SystemTime::now());
+    let deadline = created + PROVISION_DEADLINE;
+    let failure = loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if std::time::SystemTime::now() > deadline {
+            break format!("the provider did not finish within {} s", PROVISION_DEADLINE.as_secs());
+        }
+        let Ok(Some(provider)) = state.store.provider(&addon.provider_id).await else {
+            break "its provider is no longer registered".to_string();
+        };
+        if !matches!(state.store.addon(&addon.id).await, Ok(Some(_))) {
+            return; // destroyed meanwhile
+        }
+        let path = format!("/ouro/resources/{}", addon.provider_resource_id);
+        let answer = match provider_request(&state.settings, &provider, "GET", &path, None).await {
+            Ok((200, text)) => serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default(),
+            Ok((404, _)) => break "the provider no longer knows it".to_string(),
+            Ok((status, _)) => {
+                tracing::debug!(addon = %addon.name, status, "provider not answering yet");
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(addon = %addon.name, error = %e.message, "provider not reachable yet");
+                continue;
+            }
+        };
+        match answer["state"].as_str() {
+            Some("provisioned") => {
+                let config = provider_config(&answer);
+                match record_provisioned(&state, &provider, &addon, &config, &actor).await {
+                    Ok(()) => return,
+                    Err(e) => break e.message,
+                }
+            }
+            Some("failed") => break answer["message"].as_str().unwrap_or("the provider failed").to_string(),
+            _ => {}
+        }
+    };
+    tracing::warn!(addon = %addon.name, reason = %failure, "provisioning failed; removing the add-on");
+    let provider = state.store.provider(&addon.provider_id).await.ok().flatten();
+    if let Some(provider) = provider {
+        let path = format!("/ouro/resources/{}", addon.provider_resource_id);
+        let _ = call_provider(&state.settings, &provider, "DELETE", &path, None).await;
+    }
+    let _ = state.store.delete_addon(&addon.id).await;
+    let mut failed = state.failed_addons.lock().unwrap_or_else(|e| e.into_inner());
+    failed.push_back((addon.name.clone(), failure));
+    while failed.len() > 100 {
+        failed.pop_front();
+    }
+    drop(failed);
+    state.changed();
+}
+
+async fn record_provisioned(
+    state: &AppState,
+    provider: &ProviderRow,
+    addon: &AddonRow,
+    config: &BTreeMap<String, String>,
+    actor: &str,
+) -> Result<(), ApiError> {
+    let attachments = state.store.attachments_of_addon(&addon.id).await?;
+    for attachment in &attachments {
+        check_config(provider, &attachment.name, config)?;
+    }
+    if !state.store.set_addon_provisioned(&addon.id, config).await? {
+        return Ok(()); // destroyed or finished meanwhile
+    }
+    for attachment in attachments {
+        if let Some(app) = state.store.app(&attachment.app_id).await? {
+            set_vars(state, &app, actor, &attachment.name, config).await?;
+        }
+    }
+    tracing::info!(addon = %addon.name, "provisioned");
+    state.changed();
+    Ok(())
+}
+
+/// Refuses a provider's config whose keys make invalid config var names.
+fn check_config(provider: &ProviderRow, attachment: &str, config: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    match config.keys().map(|k| var(attachment, k)).find(|v| !valid_config_key(v)) {
+        Some(bad) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            format!("provider `{}` answered a config var that is not a valid name: {bad}", provider.name),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -301,7 +409,7 @@ async fn attach(
         }
         other => other.into(),
     })?;
-    if let Err(e) = set_vars(&state, &app, &user, &attachment_name, &addon.config).await {
+    if let Err(e) = set_vars(&state, &app, &user.email, &attachment_name, &addon.config).await {
         let _ = state.store.delete_attachment(&attachment.id).await;
         return Err(e);
     }
@@ -337,14 +445,25 @@ async fn detach(
     Ok(axum::Json(serde_json::json!({ "addon": addon.name, "app": app.name, "name": attachment.name })))
 }
 
+/// The add-on `name` of the app: its name, its id, or the name of its attachment to the app
+/// (`DATABASE`). One whose provisioning failed is a 404 that says why.
 async fn find_addon(state: &AppState, app: &AppRow, name: &str) -> Result<AddonRow, ApiError> {
-    state
-        .store
-        .addons_of_app(&app.id)
-        .await?
-        .into_iter()
-        .find(|a| a.name == name || a.id == name)
-        .ok_or_else(|| ApiError::not_found(format!("add-on `{name}` not found on app `{}`", app.name)))
+    let addons = state.store.addons_of_app(&app.id).await?;
+    if let Some(addon) = addons.iter().find(|a| a.name == name || a.id == name) {
+        return Ok(addon.clone());
+    }
+    let attached = state.store.attachments_of_app(&app.id).await?;
+    let upper = name.to_ascii_uppercase();
+    if let Some(attachment) = attached.iter().find(|a| a.name == upper) {
+        if let Some(addon) = addons.into_iter().find(|a| a.id == attachment.addon_id) {
+            return Ok(addon);
+        }
+    }
+    let failed = state.failed_addons.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, why)) = failed.iter().rev().find(|(failed, _)| failed == name) {
+        return Err(ApiError::not_found(format!("provisioning `{name}` failed and it was removed: {why}")));
+    }
+    Err(ApiError::not_found(format!("add-on `{name}` not found on app `{}`", app.name)))
 }
 
 /// The attachment's name: the one asked for, else the kind's default, else (taken) Heroku's
@@ -384,12 +503,15 @@ fn var(attachment: &str, key: &str) -> String {
 async fn set_vars(
     state: &AppState,
     app: &AppRow,
-    user: &User,
+    actor: &str,
     attachment: &str,
     config: &BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
+    if config.is_empty() {
+        return Ok(());
+    }
     let patch: ConfigVarsPatch = config.iter().map(|(k, v)| (var(attachment, k), Some(v.clone()))).collect();
-    state.store.create_release(&app.id, &user.email, Change::Config(patch)).await?;
+    state.store.create_release(&app.id, actor, Change::Config(patch)).await?;
     Ok(())
 }
 
@@ -400,6 +522,9 @@ async fn unset_vars(
     attachment: &str,
     config: &BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
+    if config.is_empty() {
+        return Ok(());
+    }
     let patch: ConfigVarsPatch = config.keys().map(|k| (var(attachment, k), None)).collect();
     state.store.create_release(&app.id, &user.email, Change::Config(patch)).await?;
     Ok(())
@@ -421,6 +546,42 @@ async fn call_provider(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<serde_json::Value, ApiError> {
+    Ok(call_provider_status(settings, provider, method, path, body).await?.1)
+}
+
+/// [`call_provider`], with the status of a 2xx answer (202 means "still provisioning").
+async fn call_provider_status(
+    settings: &crate::Settings,
+    provider: &ProviderRow,
+    method: &'static str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, serde_json::Value), ApiError> {
+    let (status, text) = provider_request(settings, provider, method, path, body).await?;
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| text.lines().next().unwrap_or_default().to_string());
+        let first = message.chars().take(300).collect::<String>();
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            format!("add-on provider `{}` answered {status}: {first}", provider.name),
+        ));
+    }
+    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
+}
+
+/// One request to a provider: any HTTP answer as (status, body); a 503 naming the provider
+/// when it cannot be reached.
+async fn provider_request(
+    settings: &crate::Settings,
+    provider: &ProviderRow,
+    method: &'static str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, String), ApiError> {
     let (base, host) = provider_target(settings, provider)?;
     let url = format!("{base}{path}");
     let (name, password) = (provider.name.clone(), provider.password.clone());
@@ -447,22 +608,13 @@ async fn call_provider(
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
-    let (status, text) = result.map_err(|e| {
+    result.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
             format!("add-on provider `{}` cannot be reached ({e}); try again later", provider.name),
         )
-    })?;
-    if !(200..300).contains(&status) {
-        let first = text.lines().next().unwrap_or_default().chars().take(200).collect::<String>();
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
-            format!("add-on provider `{}` answered {status}: {first}", provider.name),
-        ));
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    })
 }
 
 fn generated_suffix() -> String {
@@ -501,4 +653,282 @@ async fn addon_json(state: &AppState, addon: AddonRow) -> Result<Addon, ApiError
 
 fn require_admin(user: &User) -> Result<(), ApiError> {
     if user.admin { Ok(()) } else { Err(ApiError::forbidden("only an admin registers add-on providers")) }
+}
+
+/// `GET /apps/{app}/addons/{addon}/tunnel` with `Upgrade: ouro-tunnel`: after `101` the
+/// connection carries the add-on server's own protocol, relayed by its provider, which alone
+/// reaches the server's network (`ouro pg:psql`, `ouro redis:cli`).
+async fn tunnel(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, addon)): Path<(String, String)>,
+    mut request: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let addon = provisioned_addon(&state, &app, &addon).await?;
+    if !request.headers().contains_key(axum::http::header::UPGRADE) {
+        return Err(ApiError::invalid_params("a tunnel needs `Connection: Upgrade` and `Upgrade: ouro-tunnel`"));
+    }
+    let provider = addon_provider(&state, &addon).await?;
+    let (base, host) = provider_target(&state.settings, &provider)?;
+    let Some(authority) = base.strip_prefix("http://").map(|a| a.split('/').next().unwrap_or(a).to_string()) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            format!("provider `{}` is reached over https; tunnels go over plain http only", provider.name),
+        ));
+    };
+    let unreachable = |e: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            format!("add-on provider `{}` cannot be reached ({e}); try again later", provider.name),
+        )
+    };
+    let mut upstream = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&authority))
+        .await
+        .map_err(|_| unreachable("connect timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let head = format!(
+        "GET /ouro/resources/{}/tunnel HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nConnection: Upgrade\r\n\
+         Upgrade: ouro-tunnel\r\n\r\n",
+        addon.provider_resource_id,
+        host.as_deref().unwrap_or(&authority),
+        crate::auth::basic_authorization(&provider.name, &provider.password),
+    );
+    let (status, rest) = tokio::time::timeout(PROVIDER_TIMEOUT, upgrade_upstream(&mut upstream, head.as_bytes()))
+        .await
+        .map_err(|_| unreachable("no answer".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    if status != 101 {
+        let said = String::from_utf8_lossy(&rest).chars().take(300).collect::<String>();
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            format!("add-on provider `{}` refused the tunnel ({status}): {said}", provider.name),
+        ));
+    }
+    let client = hyper::upgrade::on(&mut request);
+    let label = addon.name.clone();
+    tokio::spawn(async move {
+        let client = match client.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => return tracing::debug!(addon = %label, error = %e, "the client did not switch protocols"),
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        use tokio::io::AsyncWriteExt;
+        if !rest.is_empty() && client.write_all(&rest).await.is_err() {
+            return;
+        }
+        let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        tracing::debug!(addon = %label, ?copied, "tunnel closed");
+    });
+    axum::response::Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(axum::http::header::CONNECTION, "Upgrade")
+        .header(axum::http::header::UPGRADE, "ouro-tunnel")
+        .body(axum::body::Body::empty())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))
+}
+
+/// Sends `head` and reads the answer's head: its status, and the bytes after the head (the
+/// tunnel's first bytes after a 101, the error body otherwise).
+async fn upgrade_upstream(upstream: &mut tokio::net::TcpStream, head: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    upstream.write_all(head).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > 16 * 1024 {
+            return Err(std::io::Error::other("the answer's head is over 16 KiB"));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = upstream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("the connection closed before an answer"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let status = std::str::from_utf8(&buf[..end])
+        .ok()
+        .and_then(|head| head.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other("the answer is not HTTP"))?;
+    Ok((status, buf.split_off(end)))
+}
+
+async fn provisioned_addon(state: &AppState, app: &AppRow, name: &str) -> Result<AddonRow, ApiError> {
+    let addon = find_addon(state, app, name).await?;
+    if addon.state != "provisioned" {
+        return Err(ApiError::conflict(format!(
+            "`{}` is still provisioning; wait for it with ouro addons:wait {} -a {}",
+            addon.name, addon.name, app.name
+        )));
+    }
+    Ok(addon)
+}
+
+async fn addon_provider(state: &AppState, addon: &AddonRow) -> Result<ProviderRow, ApiError> {
+    state
+        .store
+        .provider(&addon.provider_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("the provider of `{}` is no longer registered", addon.name)))
+}
+
+/// How long a backup or a restore may take at the provider.
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Largest backup kept.
+const MAX_BACKUP_BYTES: u64 = 8 << 30;
+
+async fn list_backups(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, addon)): Path<(String, String)>,
+) -> Result<axum::Json<Vec<AddonBackup>>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let addon = find_addon(&state, &app, &addon).await?;
+    let backups = state.store.backups(&addon.id).await?;
+    Ok(axum::Json(backups.into_iter().map(|b| backup_json(&addon, b)).collect()))
+}
+
+/// `POST /apps/{app}/addons/{addon}/backups`: the provider dumps the data (`pg_dump -Fc`) and
+/// the API keeps it in the blob store as the add-on's next backup (`b001`, …).
+async fn capture_backup(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, addon)): Path<(String, String)>,
+) -> Result<(StatusCode, axum::Json<AddonBackup>), ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let addon = provisioned_addon(&state, &app, &addon).await?;
+    let provider = addon_provider(&state, &addon).await?;
+    let (base, host) = provider_target(&state.settings, &provider)?;
+    let url = format!("{base}/ouro/resources/{}/backups", addon.provider_resource_id);
+    let authorization = crate::auth::basic_authorization(&provider.name, &provider.password);
+    let staged = state.blobs.staging_dir().join(format!("backup-{}", uuid::Uuid::new_v4()));
+    let into = staged.clone();
+    let fetched = tokio::task::spawn_blocking(move || -> Result<(String, u64), (u16, String)> {
+        use std::io::Read;
+        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(BACKUP_TIMEOUT));
+        let agent = ureq::Agent::new_with_config(config.build());
+        let mut request =
+            ureq::http::Request::builder().method("POST").uri(&url).header("Authorization", authorization);
+        if let Some(host) = &host {
+            request = request.header("Host", host);
+        }
+        let request = request.body(()).map_err(|e| (500, e.to_string()))?;
+        let mut response = agent.run(request).map_err(|e| (503, e.to_string()))?;
+        let status = response.status().as_u16();
+        let mut body = response.body_mut().with_config().limit(MAX_BACKUP_BYTES).reader();
+        if status != 200 {
+            let mut text = String::new();
+            let _ = body.take(64 * 1024).read_to_string(&mut text);
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(String::from))
+                .unwrap_or(text);
+            return Err((502, format!("answered {status}: {message}")));
+        }
+        let mut file = std::fs::File::create(&into).map_err(|e| (500, e.to_string()))?;
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
+        loop {
+            let n = body.read(&mut buf).map_err(|e| (502, format!("the dump broke off: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            sha2::Digest::update(&mut hasher, &buf[..n]);
+            std::io::Write::write_all(&mut file, &buf[..n]).map_err(|e| (500, e.to_string()))?;
+            size += n as u64;
+        }
+        file.sync_all().map_err(|e| (500, e.to_string()))?;
+        Ok((hex::encode(sha2::Digest::finalize(hasher)), size))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    let (digest, size) = match fetched {
+        Ok(done) => done,
+        Err((code, message)) => {
+            let _ = tokio::fs::remove_file(&staged).await;
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            let id = if code == 503 { "service_unavailable" } else { "bad_gateway" };
+            return Err(ApiError::new(status, id, format!("backing up `{}`: provider {message}", addon.name)));
+        }
+    };
+    state.blobs.commit(&staged, &digest).await.map_err(crate::Error::Io)?;
+    let backup = state.store.create_backup(&addon.id, &format!("SHA256:{digest}"), size as i64).await?;
+    Ok((StatusCode::CREATED, axum::Json(backup_json(&addon, backup))))
+}
+
+/// `POST /apps/{app}/addons/{addon}/backups/{backup}/restore`: the provider restores the
+/// backup over the add-on's data (`pg_restore --clean`, in one transaction).
+async fn restore_backup(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, addon, backup)): Path<(String, String, String)>,
+) -> Result<axum::Json<AddonBackup>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let addon = provisioned_addon(&state, &app, &addon).await?;
+    let backup = state
+        .store
+        .backups(&addon.id)
+        .await?
+        .into_iter()
+        .find(|b| b.id == backup || backup_name(b.number) == backup)
+        .ok_or_else(|| ApiError::not_found(format!("`{}` has no backup `{backup}`", addon.name)))?;
+    let provider = addon_provider(&state, &addon).await?;
+    let (base, host) = provider_target(&state.settings, &provider)?;
+    let url = format!("{base}/ouro/resources/{}/restore", addon.provider_resource_id);
+    let authorization = crate::auth::basic_authorization(&provider.name, &provider.password);
+    let digest = backup.blob.trim_start_matches("SHA256:").to_string();
+    let file = state.blobs.open(&digest).await.map_err(crate::Error::Io)?.into_std().await;
+    let restored = tokio::task::spawn_blocking(move || -> Result<(), (u16, String)> {
+        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(BACKUP_TIMEOUT));
+        let agent = ureq::Agent::new_with_config(config.build());
+        let mut request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("Authorization", authorization)
+            .header("Content-Type", "application/octet-stream");
+        if let Some(host) = &host {
+            request = request.header("Host", host);
+        }
+        let request = request.body(file).map_err(|e| (500, e.to_string()))?;
+        let mut response = agent.run(request).map_err(|e| (503, e.to_string()))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let text = response.body_mut().with_config().limit(64 * 1024).read_to_string().unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(String::from))
+                .unwrap_or(text);
+            return Err((502, format!("answered {status}: {message}")));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    if let Err((code, message)) = restored {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+        let id = if code == 503 { "service_unavailable" } else { "bad_gateway" };
+        return Err(ApiError::new(status, id, format!("restoring `{}`: provider {message}", addon.name)));
+    }
+    Ok(axum::Json(backup_json(&addon, backup)))
+}
+
+fn backup_name(number: i64) -> String {
+    format!("b{number:03}")
+}
+
+fn backup_json(addon: &AddonRow, backup: crate::store::BackupRow) -> AddonBackup {
+    AddonBackup {
+        id: backup.id,
+        name: backup_name(backup.number),
+        size: backup.size,
+        addon: AppRef { name: addon.name.clone() },
+        created_at: backup.created_at,
+    }
 }

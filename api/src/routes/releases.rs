@@ -9,7 +9,7 @@ use ouro_types::{Actor, Release, ReleaseCreate, SlugRef};
 use super::find_app;
 use crate::auth::User;
 use crate::error::Json;
-use crate::store::{AppRow, Change, ReleaseRow};
+use crate::store::{AppRow, Change, ReleaseRow, SlugRow};
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -42,7 +42,23 @@ async fn info(
     Ok(axum::Json(release_json(&state, &app, found)))
 }
 
-/// `{"slug": id}` deploys a slug; `{"release": id | version}` rolls back to that release.
+/// A slug of another app the caller may use becomes a slug of `app` with the same blob (as
+/// Heroku's pipeline promotion): the add-on providers deploy their own slug to each server.
+async fn promote(state: &AppState, user: &User, app: &AppRow, slug_id: &str) -> Result<SlugRow, ApiError> {
+    let not_found = || ApiError::not_found(format!("slug `{slug_id}` not found in app `{}`", app.name));
+    let (owner_id, slug) = state.store.slug_anywhere(slug_id).await?.ok_or_else(not_found)?;
+    let owner = state.store.app(&owner_id).await?.ok_or_else(not_found)?;
+    find_app(state, user, &owner.name).await.map_err(|_| not_found())?;
+    let Some(checksum) = slug.checksum.clone() else {
+        return Err(ApiError::invalid_params(format!("slug `{slug_id}` has no uploaded tar.gz yet")));
+    };
+    let copy = SlugRow { id: uuid::Uuid::new_v4().to_string(), created_at: crate::now(), ..slug };
+    let copy = state.store.create_slug(&app.id, copy).await?;
+    state.store.set_slug_blob(&copy.id, &checksum, copy.size.unwrap_or(0)).await?;
+    Ok(SlugRow { checksum: Some(checksum), ..copy })
+}
+
+/// `{"slug": id}` deploys a slug (of this app, or of another app the caller may use); `{"release": id | version}` rolls back to that release.
 async fn create(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -57,11 +73,11 @@ async fn create(
     }
     let change = match (body.slug, body.release) {
         (Some(slug_id), None) => {
-            let slug = state
-                .store
-                .slug(&app.id, &slug_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("slug `{slug_id}` not found in app `{}`", app.name)))?;
+            let slug = match state.store.slug(&app.id, &slug_id).await? {
+                Some(slug) => slug,
+                None => promote(&state, &user, &app, &slug_id).await?,
+            };
+            let slug_id = slug.id.clone();
             if slug.checksum.is_none() {
                 return Err(ApiError::invalid_params(format!(
                     "slug `{slug_id}` has no uploaded tar.gz yet; PUT it to the slug's blob URL first"

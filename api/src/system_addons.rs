@@ -1,0 +1,175 @@
+//! The platform's own add-on providers: the system apps `ouro-postgresql` and `ouro-redis`.
+//!
+//! At start, for each kind in `OURO_ADDON_PROVIDERS` (default `postgresql,redis`), the API
+//! makes sure that
+//! - the app `ouro-<kind>` exists (owned by the first admin) with `api_access`, and its config
+//!   holds the provider's kind, its contract password and an API token of the user
+//!   `<kind>@addons.ouro.local` (an admin until issue 6 scopes credentials);
+//! - the provider `<kind>` is registered at `app:ouro-<kind>` (a provider of that name already
+//!   registered elsewhere, by a third party, is left alone and no app is made);
+//! - the app's last build is of the embedded provider source (`addons/`, plus a `Procfile` and
+//!   the `.ouro-<kind>` marker its server buildpack detects): when not, it builds it like
+//!   `POST /apps/{app}/builds`, in the background, with the `<kind>-server` buildpack. That slug
+//!   carries both the provider (`web`) and the server binaries (`server`); the provider
+//!   deploys the same slug to every server app it makes.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::embedded::{ADDON_FILES, reproducible_tar_gz};
+use crate::store::{AppRow, Change};
+use crate::{AppState, Error, Result};
+
+/// The kinds Ouro ships providers for.
+pub const KINDS: &[&str] = &["postgresql", "redis"];
+
+/// The system app of a kind's provider.
+pub fn provider_app(kind: &str) -> String {
+    format!("ouro-{kind}")
+}
+
+/// Whether `name` is the app of one of the shipped providers.
+pub fn is_provider_app(name: &str) -> bool {
+    KINDS.iter().any(|kind| name == provider_app(kind))
+}
+
+/// The provider's build source: the embedded files, its Procfile and its server's marker.
+pub fn source(kind: &str) -> std::io::Result<Vec<u8>> {
+    let procfile = b"web: python3 /app/ouro-addons\n".as_slice();
+    let marker = format!("The {kind} add-on provider and its server, built by Ouro.\n").into_bytes();
+    let marker_path = format!(".ouro-{kind}");
+    let mut files: Vec<(&str, u32, &[u8])> = ADDON_FILES.to_vec();
+    files.push(("Procfile", 0o644, procfile));
+    files.push((marker_path.as_str(), 0o644, &marker));
+    files.sort();
+    reproducible_tar_gz(&files, "")
+}
+
+/// Makes every configured provider app, registers it, and starts its build when its source
+/// changed. Errors are logged: the API serves without its providers rather than not at all.
+pub async fn ensure_all(state: &AppState) {
+    for kind in &state.settings.addon_providers {
+        if let Err(e) = ensure(state, kind).await {
+            tracing::error!(kind = %kind, error = %e, "could not set up the add-on provider");
+        }
+    }
+}
+
+async fn ensure(state: &AppState, kind: &str) -> Result<()> {
+    let name = provider_app(kind);
+    let url = format!("app:{name}");
+    let provider = match state.store.provider(kind).await? {
+        Some(p) if p.url != url => {
+            tracing::info!(kind, url = %p.url, "a provider of this name is registered elsewhere; not making {name}");
+            return Ok(());
+        }
+        Some(p) => p,
+        None => {
+            let (password, _) = crate::auth::new_scoped_secret();
+            state.store.create_provider(kind, &url, &password).await?
+        }
+    };
+    let app = match state.store.app(&name).await? {
+        Some(app) => app,
+        None => {
+            let admin = state
+                .store
+                .first_admin()
+                .await?
+                .ok_or_else(|| Error::Config(format!("no admin user to own {name}")))?;
+            state.store.create_app(&name, &admin).await?
+        }
+    };
+    let mut service = state.store.service(&app.id).await?;
+    if !service.api_access {
+        service.api_access = true;
+        state.store.set_service(&app.id, &service).await?;
+    }
+    let buildpacks = vec![format!("{kind}-server")];
+    if state.store.buildpacks(&app.id).await? != buildpacks {
+        state.store.set_buildpacks(&app.id, &buildpacks).await?;
+    }
+    set_config(state, &app, kind, &provider.password).await?;
+    build_when_changed(state, app, kind).await
+}
+
+/// Sets the provider's config vars that are missing or stale, in one release.
+async fn set_config(state: &AppState, app: &AppRow, kind: &str, password: &str) -> Result<()> {
+    let current = match app.current_release_id {
+        Some(_) => state.store.current_release(app).await?.config,
+        None => BTreeMap::new(),
+    };
+    let mut patch = BTreeMap::new();
+    let wanted = [("OURO_ADDON_KIND", kind), ("OURO_PROVIDER_PASSWORD", password), ("OURO_PROVIDER_APP", &app.name)];
+    for (key, value) in wanted {
+        if current.get(key).map(String::as_str) != Some(value) {
+            patch.insert(key.to_string(), Some(value.to_string()));
+        }
+    }
+    let token_works = match current.get("OURO_API_TOKEN") {
+        Some(token) => crate::auth::authenticate(&state.store, token).await.ok().flatten().is_some(),
+        None => false,
+    };
+    if !token_works {
+        let email = format!("{kind}@addons.ouro.local");
+        let token = crate::auth::system_token(&state.store, &email, &format!("{} provider", app.name)).await?;
+        patch.insert("OURO_API_TOKEN".to_string(), Some(token));
+    }
+    if !patch.is_empty() {
+        state.store.create_release(&app.id, "ouro", Change::Config(patch)).await?;
+    }
+    Ok(())
+}
+
+/// Builds the embedded source unless the app's last successful build is of it already (or a
+/// build is running).
+async fn build_when_changed(state: &AppState, app: AppRow, kind: &str) -> Result<()> {
+    let kind_owned = kind.to_string();
+    let source = tokio::task::spawn_blocking(move || source(&kind_owned)).await.map_err(std::io::Error::other)??;
+    let digest = hex::encode(Sha256::digest(&source));
+    let blob = format!("SHA256:{digest}");
+    let builds = state.store.builds(&app.id).await?;
+    let built = builds.iter().rev().find(|b| b.status != "failed");
+    if built.is_some_and(|b| b.source_blob == blob || b.status != "succeeded") {
+        return Ok(());
+    }
+    let Ok(guard) = state.pushes.of(&app.id).try_lock_owned() else {
+        return Ok(());
+    };
+    let staged = state.blobs.staging_dir().join(format!("provider-{}", uuid::Uuid::new_v4()));
+    tokio::fs::write(&staged, &source).await?;
+    if let Err(e) = state.blobs.commit(&staged, &digest).await {
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Err(e.into());
+    }
+    let version = format!("{}-{}", env!("CARGO_PKG_VERSION"), &digest[..12]);
+    let build = state.store.create_build(&app.id, &version, "ouro", &blob, source.len() as i64).await?;
+    tracing::info!(app = %app.name, build = %build.id, "building the add-on provider");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let state = state.clone();
+    tokio::spawn(async move {
+        crate::pipeline::run(state, app, build, "ouro".into(), tx).await;
+        drop(guard);
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_source_is_reproducible_and_names_its_server() {
+        let a = source("redis").unwrap();
+        assert_eq!(a, source("redis").unwrap());
+        assert_ne!(a, source("postgresql").unwrap());
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&a[..]));
+        let names: Vec<String> =
+            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        for expected in ["ouro-addons", "Procfile", ".ouro-redis"] {
+            assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        }
+    }
+}
