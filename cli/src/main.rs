@@ -1,6 +1,6 @@
 //! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
-//! `releases`, `ps`, `domains`, `certs`, `deploy`, `git`, `builds`, `buildpacks`, `addons`) that log in, manage apps and print what the Ouro
-//! Platform API answers.
+//! `releases`, `ps`, `domains`, `certs`, `deploy`, `git`, `builds`, `buildpacks`, `addons`,
+//! `pg`, `redis`) that log in, manage apps and print what the Ouro Platform API answers.
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
 //! talk to Docker or the database, nor read the API's data directory: everything it knows
@@ -8,7 +8,8 @@
 //!
 //! Output contract (scripts depend on it): results on stdout (`--json` gives only JSON);
 //! failures as one `ouro: <message>` line on stderr; exit 0 on success, 1 when the API or
-//! the machine fails, 2 for usage errors.
+//! the machine fails, 2 for usage errors. `pg:psql` and `redis:cli` exit with their
+//! client's code instead.
 
 mod addons;
 mod apps;
@@ -25,10 +26,12 @@ mod error;
 mod git;
 mod git_remote;
 mod login;
+mod pg;
 mod ps;
 mod releases;
 mod slug;
 mod table;
+mod tunnel;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -36,7 +39,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::context::{Ctx, Output};
+use crate::context::Ctx;
+use crate::error::CliError;
 
 #[derive(Parser)]
 #[command(name = "ouro", version, about = "Deploy and run apps on an Ouro platform", arg_required_else_help = true)]
@@ -228,6 +232,15 @@ enum Command {
         #[arg(value_name = "ADDON")]
         name: String,
     },
+    /// Wait until an add-on (default: every add-on of the app) is provisioned
+    #[command(name = "addons:wait")]
+    AddonsWait {
+        #[arg(value_name = "ADDON")]
+        addon: Option<String>,
+        /// Give up after this many seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+        timeout: u64,
+    },
     /// Attach an existing add-on to the app
     #[command(name = "addons:attach")]
     AddonsAttach {
@@ -249,6 +262,50 @@ enum Command {
         name: String,
         #[arg(long, value_name = "ADDON")]
         confirm: Option<String>,
+    },
+    /// Open psql on a PostgreSQL add-on, through a tunnel (default: DATABASE)
+    #[command(name = "pg:psql")]
+    PgPsql {
+        /// Add-on or attachment name
+        #[arg(value_name = "ADDON")]
+        addon: Option<String>,
+        /// Run this SQL and exit
+        #[arg(short, long, value_name = "SQL")]
+        command: Option<String>,
+    },
+    /// List a PostgreSQL add-on's backups, oldest first (default: DATABASE)
+    #[command(name = "pg:backups")]
+    PgBackups {
+        #[arg(value_name = "ADDON")]
+        addon: Option<String>,
+    },
+    /// Back up a PostgreSQL add-on's database now (default: DATABASE)
+    #[command(name = "pg:backups:capture")]
+    PgBackupsCapture {
+        #[arg(value_name = "ADDON")]
+        addon: Option<String>,
+    },
+    /// Replace a database's data with a backup's (default: the latest, into DATABASE)
+    #[command(name = "pg:backups:restore")]
+    PgBackupsRestore {
+        /// The backup's name (`b001`) or id
+        #[arg(value_name = "BACKUP")]
+        backup: Option<String>,
+        #[arg(value_name = "ADDON")]
+        addon: Option<String>,
+        /// Name of the app, to confirm that its data is overwritten
+        #[arg(long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+    /// Open redis-cli on a Redis add-on, through a tunnel (default: REDIS)
+    #[command(name = "redis:cli")]
+    RedisCli {
+        /// Add-on or attachment name
+        #[arg(value_name = "ADDON")]
+        addon: Option<String>,
+        /// Arguments for redis-cli, after `--` (a command to run: `-- GET key`)
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
     },
     /// List the app's buildpacks (none: the next push detects one)
     #[command(name = "buildpacks")]
@@ -293,9 +350,17 @@ enum Command {
     },
 }
 
-fn run(cli: Cli) -> Output {
+/// How a command ends.
+enum Done {
+    /// Print this on stdout and exit 0.
+    Print(String),
+    /// Exit with the code of the client that the command ran (psql, redis-cli).
+    Exit(u8),
+}
+
+fn run(cli: Cli) -> Result<Done, CliError> {
     let ctx = Ctx::new(cli.app, cli.json);
-    match cli.command {
+    let printed = match cli.command {
         Command::Login { api, token } => login::login(&ctx, api, token),
         Command::Apps => apps::list(&ctx),
         Command::AppsCreate { name } => apps::create(&ctx, name),
@@ -326,9 +391,19 @@ fn run(cli: Cli) -> Output {
         Command::Addons => addons::list(&ctx),
         Command::AddonsCreate { plan, as_name } => addons::create(&ctx, &plan, as_name),
         Command::AddonsInfo { name } => addons::info(&ctx, &name),
+        Command::AddonsWait { addon, timeout } => addons::wait(&ctx, addon.as_deref(), timeout),
         Command::AddonsAttach { addon, as_name } => addons::attach(&ctx, &addon, as_name),
         Command::AddonsDetach { attachment } => addons::detach(&ctx, &attachment),
         Command::AddonsDestroy { name, confirm } => addons::destroy(&ctx, &name, confirm.as_deref()),
+        Command::PgPsql { addon, command } => {
+            return pg::psql(&ctx, addon.as_deref(), command.as_deref()).map(Done::Exit);
+        }
+        Command::PgBackups { addon } => pg::backups(&ctx, addon.as_deref()),
+        Command::PgBackupsCapture { addon } => pg::capture(&ctx, addon.as_deref()),
+        Command::PgBackupsRestore { backup, addon, confirm } => {
+            pg::restore(&ctx, backup.as_deref(), addon.as_deref(), confirm.as_deref())
+        }
+        Command::RedisCli { addon, args } => return tunnel::redis_cli(&ctx, addon.as_deref(), &args).map(Done::Exit),
         Command::Buildpacks => buildpacks::list(&ctx),
         Command::BuildpacksSet { url, index } => buildpacks::change(&ctx, buildpacks::Change::Set { url, index }),
         Command::BuildpacksAdd { url, index } => buildpacks::change(&ctx, buildpacks::Change::Add { url, index }),
@@ -336,7 +411,8 @@ fn run(cli: Cli) -> Output {
         Command::BuildpacksClear => buildpacks::change(&ctx, buildpacks::Change::Clear),
         Command::Builds => builds::list(&ctx),
         Command::BuildsInfo { id } => builds::info(&ctx, id),
-    }
+    };
+    printed.map(Done::Print)
 }
 
 /// Errors are one line, whatever the API put in its message.
@@ -346,7 +422,8 @@ fn one_line(text: &str) -> String {
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(text) => {
+        Ok(Done::Exit(code)) => ExitCode::from(code),
+        Ok(Done::Print(text)) => {
             let mut stdout = io::stdout().lock();
             // A closed pipe (`ouro apps | head -1`) is not a failure worth reporting.
             let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
@@ -414,6 +491,36 @@ mod tests {
         let cli = Cli::try_parse_from(["ouro", "builds:info", "b1"]).unwrap();
         assert!(matches!(cli.command, Command::BuildsInfo { id: Some(id) } if id == "b1"));
         assert!(Cli::try_parse_from(["ouro", "nope"]).is_err());
+    }
+
+    #[test]
+    fn addon_topics_parse() {
+        let cli = Cli::try_parse_from(["ouro", "addons:wait", "-a", "demo"]).unwrap();
+        assert!(matches!(cli.command, Command::AddonsWait { addon: None, timeout: 600 }));
+        let cli = Cli::try_parse_from(["ouro", "addons:wait", "DATABASE", "--timeout", "5"]).unwrap();
+        assert!(matches!(cli.command, Command::AddonsWait { addon: Some(a), timeout: 5 } if a == "DATABASE"));
+        let cli = Cli::try_parse_from(["ouro", "pg:psql", "-a", "demo", "-c", "select 1"]).unwrap();
+        assert!(matches!(cli.command, Command::PgPsql { addon: None, command: Some(c) } if c == "select 1"));
+        let cli = Cli::try_parse_from(["ouro", "pg:psql", "HEROKU_POSTGRESQL_BLUE", "--command", "\\dt"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::PgPsql { addon: Some(a), command: Some(_) } if a == "HEROKU_POSTGRESQL_BLUE")
+        );
+        let cli = Cli::try_parse_from(["ouro", "redis:cli", "-a", "demo", "--", "SET", "k", "-v"]).unwrap();
+        assert!(matches!(&cli.command, Command::RedisCli { addon: None, args } if args == &["SET", "k", "-v"]));
+        assert_eq!(cli.app.as_deref(), Some("demo"));
+        let cli = Cli::try_parse_from(["ouro", "redis:cli", "CACHE"]).unwrap();
+        assert!(matches!(&cli.command, Command::RedisCli { addon: Some(a), args } if a == "CACHE" && args.is_empty()));
+        assert!(Cli::try_parse_from(["ouro", "redis:cli", "CACHE", "GET"]).is_err());
+        let cli = Cli::try_parse_from(["ouro", "pg:backups:restore", "b002", "--confirm", "demo"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::PgBackupsRestore { backup: Some(b), addon: None, confirm: Some(c) } if b == "b002" && c == "demo"
+        ));
+        let cli = Cli::try_parse_from(["ouro", "pg:backups:restore", "b1", "PG2"]).unwrap();
+        assert!(matches!(cli.command, Command::PgBackupsRestore { addon: Some(a), confirm: None, .. } if a == "PG2"));
+        let cli = Cli::try_parse_from(["ouro", "pg:backups:capture"]).unwrap();
+        assert!(matches!(cli.command, Command::PgBackupsCapture { addon: None }));
+        assert!(matches!(Cli::try_parse_from(["ouro", "pg:backups"]).unwrap().command, Command::PgBackups { .. }));
     }
 
     #[test]
