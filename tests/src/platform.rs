@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
-use crate::{Api, Backend, Value, json, spawn_service, spawn_service_with, tar_gz, terminate};
+use crate::{Api, Backend, Cli, Repo, Value, json, ok, spawn_service, spawn_service_with, stderr, tar_gz, terminate};
 
 pub struct Platform {
     pub api: Api,
@@ -326,6 +326,62 @@ fn ensure_stack(runtime: &tokio::runtime::Runtime, docker: &Docker) {
         runtime.block_on(ouro_dyno_runner::stack::ensure_build_stack_image(docker)).expect("build stack image");
         *tag = Some(built);
     }
+}
+
+/// Copies sample app `name` into the work tree and commits it.
+pub fn add_sample(repo: &Repo, name: &str) {
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", sample_app(name).display()))
+        .arg(repo.path())
+        .output();
+    assert!(copied.expect("cp").status.success());
+    repo.ok(&["add", "-A"]);
+    repo.ok(&["commit", "-q", "-m", &format!("the {name} sample")]);
+}
+
+/// A work tree holding sample `sample`, with app `app` created on the platform and its `ouro`
+/// remote set up by `ouro apps:create`, as a user would.
+pub fn sample_repo(platform: &Platform, cli: &Cli, app: &str, sample: &str) -> Repo {
+    let repo = Repo::new(cli);
+    add_sample(&repo, sample);
+    let created = ok(&cli.run_in(repo.path(), &["apps:create", app]));
+    assert!(created.contains("Git remote ouro added"), "{created}");
+    assert!(platform.api.get(&format!("/apps/{app}")).status == 200);
+    repo
+}
+
+/// `git push ouro main` that must succeed; returns what git printed (the build's transcript).
+pub fn push(repo: &Repo, args: &[&str]) -> String {
+    let mut all = vec!["push", "ouro"];
+    all.extend_from_slice(args);
+    let out = repo.git(&all);
+    let said = stderr(&out);
+    println!("--- git {} ---\n{said}", all.join(" "));
+    assert!(out.status.success(), "git {all:?} failed:\n{said}");
+    said
+}
+
+/// Waits until the app answers `/` through the router with a page containing `expect`.
+pub fn wait_for_page(platform: &Platform, app: &str, expect: &str) -> String {
+    let mut last = String::new();
+    platform.wait_until(Duration::from_secs(90), &format!("{app} answers with {expect:?}"), || {
+        match platform.get(app, "/") {
+            Ok((200, body)) if body.contains(expect) => {
+                last = body;
+                true
+            }
+            Ok((status, body)) => {
+                last = format!("{status} {body}");
+                false
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    last
 }
 
 /// A sample app under `tests/apps/<name>`.

@@ -6,61 +6,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ouro_tests::platform::{Platform, sample_app};
-use ouro_tests::{Cli, Repo, Value, logged_in, ok, stderr, stdout};
-
-/// Copies sample app `name` into the work tree and commits it.
-fn add_sample(repo: &Repo, name: &str) {
-    let copied =
-        Command::new("cp").arg("-a").arg(format!("{}/.", sample_app(name).display())).arg(repo.path()).output();
-    assert!(copied.expect("cp").status.success());
-    repo.ok(&["add", "-A"]);
-    repo.ok(&["commit", "-q", "-m", &format!("the {name} sample")]);
-}
-
-/// A work tree holding sample `sample`, with app `app` created on the platform and its `ouro`
-/// remote set up by `ouro apps:create`, as a user would.
-fn sample_repo(platform: &Platform, cli: &Cli, app: &str, sample: &str) -> Repo {
-    let repo = Repo::new(cli);
-    add_sample(&repo, sample);
-    let created = ok(&cli.run_in(repo.path(), &["apps:create", app]));
-    assert!(created.contains("Git remote ouro added"), "{created}");
-    assert!(platform.api.get(&format!("/apps/{app}")).status == 200);
-    repo
-}
-
-/// `git push ouro main` that must succeed; returns what git printed (the build's transcript).
-fn push(repo: &Repo, args: &[&str]) -> String {
-    let mut all = vec!["push", "ouro"];
-    all.extend_from_slice(args);
-    let out = repo.git(&all);
-    let said = stderr(&out);
-    println!("--- git {} ---\n{said}", all.join(" "));
-    assert!(out.status.success(), "git {all:?} failed:\n{said}");
-    said
-}
-
-/// Waits until the app answers `/` through the router with a page containing `expect`.
-fn wait_for_page(platform: &Platform, app: &str, expect: &str) -> String {
-    let mut last = String::new();
-    platform.wait_until(Duration::from_secs(90), &format!("{app} answers with {expect:?}"), || {
-        match platform.get(app, "/") {
-            Ok((200, body)) if body.contains(expect) => {
-                last = body;
-                true
-            }
-            Ok((status, body)) => {
-                last = format!("{status} {body}");
-                false
-            }
-            Err(e) => {
-                last = e;
-                false
-            }
-        }
-    });
-    last
-}
+use ouro_tests::platform::{Platform, add_sample, push, sample_app, sample_repo, wait_for_page};
+use ouro_tests::{Repo, Value, logged_in, ok, stderr, stdout};
 
 fn builds(platform: &Platform, app: &str) -> Vec<Value> {
     platform.api.get(&format!("/apps/{app}/builds")).body.as_array().cloned().unwrap_or_default()

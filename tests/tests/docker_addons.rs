@@ -1,0 +1,164 @@
+//! Add-ons end to end, with real servers: the API deploys its PostgreSQL and Redis providers as
+//! system apps (built by Ouro's own builder from `addons/`), `ouro addons:create` has them make
+//! a server app (Debian's PostgreSQL 17 / Redis on a volume), and an app pushed with git reads
+//! and writes through the router with `DATABASE_URL` and `REDIS_URL`. Needs Docker, PyPI (psycopg,
+//! redis) and the Debian mirror, and `psql` and `redis-cli` on this machine.
+
+use std::time::Duration;
+
+use ouro_tests::platform::{Platform, push, sample_app, sample_repo};
+use ouro_tests::{Cli, logged_in, ok, stderr, stdout};
+
+/// Waits until the system app of the `kind` provider has built and its web dyno is up.
+fn wait_for_provider(platform: &Platform, kind: &str) {
+    let app = format!("ouro-{kind}");
+    platform.wait_until(Duration::from_secs(600), &format!("{app} is built and up"), || {
+        let builds = platform.api.get(&format!("/apps/{app}/builds")).body;
+        let last = builds.as_array().and_then(|b| b.last().cloned()).unwrap_or_default();
+        assert_ne!(last["status"], "failed", "{app} failed to build: {}", last["output"]);
+        let release = platform.api.get(&format!("/apps/{app}")).body["current_release"].as_i64().unwrap_or(0);
+        last["status"] == "succeeded" && platform.up(&app, "web", release) == 1
+    });
+}
+
+/// What the app answers at `path` through the router, once it answers 200 with `expect`.
+fn page(platform: &Platform, app: &str, path: &str, expect: &str) -> String {
+    let mut last = String::new();
+    platform.wait_until(Duration::from_secs(120), &format!("{app}{path} answers {expect:?} (last: {last})"), || {
+        last = match platform.get(app, path) {
+            Ok((status, body)) => format!("{status} {body}"),
+            Err(e) => e,
+        };
+        last.starts_with("200 ") && last.contains(expect)
+    });
+    last
+}
+
+/// Waits until every web dyno of `app` runs its current release.
+fn rolled(platform: &Platform, app: &str) -> i64 {
+    let mut version = 0;
+    platform.wait_until(Duration::from_secs(120), &format!("{app} runs its current release"), || {
+        version = platform.api.get(&format!("/apps/{app}")).body["current_release"].as_i64().unwrap_or(0);
+        let dynos = platform.dynos(app);
+        let web: Vec<_> = dynos.iter().filter(|d| d["type"] == "web").collect();
+        !web.is_empty() && web.iter().all(|d| d["release"] == version && d["state"] == "up")
+    });
+    version
+}
+
+fn config(platform: &Platform, app: &str) -> serde_json::Value {
+    platform.api.get(&format!("/apps/{app}/config-vars")).body
+}
+
+/// Whether a web dyno of `app` can open a TCP connection to `host:5000`.
+fn reaches(platform: &Platform, app: &str, host: &str) -> bool {
+    let script = format!("timeout 5 bash -c 'echo > /dev/tcp/{host}/5000' 2>&1");
+    platform.exec(app, "web.1", &script).0 == 0
+}
+
+fn created_addon(out: &str) -> String {
+    out.split_whitespace()
+        .find(|w| w.starts_with("postgresql-") || w.starts_with("redis-"))
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-').to_string())
+        .unwrap_or_else(|| panic!("no add-on name in {out}"))
+}
+
+fn create_addon(cli: &Cli, plan: &str, app: &str) -> String {
+    let out = cli.run(&["addons:create", plan, "-a", app]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "addons:create {plan}: {said}");
+    created_addon(&said)
+}
+
+#[test]
+fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
+    let platform = Platform::start_with_api(&[("OURO_ADDON_PROVIDERS", "postgresql,redis")], &[]);
+    let cli = logged_in(&platform.api);
+    let repo = sample_repo(&platform, &cli, "shop", "python-addons");
+    push(&repo, &["main"]);
+    page(&platform, "shop", "/", "DATABASE_URL=unset REDIS_URL=unset");
+    wait_for_provider(&platform, "postgresql");
+    wait_for_provider(&platform, "redis");
+
+    // Provisioning: asynchronous, waited for, then the vars are set in a new release.
+    let before = platform.api.get("/apps/shop").body["current_release"].as_i64().expect("release");
+    let database = create_addon(&cli, "postgresql", "shop");
+    let cache = create_addon(&cli, "redis", "shop");
+    ok(&cli.run(&["addons:wait", "-a", "shop"]));
+    let vars = config(&platform, "shop");
+    let url = vars["DATABASE_URL"].as_str().expect("DATABASE_URL").to_string();
+    assert!(url.starts_with("postgres://") && url.contains(&format!("@{database}:5000/")), "{url}");
+    assert!(vars["REDIS_URL"].as_str().expect("REDIS_URL").contains(&format!("@{cache}:5000")), "{vars}");
+    assert!(rolled(&platform, "shop") > before);
+    let listed = ok(&cli.run(&["addons", "-a", "shop"]));
+    assert!(listed.contains(&database) && listed.contains(&cache), "{listed}");
+
+    // The app writes and reads through the router.
+    page(&platform, "shop", "/pg/add?item=apple", "items: apple");
+    page(&platform, "shop", "/pg/add?item=pear", "items: apple,pear");
+    page(&platform, "shop", "/redis/incr", "counter: 1");
+    page(&platform, "shop", "/redis/incr", "counter: 2");
+
+    // `pg:psql` and `redis:cli` run the real clients through the API's tunnel.
+    let out = cli.run(&["pg:psql", "-a", "shop", "-c", "SELECT string_agg(name, '+' ORDER BY id) FROM items"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("apple+pear"), "{}", stdout(&out));
+    let out = cli.run(&["redis:cli", "-a", "shop", "--", "GET", "counter"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "2");
+
+    // Backups: capture, change, restore.
+    let out = cli.run(&["pg:backups:capture", "-a", "shop"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success() && said.contains("b001"), "{said}");
+    assert!(ok(&cli.run(&["pg:backups", "-a", "shop"])).contains("b001"));
+    page(&platform, "shop", "/pg/add?item=plum", "items: apple,pear,plum");
+    let refused = cli.run(&["pg:backups:restore", "b001", "-a", "shop"]);
+    assert!(!refused.status.success());
+    page(&platform, "shop", "/pg", "items: apple,pear,plum");
+    ok(&cli.run(&["pg:backups:restore", "b001", "-a", "shop", "--confirm", "shop"]));
+    page(&platform, "shop", "/pg", "items: apple,pear\n");
+
+    // The providers and the servers restart: the data stays.
+    for app in ["ouro-postgresql", "ouro-redis", &database, &cache] {
+        assert_eq!(platform.api.delete(&format!("/apps/{app}/dynos")).status, 200, "restart {app}");
+    }
+    page(&platform, "shop", "/pg", "items: apple,pear\n");
+    page(&platform, "shop", "/redis", "counter: 2");
+
+    // Another app cannot reach the servers, by name or by address, even with the URLs.
+    let other_dir = sample_app("python-web");
+    platform.create_and_deploy("other", &other_dir, serde_json::json!({"web": "python3 /app/web.py"}));
+    rolled(&platform, "other");
+    let (_, address) = platform.exec("shop", "web.1", &format!("getent hosts {database} | cut -d' ' -f1"));
+    let address = address.trim().to_string();
+    assert!(!address.is_empty());
+    assert!(reaches(&platform, "shop", &database));
+    assert!(!reaches(&platform, "other", &database));
+    assert!(!reaches(&platform, "other", &address));
+    assert!(!reaches(&platform, "other", &cache));
+
+    // Attached to the other app, it reaches it; detached, its var goes in a new release and the
+    // server is out of its reach again.
+    let attached = ok(&cli.run(&["addons:attach", &database, "-a", "other"]));
+    assert!(attached.contains("DATABASE"), "{attached}");
+    assert_eq!(config(&platform, "other")["DATABASE_URL"].as_str(), Some(url.as_str()));
+    rolled(&platform, "other");
+    platform
+        .wait_until(Duration::from_secs(30), "other reaches the database", || reaches(&platform, "other", &database));
+    let before = platform.api.get("/apps/other").body["current_release"].as_i64().expect("release");
+    ok(&cli.run(&["addons:detach", "DATABASE", "-a", "other"]));
+    assert!(config(&platform, "other").get("DATABASE_URL").is_none());
+    assert_eq!(platform.api.get("/apps/other").body["current_release"].as_i64(), Some(before + 1));
+    platform.wait_until(Duration::from_secs(30), "other no longer reaches the database", || {
+        !reaches(&platform, "other", &database)
+    });
+
+    // Destroyed: the vars go, and so do the server apps.
+    ok(&cli.run(&["addons:destroy", &database, "-a", "shop", "--confirm", &database]));
+    ok(&cli.run(&["addons:destroy", &cache, "-a", "shop", "--confirm", &cache]));
+    let vars = config(&platform, "shop");
+    assert!(vars.get("DATABASE_URL").is_none() && vars.get("REDIS_URL").is_none(), "{vars}");
+    assert_eq!(platform.api.get(&format!("/apps/{database}")).status, 404);
+    assert_eq!(platform.api.get(&format!("/apps/{cache}")).status, 404);
+}
