@@ -140,7 +140,16 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
                 }
                 Some(_) => false,
             };
-            if !start {
+            // An app with volumes (a database) never runs two dynos on one volume: the new
+            // release's dyno starts once the old one has stopped, not beside it.
+            let old_still_running = !app.mounts.is_empty()
+                && live.iter().any(|d| {
+                    d.release != release
+                        && d.process_type == process_type
+                        && d.index == index
+                        && d.state != LiveState::Stopped
+                });
+            if !start || old_still_running {
                 continue;
             }
             if image_ready {
@@ -183,7 +192,9 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
         if is_current {
             continue;
         }
-        if dyno.release != release && dyno.process_type == "web" && wanted.contains_key("web") && !web_ready {
+        let overlaps = app.mounts.is_empty();
+        if overlaps && dyno.release != release && dyno.process_type == "web" && wanted.contains_key("web") && !web_ready
+        {
             continue;
         }
         let reason = if dyno.release == release { StopReason::NotDesired } else { StopReason::Superseded };
@@ -390,6 +401,24 @@ mod tests {
         let live = [dyno("o1", "a", 2, "worker", 1, UP)];
         let steps = run(vec![app("a", 3, &[("worker", 1)])], &live, &[("a", 3)], &[], 0);
         assert_eq!(steps, vec![start("a", 3, "worker", 1), stop("o1", StopReason::Superseded)]);
+    }
+
+    #[test]
+    fn dynos_with_volumes_start_only_after_the_old_release_stopped() {
+        let mut desired = app("db", 3, &[("worker", 1)]);
+        desired.mounts = vec![ouro_types::VolumeMount { volume: "db-data".into(), path: "/data".into() }];
+        let live = [dyno("o1", "db", 2, "worker", 1, UP)];
+        let steps = run(vec![desired.clone()], &live, &[("db", 3)], &[], 0);
+        assert_eq!(steps, vec![stop("o1", StopReason::Superseded)]);
+        let live = [dyno("o1", "db", 2, "worker", 1, LiveState::Stopping)];
+        assert_eq!(run(vec![desired.clone()], &live, &[("db", 3)], &[], 0), vec![]);
+        let live = [dyno("o1", "db", 2, "worker", 1, LiveState::Stopped)];
+        let steps = run(vec![desired.clone()], &live, &[("db", 3)], &[], 0);
+        assert_eq!(steps, vec![start("db", 3, "worker", 1), Step::Remove { container_id: "o1".into() }]);
+        // Web dynos too (no overlap, so a brief gap instead of two servers on one volume).
+        desired.formation[0].process_type = "web".into();
+        let live = [dyno("o1", "db", 2, "web", 1, UP)];
+        assert_eq!(run(vec![desired], &live, &[("db", 3)], &[], 0), vec![stop("o1", StopReason::Superseded)]);
     }
 
     #[test]
