@@ -42,28 +42,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-# Seconds since boot (monotonic), for deadlines: the wall clock may step.
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
-# wait_for SECONDS COMMAND...: polls every 50 ms.
-wait_for() {
-  local limit=$1; shift
-  local began; began=$(uptime_s)
-  local wall; wall=$(now)
-  until "$@"; do
-    if (( $(echo "$(uptime_s) > $began + $limit" | bc) )); then
-      echo "timed out after ${limit}s: $* (waited $(echo "$(uptime_s) - $began" | bc) s by uptime, $(echo "$(now) - $wall" | bc) s by the wall clock)" >&2
-      return 1
-    fi
-    sleep 0.05
-  done
-}
-listen_line() { grep -o "$1 listening on http://[0-9.:]*" "$2" | head -1 | sed 's/.*http:\/\///'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-ratio() { echo "scale=4; $1 / $2" | bc -l; }
+# shellcheck source=../lib.sh
+source "$PWD/bench/lib.sh"
 mkdir -p "$WORK/logs"
 
-echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Docker $(docker version -f '{{.Server.Version}}'), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
+echo "== machine: $(machine)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 had_stack=$(docker images -q ouro/stack | wc -l); had_build_stack=$(docker images -q ouro/stack-build | wc -l)
 echo "== before the run: ouro/stack images: $had_stack, ouro/stack-build images: $had_build_stack"
@@ -182,7 +165,7 @@ COPY . .
 CMD python web.py
 EOF
 sed -i "s|^FROM STACK\$|FROM $STACK|" "$FLOOR/Dockerfile"
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 floor_answers() { curl -s -m 2 "http://127.0.0.1:$PORT/" | grep -q "$1"; }
 # floor NAME EXPECT [BUILD FLAGS]: docker build, then docker run until the page has EXPECT;
 # sets FLOOR_S (build run total).

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ouro_tests::platform::{Platform, push, sample_app, sample_repo};
-use ouro_tests::{Cli, logged_in, ok, stderr, stdout};
+use ouro_tests::{Cli, json, logged_in, ok, stderr, stdout};
 
 /// Waits until the system app of the `kind` provider has built and its web dyno is up.
 fn wait_for_provider(platform: &Platform, kind: &str) {
@@ -119,12 +119,33 @@ fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     ok(&cli.run(&["pg:backups:restore", "b001", "-a", "shop", "--confirm", "shop"]));
     page(&platform, "shop", "/pg", "items: apple,pear\n");
 
-    // The providers and the servers restart: the data stays.
+    // New releases of the servers (a config change: the old dyno stops before the new one
+    // starts on the volume) and of the providers, then restarts of all four: the data stays.
+    for app in [database.as_str(), cache.as_str(), "ouro-postgresql", "ouro-redis"] {
+        let patched = platform.api.patch(&format!("/apps/{app}/config-vars"), json!({"REDEPLOYED": "yes"}));
+        assert_eq!(patched.status, 200, "{app}: {:?}", patched.body);
+    }
+    for (app, process_type) in [(&database, "server"), (&cache, "server")] {
+        let version = platform.api.get(&format!("/apps/{app}")).body["current_release"].as_i64().expect("release");
+        platform.wait_until(Duration::from_secs(120), &format!("{app} runs v{version}"), || {
+            platform.up(app, process_type, version) == 1
+        });
+    }
+    page(&platform, "shop", "/pg", "items: apple,pear\n");
+    page(&platform, "shop", "/redis", "counter: 2");
     for app in ["ouro-postgresql", "ouro-redis", &database, &cache] {
         assert_eq!(platform.api.delete(&format!("/apps/{app}/dynos")).status, 200, "restart {app}");
     }
     page(&platform, "shop", "/pg", "items: apple,pear\n");
     page(&platform, "shop", "/redis", "counter: 2");
+    // The tunnel goes through the restarted provider: once its new dyno is up.
+    let mut said = String::new();
+    platform.wait_until(Duration::from_secs(60), "pg:psql counts the rows", || {
+        let out = cli.run(&["pg:psql", "-a", "shop", "-c", "SELECT count(*) FROM items"]);
+        said = format!("{}{}", stdout(&out), stderr(&out));
+        out.status.success()
+    });
+    assert!(said.lines().any(|l| l.trim() == "2"), "{said}");
 
     // Another app cannot reach the servers, by name or by address, even with the URLs.
     let other_dir = sample_app("python-web");
@@ -154,11 +175,29 @@ fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
         !reaches(&platform, "other", &database)
     });
 
-    // Destroyed: the vars go, and so do the server apps.
+    // A provider that is down: a clear error, and nothing made.
+    platform.scale("ouro-redis", "web", 0);
+    platform.wait_until(Duration::from_secs(60), "the redis provider is down", || {
+        platform.dynos("ouro-redis").iter().all(|d| d["type"] != "web")
+    });
+    let apps_before = platform.api.get("/apps").body.as_array().map(Vec::len);
+    let out = cli.run(&["addons:create", "redis", "-a", "other"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("provider `redis`"), "{}", stderr(&out));
+    assert_eq!(platform.api.get("/apps/other/addons").body, json!([]));
+    assert!(config(&platform, "other").get("REDIS_URL").is_none());
+    assert_eq!(platform.api.get("/apps").body.as_array().map(Vec::len), apps_before, "no orphan server app");
+
+    // Destroyed: the vars go, and the server app with its data; deleting the app that owns
+    // an add-on deprovisions it too.
     ok(&cli.run(&["addons:destroy", &database, "-a", "shop", "--confirm", &database]));
-    ok(&cli.run(&["addons:destroy", &cache, "-a", "shop", "--confirm", &cache]));
-    let vars = config(&platform, "shop");
-    assert!(vars.get("DATABASE_URL").is_none() && vars.get("REDIS_URL").is_none(), "{vars}");
+    assert!(config(&platform, "shop").get("DATABASE_URL").is_none());
     assert_eq!(platform.api.get(&format!("/apps/{database}")).status, 404);
+    platform.scale("ouro-redis", "web", 1);
+    let version = platform.api.get("/apps/ouro-redis").body["current_release"].as_i64().expect("release");
+    platform.wait_until(Duration::from_secs(120), "the redis provider is back", || {
+        platform.up("ouro-redis", "web", version) == 1
+    });
+    ok(&cli.run(&["apps:destroy", "-a", "shop", "--confirm", "shop"]));
     assert_eq!(platform.api.get(&format!("/apps/{cache}")).status, 404);
 }
