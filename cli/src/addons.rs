@@ -80,7 +80,7 @@ pub fn info(ctx: &Ctx, name: &str) -> Output {
 }
 
 /// How often `addons:wait` asks.
-const POLL: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_millis(500);
 
 /// `ouro addons:wait [ADDON] [--timeout SECONDS]`: waits until the add-on (without ADDON,
 /// every add-on of the app) is provisioned, one `Waiting for NAME... done` line on stderr

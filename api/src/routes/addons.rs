@@ -232,15 +232,18 @@ pub(crate) async fn resume_provisioning(state: &AppState) -> crate::Result<()> {
     Ok(())
 }
 
-/// Polls the provider (`GET /ouro/resources/{id}`) every second until the add-on is
+/// Polls the provider (`GET /ouro/resources/{id}`) until the add-on is
 /// provisioned, then sets its config vars on every app it is attached to. A provider that
 /// answers `failed`, forgets the resource (404) or misses the deadline: the add-on is
 /// deprovisioned and removed, and why is kept for `addons:wait`.
 async fn finish_provisioning(state: AppState, addon: AddonRow, actor: String) {
     let created = humantime::parse_rfc3339(&addon.created_at).unwrap_or_else(|_| std::time::SystemTime::now());
     let deadline = created + PROVISION_DEADLINE;
+    let mut polls = 0u32;
     let failure = loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Four times a second at first (a server is usually ready in seconds), then every second.
+        polls += 1;
+        tokio::time::sleep(Duration::from_millis(if polls <= 120 { 250 } else { 1000 })).await;
         if std::time::SystemTime::now() > deadline {
             break format!("the provider did not finish within {} s", PROVISION_DEADLINE.as_secs());
         }
