@@ -22,6 +22,20 @@ pub trait BlobStore: Send + Sync {
     fn open<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, io::Result<tokio::fs::File>>;
 }
 
+/// Stores `bytes` (made in memory: a system app's slug or source) as a blob; returns the hex
+/// SHA-256 that names it.
+pub async fn put_bytes(blobs: &dyn BlobStore, bytes: &[u8], what: &str) -> io::Result<String> {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(bytes));
+    let staged = blobs.staging_dir().join(format!("{what}-{}", uuid::Uuid::new_v4()));
+    tokio::fs::write(&staged, bytes).await?;
+    if let Err(e) = blobs.commit(&staged, &digest).await {
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Err(e);
+    }
+    Ok(digest)
+}
+
 pub struct LocalBlobStore {
     root: PathBuf,
     staging: PathBuf,

@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::embedded::{BUILDER_FILES, reproducible_tar_gz};
-use crate::store::{Change, SlugRow};
+use crate::store::{AppRow, Change, SlugRow};
 use crate::{AppState, Error, Result, now};
 
 /// The system app that runs builds.
@@ -28,19 +28,19 @@ pub fn builder_slug() -> std::io::Result<Vec<u8>> {
     reproducible_tar_gz(BUILDER_FILES, "./app/")
 }
 
+/// The platform's own app `name`, made (owned by the first admin) when missing.
+pub async fn ensure_system_app(state: &AppState, name: &str) -> Result<AppRow> {
+    if let Some(app) = state.store.app(name).await? {
+        return Ok(app);
+    }
+    let admin =
+        state.store.first_admin().await?.ok_or_else(|| Error::Config(format!("no admin user to own {name}")))?;
+    state.store.create_app(name, &admin).await
+}
+
 /// Makes the builder app and its release of the embedded slug when missing or different.
 pub async fn ensure(state: &AppState) -> Result<()> {
-    let app = match state.store.app(BUILDER_APP).await? {
-        Some(app) => app,
-        None => {
-            let admin = state
-                .store
-                .first_admin()
-                .await?
-                .ok_or_else(|| Error::Config("no admin user to own the builder app".into()))?;
-            state.store.create_app(BUILDER_APP, &admin).await?
-        }
-    };
+    let app = ensure_system_app(state, BUILDER_APP).await?;
     let slug = tokio::task::spawn_blocking(builder_slug).await.map_err(std::io::Error::other)??;
     let digest = hex::encode(Sha256::digest(&slug));
     let checksum = format!("SHA256:{digest}");
@@ -53,12 +53,7 @@ pub async fn ensure(state: &AppState) -> Result<()> {
             }
         }
     }
-    let staged = state.blobs.staging_dir().join(format!("builder-{}", uuid::Uuid::new_v4()));
-    tokio::fs::write(&staged, &slug).await?;
-    if let Err(e) = state.blobs.commit(&staged, &digest).await {
-        let _ = tokio::fs::remove_file(&staged).await;
-        return Err(e.into());
-    }
+    crate::blob::put_bytes(state.blobs.as_ref(), &slug, "builder").await?;
     let row = SlugRow {
         id: uuid::Uuid::new_v4().to_string(),
         process_types: Default::default(),

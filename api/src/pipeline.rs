@@ -120,6 +120,23 @@ impl Transcript {
     }
 }
 
+/// Runs a build in the background that nobody watches live (its log is kept with the build),
+/// holding the app's build lock until it ends.
+pub fn spawn_unwatched(
+    state: AppState,
+    app: AppRow,
+    build: BuildRow,
+    actor: String,
+    lock: tokio::sync::OwnedMutexGuard<()>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    tokio::spawn(async move {
+        run(state, app, build, actor, tx).await;
+        drop(lock);
+    });
+}
+
 /// Runs build `build` of `app` to its end and streams its log to `out`, ending with the
 /// status line. Never fails: every problem is a failed build with a reason.
 pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, out: mpsc::Sender<Bytes>) {

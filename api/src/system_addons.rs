@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::embedded::{ADDON_FILES, reproducible_tar_gz};
 use crate::store::{AppRow, Change};
-use crate::{AppState, Error, Result};
+use crate::{AppState, Result};
 
 /// The kinds Ouro ships providers for.
 pub const KINDS: &[&str] = &["postgresql", "redis"];
@@ -70,17 +70,7 @@ async fn ensure(state: &AppState, kind: &str) -> Result<()> {
             state.store.create_provider(kind, &url, &password).await?
         }
     };
-    let app = match state.store.app(&name).await? {
-        Some(app) => app,
-        None => {
-            let admin = state
-                .store
-                .first_admin()
-                .await?
-                .ok_or_else(|| Error::Config(format!("no admin user to own {name}")))?;
-            state.store.create_app(&name, &admin).await?
-        }
-    };
+    let app = crate::builder_app::ensure_system_app(state, &name).await?;
     let mut service = state.store.service(&app.id).await?;
     if !service.api_access {
         service.api_access = true;
@@ -137,22 +127,11 @@ async fn build_when_changed(state: &AppState, app: AppRow, kind: &str) -> Result
     let Ok(guard) = state.pushes.of(&app.id).try_lock_owned() else {
         return Ok(());
     };
-    let staged = state.blobs.staging_dir().join(format!("provider-{}", uuid::Uuid::new_v4()));
-    tokio::fs::write(&staged, &source).await?;
-    if let Err(e) = state.blobs.commit(&staged, &digest).await {
-        let _ = tokio::fs::remove_file(&staged).await;
-        return Err(e.into());
-    }
+    crate::blob::put_bytes(state.blobs.as_ref(), &source, "provider").await?;
     let version = format!("{}-{}", env!("CARGO_PKG_VERSION"), &digest[..12]);
     let build = state.store.create_build(&app.id, &version, "ouro", &blob, source.len() as i64).await?;
     tracing::info!(app = %app.name, build = %build.id, "building the add-on provider");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let state = state.clone();
-    tokio::spawn(async move {
-        crate::pipeline::run(state, app, build, "ouro".into(), tx).await;
-        drop(guard);
-    });
+    crate::pipeline::spawn_unwatched(state.clone(), app, build, "ouro".into(), guard);
     Ok(())
 }
 

@@ -562,15 +562,10 @@ async fn call_provider_status(
 ) -> Result<(u16, serde_json::Value), ApiError> {
     let (status, text) = provider_request(settings, provider, method, path, body).await?;
     if !(200..300).contains(&status) {
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(String::from))
-            .unwrap_or_else(|| text.lines().next().unwrap_or_default().to_string());
-        let first = message.chars().take(300).collect::<String>();
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "bad_gateway",
-            format!("add-on provider `{}` answered {status}: {first}", provider.name),
+            format!("add-on provider `{}` answered {status}: {}", provider.name, provider_message(&text)),
         ));
     }
     Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
@@ -807,33 +802,13 @@ async fn capture_backup(
     let app = find_app(&state, &user, &name).await?;
     let addon = provisioned_addon(&state, &app, &addon).await?;
     let provider = addon_provider(&state, &addon).await?;
-    let (base, host) = provider_target(&state.settings, &provider)?;
-    let url = format!("{base}/ouro/resources/{}/backups", addon.provider_resource_id);
-    let authorization = crate::auth::basic_authorization(&provider.name, &provider.password);
     let staged = state.blobs.staging_dir().join(format!("backup-{}", uuid::Uuid::new_v4()));
     let into = staged.clone();
-    let fetched = tokio::task::spawn_blocking(move || -> Result<(String, u64), (u16, String)> {
+    let path = format!("/ouro/resources/{}/backups", addon.provider_resource_id);
+    let what = format!("backing up `{}`", addon.name);
+    let fetched = provider_transfer(&state.settings, &provider, &path, None, what, move |body| {
         use std::io::Read;
-        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(BACKUP_TIMEOUT));
-        let agent = ureq::Agent::new_with_config(config.build());
-        let mut request =
-            ureq::http::Request::builder().method("POST").uri(&url).header("Authorization", authorization);
-        if let Some(host) = &host {
-            request = request.header("Host", host);
-        }
-        let request = request.body(()).map_err(|e| (500, e.to_string()))?;
-        let mut response = agent.run(request).map_err(|e| (503, e.to_string()))?;
-        let status = response.status().as_u16();
-        let mut body = response.body_mut().with_config().limit(MAX_BACKUP_BYTES).reader();
-        if status != 200 {
-            let mut text = String::new();
-            let _ = body.take(64 * 1024).read_to_string(&mut text);
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(String::from))
-                .unwrap_or(text);
-            return Err((502, format!("answered {status}: {message}")));
-        }
+        let mut body = body.with_config().limit(MAX_BACKUP_BYTES).reader();
         let mut file = std::fs::File::create(&into).map_err(|e| (500, e.to_string()))?;
         let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
         let mut buf = vec![0u8; 1 << 16];
@@ -850,15 +825,12 @@ async fn capture_backup(
         file.sync_all().map_err(|e| (500, e.to_string()))?;
         Ok((hex::encode(sha2::Digest::finalize(hasher)), size))
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
+    .await;
     let (digest, size) = match fetched {
         Ok(done) => done,
-        Err((code, message)) => {
+        Err(e) => {
             let _ = tokio::fs::remove_file(&staged).await;
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-            let id = if code == 503 { "service_unavailable" } else { "bad_gateway" };
-            return Err(ApiError::new(status, id, format!("backing up `{}`: provider {message}", addon.name)));
+            return Err(e);
         }
     };
     state.blobs.commit(&staged, &digest).await.map_err(crate::Error::Io)?;
@@ -883,43 +855,68 @@ async fn restore_backup(
         .find(|b| b.id == backup || backup_name(b.number) == backup)
         .ok_or_else(|| ApiError::not_found(format!("`{}` has no backup `{backup}`", addon.name)))?;
     let provider = addon_provider(&state, &addon).await?;
-    let (base, host) = provider_target(&state.settings, &provider)?;
-    let url = format!("{base}/ouro/resources/{}/restore", addon.provider_resource_id);
-    let authorization = crate::auth::basic_authorization(&provider.name, &provider.password);
     let digest = backup.blob.trim_start_matches("SHA256:").to_string();
     let file = state.blobs.open(&digest).await.map_err(crate::Error::Io)?.into_std().await;
-    let restored = tokio::task::spawn_blocking(move || -> Result<(), (u16, String)> {
+    let path = format!("/ouro/resources/{}/restore", addon.provider_resource_id);
+    let what = format!("restoring `{}`", addon.name);
+    provider_transfer(&state.settings, &provider, &path, Some(file), what, |_| Ok(())).await?;
+    Ok(axum::Json(backup_json(&addon, backup)))
+}
+
+/// A long `POST` to a provider (a backup, a restore) off the async threads: `upload` as the
+/// body, a 200's body handed to `read`. `read`'s errors are (status of our answer, why).
+async fn provider_transfer<T: Send + 'static>(
+    settings: &crate::Settings,
+    provider: &ProviderRow,
+    path: &str,
+    upload: Option<std::fs::File>,
+    what: String,
+    read: impl FnOnce(&mut ureq::Body) -> Result<T, (u16, String)> + Send + 'static,
+) -> Result<T, ApiError> {
+    let (base, host) = provider_target(settings, provider)?;
+    let url = format!("{base}{path}");
+    let authorization = crate::auth::basic_authorization(&provider.name, &provider.password);
+    let done = tokio::task::spawn_blocking(move || -> Result<T, (u16, String)> {
         let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(BACKUP_TIMEOUT));
         let agent = ureq::Agent::new_with_config(config.build());
-        let mut request = ureq::http::Request::builder()
-            .method("POST")
-            .uri(&url)
-            .header("Authorization", authorization)
-            .header("Content-Type", "application/octet-stream");
+        let mut request =
+            ureq::http::Request::builder().method("POST").uri(&url).header("Authorization", authorization);
         if let Some(host) = &host {
             request = request.header("Host", host);
         }
-        let request = request.body(file).map_err(|e| (500, e.to_string()))?;
-        let mut response = agent.run(request).map_err(|e| (503, e.to_string()))?;
+        let sent = match upload {
+            Some(file) => request.header("Content-Type", "application/octet-stream").body(file).map(|r| agent.run(r)),
+            None => request.body(()).map(|r| agent.run(r)),
+        };
+        let mut response = sent.map_err(|e| (500, e.to_string()))?.map_err(|e| (503, e.to_string()))?;
         let status = response.status().as_u16();
         if status != 200 {
             let text = response.body_mut().with_config().limit(64 * 1024).read_to_string().unwrap_or_default();
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(String::from))
-                .unwrap_or(text);
-            return Err((502, format!("answered {status}: {message}")));
+            return Err((502, format!("answered {status}: {}", provider_message(&text))));
         }
-        Ok(())
+        read(response.body_mut())
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?;
-    if let Err((code, message)) = restored {
+    done.map_err(|(code, message)| {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-        let id = if code == 503 { "service_unavailable" } else { "bad_gateway" };
-        return Err(ApiError::new(status, id, format!("restoring `{}`: provider {message}", addon.name)));
-    }
-    Ok(axum::Json(backup_json(&addon, backup)))
+        let id = match code {
+            503 => "service_unavailable",
+            500 => "internal_error",
+            _ => "bad_gateway",
+        };
+        ApiError::new(status, id, format!("{what}: provider {message}"))
+    })
+}
+
+/// What a provider's error answer says: its JSON `message`, else its first line; 300
+/// characters at most.
+fn provider_message(text: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or_else(|| text.lines().next().unwrap_or_default().to_string());
+    message.chars().take(300).collect()
 }
 
 fn backup_name(number: i64) -> String {

@@ -59,13 +59,7 @@ async fn create(
     let version = if version.is_empty() { digest[..12].to_string() } else { version };
     let build = state.store.create_build(&app.id, &version, "api", &format!("SHA256:{digest}"), size).await?;
     let answer = build_json(&state.settings, &app, build.clone());
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
-    // Nobody reads this build's log live: it is kept with the build.
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    tokio::spawn(async move {
-        crate::pipeline::run(state, app, build, user.email, tx).await;
-        drop(guard);
-    });
+    crate::pipeline::spawn_unwatched(state, app, build, user.email, guard);
     Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 
