@@ -18,6 +18,7 @@ pub mod stack;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -70,6 +71,11 @@ pub struct Config {
     pub boot_timeout: Duration,
     /// Longest pause between two reconciles.
     pub tick: Duration,
+    /// `OURO_RUNNER_STATE`, default `$HOME/.local/state/ouro/<platform>/desired-state.json`:
+    /// the last desired state read from the API, kept (mode 0600: it holds config vars) so
+    /// that a runner started while the API is down (after a host restart, say) brings the
+    /// dynos back from it.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -86,6 +92,7 @@ impl Config {
         };
         let listen = var("OURO_RUNNER_LISTEN").unwrap_or_else(|| "127.0.0.1:7701".into());
         let api_url = var("OURO_API_URL").unwrap_or_else(|| "http://127.0.0.1:7700".into());
+        let platform = var("OURO_PLATFORM").unwrap_or_else(|| "ouro".into());
         Ok(Config {
             api_url_for_dynos: var("OURO_API_URL_FOR_DYNOS").unwrap_or_else(|| url_for_containers(&api_url)),
             api_url,
@@ -96,13 +103,58 @@ impl Config {
                 .parse()
                 .map_err(|_| Error::Config(format!("OURO_RUNNER_LISTEN `{listen}` is not an address")))?,
             domain: var("OURO_DOMAIN").unwrap_or_else(|| "localhost".into()),
-            platform: var("OURO_PLATFORM").unwrap_or_else(|| "ouro".into()),
             drain: secs("OURO_DRAIN_SECONDS", 5)?,
             stop_grace: secs("OURO_STOP_GRACE_SECONDS", 30)?,
             boot_timeout: secs("OURO_BOOT_TIMEOUT_SECONDS", 60)?,
             tick: Duration::from_secs(1),
+            state_file: match var("OURO_RUNNER_STATE") {
+                Some(path) => Some(PathBuf::from(path)),
+                None => var("HOME").map(|home| {
+                    PathBuf::from(home).join(".local/state/ouro").join(&platform).join("desired-state.json")
+                }),
+            },
+            platform,
         })
     }
+}
+
+/// The desired state kept by [`save_state`], if there is a readable one, without its one-off
+/// dynos: those run once, and a restart (of the host, say) ends them.
+fn load_state(path: &Path) -> Option<DesiredState> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice::<DesiredState>(&bytes) {
+        Ok(mut state) => {
+            for app in &mut state.apps {
+                app.one_offs.clear();
+            }
+            Some(state)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "ignoring an unreadable desired-state file");
+            None
+        }
+    }
+}
+
+/// Writes the desired state to `path` atomically (a temporary file renamed over it), readable
+/// by this user only: it holds config vars and TLS keys.
+async fn save_state(path: &Path, state: &DesiredState) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.to_path_buf();
+    let bytes = serde_json::to_vec(state)?;
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let temporary = path.with_extension("json.tmp");
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// The release `version` of a desired app: its current one, or a one-off's own.
@@ -220,6 +272,8 @@ struct Runner {
     clock: Instant,
     /// When unneeded volumes were last looked for.
     volumes_checked: Option<Instant>,
+    /// The desired state last written to `config.state_file`.
+    saved: Option<DesiredState>,
 }
 
 /// How often the runner looks for volumes nothing needs.
@@ -227,12 +281,17 @@ const VOLUME_GC_EVERY: Duration = Duration::from_secs(10);
 
 impl Runner {
     fn new(config: Config, docker: Docker, routes: watch::Sender<RouteTable>) -> Runner {
+        let saved = config.state_file.as_deref().and_then(load_state);
+        if let (Some(state), Some(path)) = (&saved, &config.state_file) {
+            tracing::info!(apps = state.apps.len(), path = %path.display(), "starting from the last known desired state");
+        }
         Runner {
             api: ApiClient::new(&config.api_url, &config.api_token),
             config,
             docker,
             routes,
-            desired: None,
+            desired: saved.clone(),
+            saved,
             images: HashSet::new(),
             building: Arc::default(),
             up: HashSet::new(),
@@ -276,6 +335,16 @@ impl Runner {
         let mut fresh = false;
         match self.api.desired_state().await {
             Ok(desired) => {
+                if self.saved.as_ref() != Some(&desired) {
+                    if let Some(path) = &self.config.state_file {
+                        match save_state(path, &desired).await {
+                            Ok(()) => self.saved = Some(desired.clone()),
+                            Err(e) => {
+                                tracing::warn!(error = %e, path = %path.display(), "could not keep the desired state")
+                            }
+                        }
+                    }
+                }
                 self.desired = Some(desired);
                 fresh = true;
             }

@@ -76,6 +76,11 @@ impl Api {
     /// database, as an operator restarting the service would.
     pub fn restart(&mut self) {
         self.stop();
+        self.start_again();
+    }
+
+    /// Starts the process again after [`Api::stop`], on the same data dir, database and address.
+    pub fn start_again(&mut self) {
         // Same address as before, so URLs handed out earlier stay valid.
         let listen = self.url.trim_start_matches("http://").to_string();
         let mut env = self.env.clone();
@@ -85,7 +90,8 @@ impl Api {
         self.url = url;
     }
 
-    fn stop(&mut self) {
+    /// Stops the process gracefully (SIGTERM).
+    pub fn stop(&mut self) {
         terminate(&mut self.child, Duration::from_secs(30));
     }
 

@@ -121,6 +121,7 @@ impl Platform {
             ("OURO_API_TOKEN".into(), self.api.token.clone()),
             ("OURO_RUNNER_LISTEN".into(), listen.into()),
             ("OURO_PLATFORM".into(), self.id.clone()),
+            ("OURO_RUNNER_STATE".into(), self.logs.path().join("desired-state.json").display().to_string()),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let (child, url) = spawn_service("ouro-dyno-runner", &env, &self.logs.path().join("runner.log"));
@@ -143,9 +144,7 @@ impl Platform {
 
     /// Stops the runner (SIGTERM) and starts a new one on the same address.
     pub fn restart_runner(&mut self) {
-        if let Some(mut child) = self.runner.take() {
-            terminate(&mut child, Duration::from_secs(30));
-        }
+        self.stop_runner();
         let listen = self.runner_url.trim_start_matches("http://").to_string();
         let env = runner_env();
         self.start_runner(&env, &listen);
@@ -277,6 +276,27 @@ impl Platform {
             let code = docker.inspect_exec(&exec).await.expect("inspect exec").exit_code.unwrap_or(-1);
             (code, text)
         })
+    }
+
+    /// Removes every container of this platform at once (`docker rm -f`): what a host restart
+    /// leaves.
+    pub fn remove_all_containers(&self) {
+        for id in self.containers().into_keys() {
+            let options = bollard::container::RemoveContainerOptions { force: true, ..Default::default() };
+            let _ = self.block_on(self.docker.remove_container(&id, Some(options)));
+        }
+    }
+
+    /// Kills a container (SIGKILL), as a crash would.
+    pub fn kill_container(&self, id: &str) {
+        self.block_on(self.docker.kill_container::<String>(id, None)).expect("kill container");
+    }
+
+    /// Stops the runner (SIGTERM); dynos keep running.
+    pub fn stop_runner(&mut self) {
+        if let Some(mut child) = self.runner.take() {
+            terminate(&mut child, Duration::from_secs(30));
+        }
     }
 
     /// Runs a future (a Docker call, say) on this platform's runtime.

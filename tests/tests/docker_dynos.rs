@@ -202,6 +202,41 @@ fn restarting_runner_and_router_adopts_running_dynos() {
     assert_eq!(platform.up("adopted", "web", v), 2);
 }
 
+/// The data plane without the control plane, and a cold start from local state: with the API
+/// down, a runner started after every container is gone (a host restart) brings the dynos back
+/// from the desired state it kept, the router serves them, and a crashed one is replaced. When
+/// the API is back, it hears of them again.
+#[test]
+fn without_the_api_a_restarted_runner_brings_the_dynos_back_and_heals_them() {
+    let mut platform = Platform::start();
+    let v = platform.create_and_deploy("steady", &sample_app("python-web"), web_app());
+    platform.scale("steady", "web", 2);
+    platform.wait_until(BOOT, "2 web dynos are up", || platform.up("steady", "web", v) == 2);
+
+    platform.api.stop();
+    platform.stop_runner();
+    platform.remove_all_containers();
+    assert!(platform.containers().is_empty());
+    platform.restart_runner();
+    platform.wait_until(BOOT, "both dynos serve again, the API still down", || {
+        answering(&platform, "steady", 20).len() == 2
+    });
+    let running = |name: &str| {
+        let all = platform.containers().into_iter();
+        all.filter(|(_, (app, dyno, _, up))| app == "steady" && dyno == name && *up)
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>()
+    };
+    let crashed = running("web.1").pop().expect("web.1 runs");
+    platform.kill_container(&crashed);
+    platform.wait_until(BOOT, "web.1 is replaced", || running("web.1").iter().any(|id| *id != crashed));
+    platform.wait_until(BOOT, "both serve", || answering(&platform, "steady", 20).len() == 2);
+
+    platform.api.start_again();
+    platform
+        .wait_until(Duration::from_secs(60), "the API hears of both dynos", || platform.up("steady", "web", v) == 2);
+}
+
 #[test]
 fn https_with_an_sni_certificate_reaches_the_dyno() {
     let platform = Platform::start();
