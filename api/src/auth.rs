@@ -42,12 +42,27 @@ const ADMIN_EMAIL: &str = "admin@ouro.local";
 const TOKEN_FILE: &str = "admin-token";
 
 /// On a store with no user, creates the admin user and its token and writes the token to
-/// `<data_dir>/admin-token` (mode 0600). Returns the path when it made one.
-pub async fn bootstrap_admin(store: &Store, data_dir: &Path) -> Result<Option<PathBuf>> {
+/// `<data_dir>/admin-token` (mode 0600). Returns the path when it made one. The token is
+/// `given` when set (`OURO_ADMIN_TOKEN`: `ouro up` makes it, so it knows it before the API
+/// runs in its container), else a fresh one.
+pub async fn bootstrap_admin(store: &Store, data_dir: &Path, given: Option<&str>) -> Result<Option<PathBuf>> {
     if store.user_count().await? > 0 {
         return Ok(None);
     }
-    let (token_id, secret, token) = new_token();
+    let (token_id, secret, token) = match given {
+        Some(token) => {
+            let parsed = token.strip_prefix("ouro_").and_then(|rest| rest.split_once('_')).filter(|(id, secret)| {
+                id.len() == 16
+                    && secret.len() == 64
+                    && (id.bytes().chain(secret.bytes())).all(|b| b.is_ascii_hexdigit())
+            });
+            let (id, secret) = parsed.ok_or_else(|| {
+                crate::Error::Config("OURO_ADMIN_TOKEN is not a token like ouro_<16 hex>_<64 hex>".into())
+            })?;
+            (id.to_string(), secret.to_string(), token.to_string())
+        }
+        None => new_token(),
+    };
     store.create_user_with_token(ADMIN_EMAIL, true, &token_id, &hash_secret(&secret), "first admin token").await?;
     let path = data_dir.join(TOKEN_FILE);
     let mut file = std::fs::OpenOptions::new();

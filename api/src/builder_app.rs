@@ -14,9 +14,12 @@ use crate::{AppState, Error, Result, now};
 
 /// The system app that runs builds.
 pub const BUILDER_APP: &str = "ouro-builder";
+/// The apps of the platform's own components when it runs on itself (`ouro up`).
+pub const COMPONENT_APPS: &[&str] = &["ouro-api", "ouro-router"];
+
 /// Whether `name` is one of the platform's own apps (not listed by `GET /apps`).
 pub fn is_system_app(name: &str) -> bool {
-    name == BUILDER_APP || crate::system_addons::is_provider_app(name)
+    name == BUILDER_APP || COMPONENT_APPS.contains(&name) || crate::system_addons::is_provider_app(name)
 }
 
 /// What a build dyno runs.

@@ -74,6 +74,9 @@ pub struct Config {
     /// `OURO_ADDON_PROVIDERS`, default `postgresql,redis`: the add-on providers the API deploys
     /// as system apps at start (`system_addons.rs`); empty for none.
     pub addon_providers: Vec<String>,
+    /// `OURO_ADMIN_TOKEN`: the first admin's token, when the API makes the first user (else a
+    /// random one); `ouro up` sets it.
+    pub admin_token: Option<String>,
 }
 
 impl Config {
@@ -113,6 +116,7 @@ impl Config {
             }),
             router_url: var("OURO_ROUTER_URL"),
             addon_providers: addon_providers(std::env::var("OURO_ADDON_PROVIDERS").ok())?,
+            admin_token: var("OURO_ADMIN_TOKEN"),
         })
     }
 }
@@ -188,7 +192,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let url = config.database_url.clone().unwrap_or_else(|| store::sqlite_url(&config.data_dir));
     store::backend_of(&url)?;
     let store = Store::open(&url).await?;
-    if let Some(path) = auth::bootstrap_admin(&store, &config.data_dir).await? {
+    if let Some(path) = auth::bootstrap_admin(&store, &config.data_dir, config.admin_token.as_deref()).await? {
         println!("ouro-api: created the first admin token; it is in {}", path.display());
     }
     let listener = TcpListener::bind(config.listen).await?;

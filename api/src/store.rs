@@ -1034,27 +1034,31 @@ impl Store {
 
     /// What makes the app a service (an add-on server): its volumes and the apps it joins.
     pub async fn service(&self, app_id: &str) -> Result<Service> {
-        let row = sqlx::query("SELECT service_mounts, service_joins, service_api_access FROM apps WHERE id = $1")
-            .bind(app_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT service_mounts, service_joins, service_api_access, service_host_network FROM apps WHERE id = $1",
+        )
+        .bind(app_id)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(Service {
             mounts: serde_json::from_str(&row.try_get::<String, _>("service_mounts")?)?,
             joins: serde_json::from_str(&row.try_get::<String, _>("service_joins")?)?,
             api_access: row.try_get::<i64, _>("service_api_access")? != 0,
+            host_network: row.try_get::<i64, _>("service_host_network")? != 0,
         })
     }
 
     pub async fn set_service(&self, app_id: &str, service: &Service) -> Result<()> {
         sqlx::query(
-            "UPDATE apps SET service_mounts = $2, service_joins = $3, service_api_access = $4, updated_at = $5 \
-             WHERE id = $1",
+            "UPDATE apps SET service_mounts = $2, service_joins = $3, service_api_access = $4, updated_at = $5, \
+             service_host_network = $6 WHERE id = $1",
         )
         .bind(app_id)
         .bind(serde_json::to_string(&service.mounts)?)
         .bind(serde_json::to_string(&service.joins)?)
         .bind(i64::from(service.api_access))
         .bind(now())
+        .bind(i64::from(service.host_network))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1411,6 +1415,7 @@ fn migrator() -> Migrator {
         migration(10, "add-on service apps", include_str!("../migrations/0010_addon_service_app.sql")),
         migration(11, "service api access", include_str!("../migrations/0011_service_api_access.sql")),
         migration(12, "addon backups", include_str!("../migrations/0012_addon_backups.sql")),
+        migration(13, "service host network", include_str!("../migrations/0013_service_host_network.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -4,7 +4,9 @@
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
 //! talk to Docker or the database, nor read the API's data directory: everything it knows
-//! comes from the API, so it works the same on a laptop as on the server.
+//! comes from the API, so it works the same on a laptop as on the server. The one command for
+//! the server itself, `ouro up`, starts the dyno runner there and registers the platform's
+//! components through the API (see `up.rs`).
 //!
 //! Output contract (scripts depend on it): results on stdout (`--json` gives only JSON);
 //! failures as one `ouro: <message>` line on stderr; exit 0 on success, 1 when the API or
@@ -32,6 +34,7 @@ mod releases;
 mod slug;
 mod table;
 mod tunnel;
+mod up;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -59,6 +62,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Bring Ouro up on this machine, running on itself (the dyno runner on the host, the API
+    /// and the router as dynos); run again, it changes nothing
+    Up {
+        /// Where the runner's state, the admin token and the bootstrap slug live
+        /// [default: $OURO_DATA_DIR or ~/.local/share/ouro]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Label of this installation's containers, networks and volumes
+        #[arg(long, default_value = "ouro", value_name = "NAME")]
+        platform: String,
+        #[arg(long, default_value_t = 7700, value_name = "PORT")]
+        api_port: u16,
+        /// The router's HTTP port on 127.0.0.1
+        #[arg(long, default_value_t = 8080, value_name = "PORT")]
+        http_port: u16,
+        /// The router's HTTPS port on 127.0.0.1
+        #[arg(long, default_value_t = 8443, value_name = "PORT")]
+        https_port: u16,
+        /// The runner's route table, on 127.0.0.1
+        #[arg(long, default_value_t = 7701, value_name = "PORT")]
+        runner_port: u16,
+    },
     /// Check an API token and store it for the other commands
     Login {
         /// API base URL [default: $OURO_API_URL or http://127.0.0.1:7700]
@@ -361,6 +386,9 @@ enum Done {
 fn run(cli: Cli) -> Result<Done, CliError> {
     let ctx = Ctx::new(cli.app, cli.json);
     let printed = match cli.command {
+        Command::Up { data_dir, platform, api_port, http_port, https_port, runner_port } => {
+            up::up(&up::Settings { data_dir, platform, api_port, http_port, https_port, runner_port })
+        }
         Command::Login { api, token } => login::login(&ctx, api, token),
         Command::Apps => apps::list(&ctx),
         Command::AppsCreate { name } => apps::create(&ctx, name),

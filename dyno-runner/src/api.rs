@@ -1,7 +1,11 @@
 //! The runner's calls to the Platform API: read the desired state, fetch slugs, report dynos.
 //! Blocking HTTP (ureq) on tokio's blocking pool; every call has a timeout.
 
+use std::os::unix::ffi::OsStringExt as _;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
 
 use ouro_types::{DesiredState, DynoReport};
 
@@ -44,10 +48,20 @@ impl ApiClient {
         answer["version"].as_u64().ok_or_else(|| Error::Api("changes answer without a version".into()))
     }
 
-    /// The slug's tar.gz (up to 1 GiB).
-    pub async fn slug(&self, url: &str) -> Result<bytes::Bytes> {
-        let url = url.to_string();
-        Ok(self.blocking(move |this| this.get(&url, 1 << 30)).await?.into())
+    /// The slug's tar.gz (up to 1 GiB), checked against `checksum` (`SHA256:<hex>`): from the
+    /// API (`http(s)://`, with the token) or from a file on this host (`file:///absolute/path`:
+    /// the bootstrap desired state of `ouro up` names one, before any API runs).
+    pub async fn slug(&self, url: &str, checksum: &str) -> Result<bytes::Bytes> {
+        let (url, checksum) = (url.to_string(), checksum.to_string());
+        self.blocking(move |this| {
+            let bytes = match slug_source(&url)? {
+                SlugSource::Http => this.get(&url, MAX_SLUG_BYTES)?,
+                SlugSource::File(path) => read_slug_file(&path)?,
+            };
+            check_checksum(&url, &bytes, &checksum)?;
+            Ok(bytes.into())
+        })
+        .await
     }
 
     pub async fn report(&self, report: &DynoReport) -> Result<()> {
@@ -88,6 +102,73 @@ impl ApiClient {
     }
 }
 
+/// The largest slug tar.gz the runner takes.
+const MAX_SLUG_BYTES: u64 = 1 << 30;
+
+/// Where a slug comes from.
+#[derive(Debug, PartialEq, Eq)]
+enum SlugSource {
+    Http,
+    File(PathBuf),
+}
+
+/// `http://` and `https://` URLs are the API's; `file:///absolute/path` (or
+/// `file://localhost/...`, percent-encoded as RFC 8089 says) names a file on this host.
+fn slug_source(url: &str) -> Result<SlugSource> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http" | "https") => Ok(SlugSource::Http),
+        Some("file") => {
+            let rest = &url["file://".len()..];
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(Error::Slug(format!("{url}: a file:// slug URL names an absolute path (file:///...)")));
+            }
+            let decoded =
+                percent_decode(path).ok_or_else(|| Error::Slug(format!("{url}: bad percent-encoding in the path")))?;
+            Ok(SlugSource::File(PathBuf::from(std::ffi::OsString::from_vec(decoded))))
+        }
+        _ => Err(Error::Slug(format!("{url}: slug URLs are http://, https:// or file:///absolute/path"))),
+    }
+}
+
+/// `%XX` sequences decoded; `None` for a `%` not followed by two hex digits.
+fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn read_slug_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    let read = |e: std::io::Error| Error::Slug(format!("cannot read {}: {e}", path.display()));
+    let size = std::fs::metadata(path).map_err(read)?.len();
+    if size > MAX_SLUG_BYTES {
+        return Err(Error::Slug(format!("{} is larger than {} MiB", path.display(), MAX_SLUG_BYTES >> 20)));
+    }
+    std::fs::read(path).map_err(read)
+}
+
+/// The slug must be the one the release names: its image is named by that checksum.
+fn check_checksum(url: &str, bytes: &[u8], checksum: &str) -> Result<()> {
+    let actual = hex::encode(Sha256::digest(bytes));
+    let expected = checksum.strip_prefix("SHA256:").unwrap_or(checksum);
+    if !actual.eq_ignore_ascii_case(expected) {
+        return Err(Error::Slug(format!("{url} has checksum SHA256:{actual}, not the release's {checksum}")));
+    }
+    Ok(())
+}
+
 fn check(url: &str, response: &mut ureq::http::Response<ureq::Body>) -> Result<()> {
     let status = response.status();
     if status.is_success() {
@@ -96,4 +177,45 @@ fn check(url: &str, response: &mut ureq::http::Response<ureq::Body>) -> Result<(
     let body = response.body_mut().read_to_string().unwrap_or_default();
     let message = serde_json::from_str::<ouro_types::ErrorBody>(&body).map(|e| e.message).unwrap_or(body);
     Err(Error::Api(format!("{url} answered {status}: {message}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_urls_are_the_apis_or_local_files() {
+        let check = |url: &str, expect: Result<SlugSource, &str>| {
+            let got = slug_source(url).map_err(|e| e.to_string());
+            match expect {
+                Ok(source) => assert_eq!(got.ok(), Some(source), "{url}"),
+                Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{url}: {got:?}"),
+            }
+        };
+        check("http://127.0.0.1:7700/apps/a/slugs/s/blob", Ok(SlugSource::Http));
+        check("HTTPS://api.example/slug", Ok(SlugSource::Http));
+        check("file:///var/lib/ouro/slug.tgz", Ok(SlugSource::File("/var/lib/ouro/slug.tgz".into())));
+        check("file://localhost/srv/slug.tgz", Ok(SlugSource::File("/srv/slug.tgz".into())));
+        check("file:///srv/my%20slugs/a.tgz", Ok(SlugSource::File("/srv/my slugs/a.tgz".into())));
+        check("file://relative/slug.tgz", Err("absolute path"));
+        check("file:///bad%2", Err("percent-encoding"));
+        check("ftp://host/slug.tgz", Err("http://, https:// or file://"));
+        check("/srv/slug.tgz", Err("http://, https:// or file://"));
+    }
+
+    #[test]
+    fn a_slug_file_must_match_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slug.tgz");
+        std::fs::write(&path, b"slug bytes").unwrap();
+        let bytes = read_slug_file(&path).unwrap();
+        let sum = format!("SHA256:{}", hex::encode(Sha256::digest(b"slug bytes")));
+        assert!(check_checksum("file:///x", &bytes, &sum).is_ok());
+        assert!(check_checksum("file:///x", &bytes, &sum.to_ascii_uppercase()).is_ok(), "hex in either case");
+        let wrong = format!("SHA256:{}", "0".repeat(64));
+        let error = check_checksum("file:///x", &bytes, &wrong).unwrap_err().to_string();
+        assert!(error.contains("not the release's SHA256:000"), "{error}");
+        let missing = read_slug_file(&dir.path().join("gone.tgz")).unwrap_err().to_string();
+        assert!(missing.contains("cannot read"), "{missing}");
+    }
 }

@@ -53,8 +53,10 @@ pub struct Container {
     pub index: u32,
     pub size: String,
     pub running: bool,
-    /// Address on the app's network, while running.
+    /// Address on the app's network, while running (none on the host's network).
     pub ip: Option<String>,
+    /// Runs on the host's network (`network_mode: host`).
+    pub host_network: bool,
     /// Seconds since the epoch.
     pub created: i64,
     /// ms since the epoch, from our label.
@@ -83,6 +85,7 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
         ) else {
             continue;
         };
+        let host_network = summary.host_config.and_then(|h| h.network_mode).as_deref() == Some("host");
         let networks = summary.network_settings.and_then(|n| n.networks).unwrap_or_default();
         let ip =
             networks.get(&network_name(platform, &app)).and_then(|e| e.ip_address.clone()).filter(|ip| !ip.is_empty());
@@ -98,6 +101,7 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
             size: label(LABEL_SIZE).unwrap_or_default(),
             running: summary.state.as_deref() == Some("running"),
             ip,
+            host_network,
             created: summary.created.unwrap_or(0),
             started_ms: label(LABEL_STARTED).and_then(|s| s.parse().ok()).unwrap_or(0),
             joined,
@@ -429,6 +433,10 @@ pub struct DynoSpec<'a> {
     pub api_url: Option<&'a str>,
     /// Other apps whose networks the dyno joins before it starts (as `app` there).
     pub joins: &'a [String],
+    /// On the host's network instead of the app's own (the platform's API and router): no
+    /// network, no DNS alias, no joins; `PORT` only for `web`, since every port is the host's
+    /// (such an app's processes take their addresses from their config, e.g. `OURO_LISTEN`).
+    pub host_network: bool,
 }
 
 pub fn container_name(platform: &str, app: &str, process_type: &str, index: u32, release: i64) -> String {
@@ -441,7 +449,10 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
     let name = container_name(spec.platform, spec.app, spec.process_type, spec.index, spec.release);
     let dyno = format!("{}.{}", spec.process_type, spec.index);
     let mut env: Vec<String> = spec.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.extend([format!("PORT={DYNO_PORT}"), format!("DYNO={dyno}"), format!("PS={dyno}"), "HOME=/app".into()]);
+    if !spec.host_network || spec.process_type == "web" {
+        env.push(format!("PORT={DYNO_PORT}"));
+    }
+    env.extend([format!("DYNO={dyno}"), format!("PS={dyno}"), "HOME=/app".into()]);
     if let Some(url) = spec.api_url {
         env.push(format!("OURO_API_URL={url}"));
     }
@@ -467,7 +478,11 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
         working_dir: Some("/app".into()),
         labels: Some(labels),
         host_config: Some(HostConfig {
-            network_mode: Some(network_name(spec.platform, spec.app)),
+            network_mode: Some(if spec.host_network {
+                "host".to_string()
+            } else {
+                network_name(spec.platform, spec.app)
+            }),
             init: Some(true),
             memory: Some(memory),
             memory_swap: Some(memory),
@@ -475,7 +490,9 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
             pids_limit: Some(512),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
-            sysctls: Some(HashMap::from([("net.ipv6.conf.all.disable_ipv6".to_string(), "0".to_string())])),
+            // Docker refuses `net.*` sysctls in the host's network namespace.
+            sysctls: (!spec.host_network)
+                .then(|| HashMap::from([("net.ipv6.conf.all.disable_ipv6".to_string(), "0".to_string())])),
             mounts: Some(spec.mounts.iter().map(|(volume, path)| volume_mount(volume, path)).collect()),
             // `host.docker.internal` is the host, where the API listens.
             extra_hosts: spec.api_url.map(|_| vec!["host.docker.internal:host-gateway".to_string()]),
@@ -496,7 +513,8 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
         }
         Err(e) => return Err(docker_error(e)),
     };
-    for other in spec.joins {
+    let joins = if spec.host_network { &[][..] } else { spec.joins };
+    for other in joins {
         join_network(docker, spec.platform, other, &created.id, spec.app).await?;
     }
     docker.start_container::<String>(&created.id, None).await.map_err(docker_error)?;

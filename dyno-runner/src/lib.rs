@@ -36,6 +36,9 @@ pub enum Error {
     Docker(String),
     #[error("API: {0}")]
     Api(String),
+    /// A slug that cannot be fetched or is not the one its release names.
+    #[error("slug: {0}")]
+    Slug(String),
     #[error("stack image: {0}")]
     Stack(#[from] stack::StackError),
     #[error("{0}")]
@@ -116,6 +119,29 @@ impl Config {
             platform,
         })
     }
+}
+
+/// While bootstrapping, the seed's apps the API does not know yet run on beside its desired
+/// state (their volumes kept too); once the API has them all, the seed is over (emptied, and
+/// `true` returned).
+fn merge_seed(seed: &mut Vec<DesiredApp>, desired: &mut DesiredState) -> bool {
+    if seed.is_empty() {
+        return false;
+    }
+    let missing: Vec<DesiredApp> =
+        seed.iter().filter(|s| !desired.apps.iter().any(|a| a.app_name == s.app_name)).cloned().collect();
+    if missing.is_empty() {
+        seed.clear();
+        return true;
+    }
+    for mount in missing.iter().flat_map(|app| &app.mounts) {
+        if !desired.volumes.contains(&mount.volume) {
+            desired.volumes.push(mount.volume.clone());
+        }
+    }
+    desired.apps.extend(missing);
+    desired.seed = true;
+    false
 }
 
 /// The desired state kept by [`save_state`], if there is a readable one, without its one-off
@@ -274,6 +300,9 @@ struct Runner {
     volumes_checked: Option<Instant>,
     /// The desired state last written to `config.state_file`.
     saved: Option<DesiredState>,
+    /// The apps of a bootstrap seed (`DesiredState::seed`), run beside the API's desired state
+    /// until it has them all.
+    seed: Vec<DesiredApp>,
 }
 
 /// How often the runner looks for volumes nothing needs.
@@ -291,6 +320,7 @@ impl Runner {
             docker,
             routes,
             desired: saved.clone(),
+            seed: saved.as_ref().filter(|s| s.seed).map(|s| s.apps.clone()).unwrap_or_default(),
             saved,
             images: HashSet::new(),
             building: Arc::default(),
@@ -334,7 +364,10 @@ impl Runner {
     async fn reconcile(&mut self) -> Result<bool> {
         let mut fresh = false;
         match self.api.desired_state().await {
-            Ok(desired) => {
+            Ok(mut desired) => {
+                if merge_seed(&mut self.seed, &mut desired) {
+                    tracing::info!("the API has every app of the bootstrap seed: it manages them from now on");
+                }
                 if self.saved.as_ref() != Some(&desired) {
                     if let Some(path) = &self.config.state_file {
                         match save_state(path, &desired).await {
@@ -419,7 +452,9 @@ impl Runner {
         if self.up.contains(&c.id) {
             return true;
         }
-        if c.process_type != "web" {
+        // Only web dynos on an app network are probed: a dyno on the host's network has no
+        // address of its own and is not routed, so running is up.
+        if c.process_type != "web" || c.host_network {
             self.up.insert(c.id.clone());
             return true;
         }
@@ -538,12 +573,13 @@ impl Runner {
                 }
             }
         }
-        // Networks first, one app at a time (creating one twice in parallel makes two).
+        // Networks first, one app at a time (creating one twice in parallel makes two); an
+        // app on the host's network has none.
         let docker = &self.docker;
         let platform = self.config.platform.as_str();
         let api_url = self.config.api_url_for_dynos.as_str();
         let mut networks = HashSet::new();
-        for (app, ..) in &starts {
+        for (app, ..) in starts.iter().filter(|(app, ..)| !app.host_network) {
             for name in std::iter::once(&app.app_name).chain(&app.joins) {
                 if networks.insert(name.as_str()) {
                     if let Err(e) = docker::ensure_network(docker, platform, name).await {
@@ -594,7 +630,8 @@ impl Runner {
                         Some(o) => o.api_access.then_some(api_url),
                         None => app.api_access.then_some(api_url),
                     },
-                    joins: if one_off.is_some() { &[] } else { &app.joins },
+                    joins: if one_off.is_some() || app.host_network { &[] } else { &app.joins },
+                    host_network: app.host_network,
                 };
                 docker::start_dyno(docker, &spec).await
             }))
@@ -621,7 +658,8 @@ impl Runner {
         }
         let (docker, api, building, wake) =
             (self.docker.clone(), self.api.clone(), self.building.clone(), self.wake.clone());
-        let (url, name, on) = (release.slug_url.clone(), app.to_string(), release.stack.clone());
+        let (url, checksum) = (release.slug_url.clone(), release.slug_checksum.clone());
+        let (name, on) = (app.to_string(), release.stack.clone());
         tracing::info!(app = %name, %image, "building slug image");
         tokio::spawn(async move {
             let started = Instant::now();
@@ -630,7 +668,7 @@ impl Runner {
                     ouro_types::BUILD_STACK => stack::ensure_build_stack_image(&docker).await?,
                     _ => stack::ensure_stack_image(&docker).await?,
                 };
-                let slug = api.slug(&url).await?;
+                let slug = api.slug(&url, &checksum).await?;
                 docker::build_slug_image(&docker, &stack, slug, &image).await
             }
             .await;
@@ -681,7 +719,9 @@ impl Runner {
                     .collect(),
                 backends: containers
                     .iter()
-                    .filter(|c| c.app == app.app_name && c.process_type == "web" && c.running)
+                    // The router reaches dynos at their address on their app's network: those on
+                    // the host's network (which have none) are not routed.
+                    .filter(|c| c.app == app.app_name && c.process_type == "web" && c.running && !c.host_network)
                     .filter(|c| self.up.contains(&c.id) && !stopping.contains(&c.id))
                     .filter_map(|c| {
                         let ip = c.ip.as_ref()?;
@@ -740,5 +780,44 @@ impl Runner {
             Ok(()) => self.last_report = Some((Instant::now(), report)),
             Err(e) => tracing::warn!(error = %e, "could not report dynos to the API"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str, volume: Option<&str>) -> DesiredApp {
+        let mounts: Vec<serde_json::Value> =
+            volume.map(|v| serde_json::json!({"volume": v, "path": "/data"})).into_iter().collect();
+        serde_json::from_value(serde_json::json!({
+            "app_id": name, "app_name": name, "formation": [], "mounts": mounts,
+            "release": {"id": "r", "version": 1, "slug_id": "s", "slug_checksum": "SHA256:00",
+                        "slug_url": "file:///s.tgz", "process_types": {}, "config": {}},
+        }))
+        .expect("a desired app")
+    }
+
+    #[test]
+    fn the_seed_runs_beside_the_api_state_until_the_api_has_all_of_it() {
+        let mut seed = vec![app("ouro-router", None), app("ouro-api", Some("ouro-data"))];
+        let mut desired = DesiredState { apps: vec![app("shop", None)], volumes: vec![], seed: false };
+        assert!(!merge_seed(&mut seed, &mut desired));
+        let names: Vec<&str> = desired.apps.iter().map(|a| a.app_name.as_str()).collect();
+        assert_eq!(names, ["shop", "ouro-router", "ouro-api"]);
+        assert_eq!(desired.volumes, ["ouro-data"]);
+        assert!(desired.seed, "kept as a seed, should the runner restart meanwhile");
+        // The API knows the router only: the seed's API stays.
+        let mut desired = DesiredState { apps: vec![app("ouro-router", None)], volumes: vec![], seed: false };
+        assert!(!merge_seed(&mut seed, &mut desired));
+        assert_eq!(desired.apps.len(), 2);
+        // The API knows both: the seed is over, and stays over.
+        let mut desired =
+            DesiredState { apps: vec![app("ouro-router", None), app("ouro-api", None)], volumes: vec![], seed: false };
+        assert!(merge_seed(&mut seed, &mut desired));
+        assert!(seed.is_empty() && !desired.seed && desired.apps.len() == 2);
+        let mut later = DesiredState::default();
+        assert!(!merge_seed(&mut seed, &mut later));
+        assert!(later.apps.is_empty());
     }
 }

@@ -6,7 +6,11 @@
 //!   at once the first time and then after a back-off that grows to a cap;
 //! - dynos of R with an index above q stop;
 //! - dynos of other releases: web dynos keep serving until every web dyno of R is `up`
-//!   (zero-downtime), then stop; other types stop at once;
+//!   (zero-downtime), then stop; other types stop at once; an app with volumes or on the
+//!   host's network never runs two dynos of one slot at once (one volume, one host port):
+//!   the old one stops first;
+//! - running formation dynos are on the networks of the apps in `joins` (none for an app on
+//!   the host's network, which has no network of its own);
 //! - dynos of apps or process types that are no longer desired stop.
 //!
 //! A slug image that does not exist yet is built before any dyno of its release starts.
@@ -120,6 +124,8 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
     let (one_offs, live): (Vec<&LiveDyno>, Vec<&LiveDyno>) = live.iter().partition(|d| d.process_type == ONE_OFF);
     let mut images_missing = plan_one_offs(app, &one_offs, ctx, steps);
     let mut needs_image = false;
+    // Whether an old release's dyno may run beside its successor.
+    let overlaps = app.mounts.is_empty() && !app.host_network;
     let wanted: BTreeMap<&str, (i64, &str)> = app
         .formation
         .iter()
@@ -140,9 +146,10 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
                 }
                 Some(_) => false,
             };
-            // An app with volumes (a database) never runs two dynos on one volume: the new
-            // release's dyno starts once the old one has stopped, not beside it.
-            let old_still_running = !app.mounts.is_empty()
+            // An app with volumes (a database) never runs two dynos on one volume, nor an app
+            // on the host's network two on one host port: the new release's dyno starts once
+            // the old one has stopped, not beside it.
+            let old_still_running = !overlaps
                 && live.iter().any(|d| {
                     d.release != release
                         && d.process_type == process_type
@@ -192,7 +199,6 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
         if is_current {
             continue;
         }
-        let overlaps = app.mounts.is_empty();
         if overlaps && dyno.release != release && dyno.process_type == "web" && wanted.contains_key("web") && !web_ready
         {
             continue;
@@ -210,8 +216,11 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
 }
 
 /// Running formation dynos are on exactly the networks of the apps in `joins` (besides their
-/// own); new dynos get them when they start.
+/// own); new dynos get them when they start. Dynos on the host's network are on no other.
 fn plan_joins(app: &DesiredApp, live: &[&LiveDyno], steps: &mut Vec<Step>) {
+    if app.host_network {
+        return;
+    }
     for dyno in live.iter().filter(|d| matches!(d.state, LiveState::Running { .. })) {
         for other in app.joins.iter().filter(|o| !dyno.joined.contains(o)) {
             steps.push(Step::Join {
@@ -302,6 +311,7 @@ mod tests {
             mounts: Vec::new(),
             joins: Vec::new(),
             api_access: false,
+            host_network: false,
         }
     }
 
@@ -339,7 +349,7 @@ mod tests {
         let images_ready = ready.iter().map(|(a, r)| (a.to_string(), *r)).collect();
         let backoff = backoff.iter().cloned().collect();
         plan(
-            &DesiredState { apps, volumes: Vec::new() },
+            &DesiredState { apps, volumes: Vec::new(), seed: false },
             live,
             &Context { images_ready: &images_ready, backoff: &backoff, now },
         )
@@ -544,6 +554,27 @@ mod tests {
         // Stopped dynos are left alone (they get the networks when started again).
         let stopped = dyno("s1", "db", 1, "web", 1, LiveState::Stopping);
         assert_eq!(run(vec![server], &[stopped], &[("db", 1)], &[], 0), vec![]);
+    }
+
+    #[test]
+    fn host_network_apps_join_no_network_and_never_run_two_dynos_of_a_slot() {
+        let mut host = app("ouro-api", 2, &[("web", 1)]);
+        host.host_network = true;
+        // Even if `joins` were set (the API refuses it), no Join nor Leave.
+        host.joins = vec!["shop".into()];
+        let mut running = dyno("a1", "ouro-api", 2, "web", 1, UP);
+        running.joined = vec!["old".into()];
+        assert_eq!(run(vec![host.clone()], std::slice::from_ref(&running), &[("ouro-api", 2)], &[], 0), vec![]);
+        let steps = run(vec![host.clone()], &[], &[("ouro-api", 2)], &[], 0);
+        assert_eq!(steps, vec![start("ouro-api", 2, "web", 1)]);
+        // A new release: the old dyno leaves the host port first, then the new one starts.
+        host.release.version = 3;
+        let old = |state| [dyno("a1", "ouro-api", 2, "web", 1, state)];
+        let steps = run(vec![host.clone()], &old(UP), &[("ouro-api", 3)], &[], 0);
+        assert_eq!(steps, vec![stop("a1", StopReason::Superseded)]);
+        assert_eq!(run(vec![host.clone()], &old(LiveState::Stopping), &[("ouro-api", 3)], &[], 0), vec![]);
+        let steps = run(vec![host], &old(LiveState::Stopped), &[("ouro-api", 3)], &[], 0);
+        assert_eq!(steps, vec![start("ouro-api", 3, "web", 1), Step::Remove { container_id: "a1".into() }]);
     }
 
     #[test]

@@ -476,3 +476,54 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_f
     assert_eq!(destroyed.status, 200, "{:?}", destroyed.body);
     assert!(platform.api.get("/apps/shop/config-vars").body.get("KV_URL").is_none());
 }
+
+/// An app on the host's network (what the platform's own API and router are under `ouro up`):
+/// its dyno listens on a host port named by its config, reached from the host at 127.0.0.1,
+/// with no network of its own, and still runs as the dyno user with nothing but its config.
+#[test]
+fn host_network_dynos_listen_on_the_host_as_the_dyno_user() {
+    let platform = Platform::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let listener = json!({"listener": "python3 -m http.server $LISTEN_PORT --bind 127.0.0.1"});
+    let v = platform.create_and_deploy("hostnet", &sample_app("python-web"), listener);
+    let service = json!({"host_network": true});
+    let set = platform.api.call(
+        "PUT",
+        "/apps/hostnet/service",
+        Some(&platform.api.token),
+        Some(service.to_string().as_bytes()),
+    );
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    let config = platform.api.patch("/apps/hostnet/config-vars", json!({"LISTEN_PORT": port.to_string()}));
+    assert_eq!(config.status, 200, "{:?}", config.body);
+    let v = v + 1; // the config change is a release
+    platform.scale("hostnet", "listener", 1);
+
+    let addr = format!("127.0.0.1:{port}");
+    platform.wait_until(BOOT, "the listener answers on the host's loopback", || {
+        matches!(http_get(&addr, "localhost", "/"), Ok((200, _)))
+    });
+    platform.wait_until(Duration::from_secs(30), "listener.1 is reported up", || {
+        platform.up("hostnet", "listener", v) == 1
+    });
+    assert_eq!(platform.exec("hostnet", "listener.1", "id -u").1.trim(), "1000");
+    // Its config and its name, but no $PORT: a process type other than web on the host's
+    // network takes its port from its config.
+    let (code, env) = platform.exec("hostnet", "listener.1", "echo \"$DYNO $LISTEN_PORT ${PORT:-none}\"");
+    assert_eq!((code, env.trim()), (0, format!("listener.1 {port} none").as_str()));
+
+    let (id, _) = platform.containers().into_iter().find(|(_, (a, _, _, _))| a == "hostnet").expect("the dyno");
+    let inspect = platform.block_on(platform.docker.inspect_container(&id, None)).expect("inspect");
+    let host = inspect.host_config.expect("host config");
+    assert_eq!(host.network_mode.as_deref(), Some("host"));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+    assert!(host.security_opt.unwrap_or_default().iter().any(|o| o.contains("no-new-privileges")));
+    assert_eq!(host.memory, Some(512 * 1024 * 1024));
+    let networks = inspect.network_settings.and_then(|n| n.networks).unwrap_or_default();
+    assert_eq!(networks.keys().collect::<Vec<_>>(), vec!["host"], "on no network of its own");
+    let label = format!("ouro.platform={}", platform.id);
+    let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
+    let options = bollard::network::ListNetworksOptions { filters };
+    let made = platform.block_on(platform.docker.list_networks(Some(options))).expect("list networks");
+    assert!(made.is_empty(), "no app network was made: {made:?}");
+}

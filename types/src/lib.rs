@@ -225,6 +225,10 @@ pub struct Service {
     /// Its dynos may call the Platform API (they get `OURO_API_URL`): add-on providers.
     #[serde(default)]
     pub api_access: bool,
+    /// Its dynos run on the host's network, with no network of their own (the platform's API
+    /// and router, which listen on the host's ports).
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 /// One of an app's buildpacks, in order (`GET /apps/{app}/buildpack-installations`).
@@ -346,6 +350,10 @@ pub struct DesiredState {
     /// caches of existing apps and service volumes. The runner removes its other volumes.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// A bootstrap seed (`ouro up`, before any API exists): the runner keeps running its apps
+    /// beside the API's desired state until that state has them all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -379,6 +387,9 @@ pub struct DesiredApp {
     /// them `OURO_API_URL`.
     #[serde(default)]
     pub api_access: bool,
+    /// The formation's dynos run on the host's network (the platform's own API and router).
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 /// A certificate chain and its private key, both PEM, as the runner and the router see them.

@@ -115,11 +115,12 @@ async fn desired_state(
             mounts: service.mounts,
             joins,
             api_access: service.api_access,
+            host_network: service.host_network,
             app_id: app.id,
             app_name: app.name,
         });
     }
-    Ok(axum::Json(DesiredState { apps, volumes }))
+    Ok(axum::Json(DesiredState { apps, volumes, seed: false }))
 }
 
 /// Slug `slug_id` of `app` with `config` as a release to run, if its tar.gz is uploaded.

@@ -54,6 +54,9 @@ async fn replace(
             )));
         }
     }
+    if body.host_network && !body.joins.is_empty() {
+        return Err(ApiError::invalid_params("an app on the host's network joins no other network"));
+    }
     for other in &body.joins {
         if *other == app.name {
             return Err(ApiError::invalid_params("an app is always on its own network"));

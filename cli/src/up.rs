@@ -1,0 +1,412 @@
+//! `ouro up`: brings Ouro up on this machine, running on itself.
+//!
+//! The one host process is the dyno runner (the only holder of the Docker socket); the API
+//! and the router are dynos of the system apps `ouro-api` and `ouro-router`, on the host's
+//! network, with the API's state (SQLite, blobs, git repositories) on the volume `ouro-data`.
+//! Bootstrap, as Flynn's "inception":
+//! 1. the components' slug (`./app/bin/ouro-api`, `./app/bin/ouro-router`, the binaries next to
+//!    this `ouro`) is written to the data directory;
+//! 2. on a first start, a *seed* desired state naming both apps (their slug a `file://` URL) is
+//!    written where the runner keeps its state, and the runner is started: it runs the seed
+//!    with no API at all, and keeps the seed's apps until the API's own state has them;
+//! 3. once the API answers, the components are registered through it as apps with releases
+//!    of the same slug, config and formation; from then on the normal pipeline manages them.
+//!
+//! Idempotent: with the runner and the API up and the components on this slug, it changes
+//! nothing. After a host restart (containers gone, runner not running) it starts the runner,
+//! which brings everything back from its last desired state. Unlike the rest of the CLI this
+//! runs on the server: it starts a process and writes files there, but it still never talks
+//! to Docker itself.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ouro_types::{
+    DesiredApp, DesiredProcess, DesiredRelease, DesiredState, FormationBatch, FormationUpdate, Release, ReleaseCreate,
+    Service, Slug, SlugCreate, VolumeMount,
+};
+use sha2::Digest;
+
+use crate::client::{Client, decode};
+use crate::credentials::{self, Credentials};
+use crate::error::CliError;
+
+/// Where and how the platform runs (`ouro up`'s flags).
+pub struct Settings {
+    pub data_dir: Option<PathBuf>,
+    pub platform: String,
+    pub api_port: u16,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub runner_port: u16,
+}
+
+/// The platform's components: app, process type, command.
+const COMPONENTS: [(&str, &str, &str); 2] =
+    [("ouro-router", "router", "/app/bin/ouro-router"), ("ouro-api", "api", "/app/bin/ouro-api")];
+const DATA_VOLUME: &str = "ouro-data";
+/// The first start builds the stack image (debootstrap) before anything runs.
+const API_WAIT: Duration = Duration::from_secs(900);
+
+pub fn up(settings: &Settings) -> Result<String, CliError> {
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .ok_or_else(|| CliError::local("cannot tell where the ouro binary is"))?;
+    for name in ["ouro-api", "ouro-router", "ouro-dyno-runner"] {
+        if !bin.join(name).is_file() {
+            return Err(CliError::local(format!(
+                "ouro up needs {name} next to ouro in {} (cargo build --release puts them all in target/release)",
+                bin.display()
+            )));
+        }
+    }
+    let data = match &settings.data_dir {
+        Some(dir) => dir.clone(),
+        None => match std::env::var_os("OURO_DATA_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| CliError::local("set HOME or --data-dir"))?)
+                .join(".local/share/ouro"),
+        },
+    };
+    fs::create_dir_all(data.join("bootstrap")).map_err(|e| local("make", &data, e))?;
+    let token = admin_token(&data)?;
+    let (slug, checksum) = component_slug(&bin)?;
+    let slug_path = data.join("bootstrap").join(format!("ouro-{}.tgz", &checksum["SHA256:".len()..][..12]));
+    if !slug_path.is_file() {
+        write_private(&slug_path, &slug)?;
+    }
+    let api_url = format!("http://127.0.0.1:{}", settings.api_port);
+    let runner_url = format!("http://127.0.0.1:{}", settings.runner_port);
+    let state_file = data.join("runner").join("desired-state.json");
+
+    let mut said = Vec::new();
+    if healthy(&runner_url) {
+        said.push(format!("the runner answers at {runner_url}"));
+    } else {
+        if !state_file.is_file() {
+            let seed = seed_state(settings, &token, &checksum, &slug_path);
+            let json = serde_json::to_vec_pretty(&seed).map_err(|e| CliError::local(e.to_string()))?;
+            fs::create_dir_all(data.join("runner")).map_err(|e| local("make", &data, e))?;
+            write_private(&state_file, &json)?;
+            said.push("wrote the bootstrap desired state".to_string());
+        }
+        let pid = start_runner(&bin, &data, settings, &token, &state_file)?;
+        said.push(format!("started the runner (pid {pid}, log {})", data.join("runner.log").display()));
+        wait(Duration::from_secs(30), "the runner to answer", || healthy(&runner_url))?;
+    }
+    if !healthy(&api_url) {
+        eprintln!("Waiting for the API at {api_url} (the first start builds the stack image: minutes)...");
+        wait(API_WAIT, "the API to answer", || healthy(&api_url))?;
+    }
+    let credentials = Credentials { api_url: api_url.clone(), token: token.clone() };
+    let client = Client::new(&credentials);
+    let mut changed = false;
+    for (app, process_type, command) in COMPONENTS {
+        changed |= register(&client, settings, app, process_type, command, &slug, &checksum, &token)?;
+        if app == "ouro-api" && changed {
+            // Its new release replaces the seed's API dyno: a short gap.
+            wait(Duration::from_secs(120), "the API's own release to answer", || api_runs_release(&client))?;
+        }
+    }
+    credentials::save(&credentials)?;
+    said.push(if changed { "registered the components as apps".into() } else { "nothing to change".into() });
+    Ok(format!(
+        "Ouro is up ({}).\nAPI {api_url} (the CLI is logged in as its admin; the token is in {}), apps at http://<app>.localhost:{}/\n",
+        said.join("; "),
+        data.join("admin-token").display(),
+        settings.http_port
+    ))
+}
+
+/// The admin token `ouro up` gives the API for its first user: kept in `<data>/admin-token`.
+fn admin_token(data: &Path) -> Result<String, CliError> {
+    let path = data.join("admin-token");
+    if let Ok(token) = fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    let mut random = [0u8; 40];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|e| local("read", Path::new("/dev/urandom"), e))?;
+    let token = format!("ouro_{}_{}", hex::encode(&random[..8]), hex::encode(&random[8..]));
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+/// The components' slug: a reproducible tar.gz of `./app/bin/{ouro-api,ouro-router}`, and its
+/// `SHA256:<hex>`.
+fn component_slug(bin: &Path) -> Result<(Vec<u8>, String), CliError> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(0);
+        h
+    };
+    let io = |e: std::io::Error| CliError::local(format!("cannot pack the components' slug: {e}"));
+    for dir in ["./app/", "./app/bin/"] {
+        tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), dir, std::io::empty()).map_err(io)?;
+    }
+    for name in ["ouro-api", "ouro-router"] {
+        let bytes = fs::read(bin.join(name)).map_err(|e| local("read", &bin.join(name), e))?;
+        let mut h = header(tar::EntryType::Regular, 0o755, bytes.len() as u64);
+        tar.append_data(&mut h, format!("./app/bin/{name}"), &bytes[..]).map_err(io)?;
+    }
+    let slug = tar.into_inner().and_then(|gz| gz.finish()).map_err(io)?;
+    let checksum = format!("SHA256:{}", hex::encode(sha2::Sha256::digest(&slug)));
+    Ok((slug, checksum))
+}
+
+/// Each component's config: how it listens and finds the others (all on the host's network).
+fn component_config(settings: &Settings, app: &str, token: &str) -> BTreeMap<String, String> {
+    let pairs: Vec<(&str, String)> = match app {
+        "ouro-api" => vec![
+            ("OURO_DATA_DIR", "/data".into()),
+            ("OURO_LISTEN", format!("0.0.0.0:{}", settings.api_port)),
+            ("OURO_API_URL", format!("http://127.0.0.1:{}", settings.api_port)),
+            ("OURO_ROUTER_URL", format!("http://127.0.0.1:{}", settings.http_port)),
+            ("OURO_APPS_PORT", settings.http_port.to_string()),
+            ("OURO_ADMIN_TOKEN", token.to_string()),
+        ],
+        _ => vec![
+            ("OURO_ROUTES_URL", format!("http://127.0.0.1:{}/routes", settings.runner_port)),
+            ("OURO_ROUTER_LISTEN", format!("127.0.0.1:{}", settings.http_port)),
+            ("OURO_ROUTER_TLS_LISTEN", format!("127.0.0.1:{}", settings.https_port)),
+        ],
+    };
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn component_service(app: &str) -> Service {
+    let mounts = match app {
+        "ouro-api" => vec![VolumeMount { volume: DATA_VOLUME.into(), path: "/data".into() }],
+        _ => Vec::new(),
+    };
+    Service { mounts, joins: Vec::new(), api_access: false, host_network: true }
+}
+
+/// API dynos get 1 GiB (git and the SQLite file live there); the router 512 MiB.
+fn component_size(app: &str) -> &'static str {
+    if app == "ouro-api" { "standard-2x" } else { "standard-1x" }
+}
+
+/// What the runner runs before any API exists: both components, from the slug on disk.
+fn seed_state(settings: &Settings, token: &str, checksum: &str, slug: &Path) -> DesiredState {
+    let apps = COMPONENTS
+        .iter()
+        .map(|(app, process_type, command)| {
+            let service = component_service(app);
+            DesiredApp {
+                app_id: format!("bootstrap-{app}"),
+                app_name: app.to_string(),
+                release: DesiredRelease {
+                    id: format!("bootstrap-{app}"),
+                    version: 0,
+                    slug_id: "bootstrap".into(),
+                    slug_checksum: checksum.to_string(),
+                    slug_url: format!("file://{}", slug.display()),
+                    process_types: BTreeMap::from([(process_type.to_string(), command.to_string())]),
+                    config: component_config(settings, app, token),
+                    stack: ouro_types::STACK.into(),
+                },
+                formation: vec![DesiredProcess {
+                    process_type: process_type.to_string(),
+                    quantity: 1,
+                    size: component_size(app).into(),
+                }],
+                domains: Vec::new(),
+                one_offs: Vec::new(),
+                restarts: BTreeMap::new(),
+                certificates: Vec::new(),
+                mounts: service.mounts,
+                joins: Vec::new(),
+                api_access: false,
+                host_network: true,
+            }
+        })
+        .collect();
+    DesiredState { apps, volumes: vec![DATA_VOLUME.into()], seed: true }
+}
+
+fn start_runner(bin: &Path, data: &Path, settings: &Settings, token: &str, state_file: &Path) -> Result<u32, CliError> {
+    use std::os::unix::process::CommandExt;
+    let log_path = data.join("runner.log");
+    let log =
+        fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| local("open", &log_path, e))?;
+    let err = log.try_clone().map_err(|e| local("open", &log_path, e))?;
+    let child = Command::new(bin.join("ouro-dyno-runner"))
+        .env("OURO_API_URL", format!("http://127.0.0.1:{}", settings.api_port))
+        .env("OURO_API_TOKEN", token)
+        .env("OURO_RUNNER_LISTEN", format!("127.0.0.1:{}", settings.runner_port))
+        .env("OURO_PLATFORM", &settings.platform)
+        .env("OURO_RUNNER_STATE", state_file)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        // Its own process group: a Ctrl-C in this terminal does not stop the platform.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| CliError::local(format!("cannot start ouro-dyno-runner: {e}")))?;
+    let pid = child.id();
+    write_private(&data.join("runner.pid"), format!("{pid}\n").as_bytes())?;
+    Ok(pid)
+}
+
+/// Registers one component as an app through the API: service, config, formation, then (when
+/// its current slug is not this one) a release of this slug. Returns whether it changed
+/// anything.
+#[allow(clippy::too_many_arguments)]
+fn register(
+    client: &Client,
+    settings: &Settings,
+    app: &str,
+    process_type: &str,
+    command: &str,
+    slug: &[u8],
+    checksum: &str,
+    token: &str,
+) -> Result<bool, CliError> {
+    let path = |tail: &str| format!("/apps/{app}{tail}");
+    let mut changed = false;
+    match client.get(&path("")) {
+        Ok(_) => {}
+        Err(CliError::Api { status: 404, .. }) => {
+            client.post("/apps", &serde_json::json!({ "name": app }))?;
+            changed = true;
+        }
+        Err(e) => return Err(e),
+    }
+    let service = component_service(app);
+    let current: Service = decode(client.get(&path("/service"))?)?;
+    if current != service {
+        client.put_json(&path("/service"), &service)?;
+        changed = true;
+    }
+    let config: BTreeMap<String, String> = decode(client.get(&path("/config-vars"))?)?;
+    let wanted = component_config(settings, app, token);
+    let patch: BTreeMap<&String, Option<&String>> =
+        wanted.iter().filter(|(k, v)| config.get(*k) != Some(*v)).map(|(k, v)| (k, Some(v))).collect();
+    if !patch.is_empty() {
+        client.patch(&path("/config-vars"), &patch)?;
+        changed = true;
+    }
+    let formation = FormationBatch {
+        updates: vec![FormationUpdate {
+            process_type: process_type.into(),
+            quantity: Some(1),
+            size: Some(component_size(app).into()),
+        }],
+    };
+    client.patch(&path("/formation"), &formation)?;
+    if current_checksum(client, app)?.as_deref() != Some(checksum) {
+        let create = SlugCreate {
+            process_types: BTreeMap::from([(process_type.to_string(), command.to_string())]),
+            commit_description: Some(format!("ouro up {}", env!("CARGO_PKG_VERSION"))),
+            ..SlugCreate::default()
+        };
+        let made: Slug = decode(client.post(&path("/slugs"), &create)?)?;
+        client.put_bytes(&made.blob.url, "application/gzip", slug)?;
+        let release = ReleaseCreate {
+            slug: Some(made.id),
+            description: Some(format!("Deploy {} (ouro up)", &checksum["SHA256:".len()..][..12])),
+            ..ReleaseCreate::default()
+        };
+        client.post(&path("/releases"), &release)?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// The checksum of the slug the app's current release runs, if any.
+fn current_checksum(client: &Client, app: &str) -> Result<Option<String>, CliError> {
+    let releases: Vec<Release> = decode(client.get(&format!("/apps/{app}/releases"))?)?;
+    let Some(slug) = releases.into_iter().find(|r| r.current).and_then(|r| r.slug) else {
+        return Ok(None);
+    };
+    let slug: Slug = decode(client.get(&format!("/apps/{app}/slugs/{}", slug.id))?)?;
+    Ok(slug.checksum)
+}
+
+/// Whether the API's `api` dyno runs its app's current release (not the seed's).
+fn api_runs_release(client: &Client) -> bool {
+    let Ok(app) = client.get("/apps/ouro-api") else { return false };
+    let Ok(dynos) = client.get("/apps/ouro-api/dynos") else { return false };
+    let current = app["current_release"].as_i64();
+    dynos.as_array().is_some_and(|d| d.iter().any(|d| d["state"] == "up" && d["release"].as_i64() == current))
+}
+
+fn healthy(base: &str) -> bool {
+    let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build();
+    ureq::Agent::new_with_config(config).get(format!("{base}/health")).call().is_ok()
+}
+
+fn wait(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Result<(), CliError> {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        if Instant::now() > deadline {
+            return Err(CliError::local(format!(
+                "gave up after {} s waiting for {what}; see the runner's log",
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(|e| local("write", &temporary, e))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| local("write", &temporary, e))?;
+    fs::rename(&temporary, path).map_err(|e| local("write", path, e))
+}
+
+fn local(verb: &str, path: &Path, e: std::io::Error) -> CliError {
+    CliError::local(format!("cannot {verb} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            data_dir: None,
+            platform: "ouro".into(),
+            api_port: 7700,
+            http_port: 8080,
+            https_port: 8443,
+            runner_port: 7701,
+        }
+    }
+
+    #[test]
+    fn the_seed_runs_both_components_on_the_host_network_from_the_slug_file() {
+        let seed = seed_state(&settings(), "ouro_t", "SHA256:ab", Path::new("/d/bootstrap/ouro.tgz"));
+        assert!(seed.seed);
+        let names: Vec<&str> = seed.apps.iter().map(|a| a.app_name.as_str()).collect();
+        assert_eq!(names, ["ouro-router", "ouro-api"]);
+        let api = &seed.apps[1];
+        assert!(api.host_network && api.mounts[0].path == "/data");
+        assert_eq!(api.release.slug_url, "file:///d/bootstrap/ouro.tgz");
+        assert_eq!(api.release.config["OURO_LISTEN"], "0.0.0.0:7700");
+        assert_eq!(api.release.config["OURO_ADMIN_TOKEN"], "ouro_t");
+        assert_eq!(api.release.process_types["api"], "/app/bin/ouro-api");
+        assert_eq!(seed.apps[0].release.config["OURO_ROUTES_URL"], "http://127.0.0.1:7701/routes");
+        assert_eq!(seed.volumes, ["ouro-data"]);
+    }
+}

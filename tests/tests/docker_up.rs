@@ -1,0 +1,182 @@
+//! `ouro up`: Ouro running on itself. The dyno runner is the only host process; the API and the
+//! router are dynos of the system apps `ouro-api` and `ouro-router`, bootstrapped from a seed
+//! desired state and then registered through the API. Needs the Docker Engine (the stack
+//! image is built on first use).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use ouro_tests::platform::{http_get, sample_app};
+use ouro_tests::{binary, stderr, stdout};
+
+/// One installation made by `ouro up` on free ports, torn down (runner, containers, networks,
+/// volumes) when dropped.
+struct Installation {
+    data: tempfile::TempDir,
+    config: tempfile::TempDir,
+    platform: String,
+    ports: [u16; 4],
+    runtime: tokio::runtime::Runtime,
+    docker: Docker,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+impl Installation {
+    fn new() -> Installation {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let docker = Docker::connect_with_local_defaults().expect("Docker Engine");
+        Installation {
+            data: tempfile::tempdir().expect("temp dir"),
+            config: tempfile::tempdir().expect("temp dir"),
+            platform: format!("ourotestup{}", std::process::id()),
+            ports: [free_port(), free_port(), free_port(), free_port()],
+            runtime,
+            docker,
+        }
+    }
+
+    fn ouro(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(binary("ouro"));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OURO_")) {
+            command.env_remove(key);
+        }
+        let out = command.args(args).env("OURO_CONFIG_DIR", self.config.path()).output().expect("ouro runs");
+        println!("--- ouro {} ---\n{}{}", args.join(" "), stdout(&out), stderr(&out));
+        out
+    }
+
+    fn up(&self) -> String {
+        let [api, http, https, runner] = self.ports.map(|p| p.to_string());
+        let data = self.data.path().display().to_string();
+        let args = [
+            "up",
+            "--data-dir",
+            &data,
+            "--platform",
+            &self.platform,
+            "--api-port",
+            &api,
+            "--http-port",
+            &http,
+            "--https-port",
+            &https,
+            "--runner-port",
+            &runner,
+        ];
+        let out = self.ouro(&args);
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.data.path().join("runner.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            panic!(
+                "ouro up failed: {}\n--- runner log (last lines, newest first) ---\n{}",
+                stderr(&out),
+                tail.join("\n")
+            );
+        }
+        stdout(&out)
+    }
+
+    fn get(&self, app: &str, path: &str) -> Result<(u16, String), String> {
+        http_get(&format!("127.0.0.1:{}", self.ports[1]), &format!("{app}.localhost"), path)
+    }
+
+    /// Containers of this installation: id → name.
+    fn containers(&self) -> HashMap<String, String> {
+        let label = format!("ouro.platform={}", self.platform);
+        let filters = HashMap::from([("label", vec![label.as_str()])]);
+        let options = bollard::container::ListContainersOptions { all: true, filters, ..Default::default() };
+        let list = self.runtime.block_on(self.docker.list_containers(Some(options))).expect("list containers");
+        list.into_iter().map(|c| (c.id.unwrap_or_default(), c.names.unwrap_or_default().join(","))).collect()
+    }
+
+    /// The runner stops and every container goes: what a host restart leaves.
+    fn simulate_host_restart(&self) {
+        self.stop_runner();
+        for id in self.containers().into_keys() {
+            let options = bollard::container::RemoveContainerOptions { force: true, ..Default::default() };
+            let _ = self.runtime.block_on(self.docker.remove_container(&id, Some(options)));
+        }
+    }
+
+    fn stop_runner(&self) {
+        let pid = std::fs::read_to_string(self.data.path().join("runner.pid")).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<u32>() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn wait_until(&self, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out after {limit:?} waiting until {what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        self.simulate_host_restart();
+        let label = format!("ouro.platform={}", self.platform);
+        self.runtime.block_on(async {
+            let filters = HashMap::from([("label".to_string(), vec![label.clone()])]);
+            let networks = bollard::network::ListNetworksOptions { filters: filters.clone() };
+            for network in self.docker.list_networks(Some(networks)).await.unwrap_or_default() {
+                let _ = self.docker.remove_network(&network.name.unwrap_or_default()).await;
+            }
+            let volumes = bollard::volume::ListVolumesOptions { filters };
+            let listed = self.docker.list_volumes(Some(volumes)).await.ok().and_then(|v| v.volumes).unwrap_or_default();
+            for volume in listed {
+                let _ = self.docker.remove_volume(&volume.name, None).await;
+            }
+        });
+    }
+}
+
+#[test]
+fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_survives_a_host_restart() {
+    let ouro = Installation::new();
+    let said = ouro.up();
+    assert!(said.contains("Ouro is up") && said.contains("registered the components"), "{said}");
+
+    // The platform's own dynos, shown like any app's.
+    for (app, dyno) in [("ouro-api", "api.1"), ("ouro-router", "router.1")] {
+        let ps = stdout(&ouro.ouro(&["ps", "-a", app]));
+        assert!(ps.contains(&format!("{dyno}: up")), "{ps}");
+    }
+    // A user app, deployed through the self-hosted platform and served by its router.
+    assert!(ouro.ouro(&["apps:create", "demo"]).status.success());
+    let web = sample_app("python-web").join("app");
+    assert!(ouro.ouro(&["deploy", &web.display().to_string(), "-a", "demo"]).status.success());
+    ouro.wait_until(Duration::from_secs(120), "demo answers through the platform's router", || {
+        ouro.get("demo", "/").is_ok_and(|(status, body)| status == 200 && body.contains("hello"))
+    });
+
+    // Run again: nothing changes, the same containers run.
+    let before = ouro.containers();
+    let again = ouro.up();
+    assert!(again.contains("nothing to change"), "{again}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ouro.containers(), before, "the same containers: nothing restarted");
+
+    // A host restart: no runner, no containers. `ouro up` brings it all back from local state.
+    ouro.simulate_host_restart();
+    assert!(ouro.containers().is_empty());
+    let back = ouro.up();
+    assert!(back.contains("started the runner"), "{back}");
+    ouro.wait_until(Duration::from_secs(180), "demo answers again", || {
+        ouro.get("demo", "/").is_ok_and(|(status, body)| status == 200 && body.contains("hello"))
+    });
+    let apps = stdout(&ouro.ouro(&["apps"]));
+    assert!(apps.contains("demo"), "the API's state survived on its volume: {apps}");
+}
