@@ -95,6 +95,25 @@ impl Installation {
         list.into_iter().map(|c| (c.id.unwrap_or_default(), c.names.unwrap_or_default().join(","))).collect()
     }
 
+    /// The running container of `app`'s dyno `dyno` (`api.1`).
+    fn running(&self, app: &str, dyno: &str) -> Option<String> {
+        let label = format!("ouro.platform={}", self.platform);
+        let app_label = format!("ouro.app={app}");
+        let filters = HashMap::from([("label", vec![label.as_str(), app_label.as_str()])]);
+        let options = bollard::container::ListContainersOptions { filters, ..Default::default() };
+        let list = self.runtime.block_on(self.docker.list_containers(Some(options))).ok()?;
+        list.into_iter()
+            .find(|c| {
+                let labels = c.labels.clone().unwrap_or_default();
+                labels.get("ouro.type").zip(labels.get("ouro.index")).is_some_and(|(t, i)| format!("{t}.{i}") == dyno)
+            })
+            .and_then(|c| c.id)
+    }
+
+    fn kill(&self, id: &str) {
+        self.runtime.block_on(self.docker.kill_container::<String>(id, None)).expect("kill container");
+    }
+
     /// The runner stops and every container goes: what a host restart leaves.
     fn simulate_host_restart(&self) {
         self.stop_runner();
@@ -162,12 +181,38 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
         ouro.get("demo", "/").is_ok_and(|(status, body)| status == 200 && body.contains("hello"))
     });
 
-    // Run again: nothing changes, the same containers run.
-    let before = ouro.containers();
+    // The data plane without the control plane: the API's dyno is killed; the app serves on,
+    // and the runner brings the API back by itself. Then the router's dyno: replaced too.
+    for (app, dyno) in [("ouro-api", "api.1"), ("ouro-router", "router.1")] {
+        let id = ouro.running(app, dyno).expect("the component's dyno runs");
+        ouro.kill(&id);
+        if app == "ouro-api" {
+            let served = (0..10).filter(|_| ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200)).count();
+            assert_eq!(served, 10, "the app serves while the API is down");
+        }
+        ouro.wait_until(Duration::from_secs(120), &format!("{dyno} is replaced"), || {
+            ouro.running(app, dyno).is_some_and(|other| other != id)
+        });
+    }
+    let api = format!("127.0.0.1:{}", ouro.ports[0]);
+    ouro.wait_until(Duration::from_secs(60), "the API answers again", || {
+        http_get(&api, "localhost", "/health").is_ok_and(|(status, _)| status == 200)
+    });
+    ouro.wait_until(Duration::from_secs(60), "the new router serves demo", || {
+        ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200)
+    });
+
+    // Run again: nothing changes, the same containers run (of the components and the app: the
+    // add-on providers' builds and releases come and go meanwhile).
+    let formation = || -> HashMap<String, String> {
+        let ours = |name: &str| ["-ouro-api.", "-ouro-router.", "-demo."].iter().any(|part| name.contains(part));
+        ouro.containers().into_iter().filter(|(_, name)| ours(name)).collect()
+    };
+    let before = formation();
     let again = ouro.up();
     assert!(again.contains("nothing to change"), "{again}");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(ouro.containers(), before, "the same containers: nothing restarted");
+    assert_eq!(formation(), before, "the same containers: nothing restarted");
 
     // A host restart: no runner, no containers. `ouro up` brings it all back from local state.
     ouro.simulate_host_restart();
