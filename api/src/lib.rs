@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use tokio::net::TcpListener;
 
 pub use blob::{BlobStore, LocalBlobStore};
 pub use error::ApiError;
@@ -195,7 +194,16 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     if let Some(path) = auth::bootstrap_admin(&store, &config.data_dir, config.admin_token.as_deref()).await? {
         println!("ouro-api: created the first admin token; it is in {}", path.display());
     }
-    let listener = TcpListener::bind(config.listen).await?;
+    // Shared with a successor (`SO_REUSEPORT`): when Ouro runs on itself, the new API dyno
+    // listens beside the old one, which drains.
+    let socket = match config.listen {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(config.listen)?;
+    let listener = socket.listen(1024)?;
     let addr = listener.local_addr()?;
     // Bound to every interface (so dynos can reach it): loopback is how this host calls it.
     let local = match addr.ip().is_unspecified() {

@@ -65,6 +65,33 @@ pub struct Container {
     pub joined: Vec<String>,
 }
 
+/// Whether a dyno said, in its first minute of output, that it is `listening on` its port:
+/// how the platform's own components (on the host's network, where no probe can tell two
+/// listeners on one `SO_REUSEPORT` port apart) say they are up.
+pub async fn said_listening(docker: &Docker, container: &Container) -> bool {
+    use futures_util::StreamExt;
+    let started = (container.started_ms / 1000) as i64;
+    let options = bollard::container::LogsOptions::<String> {
+        stdout: true,
+        stderr: true,
+        until: started + 60,
+        ..Default::default()
+    };
+    let mut logs = docker.logs(&container.id, Some(options));
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = logs.next().await {
+        let bytes = chunk.into_bytes();
+        if String::from_utf8_lossy(&bytes).contains("listening on") {
+            return true;
+        }
+        seen += bytes.len();
+        if seen > 1 << 20 {
+            break;
+        }
+    }
+    false
+}
+
 /// Every dyno container of `platform`, running or not. Containers with unreadable labels are
 /// skipped.
 pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container>> {

@@ -452,9 +452,20 @@ impl Runner {
         if self.up.contains(&c.id) {
             return true;
         }
-        // Only web dynos on an app network are probed: a dyno on the host's network has no
-        // address of its own and is not routed, so running is up.
-        if c.process_type != "web" || c.host_network {
+        // A dyno on the host's network (a platform component) is up once it says it listens,
+        // or, saying nothing, once it has run for the boot timeout: its predecessor in the
+        // slot stops only then (see `plan::Rollout::HandOver`).
+        if c.host_network {
+            let first_seen = *self.seen_starting.entry(c.id.clone()).or_insert_with(Instant::now);
+            if docker::said_listening(&self.docker, c).await || first_seen.elapsed() > self.config.boot_timeout {
+                self.up.insert(c.id.clone());
+                self.seen_starting.remove(&c.id);
+                return true;
+            }
+            return false;
+        }
+        // Only web dynos on an app network are probed.
+        if c.process_type != "web" {
             self.up.insert(c.id.clone());
             return true;
         }

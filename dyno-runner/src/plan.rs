@@ -118,14 +118,38 @@ pub fn plan(desired: &DesiredState, live: &[LiveDyno], ctx: &Context) -> Vec<Ste
     steps
 }
 
+/// How an app's dynos move to a new release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rollout {
+    /// Web dynos of the old release serve until all new ones are up; other types stop at once
+    /// (Heroku's behaviour).
+    WebOverlap,
+    /// The old dyno of a slot stops before the new one starts: an app with volumes (a
+    /// database), whose data one process at a time may hold.
+    StopFirst,
+    /// The new dyno of a slot starts beside the old one, which stops once the new one is up:
+    /// the platform's components on the host's network, which share their ports
+    /// (`SO_REUSEPORT`) and their volume (SQLite) across the handover.
+    HandOver,
+}
+
+impl Rollout {
+    fn of(app: &DesiredApp) -> Rollout {
+        match (app.host_network, app.mounts.is_empty()) {
+            (true, _) => Rollout::HandOver,
+            (false, false) => Rollout::StopFirst,
+            (false, true) => Rollout::WebOverlap,
+        }
+    }
+}
+
 fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec<Step>) {
     let release = app.release.version;
     let image_ready = ctx.images_ready.contains(&(app.app_name.clone(), release));
     let (one_offs, live): (Vec<&LiveDyno>, Vec<&LiveDyno>) = live.iter().partition(|d| d.process_type == ONE_OFF);
     let mut images_missing = plan_one_offs(app, &one_offs, ctx, steps);
     let mut needs_image = false;
-    // Whether an old release's dyno may run beside its successor.
-    let overlaps = app.mounts.is_empty() && !app.host_network;
+    let rollout = Rollout::of(app);
     let wanted: BTreeMap<&str, (i64, &str)> = app
         .formation
         .iter()
@@ -146,10 +170,9 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
                 }
                 Some(_) => false,
             };
-            // An app with volumes (a database) never runs two dynos on one volume, nor an app
-            // on the host's network two on one host port: the new release's dyno starts once
-            // the old one has stopped, not beside it.
-            let old_still_running = !overlaps
+            // An app with volumes (a database) never runs two dynos on one volume: the new
+            // release's dyno starts once the old one has stopped, not beside it.
+            let old_still_running = rollout == Rollout::StopFirst
                 && live.iter().any(|d| {
                     d.release != release
                         && d.process_type == process_type
@@ -199,8 +222,25 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
         if is_current {
             continue;
         }
-        if overlaps && dyno.release != release && dyno.process_type == "web" && wanted.contains_key("web") && !web_ready
+        let old = dyno.release != release;
+        if rollout == Rollout::WebOverlap
+            && old
+            && dyno.process_type == "web"
+            && wanted.contains_key("web")
+            && !web_ready
         {
+            continue;
+        }
+        // A component hands its slot over: its successor in the same slot is up first.
+        let successor_up = live.iter().any(|d| {
+            d.release == release
+                && d.process_type == dyno.process_type
+                && d.index == dyno.index
+                && d.state == LiveState::Running { up: true }
+        });
+        let slot_wanted =
+            wanted.get(dyno.process_type.as_str()).is_some_and(|(quantity, _)| i64::from(dyno.index) <= *quantity);
+        if rollout == Rollout::HandOver && old && slot_wanted && !successor_up && dyno.state != LiveState::Stopped {
             continue;
         }
         let reason = if dyno.release == release { StopReason::NotDesired } else { StopReason::Superseded };
@@ -557,7 +597,7 @@ mod tests {
     }
 
     #[test]
-    fn host_network_apps_join_no_network_and_never_run_two_dynos_of_a_slot() {
+    fn host_network_apps_join_no_network_and_hand_each_slot_over() {
         let mut host = app("ouro-api", 2, &[("web", 1)]);
         host.host_network = true;
         // Even if `joins` were set (the API refuses it), no Join nor Leave.
@@ -567,14 +607,24 @@ mod tests {
         assert_eq!(run(vec![host.clone()], std::slice::from_ref(&running), &[("ouro-api", 2)], &[], 0), vec![]);
         let steps = run(vec![host.clone()], &[], &[("ouro-api", 2)], &[], 0);
         assert_eq!(steps, vec![start("ouro-api", 2, "web", 1)]);
-        // A new release: the old dyno leaves the host port first, then the new one starts.
+        // A new release, volume or not: the new dyno starts beside the old one (they share
+        // the port), which stops once the new one is up.
         host.release.version = 3;
-        let old = |state| [dyno("a1", "ouro-api", 2, "web", 1, state)];
-        let steps = run(vec![host.clone()], &old(UP), &[("ouro-api", 3)], &[], 0);
+        host.formation[0].process_type = "api".into();
+        host.release.process_types.insert("api".into(), "ouro-api".into());
+        host.mounts = vec![ouro_types::VolumeMount { volume: "ouro-data".into(), path: "/data".into() }];
+        let old = dyno("a1", "ouro-api", 2, "api", 1, UP);
+        let steps = run(vec![host.clone()], std::slice::from_ref(&old), &[("ouro-api", 3)], &[], 0);
+        assert_eq!(steps, vec![start("ouro-api", 3, "api", 1)]);
+        let booting = [old.clone(), dyno("n1", "ouro-api", 3, "api", 1, BOOTING)];
+        assert_eq!(run(vec![host.clone()], &booting, &[("ouro-api", 3)], &[], 0), vec![]);
+        let handed = [old.clone(), dyno("n1", "ouro-api", 3, "api", 1, UP)];
+        let steps = run(vec![host.clone()], &handed, &[("ouro-api", 3)], &[], 0);
         assert_eq!(steps, vec![stop("a1", StopReason::Superseded)]);
-        assert_eq!(run(vec![host.clone()], &old(LiveState::Stopping), &[("ouro-api", 3)], &[], 0), vec![]);
-        let steps = run(vec![host], &old(LiveState::Stopped), &[("ouro-api", 3)], &[], 0);
-        assert_eq!(steps, vec![start("ouro-api", 3, "web", 1), Step::Remove { container_id: "a1".into() }]);
+        // Scaled to zero, the old one goes at once.
+        host.formation[0].quantity = 0;
+        let steps = run(vec![host], std::slice::from_ref(&old), &[("ouro-api", 3)], &[], 0);
+        assert_eq!(steps, vec![stop("a1", StopReason::Superseded)]);
     }
 
     #[test]

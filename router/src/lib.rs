@@ -187,6 +187,16 @@ pub(crate) struct State {
 
 /// Runs the router on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish for up to `config.drain_timeout`, and returns.
+/// A listener on `addr` that a successor may bind too (`SO_REUSEPORT`, same user): during a
+/// handover the kernel spreads new connections over both routers, and the old one drains.
+pub fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     serve_with_tls(listener, None, config, shutdown).await
 }

@@ -7,7 +7,6 @@
 use std::process::ExitCode;
 
 use ouro_router::{Config, serve_with_tls};
-use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -20,7 +19,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match TcpListener::bind(config.listen).await {
+    let listener = match ouro_router::bind_shared(config.listen) {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!("ouro-router: cannot listen on {}: {error}", config.listen);
@@ -35,7 +34,7 @@ async fn main() -> ExitCode {
         }
     }
     let tls_listener = match config.tls_listen {
-        Some(tls_listen) => match TcpListener::bind(tls_listen).await {
+        Some(tls_listen) => match ouro_router::bind_shared(tls_listen) {
             Ok(listener) => Some(listener),
             Err(error) => {
                 eprintln!("ouro-router: cannot listen on {tls_listen}: {error}");

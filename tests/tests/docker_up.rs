@@ -202,6 +202,43 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
         ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200)
     });
 
+    // The components roll to new releases (a config change: the same code) under a bounded
+    // load on the app: each new dyno starts beside the old one on the same ports
+    // (SO_REUSEPORT), which stops once the new one says it listens. No request fails.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (served, failed) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            let (mut served, mut failed) = (0u32, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline && served < 20_000 {
+                match ouro.get("demo", "/") {
+                    Ok((200, _)) => served += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (served, failed)
+        });
+        for (app, dyno) in [("ouro-router", "router.1"), ("ouro-api", "api.1")] {
+            assert!(ouro.ouro(&["config:set", "ROLLED=yes", "-a", app]).status.success());
+            ouro.wait_until(Duration::from_secs(120), &format!("{app} runs its new release alone"), || {
+                let ps = stdout(&ouro.ouro(&["ps", "-a", app]));
+                let version = stdout(&ouro.ouro(&["releases", "-a", app, "-n", "1"]));
+                let current = version.split_whitespace().find(|w| w.starts_with('v') && w[1..].parse::<u32>().is_ok());
+                let lines: Vec<&str> = ps.lines().filter(|l| l.starts_with(&format!("{dyno}:"))).collect();
+                current.is_some_and(|v| {
+                    lines.len() == 1 && lines[0].contains("up") && lines[0].contains(&format!("(release {v})"))
+                })
+            });
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        load.join().expect("the load thread")
+    });
+    println!("during the components' roll: {served} requests served, {} failed", failed.len());
+    assert!(served > 100, "the load ran: {served}");
+    assert!(failed.is_empty(), "failed requests during the roll: {failed:?}");
+
     // Run again: nothing changes, the same containers run (of the components and the app: the
     // add-on providers' builds and releases come and go meanwhile).
     let formation = || -> HashMap<String, String> {
