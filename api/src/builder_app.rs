@@ -19,7 +19,10 @@ pub const COMPONENT_APPS: &[&str] = &["ouro-api", "ouro-router"];
 
 /// Whether `name` is one of the platform's own apps (not listed by `GET /apps`).
 pub fn is_system_app(name: &str) -> bool {
-    name == BUILDER_APP || COMPONENT_APPS.contains(&name) || crate::system_addons::is_provider_app(name)
+    name == BUILDER_APP
+        || name == crate::upgrade::SOURCE_APP
+        || COMPONENT_APPS.contains(&name)
+        || crate::system_addons::is_provider_app(name)
 }
 
 /// What a build dyno runs.

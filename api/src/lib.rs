@@ -15,6 +15,7 @@ mod pipeline;
 mod routes;
 pub mod store;
 mod system_addons;
+mod upgrade;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -239,6 +240,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     builder_app::ensure(&state).await?;
     system_addons::ensure_all(&state).await;
     routes::addons::resume_provisioning(&state).await?;
+    upgrade::resume(&state).await?;
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{local}");
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");

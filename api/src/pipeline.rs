@@ -163,6 +163,19 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
         tracing::error!(app = %app.name, build = %build.id, error = %e, "could not record the end of a build");
     }
     tracing::info!(app = %app.name, build = %build.id, status, "build finished");
+    if status == "succeeded" && app.name == crate::upgrade::SOURCE_APP {
+        // A new build of Ouro itself: roll it to the platform's components.
+        match state.store.app(&app.id).await {
+            Ok(Some(app)) => match state.store.current_release(&app).await.map(|r| r.slug_id) {
+                Ok(Some(slug_id)) => {
+                    log.line("-----> Upgrading the platform: ouro-api, then ouro-router (GET /upgrades)").await;
+                    crate::upgrade::start(&state, &slug_id).await;
+                }
+                _ => tracing::error!("the platform's build has no slug to roll out"),
+            },
+            _ => tracing::error!("the platform's source app is gone"),
+        }
+    }
     let _ = log.out.send(Bytes::from(format!("{STATUS_MARK}{status}\n"))).await;
 }
 

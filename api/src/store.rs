@@ -63,6 +63,7 @@ pub struct ReleaseRow {
     pub created_at: String,
 }
 
+#[derive(Clone)]
 pub struct SlugRow {
     pub id: String,
     pub process_types: BTreeMap<String, String>,
@@ -110,6 +111,19 @@ pub struct BuildRow {
     pub release_version: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// A self-upgrade: the platform's new slug rolling to its components, step by step.
+#[derive(Clone)]
+pub struct UpgradeRow {
+    pub id: String,
+    pub slug_id: String,
+    /// `rolling`, `succeeded`, `failed` (rolled back), or `superseded` by a newer one.
+    pub state: String,
+    /// How many components run the new slug.
+    pub step: i64,
+    pub message: String,
+    pub created_at: String,
 }
 
 /// A backup of an add-on's data: blob `SHA256:<hex>` in the blob store.
@@ -556,6 +570,15 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(|r| Ok((r.try_get("app_id")?, slug_row(r)?))).transpose()
+    }
+
+    /// A copy of an uploaded slug as a slug of app `app_id`, over the same blob.
+    pub async fn copy_slug(&self, slug: SlugRow, app_id: &str) -> Result<SlugRow> {
+        let checksum = slug.checksum.clone().ok_or_else(|| Error::NotFound("the slug's blob".into()))?;
+        let copy = SlugRow { id: uuid::Uuid::new_v4().to_string(), created_at: now(), ..slug };
+        let copy = self.create_slug(app_id, copy).await?;
+        self.set_slug_blob(&copy.id, &checksum, copy.size.unwrap_or(0)).await?;
+        Ok(SlugRow { checksum: Some(checksum), ..copy })
     }
 
     /// Records the uploaded blob of a slug. A slug's content is set once: returns `false` if
@@ -1064,6 +1087,64 @@ impl Store {
         Ok(())
     }
 
+    // ---- self-upgrades -----------------------------------------------------------------
+
+    pub async fn create_upgrade(&self, slug_id: &str) -> Result<UpgradeRow> {
+        let row = UpgradeRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            slug_id: slug_id.into(),
+            state: "rolling".into(),
+            step: 0,
+            message: String::new(),
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO upgrades (id, slug_id, state, step, message, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(&row.id)
+        .bind(&row.slug_id)
+        .bind(&row.state)
+        .bind(row.step)
+        .bind(&row.message)
+        .bind(&row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    pub async fn upgrades(&self) -> Result<Vec<UpgradeRow>> {
+        let rows = sqlx::query(
+            "SELECT id, slug_id, state, step, message, created_at FROM upgrades ORDER BY created_at DESC, id LIMIT 50",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UpgradeRow {
+                    id: r.try_get("id")?,
+                    slug_id: r.try_get("slug_id")?,
+                    state: r.try_get("state")?,
+                    step: r.try_get("step")?,
+                    message: r.try_get("message")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn update_upgrade(&self, id: &str, state: &str, step: i64, message: &str) -> Result<()> {
+        sqlx::query("UPDATE upgrades SET state = $2, step = $3, message = $4, updated_at = $5 WHERE id = $1")
+            .bind(id)
+            .bind(state)
+            .bind(step)
+            .bind(message)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     // ---- add-ons ----------------------------------------------------------------------
 
     pub async fn create_provider(&self, name: &str, url: &str, password: &str) -> Result<ProviderRow> {
@@ -1416,6 +1497,7 @@ fn migrator() -> Migrator {
         migration(11, "service api access", include_str!("../migrations/0011_service_api_access.sql")),
         migration(12, "addon backups", include_str!("../migrations/0012_addon_backups.sql")),
         migration(13, "service host network", include_str!("../migrations/0013_service_host_network.sql")),
+        migration(14, "upgrades", include_str!("../migrations/0014_upgrades.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -12,7 +12,11 @@
 //! 3. once the API answers, the components are registered through it as apps with releases
 //!    of the same slug, config and formation; from then on the normal pipeline manages them.
 //!
-//! Idempotent: with the runner and the API up and the components on this slug, it changes
+//! Later versions of the components come by `git push` of this repository to the source app
+//! `ouro` (built by the rust buildpack, then rolled out by the API: api/src/upgrade.rs); `ouro
+//! up` registers that app too, and never replaces a component's slug once it has one.
+//!
+//! Idempotent: with the runner and the API up and the components registered, it changes
 //! nothing. After a host restart (containers gone, runner not running) it starts the runner,
 //! which brings everything back from its last desired state. Unlike the rest of the CLI this
 //! runs on the server: it starts a process and writes files there, but it still never talks
@@ -106,6 +110,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     let credentials = Credentials { api_url: api_url.clone(), token: token.clone() };
     let client = Client::new(&credentials);
     let mut changed = false;
+    changed |= register_source(&client)?;
     for (app, process_type, command) in COMPONENTS {
         changed |= register(&client, settings, app, process_type, command, &slug, &checksum, &token)?;
         if app == "ouro-api" && changed {
@@ -174,6 +179,8 @@ fn component_config(settings: &Settings, app: &str, token: &str) -> BTreeMap<Str
             ("OURO_ROUTER_URL", format!("http://127.0.0.1:{}", settings.http_port)),
             ("OURO_APPS_PORT", settings.http_port.to_string()),
             ("OURO_ADMIN_TOKEN", token.to_string()),
+            // Builds of the platform itself compile the whole workspace.
+            ("OURO_BUILD_TIMEOUT_SECONDS", "3600".into()),
         ],
         _ => vec![
             ("OURO_ROUTES_URL", format!("http://127.0.0.1:{}/routes", settings.runner_port)),
@@ -305,7 +312,9 @@ fn register(
         }],
     };
     client.patch(&path("/formation"), &formation)?;
-    if current_checksum(client, app)?.as_deref() != Some(checksum) {
+    // Only a first registration releases this slug: later versions come by `git push` to the
+    // source app (see api/src/upgrade.rs), and `ouro up` must not take them back.
+    if current_checksum(client, app)?.is_none() {
         let create = SlugCreate {
             process_types: BTreeMap::from([(process_type.to_string(), command.to_string())]),
             commit_description: Some(format!("ouro up {}", env!("CARGO_PKG_VERSION"))),
@@ -322,6 +331,21 @@ fn register(
         changed = true;
     }
     Ok(changed)
+}
+
+/// The platform's source app `ouro`: `git push` of Ouro's repository to it builds with the
+/// rust buildpack and upgrades the components.
+fn register_source(client: &Client) -> Result<bool, CliError> {
+    match client.get("/apps/ouro") {
+        Ok(_) => Ok(false),
+        Err(CliError::Api { status: 404, .. }) => {
+            client.post("/apps", &serde_json::json!({ "name": "ouro" }))?;
+            let buildpacks = serde_json::json!({ "updates": [{ "buildpack": "rust" }] });
+            client.put_json("/apps/ouro/buildpack-installations", &buildpacks)?;
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The checksum of the slug the app's current release runs, if any.

@@ -162,6 +162,36 @@ impl Drop for Installation {
     }
 }
 
+/// Requests to `app` through the installation's router, each on a new connection, every
+/// `pause`, until `stop` is set (or `limit` passes): (served, failures).
+fn load(ouro: &Installation, app: &str, stop: &std::sync::atomic::AtomicBool, limit: Duration) -> (u32, Vec<String>) {
+    let (mut served, mut failed) = (0u32, Vec::new());
+    let deadline = Instant::now() + limit;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline && served < 100_000 {
+        match ouro.get(app, "/") {
+            Ok((200, _)) => served += 1,
+            other => failed.push(format!("{other:?}")),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (served, failed)
+}
+
+/// Waits until `app`'s only `dyno` runs its current release, whose description has `says`.
+fn rolled(ouro: &Installation, app: &str, dyno: &str, says: &str) {
+    ouro.wait_until(Duration::from_secs(300), &format!("{app} runs its new release alone"), || {
+        let ps = stdout(&ouro.ouro(&["ps", "-a", app]));
+        let latest = stdout(&ouro.ouro(&["releases", "-a", app, "-n", "1"]));
+        let line = latest.lines().find(|l| l.starts_with('v')).unwrap_or_default().to_string();
+        let current = line.split_whitespace().next().unwrap_or("?").to_string();
+        let lines: Vec<&str> = ps.lines().filter(|l| l.starts_with(&format!("{dyno}:"))).collect();
+        line.contains(says)
+            && lines.len() == 1
+            && lines[0].contains(": up")
+            && lines[0].contains(&format!("(release {current})"))
+    });
+}
+
 #[test]
 fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_survives_a_host_restart() {
     let ouro = Installation::new();
@@ -207,29 +237,10 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
     // (SO_REUSEPORT), which stops once the new one says it listens. No request fails.
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (served, failed) = std::thread::scope(|scope| {
-        let load = scope.spawn(|| {
-            let (mut served, mut failed) = (0u32, Vec::new());
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline && served < 20_000 {
-                match ouro.get("demo", "/") {
-                    Ok((200, _)) => served += 1,
-                    other => failed.push(format!("{other:?}")),
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (served, failed)
-        });
+        let load = scope.spawn(|| load(&ouro, "demo", &stop, Duration::from_secs(300)));
         for (app, dyno) in [("ouro-router", "router.1"), ("ouro-api", "api.1")] {
             assert!(ouro.ouro(&["config:set", "ROLLED=yes", "-a", app]).status.success());
-            ouro.wait_until(Duration::from_secs(120), &format!("{app} runs its new release alone"), || {
-                let ps = stdout(&ouro.ouro(&["ps", "-a", app]));
-                let version = stdout(&ouro.ouro(&["releases", "-a", app, "-n", "1"]));
-                let current = version.split_whitespace().find(|w| w.starts_with('v') && w[1..].parse::<u32>().is_ok());
-                let lines: Vec<&str> = ps.lines().filter(|l| l.starts_with(&format!("{dyno}:"))).collect();
-                current.is_some_and(|v| {
-                    lines.len() == 1 && lines[0].contains("up") && lines[0].contains(&format!("(release {v})"))
-                })
-            });
+            rolled(&ouro, app, dyno, "ROLLED");
         }
         std::thread::sleep(Duration::from_secs(2));
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -261,4 +272,85 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
     });
     let apps = stdout(&ouro.ouro(&["apps"]));
     assert!(apps.contains("demo"), "the API's state survived on its volume: {apps}");
+}
+
+/// Self-upgrade: `git push` of this repository to the platform's source app `ouro` builds it
+/// with the rust buildpack in Ouro's own builder (rustc 1.85 of the build stack), and the API
+/// rolls the new slug to `ouro-api`, then `ouro-router`, under a bounded load on a user app with
+/// no failed request; then `releases:rollback` works on a component as on any app. (The build
+/// is asked for `opt-level = 0` through config vars, which reach cargo: the same code, built
+/// faster for the test.)
+#[test]
+fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
+    let ouro = Installation::new();
+    ouro.up();
+    assert!(ouro.ouro(&["apps:create", "demo"]).status.success());
+    let web = sample_app("python-web").join("app");
+    assert!(ouro.ouro(&["deploy", &web.display().to_string(), "-a", "demo"]).status.success());
+    ouro.wait_until(Duration::from_secs(120), "demo answers", || {
+        ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200)
+    });
+    let fast = ["CARGO_PROFILE_RELEASE_OPT_LEVEL=0", "CARGO_PROFILE_RELEASE_DEBUG=false", "CARGO_INCREMENTAL=0"];
+    let mut args = vec!["config:set"];
+    args.extend(fast);
+    args.extend(["-a", "ouro"]);
+    assert!(ouro.ouro(&args).status.success());
+
+    // A clone of this repository's HEAD, its `ouro` remote the platform's source app.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf();
+    let home = tempfile::tempdir().expect("temp dir");
+    let checkout = home.path().join("ouro");
+    let bin_dir = binary("ouro").parent().expect("bin dir").to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let git = |dir: &Path, args: &[&str]| -> Output {
+        let mut command = Command::new("git");
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OURO_") || k.starts_with("GIT_")) {
+            command.env_remove(key);
+        }
+        let out = command
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", home.path())
+            .env("PATH", &path)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("OURO_CONFIG_DIR", ouro.config.path())
+            .output()
+            .expect("git runs");
+        println!("--- git {} ---\n{}{}", args.join(" "), stdout(&out), stderr(&out));
+        out
+    };
+    assert!(git(&root, &["clone", "-q", "--no-local", ".", &checkout.display().to_string()]).status.success());
+    let remote = Command::new(binary("ouro"))
+        .args(["git:remote", "-a", "ouro"])
+        .current_dir(&checkout)
+        .env("HOME", home.path())
+        .env("OURO_CONFIG_DIR", ouro.config.path())
+        .output()
+        .expect("ouro git:remote");
+    assert!(remote.status.success(), "{}", stderr(&remote));
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (served, failed) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| load(&ouro, "demo", &stop, Duration::from_secs(2400)));
+        let pushed = git(&checkout, &["push", "ouro", "HEAD:main"]);
+        let said = stderr(&pushed);
+        assert!(pushed.status.success(), "the push of Ouro failed:\n{said}");
+        assert!(said.contains("Upgrading the platform"), "{said}");
+        rolled(&ouro, "ouro-api", "api.1", "Upgrade to");
+        rolled(&ouro, "ouro-router", "router.1", "Upgrade to");
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        load.join().expect("the load thread")
+    });
+    println!("during the self-upgrade: {served} requests served, {} failed", failed.len());
+    assert!(served > 100, "the load ran: {served}");
+    assert!(failed.is_empty(), "failed requests during the self-upgrade: {failed:?}");
+
+    // A component rolls back like any app.
+    assert!(ouro.ouro(&["releases:rollback", "-a", "ouro-router"]).status.success());
+    rolled(&ouro, "ouro-router", "router.1", "Rollback to");
+    ouro.wait_until(Duration::from_secs(60), "demo answers through the rolled-back router", || {
+        ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200)
+    });
 }

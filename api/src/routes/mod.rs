@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(service::routes())
         .merge(builds::routes())
         .merge(buildpacks::routes())
+        .merge(crate::upgrade::routes())
         .merge(git::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()

@@ -49,13 +49,10 @@ async fn promote(state: &AppState, user: &User, app: &AppRow, slug_id: &str) -> 
     let (owner_id, slug) = state.store.slug_anywhere(slug_id).await?.ok_or_else(not_found)?;
     let owner = state.store.app(&owner_id).await?.ok_or_else(not_found)?;
     find_app(state, user, &owner.name).await.map_err(|_| not_found())?;
-    let Some(checksum) = slug.checksum.clone() else {
+    if slug.checksum.is_none() {
         return Err(ApiError::invalid_params(format!("slug `{slug_id}` has no uploaded tar.gz yet")));
-    };
-    let copy = SlugRow { id: uuid::Uuid::new_v4().to_string(), created_at: crate::now(), ..slug };
-    let copy = state.store.create_slug(&app.id, copy).await?;
-    state.store.set_slug_blob(&copy.id, &checksum, copy.size.unwrap_or(0)).await?;
-    Ok(SlugRow { checksum: Some(checksum), ..copy })
+    }
+    Ok(state.store.copy_slug(slug, &app.id).await?)
 }
 
 /// `{"slug": id}` deploys a slug (of this app, or of another app the caller may use); `{"release": id | version}` rolls back to that release.

@@ -1,0 +1,174 @@
+//! Self-upgrade: a successful build of the platform's source app `ouro` (a `git push` of this
+//! repository, built by the rust buildpack; its Procfile names `api` and `router`) rolls the new
+//! slug to the components, one at a time: `ouro-api` first (the new API then remakes the
+//! builder's slug and the add-on providers from what it embeds), then `ouro-router`. Each step
+//! is a release of the component app over a copy of the slug, which the runner hands over
+//! without downtime (`plan::Rollout::HandOver`); a component whose new dyno does not come up is
+//! rolled back to its previous release and the upgrade stops there.
+//!
+//! The upgrade is a row (`upgrades`), so it survives the API's own replacement: the old API
+//! process releases `ouro-api` and waits; once the new one is up the old one is stopped, and the
+//! new one resumes every upgrade still `rolling` at its start (`resume`). Each step first checks
+//! whether the component already runs the slug, so resuming repeats nothing.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Extension, Router};
+
+use crate::auth::User;
+use crate::store::{Change, UpgradeRow};
+use crate::{ApiError, AppState};
+
+/// The platform's source app: pushing Ouro's repository to it upgrades the platform.
+pub const SOURCE_APP: &str = "ouro";
+/// The components, in the order they are rolled.
+const ORDER: [&str; 2] = ["ouro-api", "ouro-router"];
+/// How long a component's new dyno may take to come up.
+const STEP_TIMEOUT: Duration = Duration::from_secs(180);
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/upgrades", get(list))
+}
+
+/// `GET /upgrades` (admins): the latest self-upgrades, newest first.
+async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    if !user.admin {
+        return Err(ApiError::forbidden("only an admin sees the platform's upgrades"));
+    }
+    let rows = state.store.upgrades().await?;
+    let json = rows
+        .into_iter()
+        .map(|u| {
+            serde_json::json!({
+                "id": u.id, "slug": {"id": u.slug_id}, "state": u.state, "step": u.step,
+                "components": ORDER, "message": u.message, "created_at": u.created_at,
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::Value::Array(json)))
+}
+
+/// Starts rolling `slug_id` (a slug of the source app) to the components; an upgrade still
+/// rolling is superseded.
+pub async fn start(state: &AppState, slug_id: &str) {
+    let started = async {
+        for old in state.store.upgrades().await?.into_iter().filter(|u| u.state == "rolling") {
+            state.store.update_upgrade(&old.id, "superseded", old.step, "a newer upgrade started").await?;
+        }
+        state.store.create_upgrade(slug_id).await
+    };
+    match started.await {
+        Ok(upgrade) => {
+            tracing::info!(upgrade = %upgrade.id, "upgrading the platform");
+            tokio::spawn(drive(state.clone(), upgrade));
+        }
+        Err(e) => tracing::error!(error = %e, "could not start the upgrade"),
+    }
+}
+
+/// Carries on the upgrades still rolling when this API process started.
+pub async fn resume(state: &AppState) -> crate::Result<()> {
+    for upgrade in state.store.upgrades().await?.into_iter().filter(|u| u.state == "rolling") {
+        tracing::info!(upgrade = %upgrade.id, step = upgrade.step, "resuming the platform's upgrade");
+        tokio::spawn(drive(state.clone(), upgrade));
+    }
+    Ok(())
+}
+
+enum Rolled {
+    /// Every component runs the new slug.
+    Done,
+    /// This API process released its successor, which carries on.
+    HandedOver,
+}
+
+async fn drive(state: AppState, upgrade: UpgradeRow) {
+    let (outcome, step, message) = match roll(&state, &upgrade).await {
+        Ok(Rolled::HandedOver) => return,
+        Ok(Rolled::Done) => ("succeeded", ORDER.len() as i64, "every component runs the new slug".to_string()),
+        Err((step, message)) => ("failed", step, message),
+    };
+    tracing::info!(upgrade = %upgrade.id, outcome, %message, "the platform's upgrade ended");
+    if let Err(e) = state.store.update_upgrade(&upgrade.id, outcome, step, &message).await {
+        tracing::error!(upgrade = %upgrade.id, error = %e, "could not record the upgrade's end");
+    }
+}
+
+async fn roll(state: &AppState, upgrade: &UpgradeRow) -> Result<Rolled, (i64, String)> {
+    let internal = |step: usize, e: crate::Error| (step as i64, e.to_string());
+    let (_, slug) = state
+        .store
+        .slug_anywhere(&upgrade.slug_id)
+        .await
+        .map_err(|e| internal(0, e))?
+        .ok_or_else(|| (0, "the upgrade's slug is gone".to_string()))?;
+    let label = slug.commit_sha.as_deref().map(|c| c.chars().take(12).collect()).unwrap_or_else(|| slug.id.clone());
+    for (step, component) in ORDER.iter().enumerate() {
+        let app = state.store.app(component).await.map_err(|e| internal(step, e))?.ok_or_else(|| {
+            (step as i64, format!("there is no `{component}` app: the platform does not run on itself (ouro up)"))
+        })?;
+        let current = state.store.current_release(&app).await.map_err(|e| internal(step, e))?;
+        let running = match &current.slug_id {
+            Some(id) => state.store.slug(&app.id, id).await.map_err(|e| internal(step, e))?.and_then(|s| s.checksum),
+            None => None,
+        };
+        if running.is_some() && running == slug.checksum {
+            continue; // already rolled (a resumed upgrade)
+        }
+        let copy = state.store.copy_slug(slug.clone(), &app.id).await.map_err(|e| internal(step, e))?;
+        let description = Some(format!("Upgrade to {label}"));
+        let change = Change::Deploy { slug_id: copy.id, description };
+        let release = state
+            .store
+            .create_release(&app.id, "ouro", change)
+            .await
+            .map_err(|e| internal(step, e))?
+            .ok_or_else(|| (step as i64, format!("no release of {component} was made")))?;
+        state.changed();
+        let message = format!("rolling {component} to v{}", release.version);
+        let _ = state.store.update_upgrade(&upgrade.id, "rolling", step as i64, &message).await;
+        match wait_up(state, component, release.version).await {
+            Ok(()) if *component == "ouro-api" => return Ok(Rolled::HandedOver),
+            Ok(()) => {}
+            Err(reason) => {
+                let back = Change::Rollback { version: current.version };
+                let rolled_back = state.store.create_release(&app.id, "ouro", back).await;
+                state.changed();
+                let how = match rolled_back {
+                    Ok(Some(r)) => format!("rolled back to v{} as v{}", current.version, r.version),
+                    _ => "and could not be rolled back".to_string(),
+                };
+                return Err((
+                    step as i64,
+                    format!("{component} v{} {reason}; {how}; the upgrade stopped there", release.version),
+                ));
+            }
+        }
+    }
+    Ok(Rolled::Done)
+}
+
+/// Waits until the runner reports a dyno of `app`'s release `version` up; `Err` says why not
+/// (it keeps crashing, or the step's time ran out).
+async fn wait_up(state: &AppState, app: &str, version: i64) -> Result<(), String> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let dynos = state.dynos.read().map(|d| d.get(app).cloned().unwrap_or_default()).unwrap_or_default();
+        let new: Vec<_> = dynos.iter().filter(|d| d.release == version).collect();
+        if new.iter().any(|d| d.state == "up") {
+            return Ok(());
+        }
+        if let Some(crashed) = new.iter().find(|d| d.state == "crashed" && d.restarts >= 2) {
+            return Err(format!("crashed ({})", crashed.reason.clone().unwrap_or_default()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("was not up within {} s", STEP_TIMEOUT.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
