@@ -113,10 +113,12 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     changed |= register_source(&client)?;
     for (app, process_type, command) in COMPONENTS {
         changed |= register(&client, settings, app, process_type, command, &slug, &checksum, &token)?;
-        if app == "ouro-api" && changed {
-            // Its new release replaces the seed's API dyno: a short gap.
-            wait(Duration::from_secs(120), "the API's own release to answer", || api_runs_release(&client))?;
-        }
+    }
+    if changed {
+        // The releases' dynos take over from the seed's (the API's through its own restart).
+        wait(Duration::from_secs(180), "the components' releases to take over", || {
+            components_run_their_releases(&client)
+        })?;
     }
     credentials::save(&credentials)?;
     said.push(if changed { "registered the components as apps".into() } else { "nothing to change".into() });
@@ -358,12 +360,17 @@ fn current_checksum(client: &Client, app: &str) -> Result<Option<String>, CliErr
     Ok(slug.checksum)
 }
 
-/// Whether the API's `api` dyno runs its app's current release (not the seed's).
-fn api_runs_release(client: &Client) -> bool {
-    let Ok(app) = client.get("/apps/ouro-api") else { return false };
-    let Ok(dynos) = client.get("/apps/ouro-api/dynos") else { return false };
-    let current = app["current_release"].as_i64();
-    dynos.as_array().is_some_and(|d| d.iter().any(|d| d["state"] == "up" && d["release"].as_i64() == current))
+/// Whether the components' dynos are all up on their apps' current releases: the seed's are
+/// gone, so a request (a long `git push`, say) cannot land on an API about to stop.
+fn components_run_their_releases(client: &Client) -> bool {
+    COMPONENTS.iter().all(|(app, _, _)| {
+        let Ok(info) = client.get(&format!("/apps/{app}")) else { return false };
+        let Ok(dynos) = client.get(&format!("/apps/{app}/dynos")) else { return false };
+        let current = info["current_release"].as_i64();
+        dynos
+            .as_array()
+            .is_some_and(|d| !d.is_empty() && d.iter().all(|d| d["state"] == "up" && d["release"].as_i64() == current))
+    })
 }
 
 fn healthy(base: &str) -> bool {

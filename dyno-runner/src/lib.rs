@@ -285,6 +285,10 @@ struct Runner {
     building: Arc<Mutex<HashSet<String>>>,
     /// Running web dynos that answered on their port.
     up: HashSet<String>,
+    /// Containers on the host's network (platform components), as last observed: they are
+    /// in no route, so they are stopped without a drain (sharing their port, they would take
+    /// new connections during one).
+    on_host_network: HashSet<String>,
     /// Containers being drained and stopped.
     stopping: Arc<Mutex<HashSet<String>>>,
     /// When the runner first saw each starting container.
@@ -324,6 +328,7 @@ impl Runner {
             saved,
             images: HashSet::new(),
             building: Arc::default(),
+            on_host_network: HashSet::new(),
             up: HashSet::new(),
             stopping: Arc::default(),
             seen_starting: HashMap::new(),
@@ -389,6 +394,7 @@ impl Runner {
         }
         let desired = self.desired.clone().unwrap_or_default();
         let containers = docker::list_dynos(&self.docker, &self.config.platform).await?;
+        self.on_host_network = containers.iter().filter(|c| c.host_network).map(|c| c.id.clone()).collect();
         let live = self.observe(&containers).await;
         self.publish_routes(&desired, &containers);
         self.report(&containers).await;
@@ -705,7 +711,8 @@ impl Runner {
             }
         }
         let (docker, stopping, wake) = (self.docker.clone(), self.stopping.clone(), self.wake.clone());
-        let (drain, grace) = (self.config.drain, self.config.stop_grace);
+        let drain = if self.on_host_network.contains(&id) { Duration::ZERO } else { self.config.drain };
+        let grace = self.config.stop_grace;
         // Routes are republished at once (the dyno is now `Stopping`), before the drain starts.
         self.wake.notify_one();
         tokio::spawn(async move {

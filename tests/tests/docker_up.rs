@@ -177,6 +177,16 @@ fn load(ouro: &Installation, app: &str, stop: &std::sync::atomic::AtomicBool, li
     (served, failed)
 }
 
+/// Sets its flag when dropped: a failing assertion inside a `thread::scope` then stops the load
+/// thread instead of waiting for it to run out.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Waits until `app`'s only `dyno` runs its current release, whose description has `says`.
 fn rolled(ouro: &Installation, app: &str, dyno: &str, says: &str) {
     ouro.wait_until(Duration::from_secs(300), &format!("{app} runs its new release alone"), || {
@@ -238,6 +248,7 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (served, failed) = std::thread::scope(|scope| {
         let load = scope.spawn(|| load(&ouro, "demo", &stop, Duration::from_secs(300)));
+        let _stop = StopOnDrop(&stop);
         for (app, dyno) in [("ouro-router", "router.1"), ("ouro-api", "api.1")] {
             assert!(ouro.ouro(&["config:set", "ROLLED=yes", "-a", app]).status.success());
             rolled(&ouro, app, dyno, "ROLLED");
@@ -333,6 +344,7 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (served, failed) = std::thread::scope(|scope| {
         let load = scope.spawn(|| load(&ouro, "demo", &stop, Duration::from_secs(2400)));
+        let _stop = StopOnDrop(&stop);
         let pushed = git(&checkout, &["push", "ouro", "HEAD:main"]);
         let said = stderr(&pushed);
         assert!(pushed.status.success(), "the push of Ouro failed:\n{said}");
