@@ -25,6 +25,8 @@ pub struct User {
     pub id: String,
     pub email: String,
     pub admin: bool,
+    /// The token's scope (`runner`): it may do only that, whatever its user may.
+    pub scope: Option<String>,
 }
 
 impl User {
@@ -75,10 +77,27 @@ pub async fn bootstrap_admin(store: &Store, data_dir: &Path, given: Option<&str>
 
 /// A new token for the platform's own user `email` (made, as an admin, when missing): the
 /// credential of a system app's dynos. Returns the token; only its hash is kept.
-pub async fn system_token(store: &Store, email: &str, description: &str) -> Result<String> {
+pub async fn system_token(store: &Store, email: &str, description: &str, scope: Option<&str>) -> Result<String> {
     let (token_id, secret, token) = new_token();
-    store.add_token(email, true, &token_id, &hash_secret(&secret), description).await?;
+    store.add_token(email, true, &token_id, &hash_secret(&secret), description, scope).await?;
     Ok(token)
+}
+
+/// The requests a `runner` token may make: read the desired state (and wait for changes),
+/// report dynos, fetch slugs. Routes as axum matched them.
+const RUNNER_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/runner/desired-state"),
+    ("GET", "/runner/changes"),
+    ("PUT", "/runner/dynos"),
+    ("GET", "/apps/{app}/slugs/{slug}/blob"),
+];
+
+/// Whether a token of `scope` may make the request `method` on `route`.
+fn scope_allows(scope: &str, method: &Method, route: &str) -> bool {
+    match scope {
+        "runner" => RUNNER_ROUTES.iter().any(|(m, r)| method.as_str() == *m && route == *r),
+        _ => false,
+    }
 }
 
 /// A fresh random secret for a short-lived credential (a push, a build): the secret in hex,
@@ -129,7 +148,7 @@ pub(crate) async fn authenticate(store: &Store, token: &str) -> Result<Option<Us
     if !bool::from(presented.as_slice().ct_eq(&stored)) {
         return Ok(None);
     }
-    Ok(Some(User { id: row.user.id, email: row.user.email, admin: row.user.admin }))
+    Ok(Some(User { id: row.user.id, email: row.user.email, admin: row.user.admin, scope: row.scope }))
 }
 
 /// Middleware: 401 without a valid bearer token; records mutating requests once answered.
@@ -151,8 +170,17 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
         Err(e) => return e.into_response(),
     };
     let method = req.method().clone();
-    let action = match req.extensions().get::<MatchedPath>() {
-        Some(route) => format!("{method} {}", route.as_str()),
+    let route = req.extensions().get::<MatchedPath>().map(|r| r.as_str().to_string());
+    if let Some(scope) = &user.scope {
+        if !route.as_deref().is_some_and(|route| scope_allows(scope, &method, route)) {
+            let refusal = ApiError::forbidden(format!(
+                "this token is scoped to the {scope}: it may read the desired state, report dynos and fetch slugs, nothing else"
+            ));
+            return drained(req, refusal.into_response()).await;
+        }
+    }
+    let action = match &route {
+        Some(route) => format!("{method} {route}"),
         None => format!("{method} {}", req.uri().path()),
     };
     let target = req.uri().path().to_string();

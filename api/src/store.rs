@@ -38,6 +38,8 @@ pub struct UserRow {
 pub struct TokenRow {
     pub secret_sha256: String,
     pub user: UserRow,
+    /// `runner`, or `None` for everything the user may do.
+    pub scope: Option<String>,
 }
 
 pub struct AppRow {
@@ -291,7 +293,8 @@ impl Store {
         Ok(user_id)
     }
 
-    /// Adds a token to the user `email`, making the user first when there is none.
+    /// Adds a token (with its `scope`, if any) to the user `email`, making the user first when
+    /// there is none.
     pub async fn add_token(
         &self,
         email: &str,
@@ -299,22 +302,34 @@ impl Store {
         token_id: &str,
         secret_sha256: &str,
         description: &str,
+        scope: Option<&str>,
     ) -> Result<()> {
         let user = sqlx::query("SELECT id FROM users WHERE email = $1").bind(email).fetch_optional(&self.pool).await?;
-        let Some(user) = user else {
-            self.create_user_with_token(email, admin, token_id, secret_sha256, description).await?;
-            return Ok(());
+        let user_id: String = match user {
+            Some(user) => user.try_get("id")?,
+            None => {
+                let user_id = uuid::Uuid::new_v4().to_string();
+                sqlx::query("INSERT INTO users (id, email, admin, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&user_id)
+                    .bind(email)
+                    .bind(i64::from(admin))
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(conflict_on_unique)?;
+                user_id
+            }
         };
-        let user_id: String = user.try_get("id")?;
         sqlx::query(
-            "INSERT INTO tokens (id, user_id, description, secret_sha256, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO tokens (id, user_id, description, secret_sha256, created_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_id)
         .bind(&user_id)
         .bind(description)
         .bind(secret_sha256)
         .bind(now())
+        .bind(scope)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -322,7 +337,7 @@ impl Store {
 
     pub async fn token(&self, token_id: &str) -> Result<Option<TokenRow>> {
         let row = sqlx::query(
-            "SELECT t.secret_sha256, u.id, u.email, u.admin FROM tokens t \
+            "SELECT t.secret_sha256, t.scope, u.id, u.email, u.admin FROM tokens t \
              JOIN users u ON u.id = t.user_id WHERE t.id = $1",
         )
         .bind(token_id)
@@ -331,6 +346,7 @@ impl Store {
         row.map(|r| {
             Ok(TokenRow {
                 secret_sha256: r.try_get("secret_sha256")?,
+                scope: r.try_get("scope")?,
                 user: UserRow {
                     id: r.try_get("id")?,
                     email: r.try_get("email")?,
@@ -1498,6 +1514,7 @@ fn migrator() -> Migrator {
         migration(12, "addon backups", include_str!("../migrations/0012_addon_backups.sql")),
         migration(13, "service host network", include_str!("../migrations/0013_service_host_network.sql")),
         migration(14, "upgrades", include_str!("../migrations/0014_upgrades.sql")),
+        migration(15, "token scopes", include_str!("../migrations/0015_token_scopes.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -103,7 +103,7 @@ async fn set_config(state: &AppState, app: &AppRow, kind: &str, password: &str) 
     };
     if !token_works {
         let email = format!("{kind}@addons.ouro.local");
-        let token = crate::auth::system_token(&state.store, &email, &format!("{} provider", app.name)).await?;
+        let token = crate::auth::system_token(&state.store, &email, &format!("{} provider", app.name), None).await?;
         patch.insert("OURO_API_TOKEN".to_string(), Some(token));
     }
     if !patch.is_empty() {

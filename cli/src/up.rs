@@ -99,7 +99,9 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
             write_private(&state_file, &json)?;
             said.push("wrote the bootstrap desired state".to_string());
         }
-        let pid = start_runner(&bin, &data, settings, &token, &state_file)?;
+        // Its own token (scope: runner) once the API made one; the admin's while bootstrapping.
+        let runner_token = fs::read_to_string(data.join("runner-token")).map(|t| t.trim().to_string());
+        let pid = start_runner(&bin, &data, settings, runner_token.as_deref().unwrap_or(&token), &state_file)?;
         said.push(format!("started the runner (pid {pid}, log {})", data.join("runner.log").display()));
         wait(Duration::from_secs(30), "the runner to answer", || healthy(&runner_url))?;
     }
@@ -119,6 +121,15 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
         wait(Duration::from_secs(180), "the components' releases to take over", || {
             components_run_their_releases(&client)
         })?;
+    }
+    if !data.join("runner-token").is_file() {
+        let made = client.post("/runner/tokens", &serde_json::json!({}))?;
+        let scoped = made["token"].as_str().ok_or_else(|| CliError::local("the API made no runner token"))?;
+        write_private(&data.join("runner-token"), format!("{scoped}\n").as_bytes())?;
+        stop_runner(&data)?;
+        let pid = start_runner(&bin, &data, settings, scoped, &state_file)?;
+        wait(Duration::from_secs(30), "the runner to answer", || healthy(&runner_url))?;
+        said.push(format!("gave the runner a token of its own, scoped to the runner (pid {pid})"));
     }
     credentials::save(&credentials)?;
     said.push(if changed { "registered the components as apps".into() } else { "nothing to change".into() });
@@ -266,6 +277,24 @@ fn start_runner(bin: &Path, data: &Path, settings: &Settings, token: &str, state
     let pid = child.id();
     write_private(&data.join("runner.pid"), format!("{pid}\n").as_bytes())?;
     Ok(pid)
+}
+
+/// Stops the runner `ouro up` started (SIGTERM; its dynos keep running and the next runner
+/// adopts them), waiting until it is gone.
+fn stop_runner(data: &Path) -> Result<(), CliError> {
+    let Ok(pid) = fs::read_to_string(data.join("runner.pid")) else { return Ok(()) };
+    let pid = pid.trim().to_string();
+    let _ = Command::new("kill").arg(&pid).stderr(Stdio::null()).status();
+    wait(Duration::from_secs(40), "the runner to stop", || !alive(&pid))
+}
+
+/// Whether process `pid` runs: a zombie (a runner this `ouro up` started and has not reaped)
+/// has stopped.
+fn alive(pid: &str) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
 }
 
 /// Registers one component as an app through the API: service, config, formation, then (when

@@ -22,6 +22,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     addons_set_config_vars_attach_detach_and_destroy,
     slow_addons_are_provisioned_in_the_background,
+    runner_tokens_reach_only_the_runners_endpoints,
     the_runner_hears_of_changes_at_once,
     releases_follow_config_changes_and_rollbacks,
     slugs_deploy_and_set_the_formation,
@@ -639,6 +640,46 @@ impl Provider {
     fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
+}
+
+/// A token scoped to the runner reads the desired state, waits for changes, reports dynos and
+/// fetches slugs, and is refused everything else; only an admin's full token makes one.
+fn runner_tokens_reach_only_the_runners_endpoints(backend: Backend) {
+    let api = Api::start(backend);
+    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+    let slug = api.post("/apps/shop/slugs", json!({"process_types": {"web": "run"}}));
+    let blob = format!("/apps/shop/slugs/{}/blob", slug.body["id"].as_str().expect("slug id"));
+    let tarball = make_slug(&[("app/run", "#!/bin/sh\n")]);
+    let (put, _) = api.raw("PUT", &blob, Some(&api.token), Some(&tarball), "application/gzip");
+    assert_eq!(put, 200);
+    let made = api.post("/runner/tokens", json!({}));
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let token = made.body["token"].as_str().expect("the token, once").to_string();
+
+    assert_eq!(api.call("GET", "/runner/desired-state", Some(&token), None).status, 200);
+    assert_eq!(api.call("GET", "/runner/changes?after=999999", Some(&token), None).status, 200);
+    let report = json!({"dynos": []}).to_string();
+    assert_eq!(api.call("PUT", "/runner/dynos", Some(&token), Some(report.as_bytes())).status, 200);
+    let (got, bytes) = api.raw("GET", &blob, Some(&token), None, "application/json");
+    assert_eq!((got, bytes.len()), (200, tarball.len()));
+    for (method, path) in [
+        ("GET", "/apps"),
+        ("GET", "/apps/shop/config-vars"),
+        ("POST", "/apps"),
+        ("GET", "/account"),
+        ("POST", "/runner/tokens"),
+        ("GET", "/audit-events"),
+        ("DELETE", "/apps/shop"),
+    ] {
+        let answer = api.call(method, path, Some(&token), Some(b"{}"));
+        assert_eq!(answer.status, 403, "{method} {path}: {:?}", answer.body);
+        assert!(
+            answer.body["message"].as_str().unwrap_or_default().contains("scoped to the runner"),
+            "{:?}",
+            answer.body
+        );
+    }
+    assert_eq!(api.get("/apps/shop").status, 200, "nothing was deleted");
 }
 
 /// A provider that answers 202 is polled: the add-on is `provisioning` without config vars

@@ -207,6 +207,14 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
     let ouro = Installation::new();
     let said = ouro.up();
     assert!(said.contains("Ouro is up") && said.contains("registered the components"), "{said}");
+    // The runner runs with a token of its own, which can do nothing but the runner's work.
+    let scoped = std::fs::read_to_string(ouro.data.path().join("runner-token")).expect("the runner's token");
+    let admin = std::fs::read_to_string(ouro.data.path().join("admin-token")).expect("the admin token");
+    assert_ne!(scoped, admin);
+    let mut apps = Command::new(binary("ouro"));
+    let refused = apps.args(["apps"]).env("OURO_CONFIG_DIR", ouro.config.path()).env("OURO_API_TOKEN", scoped.trim());
+    let refused = refused.env("OURO_API_URL", format!("http://127.0.0.1:{}", ouro.ports[0])).output().expect("ouro");
+    assert!(stderr(&refused).contains("scoped to the runner"), "{}", stderr(&refused));
 
     // The platform's own dynos, shown like any app's.
     for (app, dyno) in [("ouro-api", "api.1"), ("ouro-router", "router.1")] {

@@ -11,11 +11,25 @@ use crate::auth::User;
 use crate::error::Json;
 use crate::{ApiError, AppState};
 
+/// `POST /runner/tokens` (admins): a token scoped to the runner (it reads the desired state,
+/// reports dynos and fetches slugs, nothing else), shown once; `ouro up` gives it to the runner.
+async fn new_token(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<(axum::http::StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    if !user.admin || user.scope.is_some() {
+        return Err(ApiError::forbidden("only an admin's full token makes runner tokens"));
+    }
+    let token = crate::auth::system_token(&state.store, "runner@ouro.local", "the dyno runner", Some("runner")).await?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({ "token": token, "scope": "runner" }))))
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/runner/desired-state", get(desired_state))
         .route("/runner/dynos", put(report))
         .route("/runner/changes", get(changes))
+        .route("/runner/tokens", axum::routing::post(new_token))
 }
 
 #[derive(serde::Deserialize)]
