@@ -27,14 +27,22 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// One installation at a time: each runs a whole platform (and the self-upgrade compiles the
+/// workspace), and their timings mean something only when they do not share the 2 cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Installation {
     fn new() -> Installation {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let docker = Docker::connect_with_local_defaults().expect("Docker Engine");
+        // Unique per installation, not only per test process: the label names its containers,
+        // networks and volumes, which two installations must not share.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Installation {
             data: tempfile::tempdir().expect("temp dir"),
             config: tempfile::tempdir().expect("temp dir"),
-            platform: format!("ourotestup{}", std::process::id()),
+            platform: format!("ourotestup{}x{n}", std::process::id()),
             ports: [free_port(), free_port(), free_port(), free_port()],
             runtime,
             docker,
@@ -204,6 +212,7 @@ fn rolled(ouro: &Installation, app: &str, dyno: &str, says: &str) {
 
 #[test]
 fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_survives_a_host_restart() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let ouro = Installation::new();
     let said = ouro.up();
     assert!(said.contains("Ouro is up") && said.contains("registered the components"), "{said}");
@@ -301,6 +310,7 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
 /// faster for the test.)
 #[test]
 fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let ouro = Installation::new();
     ouro.up();
     assert!(ouro.ouro(&["apps:create", "demo"]).status.success());
