@@ -78,9 +78,11 @@ rolled() {
 wait_for 600 rolled ouro-api api.1; api_done=$(now)
 wait_for 600 rolled ouro-router router.1; router_done=$(now)
 touch "$WORK/stop"; wait "$LOAD_PID" || true; LOAD_PID=
-served=$(cat "$WORK/served"); failed=$(wc -l <"$WORK/failures.log" 2>/dev/null || echo 0)
+served=$(cat "$WORK/served"); failed=0
+[ -f "$WORK/failures.log" ] && failed=$(wc -l <"$WORK/failures.log")
 
-at() { python3 "$TIMED" lines "$WORK/push.log" | grep -m1 -- "$1" | sed -E 's/^ *\+ *([0-9.]+)s.*/\1/'; }
+python3 "$TIMED" lines "$WORK/push.log" >"$WORK/lines.txt"
+at() { grep -m1 -- "$1" "$WORK/lines.txt" | sed -E 's/^ *\+ *([0-9.]+)s.*/\1/'; }
 receive=$(at 'Building on'); built=$(at 'Discovering process types'); launch=$(at 'Launching'); upgrading=$(at 'Upgrading the platform')
 echo "== phases (s since the push started)"
 printf '  receive %6.1f  build %6.1f  slug %6.1f  release %6.1f  push done %6.1f\n' \
@@ -88,5 +90,5 @@ printf '  receive %6.1f  build %6.1f  slug %6.1f  release %6.1f  push done %6.1f
   "$(echo "$pushed - $push_start" | bc)"
 printf '  ouro-api rolled %6.1f after the push, ouro-router %6.1f after that; total %6.1f s\n' \
   "$(echo "$api_done - $pushed" | bc)" "$(echo "$router_done - $api_done" | bc)" "$(echo "$router_done - $push_start" | bc)"
-python3 "$TIMED" lines "$WORK/push.log" | grep -E 'Rust build done|cargo:|Done:' || true
+grep -E 'Rust build done|cargo:|Done:' "$WORK/lines.txt" || true
 echo "== load on demo during the upgrade: $served requests, $failed failed"
