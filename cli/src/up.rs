@@ -79,11 +79,8 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     };
     fs::create_dir_all(data.join("bootstrap")).map_err(|e| local("make", &data, e))?;
     let token = admin_token(&data)?;
-    let (slug, checksum) = component_slug(&bin)?;
-    let slug_path = data.join("bootstrap").join(format!("ouro-{}.tgz", &checksum["SHA256:".len()..][..12]));
-    if !slug_path.is_file() {
-        write_private(&slug_path, &slug)?;
-    }
+    // Packed only when a first start or a first registration needs it: not on every run.
+    let mut packed = Packed { bin: bin.clone(), slug: None };
     let api_url = format!("http://127.0.0.1:{}", settings.api_port);
     let runner_url = format!("http://127.0.0.1:{}", settings.runner_port);
     let state_file = data.join("runner").join("desired-state.json");
@@ -93,7 +90,10 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
         said.push(format!("the runner answers at {runner_url}"));
     } else {
         if !state_file.is_file() {
-            let seed = seed_state(settings, &token, &checksum, &slug_path);
+            let (slug, checksum) = packed.get()?;
+            let slug_path = data.join("bootstrap").join(format!("ouro-{}.tgz", &checksum["SHA256:".len()..][..12]));
+            write_private(&slug_path, slug)?;
+            let seed = seed_state(settings, &token, checksum, &slug_path);
             let json = serde_json::to_vec_pretty(&seed).map_err(|e| CliError::local(e.to_string()))?;
             fs::create_dir_all(data.join("runner")).map_err(|e| local("make", &data, e))?;
             write_private(&state_file, &json)?;
@@ -114,7 +114,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     let mut changed = false;
     changed |= register_source(&client)?;
     for (app, process_type, command) in COMPONENTS {
-        changed |= register(&client, settings, app, process_type, command, &slug, &checksum, &token)?;
+        changed |= register(&client, settings, app, process_type, command, &mut packed, &token)?;
     }
     if changed {
         // The releases' dynos take over from the seed's (the API's through its own restart).
@@ -154,6 +154,22 @@ fn admin_token(data: &Path) -> Result<String, CliError> {
     let token = format!("ouro_{}_{}", hex::encode(&random[..8]), hex::encode(&random[8..]));
     write_private(&path, format!("{token}\n").as_bytes())?;
     Ok(token)
+}
+
+/// The components' slug, packed on first use.
+struct Packed {
+    bin: PathBuf,
+    slug: Option<(Vec<u8>, String)>,
+}
+
+impl Packed {
+    fn get(&mut self) -> Result<(&[u8], &str), CliError> {
+        if self.slug.is_none() {
+            self.slug = Some(component_slug(&self.bin)?);
+        }
+        let (slug, checksum) = self.slug.as_ref().expect("packed just now");
+        Ok((slug, checksum))
+    }
 }
 
 /// The components' slug: a reproducible tar.gz of `./app/bin/{ouro-api,ouro-router}`, and its
@@ -307,8 +323,7 @@ fn register(
     app: &str,
     process_type: &str,
     command: &str,
-    slug: &[u8],
-    checksum: &str,
+    packed: &mut Packed,
     token: &str,
 ) -> Result<bool, CliError> {
     let path = |tail: &str| format!("/apps/{app}{tail}");
@@ -346,6 +361,7 @@ fn register(
     // Only a first registration releases this slug: later versions come by `git push` to the
     // source app (see api/src/upgrade.rs), and `ouro up` must not take them back.
     if current_checksum(client, app)?.is_none() {
+        let (slug, checksum) = packed.get()?;
         let create = SlugCreate {
             process_types: BTreeMap::from([(process_type.to_string(), command.to_string())]),
             commit_description: Some(format!("ouro up {}", env!("CARGO_PKG_VERSION"))),

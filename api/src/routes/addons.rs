@@ -203,7 +203,7 @@ async fn create(
     let recorded = async {
         check_config(&provider, &attachment_name, &config)?;
         state.store.create_addon(&addon, &attachment).await?;
-        set_vars(&state, &app, &user.email, &attachment_name, &config).await
+        release_vars(&state, &app, &user.email, &attachment_name, &config, true).await
     }
     .await;
     if let Err(e) = recorded {
@@ -310,7 +310,7 @@ async fn record_provisioned(
     }
     for attachment in attachments {
         if let Some(app) = state.store.app(&attachment.app_id).await? {
-            set_vars(state, &app, actor, &attachment.name, config).await?;
+            release_vars(state, &app, actor, &attachment.name, config, true).await?;
         }
     }
     tracing::info!(addon = %addon.name, "provisioned");
@@ -375,7 +375,7 @@ pub(crate) async fn deprovision(state: &AppState, user: &User, addon: &AddonRow)
     }
     for attachment in state.store.attachments_of_addon(&addon.id).await? {
         if let Some(app) = state.store.app(&attachment.app_id).await? {
-            unset_vars(state, &app, user, &attachment.name, &addon.config).await?;
+            release_vars(state, &app, &user.email, &attachment.name, &addon.config, false).await?;
         }
     }
     state.store.delete_addon(&addon.id).await?;
@@ -412,7 +412,7 @@ async fn attach(
         }
         other => other.into(),
     })?;
-    if let Err(e) = set_vars(&state, &app, &user.email, &attachment_name, &addon.config).await {
+    if let Err(e) = release_vars(&state, &app, &user.email, &attachment_name, &addon.config, true).await {
         let _ = state.store.delete_attachment(&attachment.id).await;
         return Err(e);
     }
@@ -442,7 +442,7 @@ async fn detach(
             addon.name, addon.name, addon.name
         )));
     }
-    unset_vars(&state, &app, &user, &attachment.name, &addon.config).await?;
+    release_vars(&state, &app, &user.email, &attachment.name, &addon.config, false).await?;
     state.store.delete_attachment(&attachment.id).await?;
     state.changed();
     Ok(axum::Json(serde_json::json!({ "addon": addon.name, "app": app.name, "name": attachment.name })))
@@ -503,33 +503,21 @@ fn var(attachment: &str, key: &str) -> String {
     format!("{attachment}_{key}")
 }
 
-async fn set_vars(
+/// Sets (or, with `set` false, unsets) the attachment's `<NAME>_<KEY>` vars on `app` in one
+/// release; nothing to do for a config with no keys (an add-on still provisioning).
+async fn release_vars(
     state: &AppState,
     app: &AppRow,
     actor: &str,
     attachment: &str,
     config: &BTreeMap<String, String>,
+    set: bool,
 ) -> Result<(), ApiError> {
     if config.is_empty() {
         return Ok(());
     }
-    let patch: ConfigVarsPatch = config.iter().map(|(k, v)| (var(attachment, k), Some(v.clone()))).collect();
+    let patch: ConfigVarsPatch = config.iter().map(|(k, v)| (var(attachment, k), set.then(|| v.clone()))).collect();
     state.store.create_release(&app.id, actor, Change::Config(patch)).await?;
-    Ok(())
-}
-
-async fn unset_vars(
-    state: &AppState,
-    app: &AppRow,
-    user: &User,
-    attachment: &str,
-    config: &BTreeMap<String, String>,
-) -> Result<(), ApiError> {
-    if config.is_empty() {
-        return Ok(());
-    }
-    let patch: ConfigVarsPatch = config.keys().map(|k| (var(attachment, k), None)).collect();
-    state.store.create_release(&app.id, &user.email, Change::Config(patch)).await?;
     Ok(())
 }
 
