@@ -92,11 +92,36 @@ const RUNNER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/apps/{app}/slugs/{slug}/blob"),
 ];
 
-/// Whether a token of `scope` may make the request `method` on `route`.
-fn scope_allows(scope: &str, method: &Method, route: &str) -> bool {
-    match scope {
-        "runner" => RUNNER_ROUTES.iter().any(|(m, r)| method.as_str() == *m && route == *r),
-        _ => false,
+/// The requests a `provider` token (an add-on provider's, of a user that is no admin) may
+/// make: manage the server apps it owns (create, configure, make a service, scale, release its
+/// own slug on them, delete) and read its own app. What an app it may touch is, the ownership
+/// checks of the handlers decide, as for any user.
+const PROVIDER_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/apps"),
+    ("GET", "/apps/{app}"),
+    ("DELETE", "/apps/{app}"),
+    ("GET", "/apps/{app}/config-vars"),
+    ("PATCH", "/apps/{app}/config-vars"),
+    ("PUT", "/apps/{app}/service"),
+    ("PATCH", "/apps/{app}/formation"),
+    ("POST", "/apps/{app}/releases"),
+    ("GET", "/apps/{app}/releases/{release}"),
+];
+
+/// The scopes a token may have: its name, the routes it may request, and what it may do in
+/// words (for the refusal).
+const SCOPES: &[(&str, &[(&str, &str)], &str)] = &[
+    ("runner", RUNNER_ROUTES, "it may read the desired state, report dynos and fetch slugs"),
+    ("provider", PROVIDER_ROUTES, "it may manage the server apps of its add-ons"),
+];
+
+/// Whether a token of `scope` may make the request `method` on `route`, and if not, what it
+/// may do.
+fn scope_allows(scope: &str, method: &Method, route: &str) -> std::result::Result<(), &'static str> {
+    match SCOPES.iter().find(|(name, _, _)| *name == scope) {
+        Some((_, routes, _)) if routes.iter().any(|(m, r)| method.as_str() == *m && route == *r) => Ok(()),
+        Some((_, _, may)) => Err(may),
+        None => Err("its scope is unknown to this API"),
     }
 }
 
@@ -172,10 +197,8 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map(|r| r.as_str().to_string());
     if let Some(scope) = &user.scope {
-        if !route.as_deref().is_some_and(|route| scope_allows(scope, &method, route)) {
-            let refusal = ApiError::forbidden(format!(
-                "this token is scoped to the {scope}: it may read the desired state, report dynos and fetch slugs, nothing else"
-            ));
+        if let Err(may) = scope_allows(scope, &method, route.as_deref().unwrap_or_default()) {
+            let refusal = ApiError::forbidden(format!("this token is scoped to the {scope}: {may}, nothing else"));
             return drained(req, refusal.into_response()).await;
         }
     }

@@ -357,6 +357,41 @@ impl Store {
         .transpose()
     }
 
+    /// The system user `email` with the powers `admin`, made when missing. A user whose admin
+    /// flag was different is corrected and loses its tokens, which were made for other powers.
+    pub async fn ensure_system_user(&self, email: &str, admin: bool) -> Result<UserRow> {
+        let row = sqlx::query("SELECT id, admin FROM users WHERE email = $1").bind(email).fetch_optional(&self.pool).await?;
+        let id = match row {
+            Some(row) => {
+                let id: String = row.try_get("id")?;
+                if (row.try_get::<i64, _>("admin")? == 1) != admin {
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query("UPDATE users SET admin = $2 WHERE id = $1")
+                        .bind(&id)
+                        .bind(i64::from(admin))
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM tokens WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                }
+                id
+            }
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                sqlx::query("INSERT INTO users (id, email, admin, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&id)
+                    .bind(email)
+                    .bind(i64::from(admin))
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(conflict_on_unique)?;
+                id
+            }
+        };
+        Ok(UserRow { id, email: email.into(), admin })
+    }
+
     /// The oldest admin user: owner of the platform's own apps.
     pub async fn first_admin(&self) -> Result<Option<UserRow>> {
         let row = sqlx::query("SELECT id, email FROM users WHERE admin = 1 ORDER BY created_at, id LIMIT 1")
@@ -399,6 +434,17 @@ impl Store {
         .await?;
         tx.commit().await?;
         self.app(&app_id).await?.ok_or_else(|| Error::NotFound(format!("app {name}")))
+    }
+
+    /// Gives the app to another user (a system app to the user that runs it).
+    pub async fn set_app_owner(&self, app_id: &str, owner_id: &str) -> Result<()> {
+        sqlx::query("UPDATE apps SET owner_id = $2, updated_at = $3 WHERE id = $1")
+            .bind(app_id)
+            .bind(owner_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn apps(&self, owner: Option<&str>) -> Result<Vec<AppRow>> {

@@ -2,9 +2,11 @@
 //!
 //! At start, for each kind in `OURO_ADDON_PROVIDERS` (default `postgresql,redis`), the API
 //! makes sure that
-//! - the app `ouro-<kind>` exists (owned by the first admin) with `api_access`, and its config
-//!   holds the provider's kind, its contract password and an API token of the user
-//!   `<kind>@addons.ouro.local` (an admin until issue 6 scopes credentials);
+//! - the app `ouro-<kind>` exists with `api_access`, owned by the user `<kind>@addons.ouro.local`
+//!   (no admin), and its config holds the provider's kind, its contract password and a token
+//!   of that user scoped to `provider`: it manages the server apps it makes and reads its own
+//!   app, nothing else (`auth::PROVIDER_ROUTES`; the service's volumes and joins are bounded
+//!   too, see `routes/service.rs`);
 //! - the provider `<kind>` is registered at `app:ouro-<kind>` (a provider of that name already
 //!   registered elsewhere, by a third party, is left alone and no app is made);
 //! - the app's last build is of the embedded provider source (`addons/`, plus a `Procfile` and
@@ -27,6 +29,11 @@ pub const KINDS: &[&str] = &["postgresql", "redis"];
 /// The system app of a kind's provider.
 pub fn provider_app(kind: &str) -> String {
     format!("ouro-{kind}")
+}
+
+/// The user a kind's provider acts as: it owns the provider app and the server apps.
+fn provider_user(kind: &str) -> String {
+    format!("{kind}@addons.ouro.local")
 }
 
 /// Whether `name` is the app of one of the shipped providers.
@@ -70,7 +77,13 @@ async fn ensure(state: &AppState, kind: &str) -> Result<()> {
             state.store.create_provider(kind, &url, &password).await?
         }
     };
-    let app = crate::builder_app::ensure_system_app(state, &name).await?;
+    let user = state.store.ensure_system_user(&provider_user(kind), false).await?;
+    let mut app = crate::builder_app::ensure_system_app(state, &name).await?;
+    if app.owner_id != user.id {
+        state.store.set_app_owner(&app.id, &user.id).await?;
+        app.owner_id = user.id.clone();
+        app.owner_email = user.email.clone();
+    }
     let mut service = state.store.service(&app.id).await?;
     if !service.api_access {
         service.api_access = true;
@@ -98,12 +111,16 @@ async fn set_config(state: &AppState, app: &AppRow, kind: &str, password: &str) 
         }
     }
     let token_works = match current.get("OURO_API_TOKEN") {
-        Some(token) => crate::auth::authenticate(&state.store, token).await.ok().flatten().is_some(),
+        Some(token) => crate::auth::authenticate(&state.store, token)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|user| !user.admin && user.scope.as_deref() == Some("provider")),
         None => false,
     };
     if !token_works {
-        let email = format!("{kind}@addons.ouro.local");
-        let token = crate::auth::system_token(&state.store, &email, &format!("{} provider", app.name), None).await?;
+        let description = format!("{} provider", app.name);
+        let token = crate::auth::system_token(&state.store, &provider_user(kind), &description, Some("provider")).await?;
         patch.insert("OURO_API_TOKEN".to_string(), Some(token));
     }
     if !patch.is_empty() {

@@ -114,7 +114,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     let mut changed = false;
     changed |= register_source(&client)?;
     for (app, process_type, command) in COMPONENTS {
-        changed |= register(&client, settings, app, process_type, command, &mut packed, &token)?;
+        changed |= register(&client, settings, app, process_type, command, &mut packed)?;
     }
     if changed {
         // The releases' dynos take over from the seed's (the API's through its own restart).
@@ -199,7 +199,7 @@ fn component_slug(bin: &Path) -> Result<(Vec<u8>, String), CliError> {
 }
 
 /// Each component's config: how it listens and finds the others (all on the host's network).
-fn component_config(settings: &Settings, app: &str, token: &str) -> BTreeMap<String, String> {
+fn component_config(settings: &Settings, app: &str) -> BTreeMap<String, String> {
     let pairs: Vec<(&str, String)> = match app {
         "ouro-api" => vec![
             ("OURO_DATA_DIR", "/data".into()),
@@ -207,7 +207,6 @@ fn component_config(settings: &Settings, app: &str, token: &str) -> BTreeMap<Str
             ("OURO_API_URL", format!("http://127.0.0.1:{}", settings.api_port)),
             ("OURO_ROUTER_URL", format!("http://127.0.0.1:{}", settings.http_port)),
             ("OURO_APPS_PORT", settings.http_port.to_string()),
-            ("OURO_ADMIN_TOKEN", token.to_string()),
             // Builds of the platform itself compile the whole workspace.
             ("OURO_BUILD_TIMEOUT_SECONDS", "3600".into()),
         ],
@@ -218,6 +217,16 @@ fn component_config(settings: &Settings, app: &str, token: &str) -> BTreeMap<Str
         ],
     };
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The seed's config: the components', and for the API the first admin's token, which its
+/// first start makes (the registered releases do without: the user exists by then).
+fn seed_config(settings: &Settings, app: &str, token: &str) -> BTreeMap<String, String> {
+    let mut config = component_config(settings, app);
+    if app == "ouro-api" {
+        config.insert("OURO_ADMIN_TOKEN".into(), token.into());
+    }
+    config
 }
 
 fn component_service(app: &str) -> Service {
@@ -249,7 +258,7 @@ fn seed_state(settings: &Settings, token: &str, checksum: &str, slug: &Path) -> 
                     slug_checksum: checksum.to_string(),
                     slug_url: format!("file://{}", slug.display()),
                     process_types: BTreeMap::from([(process_type.to_string(), command.to_string())]),
-                    config: component_config(settings, app, token),
+                    config: seed_config(settings, app, token),
                     stack: ouro_types::STACK.into(),
                 },
                 formation: vec![DesiredProcess {
@@ -324,7 +333,6 @@ fn register(
     process_type: &str,
     command: &str,
     packed: &mut Packed,
-    token: &str,
 ) -> Result<bool, CliError> {
     let path = |tail: &str| format!("/apps/{app}{tail}");
     let mut changed = false;
@@ -343,9 +351,14 @@ fn register(
         changed = true;
     }
     let config: BTreeMap<String, String> = decode(client.get(&path("/config-vars"))?)?;
-    let wanted = component_config(settings, app, token);
-    let patch: BTreeMap<&String, Option<&String>> =
+    let wanted = component_config(settings, app);
+    let mut patch: BTreeMap<&String, Option<&String>> =
         wanted.iter().filter(|(k, v)| config.get(*k) != Some(*v)).map(|(k, v)| (k, Some(v))).collect();
+    // The admin token is the seed's, for the API's first start: no release keeps it.
+    let seed_only = "OURO_ADMIN_TOKEN".to_string();
+    if config.contains_key(&seed_only) {
+        patch.insert(&seed_only, None);
+    }
     if !patch.is_empty() {
         client.patch(&path("/config-vars"), &patch)?;
         changed = true;
@@ -437,6 +450,35 @@ fn wait(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Result<
     Ok(())
 }
 
+/// `ouro upgrades` (admins): the platform's self-upgrades, newest first, each with the
+/// component it reached and how it ended.
+pub fn upgrades(ctx: &crate::context::Ctx) -> crate::context::Output {
+    let raw = ctx.client()?.get("/upgrades")?;
+    if ctx.json {
+        return Ok(crate::context::pretty(&raw));
+    }
+    Ok(render_upgrades(&raw, std::time::SystemTime::now()))
+}
+
+fn render_upgrades(raw: &serde_json::Value, now: std::time::SystemTime) -> String {
+    let upgrades = raw.as_array().map(Vec::as_slice).unwrap_or_default();
+    if upgrades.is_empty() {
+        return "No upgrades yet: `git push` this repository to the app `ouro` upgrades the platform.\n".into();
+    }
+    let text = |u: &serde_json::Value, key: &str| u[key].as_str().unwrap_or_default().to_string();
+    let rows: Vec<Vec<String>> = upgrades
+        .iter()
+        .map(|u| {
+            let step = u["step"].as_u64().unwrap_or(0) as usize;
+            let reached = u["components"].get(step).and_then(|c| c.as_str()).unwrap_or("all components");
+            let id: String = text(u, "id").chars().take(8).collect();
+            let when = crate::table::ago(&text(u, "created_at"), now);
+            vec![id, text(u, "state"), reached.to_string(), text(u, "message"), when]
+        })
+        .collect();
+    crate::table::heading("Platform upgrades (newest first)") + &crate::table::columns(&rows)
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     use std::os::unix::fs::OpenOptionsExt;
     let temporary = path.with_extension("tmp");
@@ -481,8 +523,25 @@ mod tests {
         assert_eq!(api.release.slug_url, "file:///d/bootstrap/ouro.tgz");
         assert_eq!(api.release.config["OURO_LISTEN"], "0.0.0.0:7700");
         assert_eq!(api.release.config["OURO_ADMIN_TOKEN"], "ouro_t");
+        assert!(!component_config(&settings(), "ouro-api").contains_key("OURO_ADMIN_TOKEN"), "only the seed has it");
         assert_eq!(api.release.process_types["api"], "/app/bin/ouro-api");
         assert_eq!(seed.apps[0].release.config["OURO_ROUTES_URL"], "http://127.0.0.1:7701/routes");
         assert_eq!(seed.volumes, ["ouro-data"]);
+    }
+
+    #[test]
+    fn upgrades_show_the_component_each_reached() {
+        let raw = serde_json::json!([
+            {"id": "0123456789ab", "state": "failed", "step": 1, "components": ["ouro-api", "ouro-router"],
+             "message": "ouro-router v5 crashed (exit 3)", "created_at": "2026-11-26T08:00:00Z"},
+            {"id": "abcdef012345", "state": "succeeded", "step": 2, "components": ["ouro-api", "ouro-router"],
+             "message": "every component runs the new slug", "created_at": "2026-11-26T07:00:00Z"},
+        ]);
+        let now = humantime::parse_rfc3339("2026-11-26T09:00:00Z").unwrap();
+        let shown = render_upgrades(&raw, now);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[1].starts_with("01234567") && lines[1].contains("failed") && lines[1].contains("ouro-router"));
+        assert!(lines[2].contains("succeeded") && lines[2].contains("all components"), "{shown}");
+        assert!(render_upgrades(&serde_json::json!([]), now).contains("No upgrades yet"));
     }
 }

@@ -23,6 +23,7 @@ on_both_backends!(
     addons_set_config_vars_attach_detach_and_destroy,
     slow_addons_are_provisioned_in_the_background,
     runner_tokens_reach_only_the_runners_endpoints,
+    provider_tokens_manage_only_their_own_server_apps,
     the_runner_hears_of_changes_at_once,
     releases_follow_config_changes_and_rollbacks,
     slugs_deploy_and_set_the_formation,
@@ -680,6 +681,70 @@ fn runner_tokens_reach_only_the_runners_endpoints(backend: Backend) {
         );
     }
     assert_eq!(api.get("/apps/shop").status, 200, "nothing was deleted");
+}
+
+/// The shipped add-on provider's token (in its app's config) is of a user that is no admin,
+/// scoped to `provider`: it reads its own app and manages the server apps it makes, within
+/// bounds (volumes named after the app, joins only to its own apps, neither the host's network
+/// nor the API), and is refused everything else, other users' apps first.
+fn provider_tokens_manage_only_their_own_server_apps(backend: Backend) {
+    let api = Api::start_with(backend, &[("OURO_ADDON_PROVIDERS", "redis")]);
+    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let token = loop {
+        let config = api.get("/apps/ouro-redis/config-vars");
+        if let Some(token) = config.body["OURO_API_TOKEN"].as_str() {
+            break token.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "the provider app got no token: {:?}", config.body);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let call = |method: &str, path: &str, body: Value| api.call(method, path, Some(&token), Some(body.to_string().as_bytes()));
+
+    let own = call("GET", "/apps/ouro-redis", json!({}));
+    assert_eq!(own.status, 200, "{:?}", own.body);
+    let release = own.body["current_release"].as_i64().expect("a release");
+    assert_eq!(call("GET", &format!("/apps/ouro-redis/releases/{release}"), json!({})).status, 200);
+    assert_eq!(call("POST", "/apps", json!({"name": "redis-x1"})).status, 201);
+    assert_eq!(call("PATCH", "/apps/redis-x1/config-vars", json!({"REDIS_PASSWORD": "p"})).status, 200);
+    let service = json!({"mounts": [{"volume": "redis-x1-data", "path": "/data"}], "joins": ["ouro-redis"]});
+    let made = call("PUT", "/apps/redis-x1/service", service);
+    assert_eq!(made.status, 200, "{:?}", made.body);
+    for (service, why) in [
+        (json!({"mounts": [{"volume": "ouro-data", "path": "/data"}]}), "volumes are named"),
+        (json!({"joins": ["shop"]}), "only apps it owns"),
+        (json!({"host_network": true}), "host's network"),
+        (json!({"api_access": true}), "host's network"),
+    ] {
+        let refused = call("PUT", "/apps/redis-x1/service", service);
+        assert_eq!(refused.status, 403, "{:?}", refused.body);
+        assert!(refused.body["message"].as_str().unwrap_or_default().contains(why), "{:?}", refused.body);
+    }
+    assert_eq!(api.get("/apps/redis-x1/service").body["mounts"][0]["volume"], "redis-x1-data", "unchanged");
+    for (method, path) in [("GET", "/apps/shop"), ("GET", "/apps/shop/config-vars"), ("DELETE", "/apps/shop")] {
+        let refused = call(method, path, json!({}));
+        assert_eq!(refused.status, 403, "{method} {path}: {:?}", refused.body);
+        assert!(refused.body["message"].as_str().unwrap_or_default().contains("access"), "{:?}", refused.body);
+    }
+    for (method, path) in [
+        ("GET", "/apps"),
+        ("GET", "/upgrades"),
+        ("POST", "/runner/tokens"),
+        ("GET", "/runner/desired-state"),
+        ("POST", "/apps/shop/addons"),
+        ("POST", "/addon-providers"),
+        ("GET", "/audit-events"),
+    ] {
+        let refused = call(method, path, json!({}));
+        assert_eq!(refused.status, 403, "{method} {path}: {:?}", refused.body);
+        assert!(
+            refused.body["message"].as_str().unwrap_or_default().contains("scoped to the provider"),
+            "{:?}",
+            refused.body
+        );
+    }
+    assert_eq!(call("DELETE", "/apps/redis-x1", json!({})).status, 200);
+    assert_eq!(api.get("/apps/shop").status, 200, "nothing of others was touched");
 }
 
 /// A provider that answers 202 is polled: the add-on is `provisioning` without config vars

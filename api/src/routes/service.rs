@@ -1,7 +1,7 @@
-//! `/apps/{app}/service` (admins only; platform-internal): makes an app a service, as add-on
-//! servers will be (issue 5): named volumes mounted into every dyno of its formation (they
-//! outlive releases and restarts), and the apps whose networks its dynos join, where they are
-//! reachable by this app's name. An app not listed cannot reach it.
+//! `/apps/{app}/service` (admins, and add-on providers on their own apps; platform-internal):
+//! makes an app a service, as add-on servers are: named volumes mounted into every dyno of its
+//! formation (they outlive releases and restarts), and the apps whose networks its dynos join,
+//! where they are reachable by this app's name. An app not listed cannot reach it.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -32,10 +32,26 @@ async fn replace(
     Path(name): Path<String>,
     Json(body): Json<Service>,
 ) -> Result<axum::Json<Service>, ApiError> {
-    if !user.admin {
+    // The platform (an admin), or an add-on provider (a `provider` token) on its own apps,
+    // within bounds: see below.
+    let provider = !user.admin && user.scope.as_deref() == Some("provider");
+    if !user.admin && !provider {
         return Err(ApiError::forbidden("only the platform (an admin token) makes an app a service"));
     }
     let app = find_app(&state, &user, &name).await?;
+    if provider {
+        if body.host_network || body.api_access {
+            return Err(ApiError::forbidden("an add-on provider may not put an app on the host's network or give it the API"));
+        }
+        // Volumes are named platform-wide: a provider's bear its app's name, so it never
+        // mounts another app's (the API's `ouro-data`, say).
+        if let Some(mount) = body.mounts.iter().find(|m| !m.volume.starts_with(&format!("{}-", app.name))) {
+            return Err(ApiError::forbidden(format!(
+                "volume `{}`: an add-on provider's volumes are named `{}-…`",
+                mount.volume, app.name
+            )));
+        }
+    }
     if body.mounts.len() > 4 || body.joins.len() > 100 {
         return Err(ApiError::invalid_params("at most 4 volumes and 100 joined apps"));
     }
@@ -61,8 +77,12 @@ async fn replace(
         if *other == app.name {
             return Err(ApiError::invalid_params("an app is always on its own network"));
         }
-        if state.store.app(other).await?.is_none() {
-            return Err(ApiError::not_found(format!("app `{other}` not found")));
+        match state.store.app(other).await? {
+            None => return Err(ApiError::not_found(format!("app `{other}` not found"))),
+            Some(joined) if provider && joined.owner_id != user.id => {
+                return Err(ApiError::forbidden(format!("an add-on provider joins only apps it owns, not `{other}`")));
+            }
+            Some(_) => {}
         }
     }
     state.store.set_service(&app.id, &body).await?;
