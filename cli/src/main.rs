@@ -84,6 +84,8 @@ enum Command {
         #[arg(long, default_value_t = 7701, value_name = "PORT")]
         runner_port: u16,
     },
+    /// List the platform's self-upgrades (admins): how far each went and how it ended
+    Upgrades,
     /// Check an API token and store it for the other commands
     Login {
         /// API base URL [default: $OURO_API_URL or http://127.0.0.1:7700]
@@ -389,6 +391,7 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::Up { data_dir, platform, api_port, http_port, https_port, runner_port } => {
             up::up(&up::Settings { data_dir, platform, api_port, http_port, https_port, runner_port })
         }
+        Command::Upgrades => up::upgrades(&ctx),
         Command::Login { api, token } => login::login(&ctx, api, token),
         Command::Apps => apps::list(&ctx),
         Command::AppsCreate { name } => apps::create(&ctx, name),

@@ -246,6 +246,14 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
         if app == "ouro-api" {
             let served = (0..10).filter(|_| ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200)).count();
             assert_eq!(served, 10, "the app serves while the API is down");
+        } else {
+            // The router's own replacement window: from its kill to the first request served.
+            let killed = Instant::now();
+            while !ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200) {
+                assert!(killed.elapsed() < Duration::from_secs(120), "no router serves demo 120 s after the kill");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!("the router's replacement window: {} ms", killed.elapsed().as_millis());
         }
         ouro.wait_until(Duration::from_secs(120), &format!("{dyno} is replaced"), || {
             ouro.running(app, dyno).is_some_and(|other| other != id)
@@ -383,4 +391,40 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     ouro.wait_until(Duration::from_secs(60), "demo answers through the rolled-back router", || {
         ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200)
     });
+
+    // A broken upgrade: in the next commit the router exits at once. The API rolls (its new
+    // dyno is fine), the router's new dyno crashes, and the router is rolled back on its own:
+    // the upgrade ends `failed` at that step, and the app is served throughout (the old router
+    // keeps the ports until a successor is up, which the broken one never is).
+    let procfile = checkout.join("Procfile");
+    let text = std::fs::read_to_string(&procfile).expect("the Procfile");
+    let broken: String = text
+        .lines()
+        .map(|line| if line.starts_with("router:") { "router: sh -c 'echo this router is broken; exit 3'" } else { line })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&procfile, broken).expect("write the Procfile");
+    let commit = ["-c", "user.name=Ouro Test", "-c", "user.email=test@ouro.local", "commit", "-qam", "A broken router"];
+    assert!(git(&checkout, &commit).status.success());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (served, failed) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| load(&ouro, "demo", &stop, Duration::from_secs(1800)));
+        let _stop = StopOnDrop(&stop);
+        let pushed = git(&checkout, &["push", "ouro", "HEAD:main"]);
+        assert!(pushed.status.success(), "the push failed:\n{}", stderr(&pushed));
+        ouro.wait_until(Duration::from_secs(600), "the upgrade to fail", || {
+            stdout(&ouro.ouro(&["upgrades"])).lines().nth(1).is_some_and(|newest| newest.contains("failed"))
+        });
+        rolled(&ouro, "ouro-api", "api.1", "Upgrade to");
+        rolled(&ouro, "ouro-router", "router.1", "Rollback to");
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        load.join().expect("the load thread")
+    });
+    let upgrades = stdout(&ouro.ouro(&["upgrades"]));
+    let newest = upgrades.lines().nth(1).unwrap_or_default();
+    assert!(newest.contains("ouro-router") && newest.contains("crashed") && newest.contains("rolled back"), "{upgrades}");
+    println!("during the failed upgrade: {served} requests served, {} failed", failed.len());
+    assert!(served > 100, "the load ran: {served}");
+    assert!(failed.is_empty(), "failed requests during the failed upgrade: {failed:?}");
 }
