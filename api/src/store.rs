@@ -360,7 +360,8 @@ impl Store {
     /// The system user `email` with the powers `admin`, made when missing. A user whose admin
     /// flag was different is corrected and loses its tokens, which were made for other powers.
     pub async fn ensure_system_user(&self, email: &str, admin: bool) -> Result<UserRow> {
-        let row = sqlx::query("SELECT id, admin FROM users WHERE email = $1").bind(email).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT id, admin FROM users WHERE email = $1").bind(email).fetch_optional(&self.pool).await?;
         let id = match row {
             Some(row) => {
                 let id: String = row.try_get("id")?;

@@ -120,7 +120,8 @@ async fn set_config(state: &AppState, app: &AppRow, kind: &str, password: &str) 
     };
     if !token_works {
         let description = format!("{} provider", app.name);
-        let token = crate::auth::system_token(&state.store, &provider_user(kind), &description, Some("provider")).await?;
+        let token =
+            crate::auth::system_token(&state.store, &provider_user(kind), &description, Some("provider")).await?;
         patch.insert("OURO_API_TOKEN".to_string(), Some(token));
     }
     if !patch.is_empty() {

@@ -86,6 +86,13 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     let state_file = data.join("runner").join("desired-state.json");
 
     let mut said = Vec::new();
+    let runner_binary = bin.join("ouro-dyno-runner");
+    let outdated = healthy(&runner_url) && runner_outdated(&runner_binary, &data)?;
+    if outdated {
+        // The runner's own upgrade: the binary next to this `ouro` replaces the one running.
+        // Its dynos keep running; the new runner adopts them (nothing restarts).
+        stop_runner(&data)?;
+    }
     if healthy(&runner_url) {
         said.push(format!("the runner answers at {runner_url}"));
     } else {
@@ -102,7 +109,12 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
         // Its own token (scope: runner) once the API made one; the admin's while bootstrapping.
         let runner_token = fs::read_to_string(data.join("runner-token")).map(|t| t.trim().to_string());
         let pid = start_runner(&bin, &data, settings, runner_token.as_deref().unwrap_or(&token), &state_file)?;
-        said.push(format!("started the runner (pid {pid}, log {})", data.join("runner.log").display()));
+        let how = if outdated {
+            "upgraded the runner to the binary next to ouro, its dynos adopted"
+        } else {
+            "started the runner"
+        };
+        said.push(format!("{how} (pid {pid}, log {})", data.join("runner.log").display()));
         wait(Duration::from_secs(30), "the runner to answer", || healthy(&runner_url))?;
     }
     if !healthy(&api_url) {
@@ -301,7 +313,25 @@ fn start_runner(bin: &Path, data: &Path, settings: &Settings, token: &str, state
         .map_err(|e| CliError::local(format!("cannot start ouro-dyno-runner: {e}")))?;
     let pid = child.id();
     write_private(&data.join("runner.pid"), format!("{pid}\n").as_bytes())?;
+    write_private(
+        &data.join("runner.sha256"),
+        format!("{}\n", file_digest(&bin.join("ouro-dyno-runner"))?).as_bytes(),
+    )?;
     Ok(pid)
+}
+
+/// Whether the runner running is not the binary at `binary` (by the SHA-256 recorded when
+/// `ouro up` started it; a runner started before that record existed counts as outdated).
+fn runner_outdated(binary: &Path, data: &Path) -> Result<bool, CliError> {
+    let recorded = fs::read_to_string(data.join("runner.sha256")).unwrap_or_default();
+    Ok(recorded.trim() != file_digest(binary)?)
+}
+
+fn file_digest(path: &Path) -> Result<String, CliError> {
+    let mut file = fs::File::open(path).map_err(|e| local("read", path, e))?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| local("read", path, e))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Stops the runner `ouro up` started (SIGTERM; its dynos keep running and the next runner
@@ -325,7 +355,6 @@ fn alive(pid: &str) -> bool {
 /// Registers one component as an app through the API: service, config, formation, then (when
 /// its current slug is not this one) a release of this slug. Returns whether it changed
 /// anything.
-#[allow(clippy::too_many_arguments)]
 fn register(
     client: &Client,
     settings: &Settings,

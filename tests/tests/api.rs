@@ -699,7 +699,8 @@ fn provider_tokens_manage_only_their_own_server_apps(backend: Backend) {
         assert!(std::time::Instant::now() < deadline, "the provider app got no token: {:?}", config.body);
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let call = |method: &str, path: &str, body: Value| api.call(method, path, Some(&token), Some(body.to_string().as_bytes()));
+    let call =
+        |method: &str, path: &str, body: Value| api.call(method, path, Some(&token), Some(body.to_string().as_bytes()));
 
     let own = call("GET", "/apps/ouro-redis", json!({}));
     assert_eq!(own.status, 200, "{:?}", own.body);

@@ -298,6 +298,16 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(formation(), before, "the same containers: nothing restarted");
 
+    // The runner's own upgrade: `ouro up` next to a new runner binary swaps it in (a recorded
+    // digest that no longer matches stands for one here); its dynos keep running, adopted.
+    std::fs::write(ouro.data.path().join("runner.sha256"), "an older runner\n").expect("write");
+    let swapped = ouro.up();
+    assert!(swapped.contains("upgraded the runner"), "{swapped}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(formation(), before, "the same containers: the new runner adopted them");
+    assert!(ouro.get("demo", "/").is_ok_and(|(status, _)| status == 200));
+    assert!(ouro.up().contains("nothing to change"), "the new runner is the binary's");
+
     // A host restart: no runner, no containers. `ouro up` brings it all back from local state.
     ouro.simulate_host_restart();
     assert!(ouro.containers().is_empty());
@@ -400,7 +410,11 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     let text = std::fs::read_to_string(&procfile).expect("the Procfile");
     let broken: String = text
         .lines()
-        .map(|line| if line.starts_with("router:") { "router: sh -c 'echo this router is broken; exit 3'" } else { line })
+        .map(
+            |line| {
+                if line.starts_with("router:") { "router: sh -c 'echo this router is broken; exit 3'" } else { line }
+            },
+        )
         .map(|line| format!("{line}\n"))
         .collect();
     std::fs::write(&procfile, broken).expect("write the Procfile");
@@ -423,7 +437,10 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     });
     let upgrades = stdout(&ouro.ouro(&["upgrades"]));
     let newest = upgrades.lines().nth(1).unwrap_or_default();
-    assert!(newest.contains("ouro-router") && newest.contains("crashed") && newest.contains("rolled back"), "{upgrades}");
+    assert!(
+        newest.contains("ouro-router") && newest.contains("crashed") && newest.contains("rolled back"),
+        "{upgrades}"
+    );
     println!("during the failed upgrade: {served} requests served, {} failed", failed.len());
     assert!(served > 100, "the load ran: {served}");
     assert!(failed.is_empty(), "failed requests during the failed upgrade: {failed:?}");

@@ -41,7 +41,9 @@ async fn replace(
     let app = find_app(&state, &user, &name).await?;
     if provider {
         if body.host_network || body.api_access {
-            return Err(ApiError::forbidden("an add-on provider may not put an app on the host's network or give it the API"));
+            return Err(ApiError::forbidden(
+                "an add-on provider may not put an app on the host's network or give it the API",
+            ));
         }
         // Volumes are named platform-wide: a provider's bear its app's name, so it never
         // mounts another app's (the API's `ouro-data`, say).
