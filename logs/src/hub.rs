@@ -339,6 +339,17 @@ mod tests {
     }
 
     #[test]
+    fn hubs_and_followers_cross_tasks_and_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let hub = Hub::new(1);
+        send_sync(&hub);
+        let mut follower = hub.follow("a", Filter::default());
+        send(&follower);
+        send(&follower.next());
+    }
+
+    #[test]
     fn dropped_followers_are_pruned() {
         let hub = Hub::new(10);
         let a = hub.follow("a", Filter::default());

@@ -175,8 +175,9 @@ impl<'de> Deserialize<'de> for LogLine {
 }
 
 impl Filter {
-    /// From the CLI's `--dyno` (`-d`) and `--source` (`-s`) values; `None` or `""`-free input
-    /// only: an empty, too long or spaced value is an error that says what is accepted.
+    /// From the CLI's `--dyno` (`-d`) and `--source` (`-s`) values, `None` where not given. An
+    /// empty, spaced, too long (over 64 bytes) or control-character value, or a source other
+    /// than `app`/`ouro`, is an error of one line that says what is accepted.
     pub fn parse(process: Option<&str>, source: Option<&str>) -> Result<Filter> {
         let process = process.map(parse_process).transpose()?;
         let source = source.map(str::parse).transpose()?;
