@@ -89,6 +89,7 @@ const RUNNER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/runner/desired-state"),
     ("GET", "/runner/changes"),
     ("PUT", "/runner/dynos"),
+    ("POST", "/runner/logs"),
     ("GET", "/apps/{app}/slugs/{slug}/blob"),
 ];
 
@@ -108,10 +109,13 @@ const PROVIDER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/apps/{app}/releases/{release}"),
 ];
 
-/// The scopes a token may have: its name, the routes it may request, and what it may do in
+/// A token scope: its name, the routes (method, route) it may request, and what it may do in
 /// words (for the refusal).
-const SCOPES: &[(&str, &[(&str, &str)], &str)] = &[
-    ("runner", RUNNER_ROUTES, "it may read the desired state, report dynos and fetch slugs"),
+type Scope = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+
+/// The scopes a token may have.
+const SCOPES: &[Scope] = &[
+    ("runner", RUNNER_ROUTES, "it may read the desired state, report dynos, ship logs and fetch slugs"),
     ("provider", PROVIDER_ROUTES, "it may manage the server apps of its add-ons"),
 ];
 

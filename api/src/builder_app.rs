@@ -74,7 +74,7 @@ pub async fn ensure(state: &AppState) -> Result<()> {
     let row = state.store.create_slug(&app.id, row).await?;
     state.store.set_slug_blob(&row.id, &checksum, slug.len() as i64).await?;
     let description = Some(format!("Deploy builder {}", &digest[..12]));
-    let release = state.store.create_release(&app.id, "ouro", Change::Deploy { slug_id: row.id, description }).await?;
+    let release = state.create_release(&app, "ouro", Change::Deploy { slug_id: row.id, description }).await?;
     tracing::info!(version = release.map(|r| r.version), "builder app released");
     Ok(())
 }

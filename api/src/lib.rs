@@ -11,6 +11,7 @@ mod embedded;
 mod error;
 mod git;
 pub mod hook;
+mod logs;
 mod pipeline;
 mod routes;
 pub mod store;
@@ -155,12 +156,30 @@ pub struct AppState {
     /// Why add-ons whose asynchronous provisioning failed are gone, by add-on name (the
     /// newest few), so `ouro addons:wait` can say it.
     pub failed_addons: Arc<std::sync::Mutex<std::collections::VecDeque<(String, String)>>>,
+    /// Every app's recent log lines, their followers and the apps' drains.
+    pub logs: Arc<logs::Logs>,
 }
 
 impl AppState {
     /// Tells a waiting runner that the desired state changed.
     pub fn changed(&self) {
         self.changes.send_modify(|version| *version += 1);
+    }
+
+    /// Makes a release of `app` (as `Store::create_release`) and says so in the app's log:
+    /// `ouro[api]: <what changed> by <actor>`, then `Release vN created by <actor>`.
+    pub async fn create_release(
+        &self,
+        app: &store::AppRow,
+        actor: &str,
+        change: store::Change,
+    ) -> Result<Option<store::ReleaseRow>> {
+        let release = self.store.create_release(&app.id, actor, change).await?;
+        if let Some(release) = &release {
+            self.logs.event(&app.name, "api", format!("{} by {actor}", release.description));
+            self.logs.event(&app.name, "api", format!("Release v{} created by {actor}", release.version));
+        }
+        Ok(release)
     }
 }
 
@@ -232,7 +251,15 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         active_builds: Arc::default(),
         changes: Arc::new(tokio::sync::watch::channel(0).0),
         failed_addons: Arc::default(),
+        logs: Arc::default(),
     };
+    let mut drains = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (app, url) in store.all_log_drains().await? {
+        drains.entry(app).or_default().push(url);
+    }
+    for (app, urls) in drains {
+        state.logs.set_drains(&app, &urls);
+    }
     let interrupted = store.fail_interrupted_builds().await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "builds left running by an earlier API process were marked failed");

@@ -147,6 +147,7 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
         build_id: build.id.clone(),
         saved_at: tokio::time::Instant::now(),
     };
+    state.logs.event(&app.name, "api", format!("Build started by {actor}"));
     let outcome = build_and_release(&state, &app, &build, &actor, &mut log).await;
     state.active_builds.remove(&build.id);
     let (status, version) = match outcome {
@@ -163,6 +164,7 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
         tracing::error!(app = %app.name, build = %build.id, error = %e, "could not record the end of a build");
     }
     tracing::info!(app = %app.name, build = %build.id, status, "build finished");
+    state.logs.event(&app.name, "api", format!("Build {status} (`ouro builds:info {}` shows its log)", build.id));
     if status == "succeeded" && app.name == crate::upgrade::SOURCE_APP {
         // A new build of Ouro itself: roll it to the platform's components.
         match state.store.app(&app.id).await {
@@ -278,7 +280,7 @@ async fn build_and_release(
     }
     log.line("-----> Launching...").await;
     let change = Change::Deploy { slug_id: slug.id, description: None };
-    let release = state.store.create_release(&app.id, actor, change).await.map_err(internal)?;
+    let release = state.create_release(app, actor, change).await.map_err(internal)?;
     let release = release.ok_or_else(|| "The release was not made.".to_string())?;
     state.changed();
     log.line(&format!("       Released v{}", release.version)).await;

@@ -115,6 +115,14 @@ pub struct BuildRow {
     pub updated_at: String,
 }
 
+/// A log drain of an app.
+#[derive(Clone)]
+pub struct LogDrainRow {
+    pub id: String,
+    pub url: String,
+    pub created_at: String,
+}
+
 /// A self-upgrade: the platform's new slug rolling to its components, step by step.
 #[derive(Clone)]
 pub struct UpgradeRow {
@@ -477,6 +485,7 @@ impl Store {
         // Releases point at slugs; remove them first so the slug rows can go.
         sqlx::query("DELETE FROM releases WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM builds WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM log_drains WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
@@ -1150,6 +1159,55 @@ impl Store {
         Ok(())
     }
 
+    // ---- log drains ---------------------------------------------------------------------
+
+    /// The app's log drains, oldest first.
+    pub async fn log_drains(&self, app_id: &str) -> Result<Vec<LogDrainRow>> {
+        let rows = sqlx::query("SELECT id, url, created_at FROM log_drains WHERE app_id = $1 ORDER BY created_at, id")
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogDrainRow { id: r.try_get("id")?, url: r.try_get("url")?, created_at: r.try_get("created_at")? })
+            })
+            .collect()
+    }
+
+    /// Every app's drains, by app name: what the API forwards at start.
+    pub async fn all_log_drains(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT a.name, d.url FROM log_drains d JOIN apps a ON a.id = d.app_id ORDER BY d.created_at, d.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("url")?))).collect()
+    }
+
+    /// Adds a drain; `Error::Conflict` when the app has that URL already.
+    pub async fn add_log_drain(&self, app_id: &str, url: &str) -> Result<LogDrainRow> {
+        let row = LogDrainRow { id: uuid::Uuid::new_v4().to_string(), url: url.into(), created_at: now() };
+        sqlx::query("INSERT INTO log_drains (id, app_id, url, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&row.id)
+            .bind(app_id)
+            .bind(&row.url)
+            .bind(&row.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_on_unique)?;
+        Ok(row)
+    }
+
+    /// Removes the drain named by its id or URL; whether there was one.
+    pub async fn remove_log_drain(&self, app_id: &str, id_or_url: &str) -> Result<Option<LogDrainRow>> {
+        let drains = self.log_drains(app_id).await?;
+        let Some(drain) = drains.into_iter().find(|d| d.id == id_or_url || d.url == id_or_url) else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM log_drains WHERE id = $1").bind(&drain.id).execute(&self.pool).await?;
+        Ok(Some(drain))
+    }
+
     // ---- self-upgrades -----------------------------------------------------------------
 
     pub async fn create_upgrade(&self, slug_id: &str) -> Result<UpgradeRow> {
@@ -1562,6 +1620,7 @@ fn migrator() -> Migrator {
         migration(13, "service host network", include_str!("../migrations/0013_service_host_network.sql")),
         migration(14, "upgrades", include_str!("../migrations/0014_upgrades.sql")),
         migration(15, "token scopes", include_str!("../migrations/0015_token_scopes.sql")),
+        migration(16, "log drains", include_str!("../migrations/0016_log_drains.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -125,7 +125,7 @@ async fn set_config(state: &AppState, app: &AppRow, kind: &str, password: &str) 
         patch.insert("OURO_API_TOKEN".to_string(), Some(token));
     }
     if !patch.is_empty() {
-        state.store.create_release(&app.id, "ouro", Change::Config(patch)).await?;
+        state.create_release(app, "ouro", Change::Config(patch)).await?;
     }
     Ok(())
 }

@@ -124,8 +124,7 @@ async fn roll(state: &AppState, upgrade: &UpgradeRow) -> Result<Rolled, (i64, St
         let description = Some(format!("Upgrade to {label}"));
         let change = Change::Deploy { slug_id: copy.id, description };
         let release = state
-            .store
-            .create_release(&app.id, "ouro", change)
+            .create_release(&app, "ouro", change)
             .await
             .map_err(|e| internal(step, e))?
             .ok_or_else(|| (step as i64, format!("no release of {component} was made")))?;
@@ -137,7 +136,7 @@ async fn roll(state: &AppState, upgrade: &UpgradeRow) -> Result<Rolled, (i64, St
             Ok(()) => {}
             Err(reason) => {
                 let back = Change::Rollback { version: current.version };
-                let rolled_back = state.store.create_release(&app.id, "ouro", back).await;
+                let rolled_back = state.create_release(&app, "ouro", back).await;
                 state.changed();
                 let how = match rolled_back {
                     Ok(Some(r)) => format!("rolled back to v{} as v{}", current.version, r.version),

@@ -80,6 +80,39 @@ impl Client {
         self.finish(Ok(response))
     }
 
+    /// `GET`s `path` and hands each piece of the body to `each` as it arrives (a log that is
+    /// followed never ends): no overall timeout when `open_ended`, only for the answer to
+    /// begin.
+    pub fn stream(
+        &self,
+        path: &str,
+        open_ended: bool,
+        mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(), CliError> {
+        use std::io::Read;
+        let request = self.agent.get(self.url(path)).header("Authorization", self.bearer());
+        let overall = if open_ended { None } else { Some(TIMEOUT) };
+        let request = request.config().timeout_global(overall).timeout_recv_response(Some(TIMEOUT)).build();
+        let mut response = request.call().map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if status.is_client_error() || status.is_server_error() {
+            let text = response.body_mut().read_to_string().map_err(|e| self.unreachable(e))?;
+            return Err(api_error(status, &text));
+        }
+        let mut body = response.into_body().into_reader();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = body.read(&mut buffer).map_err(|e| CliError::local(format!("the log stream broke: {e}")))?;
+            if n == 0 {
+                return Ok(());
+            }
+            // A closed stdout (`ouro logs | head`) ends the command quietly.
+            if each(&buffer[..n]).is_err() {
+                return Ok(());
+            }
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

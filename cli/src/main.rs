@@ -1,6 +1,6 @@
 //! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
-//! `releases`, `ps`, `domains`, `certs`, `deploy`, `git`, `builds`, `buildpacks`, `addons`,
-//! `pg`, `redis`) that log in, manage apps and print what the Ouro Platform API answers.
+//! `releases`, `ps`, `logs`, `drains`, `domains`, `certs`, `deploy`, `git`, `builds`, `buildpacks`,
+//! `addons`, `pg`, `redis`) that log in, manage apps and print what the Ouro Platform API answers.
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
 //! talk to Docker or the database, nor read the API's data directory: everything it knows
@@ -28,6 +28,7 @@ mod error;
 mod git;
 mod git_remote;
 mod login;
+mod logs;
 mod pg;
 mod ps;
 mod releases;
@@ -190,6 +191,36 @@ enum Command {
         /// The command and its arguments
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
         command: Vec<String>,
+    },
+    /// Show the app's log: dynos' output, router requests, platform events (`--tail` follows)
+    Logs {
+        /// How many recent lines (at most 1500)
+        #[arg(short, long, value_name = "N", default_value_t = 100)]
+        num: usize,
+        /// Keep following new lines
+        #[arg(short, long)]
+        tail: bool,
+        /// Only this dyno (`web.1`) or process type (`web`, `router`, `api`)
+        #[arg(short, long, value_name = "DYNO")]
+        dyno: Option<String>,
+        /// Only `app` (dynos' output) or `ouro` (the platform's lines)
+        #[arg(short, long, value_name = "SOURCE")]
+        source: Option<String>,
+    },
+    /// List the app's log drains
+    #[command(name = "drains")]
+    Drains,
+    /// Forward the app's log to a syslog+tcp:// or https:// drain (RFC 5424)
+    #[command(name = "drains:add")]
+    DrainsAdd {
+        #[arg(value_name = "URL")]
+        url: String,
+    },
+    /// Stop forwarding the app's log to a drain (its URL or id)
+    #[command(name = "drains:remove")]
+    DrainsRemove {
+        #[arg(value_name = "URL")]
+        drain: String,
     },
     /// Release a local directory with a Procfile as a new slug
     #[command(name = "deploy")]
@@ -410,6 +441,10 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::PsRestart { target } => ps::restart(&ctx, target),
         Command::PsStop { dyno } => ps::stop(&ctx, &dyno),
         Command::RunDetached { size, command } => ps::run_detached(&ctx, size.as_deref(), &command),
+        Command::Logs { num, tail, dyno, source } => logs::logs(&ctx, &logs::LogsQuery { num, tail, dyno, source }),
+        Command::Drains => logs::drains(&ctx),
+        Command::DrainsAdd { url } => logs::add(&ctx, &url),
+        Command::DrainsRemove { drain } => logs::remove(&ctx, &drain),
         Command::Deploy { dir } => deploy::deploy(&ctx, &dir),
         Command::Domains => domains::list(&ctx),
         Command::DomainsAdd { hostname } => domains::add(&ctx, &hostname),

@@ -70,18 +70,25 @@ impl Hub {
 
     /// The last `n` (at most the capacity) lines of `app` that match `filter`, oldest first.
     pub fn recent(&self, app: &str, filter: &Filter, n: usize) -> Vec<LogLine> {
-        let inner = lock(&self.inner);
-        let Some(log) = inner.apps.get(app) else { return Vec::new() };
-        let mut lines: Vec<LogLine> =
-            log.recent.iter().rev().filter(|line| filter.matches(line)).take(n.min(inner.capacity)).cloned().collect();
-        lines.reverse();
-        lines
+        lock(&self.inner).recent(app, filter, n)
     }
 
     /// Follows the new lines of `app` that match `filter`.
     pub fn follow(&self, app: &str, filter: Filter) -> Follower {
-        let (tx, rx) = lossy_channel(FOLLOW_QUEUE, app);
         let mut inner = lock(&self.inner);
+        self.follow_locked(&mut inner, app, filter)
+    }
+
+    /// The last `n` lines of `app` that match `filter` (as [`Hub::recent`]) and a follower of
+    /// the lines after them, taken at one instant: no line is missed or seen twice between.
+    pub fn recent_and_follow(&self, app: &str, filter: Filter, n: usize) -> (Vec<LogLine>, Follower) {
+        let mut inner = lock(&self.inner);
+        let recent = inner.recent(app, &filter, n);
+        (recent, self.follow_locked(&mut inner, app, filter))
+    }
+
+    fn follow_locked(&self, inner: &mut Inner, app: &str, filter: Filter) -> Follower {
+        let (tx, rx) = lossy_channel(FOLLOW_QUEUE, app);
         inner.next_follower += 1;
         let id = inner.next_follower;
         inner.touch(app).followers.push(FollowerSlot { id, filter, tx });
@@ -146,6 +153,14 @@ struct FollowerSlot {
 }
 
 impl Inner {
+    fn recent(&self, app: &str, filter: &Filter, n: usize) -> Vec<LogLine> {
+        let Some(log) = self.apps.get(app) else { return Vec::new() };
+        let mut lines: Vec<LogLine> =
+            log.recent.iter().rev().filter(|line| filter.matches(line)).take(n.min(self.capacity)).cloned().collect();
+        lines.reverse();
+        lines
+    }
+
     /// The app's log, made if new (forgetting the least recently touched app past
     /// `max_apps`), marked as touched now.
     fn touch(&mut self, app: &str) -> &mut AppLog {
@@ -185,6 +200,18 @@ mod tests {
 
     async fn next(follower: &mut Follower) -> Option<LogLine> {
         tokio::time::timeout(WAIT, follower.next()).await.expect("a line within 10 s")
+    }
+
+    #[tokio::test]
+    async fn recent_and_follow_neither_miss_nor_repeat_a_line() {
+        let hub = Hub::new(100);
+        for i in 0..10 {
+            hub.publish(line("shop", "web.1", &format!("before {i}")));
+        }
+        let (recent, mut follower) = hub.recent_and_follow("shop", Filter::default(), 3);
+        assert_eq!(texts(&recent), ["before 7", "before 8", "before 9"]);
+        hub.publish(line("shop", "web.1", "after"));
+        assert_eq!(next(&mut follower).await.expect("a line").text, "after");
     }
 
     #[test]

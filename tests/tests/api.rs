@@ -24,6 +24,7 @@ on_both_backends!(
     slow_addons_are_provisioned_in_the_background,
     runner_tokens_reach_only_the_runners_endpoints,
     provider_tokens_manage_only_their_own_server_apps,
+    logs_gather_shipped_lines_and_platform_events_and_reach_drains,
     the_runner_hears_of_changes_at_once,
     releases_follow_config_changes_and_rollbacks,
     slugs_deploy_and_set_the_formation,
@@ -746,6 +747,108 @@ fn provider_tokens_manage_only_their_own_server_apps(backend: Backend) {
     }
     assert_eq!(call("DELETE", "/apps/redis-x1", json!({})).status, 200);
     assert_eq!(api.get("/apps/shop").status, 200, "nothing of others was touched");
+}
+
+/// An app's log: lines the runner ships (`POST /runner/logs`, a runner token), the API's own
+/// events (config change, release, scaling) and dyno state changes from the runner's reports
+/// (a crash with its exit status), read oldest first with filters, followed live with
+/// `tail`, and forwarded to a syslog drain (a real TCP receiver here) in RFC 5424.
+fn logs_gather_shipped_lines_and_platform_events_and_reach_drains(backend: Backend) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let api = Api::start(backend);
+    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+    assert_eq!(api.patch("/apps/shop/config-vars", json!({"GREETING": "hi"})).status, 200);
+    let runner = api.post("/runner/tokens", json!({})).body["token"].as_str().expect("a runner token").to_string();
+    let ship = |lines: Value| {
+        let body = lines.to_string();
+        api.call("POST", "/runner/logs", Some(&runner), Some(body.as_bytes())).status
+    };
+    let line = |process: &str, source: &str, text: &str| json!({"at": "2026-11-26T09:00:00.000001Z", "app": "shop", "source": source, "process": process, "text": text});
+    let shipped = ship(json!([
+        line("web.1", "app", "listening on 5000"),
+        line("router", "ouro", "at=info method=GET path=\"/\" request_id=abc status=200"),
+        line("worker.1", "app", "working"),
+    ]));
+    assert_eq!(shipped, 204);
+    let read = |query: &str| {
+        let (status, body) = api.raw("GET", &format!("/apps/shop/logs{query}"), Some(&api.token), None, "text/plain");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        String::from_utf8(body).expect("utf-8")
+    };
+    let all = read("");
+    assert!(all.contains("ouro[api]: Set GREETING config vars by"), "{all}");
+    assert!(all.contains("ouro[api]: Release v2 created by"), "{all}");
+    let web = all.find("app[web.1]: listening on 5000").expect("the dyno's line");
+    let router = all.find("ouro[router]: at=info method=GET").expect("the router's line");
+    assert!(web < router, "in the order shipped: {all}");
+    assert!(all.lines().all(|l| l.len() > 27 && l.as_bytes()[26] == b'Z'), "RFC 3339 with microseconds: {all}");
+    assert_eq!(read("?dyno=web").lines().count(), 1);
+    assert!(read("?source=ouro").lines().all(|l| l.contains(" ouro[")));
+    assert_eq!(read("?lines=1").lines().count(), 1);
+    assert_eq!(api.get("/apps/shop/logs?dyno=bad%20name").status, 422);
+    assert_eq!(ship(json!([{"app": "shop"}])), 422, "a line that is not one");
+
+    // Dyno reports: the first is a baseline; a crash then says its exit status.
+    let dyno = |state: &str, reason: Option<&str>| {
+        json!({"dynos": [{"id": "c1", "app": "shop", "name": "web.1", "type": "web", "state": state,
+            "size": "standard-1x", "release": 2, "reason": reason, "restarts": 0, "created_at": "2026-11-26T09:00:00Z"}]})
+    };
+    for report in [dyno("up", None), dyno("crashed", Some("process exited with status 3"))] {
+        let body = report.to_string();
+        assert_eq!(api.call("PUT", "/runner/dynos", Some(&runner), Some(body.as_bytes())).status, 200);
+    }
+    let events = read("?dyno=web.1");
+    assert!(events.contains("ouro[web.1]: Process exited with status 3"), "{events}");
+    assert!(events.contains("ouro[web.1]: State changed from up to crashed"), "{events}");
+
+    // `tail`: the recent lines, then each new one as it comes.
+    let address = api.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let request = format!(
+        "GET /apps/shop/logs?lines=1&tail=true HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {}\r\n\r\n",
+        api.token
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    let mut expect = |what: &str, reader: &mut BufReader<std::net::TcpStream>| {
+        while !seen.contains(what) {
+            let mut piece = String::new();
+            assert!(reader.read_line(&mut piece).expect("a line within 10 s") > 0, "the stream ended: {seen}");
+            seen.push_str(&piece);
+        }
+    };
+    expect("State changed from up to crashed", &mut reader);
+    assert_eq!(api.patch("/apps/shop/formation", json!({"updates": [{"type": "web", "quantity": 2}]})).status, 200);
+    expect("ouro[api]: Scaled to web@2:", &mut reader);
+    assert_eq!(ship(json!([line("web.2", "app", "a new line")])), 204);
+    expect("app[web.2]: a new line", &mut reader);
+
+    // A drain: a syslog receiver on loopback gets the app's lines from now on.
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("syslog+tcp://127.0.0.1:{}", receiver.local_addr().expect("addr").port());
+    assert_eq!(api.post("/apps/shop/log-drains", json!({"url": "ftp://x"})).status, 422);
+    let made = api.post("/apps/shop/log-drains", json!({"url": url}));
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    assert_eq!(api.post("/apps/shop/log-drains", json!({"url": url})).status, 409);
+    assert_eq!(ship(json!([line("web.1", "app", "to the drain")])), 204);
+    let (mut connection, _) = receiver.accept().expect("the drain connects");
+    connection.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("to the drain") {
+        let n = connection.read(&mut buffer).expect("the drain's lines within 10 s");
+        assert!(n > 0, "the drain closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buffer[..n]);
+    }
+    let framed = String::from_utf8_lossy(&got).to_string();
+    assert!(framed.contains("<190>1 ") && framed.contains(" shop app web.1 - - to the drain"), "{framed}");
+    let listed = api.get("/apps/shop/log-drains");
+    assert_eq!(listed.body[0]["url"], url.as_str());
+    let encoded: String = url.bytes().map(|b| format!("%{b:02X}")).collect();
+    assert_eq!(api.delete(&format!("/apps/shop/log-drains/{encoded}")).status, 200);
+    assert_eq!(api.get("/apps/shop/log-drains").body, json!([]));
 }
 
 /// A provider that answers 202 is polled: the add-on is `provisioning` without config vars

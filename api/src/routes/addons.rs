@@ -517,7 +517,7 @@ async fn release_vars(
         return Ok(());
     }
     let patch: ConfigVarsPatch = config.iter().map(|(k, v)| (var(attachment, k), set.then(|| v.clone()))).collect();
-    state.store.create_release(&app.id, actor, Change::Config(patch)).await?;
+    state.create_release(app, actor, Change::Config(patch)).await?;
     Ok(())
 }
 

@@ -55,7 +55,7 @@ async fn update(
             CONFIG_LIMIT / 1024
         )));
     }
-    let config = match state.store.create_release(&app.id, &user.email, Change::Config(patch)).await? {
+    let config = match state.create_release(&app, &user.email, Change::Config(patch)).await? {
         Some(release) => release.config,
         None => current,
     };

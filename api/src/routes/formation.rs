@@ -172,6 +172,12 @@ async fn update(
     let commands = commands(&state, &app).await?;
     let changes = validate(batch, commands.as_ref())?;
     let rows = state.store.update_formation(&app.id, &changes).await?;
+    let scaled: Vec<String> = rows
+        .iter()
+        .filter(|r| changes.iter().any(|c| c.process_type == r.process_type))
+        .map(|r| format!("{}@{}:{}", r.process_type, r.quantity, r.size))
+        .collect();
+    state.logs.event(&app.name, "api", format!("Scaled to {} by {}", scaled.join(" "), user.email));
     Ok(axum::Json(rows.into_iter().map(|r| formation_json(r, commands.as_ref())).collect()))
 }
 

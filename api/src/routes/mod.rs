@@ -12,6 +12,7 @@ mod config_vars;
 mod domains;
 mod formation;
 mod git;
+mod logs;
 mod releases;
 mod runner;
 mod service;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(buildpacks::routes())
         .merge(crate::upgrade::routes())
         .merge(git::routes())
+        .merge(logs::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))

@@ -102,8 +102,7 @@ async fn create(
         }
     };
     let release = state
-        .store
-        .create_release(&app.id, &user.email, change)
+        .create_release(&app, &user.email, change)
         .await?
         .ok_or_else(|| ApiError::conflict("the release changed nothing"))?;
     let app = find_app(&state, &user, &app.id).await?;

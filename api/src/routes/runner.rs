@@ -181,7 +181,10 @@ async fn report(
     for dynos in by_app.values_mut() {
         dynos.sort_by(|a, b| (&a.process_type, a.name.len(), &a.name).cmp(&(&b.process_type, b.name.len(), &b.name)));
     }
-    *state.dynos.write().map_err(|_| ApiError::conflict("dyno table poisoned; restart the API"))? = by_app;
+    let mut dynos = state.dynos.write().map_err(|_| ApiError::conflict("dyno table poisoned; restart the API"))?;
+    state.logs.dynos_reported(&dynos, &by_app);
+    *dynos = by_app;
+    drop(dynos);
     Ok(axum::Json(serde_json::json!({"status": "ok"})))
 }
 
