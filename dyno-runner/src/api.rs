@@ -1,5 +1,5 @@
-//! The runner's calls to the Platform API: read the desired state, fetch slugs, report dynos.
-//! Blocking HTTP (ureq) on tokio's blocking pool; every call has a timeout.
+//! The runner's calls to the Platform API: read the desired state, fetch slugs, report dynos,
+//! ship log lines. Blocking HTTP (ureq) on tokio's blocking pool; every call has a timeout.
 
 use std::os::unix::ffi::OsStringExt as _;
 use std::path::PathBuf;
@@ -82,6 +82,34 @@ impl ApiClient {
         Ok(())
     }
 
+    /// `POST /runner/logs` with `body` (a JSON array of log lines), within [`LOG_TIMEOUT`].
+    /// An error is worth retrying (the API is away, or answered 5xx, 401/403, 408 or 429).
+    pub async fn ship_logs(&self, body: bytes::Bytes) -> Result<Shipped> {
+        let url = format!("{}/runner/logs", self.base);
+        self.blocking(move |this| {
+            let mut response = this
+                .agent
+                .post(&url)
+                .config()
+                .timeout_global(Some(LOG_TIMEOUT))
+                .build()
+                .header("Authorization", format!("Bearer {}", this.token))
+                .header("Content-Type", "application/json")
+                .send(&body[..])
+                .map_err(|e| Error::Api(format!("POST {url}: {e}")))?;
+            let status = response.status().as_u16();
+            let mut failure =
+                || check(&url, &mut response).err().unwrap_or_else(|| Error::Api(format!("{url} answered {status}")));
+            match status {
+                200..=299 => Ok(Shipped::Accepted),
+                404 | 405 => Ok(Shipped::NoEndpoint),
+                401 | 403 | 408 | 429 | 500.. => Err(failure()),
+                _ => Ok(Shipped::Rejected(failure().to_string())),
+            }
+        })
+        .await
+    }
+
     fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
         let mut response = self
             .agent
@@ -101,6 +129,19 @@ impl ApiClient {
         tokio::task::spawn_blocking(move || call(&this)).await.map_err(|e| Error::Api(e.to_string()))?
     }
 }
+
+/// How the API took a batch of log lines.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shipped {
+    Accepted,
+    /// 404/405: an API older than logs.
+    NoEndpoint,
+    /// Another 4xx: this batch will never do (the reason); sending it again would stop the rest.
+    Rejected(String),
+}
+
+/// The longest a log shipment may take.
+const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest slug tar.gz the runner takes.
 const MAX_SLUG_BYTES: u64 = 1 << 30;

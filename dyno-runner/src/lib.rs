@@ -6,10 +6,15 @@
 //! loop heals: a dyno that dies or is removed behind its back is a drift like any other.
 //! It serves the route table to routers and reports dynos to the API; when the API is down it
 //! keeps reconciling against the last desired state it read.
+//! It follows every dyno's output and, with the router's request lines (`POST /logs` on its
+//! listener), ships it to the API in batches from a bounded queue, in tasks of their own that
+//! never hold up the loop.
 //! It must never hand the Docker socket or a platform credential to a dyno.
 
 mod api;
 mod docker;
+mod follow;
+mod logs;
 pub mod plan;
 mod routes;
 mod slug_layer;
@@ -59,7 +64,8 @@ pub struct Config {
     /// default `OURO_API_URL` with a loopback or unspecified host replaced by
     /// `host.docker.internal` (the API must then listen on an address containers reach).
     pub api_url_for_dynos: String,
-    /// `OURO_RUNNER_LISTEN`, default `127.0.0.1:7701`: serves `/routes` to routers.
+    /// `OURO_RUNNER_LISTEN`, default `127.0.0.1:7701`: serves `/routes` to routers and takes
+    /// their log lines (`POST /logs`). Only the host should reach it.
     pub listen: SocketAddr,
     /// `OURO_DOMAIN`, default `localhost`: app `demo` answers at `demo.<domain>`.
     pub domain: String,
@@ -216,14 +222,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
     let (routes_tx, routes_rx) = watch::channel(RouteTable { version: epoch, routes: Vec::new() });
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = axum::serve(listener, routes::router(routes_rx))
+    let (log_queue, log_receiver) = logs::queue(logs::QUEUE_LINES);
+    let server = axum::serve(listener, routes::router(routes_rx).merge(logs::routes(log_queue.clone())))
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         })
         .into_future();
     println!("ouro-dyno-runner listening on http://{addr}");
-    let mut runner = Runner::new(config, docker, routes_tx);
+    let mut runner = Runner::new(config, docker, routes_tx, log_queue);
     let server = tokio::spawn(server);
+    let shipper = tokio::spawn(logs::ship_forever(Arc::new(tokio::sync::Mutex::new(log_receiver)), runner.api.clone()));
     let events =
         tokio::spawn(wake_on_events(runner.docker.clone(), runner.config.platform.clone(), runner.wake.clone()));
     let changes = tokio::spawn(wake_on_api_changes(runner.api.clone(), runner.wake.clone()));
@@ -233,6 +241,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     }
     events.abort();
     changes.abort();
+    shipper.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;
     Ok(())
@@ -307,13 +316,17 @@ struct Runner {
     /// The apps of a bootstrap seed (`DesiredState::seed`), run beside the API's desired state
     /// until it has them all.
     seed: Vec<DesiredApp>,
+    /// Where the dynos' output goes (to the API).
+    logs: logs::LogQueue,
+    /// Containers whose output is followed (each by a task of its own, see `follow.rs`).
+    followed: HashSet<String>,
 }
 
 /// How often the runner looks for volumes nothing needs.
 const VOLUME_GC_EVERY: Duration = Duration::from_secs(10);
 
 impl Runner {
-    fn new(config: Config, docker: Docker, routes: watch::Sender<RouteTable>) -> Runner {
+    fn new(config: Config, docker: Docker, routes: watch::Sender<RouteTable>, logs: logs::LogQueue) -> Runner {
         let saved = config.state_file.as_deref().and_then(load_state);
         if let (Some(state), Some(path)) = (&saved, &config.state_file) {
             tracing::info!(apps = state.apps.len(), path = %path.display(), "starting from the last known desired state");
@@ -339,6 +352,8 @@ impl Runner {
             last_report: None,
             clock: Instant::now(),
             volumes_checked: None,
+            logs,
+            followed: HashSet::new(),
         }
     }
 
@@ -395,6 +410,7 @@ impl Runner {
         let desired = self.desired.clone().unwrap_or_default();
         let containers = docker::list_dynos(&self.docker, &self.config.platform).await?;
         self.on_host_network = containers.iter().filter(|c| c.host_network).map(|c| c.id.clone()).collect();
+        self.follow_adopted(&containers);
         let live = self.observe(&containers).await;
         self.publish_routes(&desired, &containers);
         self.report(&containers).await;
@@ -656,13 +672,37 @@ impl Runner {
         for ((app, _, process_type, index, _), result) in starts.iter().zip(results) {
             match result {
                 Ok(id) => {
-                    tracing::info!(app = %app.app_name, dyno = %format!("{process_type}.{index}"), container = %id, "dyno started")
+                    tracing::info!(app = %app.app_name, dyno = %format!("{process_type}.{index}"), container = %id, "dyno started");
+                    self.follow(id, &app.app_name, process_type, *index, follow::From::Start);
                 }
                 Err(e) => {
                     tracing::warn!(app = %app.app_name, dyno = %format!("{process_type}.{index}"), error = %e, "dyno failed to start")
                 }
             }
         }
+    }
+
+    /// Follows the output of the running containers no follower reads yet: dynos this runner
+    /// did not start (a previous runner did: it is adopting them), from now on, since the
+    /// previous runner shipped what came before. Forgets containers that are gone.
+    fn follow_adopted(&mut self, containers: &[Container]) {
+        let ids: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+        self.followed.retain(|id| ids.contains(id.as_str()));
+        let now = SystemTime::now();
+        for c in containers.iter().filter(|c| c.running) {
+            self.follow(c.id.clone(), &c.app, &c.process_type, c.index, follow::From::Time(now));
+        }
+    }
+
+    /// Starts following container `id`, a dyno of `app`, unless it is already followed or is
+    /// a build (whose output the build relays).
+    fn follow(&mut self, id: String, app: &str, process_type: &str, index: u32, from: follow::From) {
+        if app == follow::BUILDER_APP || self.followed.contains(&id) {
+            return;
+        }
+        self.followed.insert(id.clone());
+        let dyno = follow::Dyno { container_id: id, app: app.to_string(), name: format!("{process_type}.{index}") };
+        follow::spawn(self.docker.clone(), self.logs.clone(), dyno, from);
     }
 
     fn spawn_build(&self, app: &str, release: &ouro_types::DesiredRelease) {
