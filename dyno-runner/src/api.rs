@@ -244,6 +244,39 @@ mod tests {
         check("/srv/slug.tgz", Err("http://, https:// or file://"));
     }
 
+    /// How `POST /runner/logs` answers map: taken, no endpoint (an older API), refused for
+    /// good, or worth retrying; with the runner's token.
+    #[tokio::test]
+    async fn log_shipments_read_the_apis_answer() {
+        use axum::http::{HeaderMap, StatusCode};
+        let answers = |status: StatusCode| {
+            axum::Router::new().route(
+                "/runner/logs",
+                axum::routing::post(move |headers: HeaderMap| async move {
+                    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    if token == "Bearer secret" { status } else { StatusCode::UNAUTHORIZED }
+                }),
+            )
+        };
+        let serve = |router: axum::Router| async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, router).await });
+            ApiClient::new(&format!("http://{addr}"), "secret")
+        };
+        let body = bytes::Bytes::from_static(b"[]");
+        let api = serve(answers(StatusCode::NO_CONTENT)).await;
+        assert_eq!(api.ship_logs(body.clone()).await.unwrap(), Shipped::Accepted);
+        let api = serve(axum::Router::new()).await;
+        assert_eq!(api.ship_logs(body.clone()).await.unwrap(), Shipped::NoEndpoint);
+        let api = serve(answers(StatusCode::UNPROCESSABLE_ENTITY)).await;
+        assert!(matches!(api.ship_logs(body.clone()).await, Ok(Shipped::Rejected(why)) if why.contains("422")));
+        let api = serve(answers(StatusCode::SERVICE_UNAVAILABLE)).await;
+        assert!(api.ship_logs(body.clone()).await.is_err(), "retried");
+        let api = ApiClient::new("http://127.0.0.1:1", "secret");
+        assert!(api.ship_logs(body).await.is_err(), "no API: retried");
+    }
+
     #[test]
     fn a_slug_file_must_match_its_checksum() {
         let dir = tempfile::tempdir().unwrap();
