@@ -32,13 +32,7 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs until aborted.
 pub(crate) async fn follow_routes(state: Arc<State>, routes_url: Uri) {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(state.config.connect_timeout));
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector);
+    let client: Client<HttpConnector, Empty<Bytes>> = control_client(state.config.connect_timeout);
 
     let mut delay = FIRST_RETRY;
     let mut failing_since: Option<Instant> = None;
@@ -85,6 +79,22 @@ pub(crate) async fn follow_routes(state: Arc<State>, routes_url: Uri) {
             }
         }
     }
+}
+
+/// The plain-HTTP client the router talks to the dyno runner with (routes, log lines).
+pub(crate) fn control_client<B>(connect_timeout: Duration) -> Client<HttpConnector, B>
+where
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
 }
 
 fn install(state: &State, wire: &RouteTable) {

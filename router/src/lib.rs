@@ -5,7 +5,7 @@
 //! least-outstanding-requests balancing over two random choices; a connect failure is retried
 //! on another dyno; a route without dynos holds requests briefly for a booting one, then
 //! answers 503 H14; 30 s to the first response byte (H12); websockets and other upgrades pass
-//! through; one log line per request on stdout.
+//! through; one log line per request on stdout, also shipped to the app's log (below).
 //!
 //! It learns routes by following the route table the dyno runner serves (a long poll on
 //! `GET {routes_url}?after=N`) and swaps its table atomically on each new version. When the
@@ -16,7 +16,9 @@
 //!   served from the in-memory table only, so apps keep serving while the control plane is down;
 //! - hold the Docker socket or talk to the Docker Engine: the dyno runner owns containers and
 //!   tells the router where they are;
-//! - take a lock or do I/O other than the proxying itself on the request path.
+//! - take a lock or do I/O other than the proxying itself on the request path (the stdout log
+//!   line aside); shipping a log line never waits;
+//! - hold a credential for the API: routes come from, and log lines go to, the dyno runner.
 //!
 //! TLS: with a second listener ([`serve_with_tls`], `OURO_ROUTER_TLS_LISTEN`) the router
 //! terminates TLS (rustls, ring) and presents, by SNI, the certificate of the app whose host is
@@ -24,6 +26,12 @@
 //! ALPN offers `h2` and `http/1.1`. Requests that came over TLS are forwarded with
 //! `X-Forwarded-Proto: https` and the TLS listener's port, and logged with `protocol=https`.
 //! The plain listener speaks HTTP/1.1 and h2c.
+//!
+//! Logs: each request whose Host routed to an app is one `ouro[router]` line in that app's log
+//! (`ouro logs`), in Heroku's router format. Lines are shipped in batches to the dyno runner's
+//! log endpoint (`OURO_LOGS_URL`, else `OURO_ROUTES_URL` with `/routes` → `/logs`), which
+//! forwards them with dyno output; the request path only puts a line in a bounded queue and
+//! drops it when the queue is full (see `shipper`).
 //!
 //! `serve` takes a bound listener so tests run the router in-process on port 0; the binary
 //! (`main.rs`) reads its settings from the environment.
@@ -43,6 +51,7 @@ mod connect;
 mod error;
 mod follow;
 mod proxy;
+mod shipper;
 mod table;
 mod tls;
 
@@ -67,17 +76,22 @@ use tokio::sync::{Semaphore, watch};
 use crate::body::RequestBody;
 use crate::connect::TimedConnector;
 use crate::proxy::ConnInfo;
+use crate::shipper::Shipper;
 use crate::table::Table;
 
 /// Default for `OURO_ROUTER_LISTEN`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default for `OURO_ROUTES_URL`.
 pub const DEFAULT_ROUTES_URL: &str = "http://127.0.0.1:7701/routes";
+/// Default for [`Config::log_queue`].
+pub const DEFAULT_LOG_QUEUE: usize = 10_000;
 
 /// Largest request header block (request line and all header lines).
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
 /// Idle keep-alive connections kept per dyno.
 const POOL_MAX_IDLE_PER_DYNO: usize = 256;
+/// After the drain, how long queued log lines may take to be shipped.
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The router's settings. [`Config::new`] gives the production defaults.
 #[derive(Debug, Clone)]
@@ -89,6 +103,12 @@ pub struct Config {
     pub tls_listen: Option<SocketAddr>,
     /// The route table to follow (`OURO_ROUTES_URL`), plain `http://`.
     pub routes_url: String,
+    /// Where request log lines are shipped, plain `http://` (`OURO_LOGS_URL`; by default the
+    /// routes URL with its trailing `/routes` replaced by `/logs`). `None`: stdout only.
+    pub logs_url: Option<String>,
+    /// Most log lines waiting to be shipped; more are dropped (counted, then an L10 line).
+    /// Default [`DEFAULT_LOG_QUEUE`].
+    pub log_queue: usize,
     /// Connecting to a dyno (H19 when every dyno times out). Default 5 s.
     pub connect_timeout: Duration,
     /// From forwarding to the response head, across retries (H12). Default 30 s.
@@ -123,12 +143,15 @@ pub enum Error {
 }
 
 impl Config {
-    /// Production defaults, following `routes_url`.
+    /// Production defaults, following `routes_url` (and shipping logs next to it).
     pub fn new(routes_url: impl Into<String>) -> Config {
+        let routes_url = routes_url.into();
         Config {
             listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
             tls_listen: None,
-            routes_url: routes_url.into(),
+            logs_url: shipper::logs_url_from_routes(&routes_url),
+            log_queue: DEFAULT_LOG_QUEUE,
+            routes_url,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             hold_timeout: Duration::from_secs(5),
@@ -141,7 +164,8 @@ impl Config {
         }
     }
 
-    /// Defaults, with `OURO_ROUTER_LISTEN` and `OURO_ROUTES_URL` from the environment.
+    /// Defaults, with `OURO_ROUTER_LISTEN`, `OURO_ROUTER_TLS_LISTEN`, `OURO_ROUTES_URL` and
+    /// `OURO_LOGS_URL` (empty: do not ship logs) from the environment.
     pub fn from_env() -> Result<Config, Error> {
         let routes_url = std::env::var("OURO_ROUTES_URL").unwrap_or_else(|_| DEFAULT_ROUTES_URL.to_string());
         let mut config = Config::new(routes_url);
@@ -159,7 +183,13 @@ impl Config {
                 reason: e.to_string(),
             })?);
         }
-        parse_routes_url(&config.routes_url)?;
+        if let Ok(logs_url) = std::env::var("OURO_LOGS_URL") {
+            config.logs_url = if logs_url.is_empty() { None } else { Some(logs_url) };
+        }
+        parse_http_url("OURO_ROUTES_URL", &config.routes_url)?;
+        if let Some(logs_url) = &config.logs_url {
+            parse_http_url("OURO_LOGS_URL", logs_url)?;
+        }
         Ok(config)
     }
 }
@@ -183,6 +213,8 @@ pub(crate) struct State {
     pub forwarded_port: HeaderValue,
     /// `X-Forwarded-Port` of requests that came over TLS: the TLS listener's port.
     pub tls_forwarded_port: HeaderValue,
+    /// The queue of log lines to ship, if there is somewhere to ship them.
+    pub shipper: Option<Arc<Shipper>>,
 }
 
 /// Runs the router on `listener` until `shutdown` completes, then stops accepting, lets
@@ -210,7 +242,14 @@ pub async fn serve_with_tls(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let routes_url = parse_routes_url(&config.routes_url)?;
+    let routes_url = parse_http_url("OURO_ROUTES_URL", &config.routes_url)?;
+    let logs_url = config.logs_url.as_deref().map(|url| parse_http_url("OURO_LOGS_URL", url)).transpose()?;
+    match &logs_url {
+        Some(url) => tracing::info!(%url, "shipping request log lines"),
+        None => tracing::info!(
+            "not shipping request log lines: no OURO_LOGS_URL, and OURO_ROUTES_URL does not end in /routes"
+        ),
+    }
     let port = listener.local_addr()?.port();
     let tls_port = match &tls_listener {
         Some(tls_listener) => tls_listener.local_addr()?.port(),
@@ -222,6 +261,7 @@ pub async fn serve_with_tls(
         client: dyno_client(&config),
         forwarded_port: HeaderValue::from(port),
         tls_forwarded_port: HeaderValue::from(tls_port),
+        shipper: logs_url.map(|url| Arc::new(Shipper::new(url, config.log_queue))),
         config,
     });
     let acceptor = match &tls_listener {
@@ -235,6 +275,8 @@ pub async fn serve_with_tls(
         None => None,
     };
     let follower = AbortOnDrop(tokio::spawn(follow::follow_routes(Arc::clone(&state), routes_url)));
+    let log_shipper =
+        state.shipper.is_some().then(|| AbortOnDrop(tokio::spawn(shipper::supervise(Arc::clone(&state)))));
     let builder = Arc::new(server_builder(&state.config));
     let graceful = GracefulShutdown::new();
     // Closes what is still open when the drain time is over.
@@ -320,17 +362,22 @@ pub async fn serve_with_tls(
         }
     }
     force_close.send_replace(true);
+    if let Some(shipper) = &state.shipper {
+        shipper::flush(shipper, LOG_FLUSH_TIMEOUT).await;
+        let (full, failed) = shipper.dropped();
+        if full + failed > 0 {
+            tracing::warn!(queue_full = full, endpoint_failed = failed, "router log lines dropped since start");
+        }
+    }
+    drop(log_shipper);
     drop(follower);
     Ok(())
 }
 
-fn parse_routes_url(routes_url: &str) -> Result<Uri, Error> {
-    let invalid = |reason: &str| Error::InvalidSetting {
-        name: "OURO_ROUTES_URL",
-        value: routes_url.to_string(),
-        reason: reason.to_string(),
-    };
-    let uri: Uri = routes_url.parse().map_err(|e: hyper::http::uri::InvalidUri| invalid(&e.to_string()))?;
+/// A plain `http://host:port/path` URL of the dyno runner, from the setting `name`.
+fn parse_http_url(name: &'static str, url: &str) -> Result<Uri, Error> {
+    let invalid = |reason: &str| Error::InvalidSetting { name, value: url.to_string(), reason: reason.to_string() };
+    let uri: Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| invalid(&e.to_string()))?;
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
         return Err(invalid("expected http://host:port/path"));
     }
@@ -373,7 +420,7 @@ async fn accept_if(listener: Option<&TcpListener>) -> std::io::Result<(tokio::ne
 }
 
 /// Aborts a background task when the router stops, whichever way it returns.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -1,8 +1,9 @@
 //! `ouro-router`: binds `OURO_ROUTER_LISTEN` (default 127.0.0.1:8080) and, if set,
 //! `OURO_ROUTER_TLS_LISTEN` for HTTPS, follows
 //! `OURO_ROUTES_URL` (default http://127.0.0.1:7701/routes), and serves until SIGTERM or Ctrl-C,
-//! then drains in-flight requests (capped) and exits. Request log lines go to stdout, the
-//! router's own messages to stderr.
+//! then drains in-flight requests (capped) and exits. Request log lines go to stdout and are
+//! shipped to `OURO_LOGS_URL` (default: `OURO_ROUTES_URL` with `/routes` → `/logs`; empty: not
+//! shipped) for the apps' logs; the router's own messages go to stderr.
 
 use std::process::ExitCode;
 

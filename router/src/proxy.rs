@@ -6,10 +6,12 @@
 //! 3. **connect/forward**: send to the chosen dyno through the keep-alive pool, retrying on
 //!    another dyno only when the connect failed ([`forward`]);
 //! 4. **response filter**: hop-by-hop headers out, `Via`/`X-Request-Id` in, upgrades tunnelled;
-//! 5. **log**: one line per request when the response body ends ([`RequestCtx::log`]).
+//! 5. **log**: one line per request when the response body ends, or when the `101` of an
+//!    upgrade goes out ([`RequestCtx::log`]): on stdout, and into the shipping queue of the
+//!    app's log when the Host routed to an app.
 //!
 //! The request path takes no lock on the route table (an `ArcSwap` load) and does no I/O but
-//! the proxying itself.
+//! the proxying itself (and the stdout line).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -23,12 +25,14 @@ use hyper::http::uri::{self, PathAndQuery, Scheme};
 use hyper::upgrade::OnUpgrade;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
+use ouro_logs::{LogLine, Source};
 use rand::Rng;
 
 use crate::State;
 use crate::body::{BodySource, RequestBody, ResponseBody};
 use crate::connect::{ConnectTiming, io_error_kind};
 use crate::error::{ErrorKind, ProxyError, error_page};
+use crate::shipper::{self, Shipper};
 use crate::table::{InFlight, Route, normalize_host};
 
 /// Longest request line and header line (name, colon, space, value).
@@ -74,6 +78,8 @@ pub(crate) struct RequestCtx {
     forwarded: Option<Instant>,
     dyno: Option<Arc<str>>,
     connect: Option<Duration>,
+    /// The app's route and the log queue, when the line goes to the app's log too.
+    app_log: Option<(Arc<Route>, Arc<Shipper>)>,
     pub status: Option<StatusCode>,
     pub bytes: Option<u64>,
     pub error: Option<ProxyError>,
@@ -89,6 +95,9 @@ pub(crate) async fn handle(state: &State, conn: ConnInfo, mut req: Request<Incom
     let has_host = host.is_some();
     ctx.host = host.unwrap_or_default();
     if let Err(kind) = check_limits(&req) {
+        if let Some(route) = state.table.load().route(&ctx.host) {
+            ctx.ship_to(state, route);
+        }
         return answer_error(ctx, ProxyError::new(kind));
     }
     if !has_host {
@@ -98,8 +107,14 @@ pub(crate) async fn handle(state: &State, conn: ConnInfo, mut req: Request<Incom
     // 2. Pick upstream: the route (the backend is picked per attempt in `forward`).
     let route = match find_route(state, &ctx.host).await {
         Ok(route) => route,
-        Err(kind) => return answer_error(ctx, ProxyError::new(kind)),
+        Err((kind, route)) => {
+            if let Some(route) = &route {
+                ctx.ship_to(state, route);
+            }
+            return answer_error(ctx, ProxyError::new(kind));
+        }
     };
+    ctx.ship_to(state, &route);
 
     let client_upgrade = if is_upgrade(&req) { Some(hyper::upgrade::on(&mut req)) } else { None };
     let (parts, body) = req.into_parts();
@@ -124,7 +139,10 @@ pub(crate) async fn handle(state: &State, conn: ConnInfo, mut req: Request<Incom
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let (mut parts, _) = response.into_parts();
         add_response_headers(&mut parts.headers, &ctx);
-        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, ctx, in_flight));
+        // Logged once, as the 101 goes out (a tunnel may stay open for hours).
+        ctx.bytes = Some(0);
+        ctx.log();
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight, ctx.request_id.clone()));
         return Response::from_parts(parts, ResponseBody::empty());
     }
     let (mut parts, body) = response.into_parts();
@@ -135,14 +153,15 @@ pub(crate) async fn handle(state: &State, conn: ConnInfo, mut req: Request<Incom
 }
 
 /// Phase 2: the route for `host`, holding the request while the route has no backend yet (a
-/// booting dyno) or no table has arrived yet, up to `hold_timeout`.
-async fn find_route(state: &State, host: &str) -> Result<Arc<Route>, ErrorKind> {
+/// booting dyno) or no table has arrived yet, up to `hold_timeout`. An error comes with the
+/// route when there is one (H14), for the app's log.
+async fn find_route(state: &State, host: &str) -> Result<Arc<Route>, (ErrorKind, Option<Arc<Route>>)> {
     // Fast path: one lock-free load.
     {
         let table = state.table.load();
         match table.route(host) {
             Some(route) if !route.backends.is_empty() => return Ok(Arc::clone(route)),
-            None if table.loaded => return Err(ErrorKind::NoSuchApp),
+            None if table.loaded => return Err((ErrorKind::NoSuchApp, None)),
             _ => {}
         }
     }
@@ -150,12 +169,12 @@ async fn find_route(state: &State, host: &str) -> Result<Arc<Route>, ErrorKind> 
     // Subscribe before looking again so that no table swap falls between look and wait.
     let mut versions = state.versions.subscribe();
     loop {
-        let loaded = {
+        let (loaded, route) = {
             let table = state.table.load();
             match table.route(host) {
                 Some(route) if !route.backends.is_empty() => return Ok(Arc::clone(route)),
-                None if table.loaded => return Err(ErrorKind::NoSuchApp),
-                _ => table.loaded,
+                None if table.loaded => return Err((ErrorKind::NoSuchApp, None)),
+                route => (table.loaded, route.cloned()),
             }
         };
         let gave_up = match tokio::time::timeout_at(deadline, versions.changed()).await {
@@ -163,7 +182,7 @@ async fn find_route(state: &State, host: &str) -> Result<Arc<Route>, ErrorKind> 
             Err(_elapsed) => true,
         };
         if gave_up {
-            return Err(if loaded { ErrorKind::NoWebDynos } else { ErrorKind::NoRouteTable });
+            return Err(if loaded { (ErrorKind::NoWebDynos, route) } else { (ErrorKind::NoRouteTable, None) });
         }
     }
 }
@@ -278,20 +297,21 @@ fn connect_time(response: &Response<Incoming>, attempt: Instant) -> Duration {
     }
 }
 
-/// Phase 4 for upgrades: once both sides have switched protocols, copy bytes both ways.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, mut ctx: RequestCtx, in_flight: InFlight) {
+/// Phase 4 for upgrades: once both sides have switched protocols, copy bytes both ways. The
+/// request was logged when its `101` went out.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, in_flight: InFlight, request_id: HeaderValue) {
     let _in_flight = in_flight;
     match tokio::join!(client, upstream) {
         (Ok(client), Ok(upstream)) => {
             let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-            if let Ok((_to_dyno, to_client)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                ctx.bytes = Some(to_client);
+            match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                Ok((to_dyno, to_client)) => tracing::debug!(?request_id, to_dyno, to_client, "tunnel closed"),
+                Err(error) => tracing::debug!(?request_id, %error, "tunnel broken"),
             }
         }
-        (Err(_), _) => ctx.error = Some(ProxyError::new(ErrorKind::ClientInterrupted)),
-        (_, Err(_)) => ctx.error = Some(ProxyError::new(ErrorKind::ServerInterrupted)),
+        (Err(error), _) => tracing::debug!(?request_id, %error, "client did not switch protocols"),
+        (_, Err(error)) => tracing::debug!(?request_id, %error, "dyno did not switch protocols"),
     }
-    ctx.log();
 }
 
 /// An error answered by the router itself: page, headers, log line.
@@ -463,6 +483,7 @@ impl RequestCtx {
             forwarded: None,
             dyno: None,
             connect: None,
+            app_log: None,
             status: None,
             bytes: None,
             error: None,
@@ -470,7 +491,16 @@ impl RequestCtx {
         }
     }
 
-    /// Phase 5: the request's one log line, on stdout, in Heroku's router format.
+    /// The request's line will go to `route`'s app log too (if logs are shipped at all).
+    fn ship_to(&mut self, state: &State, route: &Arc<Route>) {
+        if let Some(shipper) = &state.shipper {
+            self.app_log = Some((Arc::clone(route), Arc::clone(shipper)));
+        }
+    }
+
+    /// Phase 5: the request's one log line, in Heroku's router format, on stdout and, when the
+    /// Host routed to an app, queued for that app's log. Formatted once: the stdout text is
+    /// moved into the `LogLine` (which drops the newline).
     pub fn log(&mut self) {
         if self.logged {
             return;
@@ -478,6 +508,9 @@ impl RequestCtx {
         self.logged = true;
         let line = self.log_line();
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        if let Some((route, shipper)) = self.app_log.take() {
+            shipper.ship(LogLine::new(route.app.clone(), Source::Ouro, shipper::PROCESS, line), &route.log_drops);
+        }
     }
 
     fn log_line(&self) -> String {
@@ -522,6 +555,8 @@ impl RequestCtx {
         if let Some(status) = status {
             let _ = write!(line, "{}", status.as_u16());
         }
+        // Body bytes sent to the client: counted frame by frame as the dyno's body streams
+        // through (`ResponseBody`), the page's length for router errors, 0 for a `101`.
         line.push_str(" bytes=");
         if let Some(bytes) = self.bytes {
             let _ = write!(line, "{bytes}");
@@ -552,7 +587,9 @@ impl Drop for RequestCtx {
     }
 }
 
-/// Inside a quoted logfmt value: quotes and backslashes escaped, control characters dropped.
+/// Inside a quoted logfmt value: quotes and backslashes escaped with a backslash, control
+/// characters (newlines too) written as `\n`, `\t`, `\u{1b}`: the value cannot end early nor
+/// start another line.
 fn push_escaped(line: &mut String, value: &str) {
     for c in value.chars() {
         match c {
@@ -560,7 +597,7 @@ fn push_escaped(line: &mut String, value: &str) {
                 line.push('\\');
                 line.push(c);
             }
-            c if c.is_control() => {}
+            c if c.is_control() => line.extend(c.escape_default()),
             c => line.push(c),
         }
     }
@@ -650,5 +687,19 @@ mod tests {
              bytes=10 protocol=http source=router\n"
         );
         ctx.logged = true;
+    }
+
+    #[test]
+    fn quoted_values_cannot_end_early_or_break_the_line() {
+        let check = |input: &str, expect: &str| {
+            let mut line = String::new();
+            push_escaped(&mut line, input);
+            assert_eq!(line, expect, "input {input:?}");
+        };
+        check("/a?b=c", "/a?b=c");
+        check("/\" status=200 x=\"", "/\\\" status=200 x=\\\"");
+        check("/a\nat=info b\r\t\u{1b}\u{85}", "/a\\nat=info b\\r\\t\\u{1b}\\u{85}");
+        check("/back\\slash", "/back\\\\slash");
+        check("/é ü", "/é ü");
     }
 }

@@ -15,6 +15,7 @@ use ouro_types::RouteTable;
 use rand::Rng;
 use rustls::sign::CertifiedKey;
 
+use crate::shipper::LogDrops;
 use crate::tls::{self, KeyCache};
 
 /// A backend whose connect failed this recently is picked only when nothing better is left.
@@ -41,6 +42,8 @@ pub(crate) struct Table {
 pub(crate) struct Route {
     pub app: String,
     pub backends: Vec<Backend>,
+    /// The app's request log lines dropped for a full shipping queue, not yet reported.
+    pub log_drops: Arc<LogDrops>,
 }
 
 /// One `up` web dyno of a route.
@@ -65,12 +68,15 @@ struct BackendLoad {
 pub(crate) struct InFlight(Arc<BackendLoad>);
 
 impl Table {
-    /// Compiles the wire table, reusing the counters of `previous` for addresses it already knew.
+    /// Compiles the wire table, reusing the counters of `previous` for addresses (and apps) it
+    /// already knew.
     /// Routes or backends that cannot be used (bad address, host already taken) are skipped with
     /// a warning rather than rejecting the whole table.
     pub fn compile(wire: &RouteTable, previous: &Table) -> Table {
         let mut known: HashMap<&str, &Arc<BackendLoad>> = HashMap::new();
+        let mut known_drops: HashMap<&str, &Arc<LogDrops>> = HashMap::new();
         for route in previous.hosts.values() {
+            known_drops.insert(route.app.as_str(), &route.log_drops);
             for backend in &route.backends {
                 known.insert(backend.authority.as_str(), &backend.load);
             }
@@ -112,7 +118,8 @@ impl Table {
                 let load = known.get(authority.as_str()).map(|load| Arc::clone(load)).unwrap_or_default();
                 backends.push(Backend { dyno: Arc::from(wire_backend.dyno.as_str()), authority, load });
             }
-            let route = Arc::new(Route { app: wire_route.app.clone(), backends });
+            let log_drops = known_drops.get(wire_route.app.as_str()).map(|d| Arc::clone(d)).unwrap_or_default();
+            let route = Arc::new(Route { app: wire_route.app.clone(), backends, log_drops });
             for host in &wire_route.hosts {
                 let host = normalize_host(host).into_owned();
                 if let Some(other) = hosts.get(&host).map(|r: &Arc<Route>| r.app.clone()) {
@@ -136,6 +143,11 @@ impl Table {
     /// The route for a normalized host (see [`normalize_host`]).
     pub fn route(&self, host: &str) -> Option<&Arc<Route>> {
         self.hosts.get(host)
+    }
+
+    /// Every route, once per host it has (so a route may come more than once).
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.hosts.values()
     }
 }
 

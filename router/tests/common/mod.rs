@@ -1,13 +1,13 @@
 //! Real HTTP on loopback around an in-process router: tiny backends that answer with their name
-//! and echo the request headers, a route source implementing the `?after=N` long poll, and a
-//! client. Nothing of the router itself is mocked.
+//! and echo the request headers, a route source implementing the `?after=N` long poll (and, like
+//! the dyno runner, taking the router's log lines on `POST /logs`), and a client. Nothing of the router itself is mocked.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, UPGRADE};
 use hyper::service::service_fn;
-use hyper::{HeaderMap, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use ouro_logs::LogLine;
 use ouro_router::Config;
 use ouro_types::{Route, RouteBackend, RouteTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -202,7 +203,9 @@ pub fn refused(dyno: &str, addr: SocketAddr) -> RouteBackend {
 }
 
 /// The dyno runner's route endpoint: `GET /routes?after=N` answers at once when the version is
-/// greater than N, else waits (up to 25 s) for a change and answers the current table.
+/// greater than N, else waits (up to 25 s) for a change and answers the current table. Its log
+/// endpoint: `POST /logs` with a JSON array of log lines, kept in order; `204`, or `503` while
+/// [`RouteSource::set_logs_down`].
 pub struct RouteSource {
     pub addr: SocketAddr,
     shared: Arc<SourceShared>,
@@ -212,6 +215,8 @@ pub struct RouteSource {
 struct SourceShared {
     table: Mutex<RouteTable>,
     versions: watch::Sender<u64>,
+    logs: Mutex<Vec<LogLine>>,
+    logs_down: AtomicBool,
 }
 
 impl RouteSource {
@@ -234,12 +239,20 @@ impl RouteSource {
             }
         };
         let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(SourceShared { versions: watch::Sender::new(table.version), table: Mutex::new(table) });
+        let shared = Arc::new(SourceShared {
+            versions: watch::Sender::new(table.version),
+            table: Mutex::new(table),
+            logs: Mutex::new(Vec::new()),
+            logs_down: AtomicBool::new(false),
+        });
         let handler = {
             let shared = Arc::clone(&shared);
             move |req: Request<Incoming>| {
                 let shared = Arc::clone(&shared);
                 async move {
+                    if req.method() == Method::POST && req.uri().path() == "/logs" {
+                        return take_logs(&shared, req).await;
+                    }
                     let after = req
                         .uri()
                         .query()
@@ -265,6 +278,27 @@ impl RouteSource {
         format!("http://{}/routes", self.addr)
     }
 
+    /// Every log line received so far, in the order received.
+    pub fn log_lines(&self) -> Vec<LogLine> {
+        self.shared.logs.lock().unwrap().clone()
+    }
+
+    /// While down, `POST /logs` answers `503` and keeps nothing.
+    pub fn set_logs_down(&self, down: bool) {
+        self.shared.logs_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Waits until the lines received satisfy `check`, and returns them.
+    pub async fn wait_for_logs(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&[LogLine]) -> bool,
+    ) -> Vec<LogLine> {
+        wait_until(what, timeout, || async { check(&self.log_lines()) }).await;
+        self.log_lines()
+    }
+
     pub fn version(&self) -> u64 {
         self.shared.table.lock().unwrap().version
     }
@@ -284,6 +318,24 @@ impl RouteSource {
     pub fn stop(self) -> SocketAddr {
         self.addr
     }
+}
+
+async fn take_logs(shared: &SourceShared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let status = if shared.logs_down.load(Ordering::SeqCst) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        match serde_json::from_slice::<Vec<LogLine>>(&body) {
+            // The router sends at most 500 lines a batch; refusing more makes such a test fail.
+            Ok(lines) if lines.len() > 500 => StatusCode::PAYLOAD_TOO_LARGE,
+            Ok(lines) => {
+                shared.logs.lock().unwrap().extend(lines);
+                StatusCode::NO_CONTENT
+            }
+            Err(_) => StatusCode::BAD_REQUEST,
+        }
+    };
+    Response::builder().status(status).body(Full::new(Bytes::new())).unwrap()
 }
 
 /// The router, in-process on 127.0.0.1:0; shut down gracefully when dropped.
