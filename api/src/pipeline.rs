@@ -237,6 +237,9 @@ async fn build_and_release(
         mounts: &mounts,
         api_access: true,
         slug_id: None,
+        attach: false,
+        tty: false,
+        time_to_live_seconds: None,
     };
     let dyno = state.store.create_one_off(&builder.id, new).await.map_err(internal)?;
     state.changed();
@@ -313,6 +316,9 @@ async fn release_phase(
         mounts: &[],
         api_access: false,
         slug_id: Some(slug_id),
+        attach: false,
+        tty: false,
+        time_to_live_seconds: None,
     };
     let dyno =
         state.store.create_one_off(&app.id, new).await.map_err(|e| format!("Cannot run the release command: {e}"))?;

@@ -155,6 +155,9 @@ pub struct OneOffRow {
     pub api_access: bool,
     /// Runs on this slug (with the current config) instead of the current release.
     pub slug_id: Option<String>,
+    pub attach: bool,
+    pub tty: bool,
+    pub time_to_live_seconds: Option<i64>,
     pub created_at: String,
 }
 
@@ -199,6 +202,9 @@ pub struct NewOneOff<'a> {
     pub mounts: &'a [VolumeMount],
     pub api_access: bool,
     pub slug_id: Option<&'a str>,
+    pub attach: bool,
+    pub tty: bool,
+    pub time_to_live_seconds: Option<i64>,
 }
 
 pub struct AuditRow {
@@ -787,7 +793,7 @@ impl Store {
 
     /// Records a one-off dyno `run.N` with the next free N of the app.
     pub async fn create_one_off(&self, app_id: &str, new: NewOneOff<'_>) -> Result<OneOffRow> {
-        let NewOneOff { command, size, env, mounts, api_access, slug_id } = new;
+        let NewOneOff { command, size, env, mounts, api_access, slug_id, attach, tty, time_to_live_seconds } = new;
         let now = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1").bind(app_id).bind(&now).execute(&mut *tx).await?;
@@ -805,11 +811,15 @@ impl Store {
             mounts: mounts.to_vec(),
             api_access,
             slug_id: slug_id.map(str::to_string),
+            attach,
+            tty,
+            time_to_live_seconds,
             created_at: now.clone(),
         };
         sqlx::query(
             "INSERT INTO one_off_dynos (id, app_id, number, command, size, env, mounts, api_access, slug_id, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             created_at, attach, tty, time_to_live_seconds) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&one_off.id)
         .bind(app_id)
@@ -821,6 +831,9 @@ impl Store {
         .bind(i64::from(api_access))
         .bind(slug_id)
         .bind(&now)
+        .bind(i64::from(attach))
+        .bind(i64::from(tty))
+        .bind(time_to_live_seconds)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -830,8 +843,8 @@ impl Store {
     /// One-off dynos not reported finished yet.
     pub async fn running_one_offs(&self, app_id: &str) -> Result<Vec<OneOffRow>> {
         let rows = sqlx::query(
-            "SELECT id, number, command, size, env, mounts, api_access, slug_id, created_at FROM one_off_dynos \
-             WHERE app_id = $1 AND finished_at IS NULL ORDER BY number",
+            "SELECT id, number, command, size, env, mounts, api_access, slug_id, created_at, attach, tty, \
+             time_to_live_seconds FROM one_off_dynos WHERE app_id = $1 AND finished_at IS NULL ORDER BY number",
         )
         .bind(app_id)
         .fetch_all(&self.pool)
@@ -849,6 +862,9 @@ impl Store {
                     mounts: serde_json::from_str(&mounts)?,
                     api_access: r.try_get::<i64, _>("api_access")? != 0,
                     slug_id: r.try_get("slug_id")?,
+                    attach: r.try_get::<i64, _>("attach")? != 0,
+                    tty: r.try_get::<i64, _>("tty")? != 0,
+                    time_to_live_seconds: r.try_get("time_to_live_seconds")?,
                     created_at: r.try_get("created_at")?,
                 })
             })
@@ -1621,6 +1637,7 @@ fn migrator() -> Migrator {
         migration(14, "upgrades", include_str!("../migrations/0014_upgrades.sql")),
         migration(15, "token scopes", include_str!("../migrations/0015_token_scopes.sql")),
         migration(16, "log drains", include_str!("../migrations/0016_log_drains.sql")),
+        migration(17, "attached one-offs", include_str!("../migrations/0017_attached_one_offs.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -3,6 +3,7 @@
 //!
 //! This crate holds data shapes and pure validation only: no I/O, no HTTP, no database.
 
+pub mod attach;
 pub mod procfile;
 
 use std::collections::BTreeMap;
@@ -488,6 +489,18 @@ pub struct DesiredOneOff {
     /// not released yet; its `version` is 0).
     #[serde(default)]
     pub release: Option<DesiredRelease>,
+    /// Attached (`ouro run`): the runner creates the container with stdin open, attaches to
+    /// it, opens `GET /runner/attach/{app}/run.N` (an upgrade, see [`attach`]) and only then
+    /// starts it, copying frames both ways; the exit status is the last frame.
+    #[serde(default)]
+    pub attach: bool,
+    /// With `attach`: a terminal (`Tty`), for an interactive `ouro run bash`.
+    #[serde(default)]
+    pub tty: bool,
+    /// The runner stops the dyno this long after it started (Heroku's one-offs have a
+    /// lifetime too); `None`: no limit (builds and the release phase have their own).
+    #[serde(default)]
+    pub time_to_live_seconds: Option<u64>,
 }
 
 /// A named volume mounted into a dyno. The runner prefixes the name with its platform and
@@ -506,6 +519,16 @@ pub struct OneOffCreate {
     pub size: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Attached to the caller's terminal through `GET /apps/{app}/dynos/run.N/attach`
+    /// (`ouro run`); else detached, its output in the logs (`ouro run --detached`).
+    #[serde(default)]
+    pub attach: bool,
+    /// With `attach`: allocate a terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// Seconds after which the dyno is stopped (default one hour, at most a day).
+    #[serde(default)]
+    pub time_to_live: Option<u64>,
 }
 
 /// An app's host name: its default one (`<app>.<platform domain>`) or a custom one.

@@ -30,6 +30,10 @@ pub fn routes() -> Router<AppState> {
 
 /// `POST /apps/{app}/dynos {"command": "...", "size"?, "env"?}`: a one-off dyno `run.N` on the
 /// current release, run once by the dyno runner (detached: its output is not streamed yet).
+/// How long a one-off dyno runs at most unless asked otherwise, and the longest it may ask.
+const ONE_OFF_TIME_TO_LIVE: u64 = 3600;
+const MAX_ONE_OFF_TIME_TO_LIVE: u64 = 24 * 3600;
+
 async fn run_one_off(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -59,7 +63,26 @@ async fn run_one_off(
             app.name
         )));
     }
-    let new = NewOneOff { command, size, env: &body.env, mounts: &[], api_access: false, slug_id: None };
+    let time_to_live = body.time_to_live.unwrap_or(ONE_OFF_TIME_TO_LIVE);
+    if !(1..=MAX_ONE_OFF_TIME_TO_LIVE).contains(&time_to_live) {
+        return Err(ApiError::invalid_params(format!(
+            "time_to_live must be 1 to {MAX_ONE_OFF_TIME_TO_LIVE} seconds (a day)"
+        )));
+    }
+    if body.tty && !body.attach {
+        return Err(ApiError::invalid_params("a terminal (tty) needs an attached dyno"));
+    }
+    let new = NewOneOff {
+        command,
+        size,
+        env: &body.env,
+        mounts: &[],
+        api_access: false,
+        slug_id: None,
+        attach: body.attach,
+        tty: body.tty,
+        time_to_live_seconds: Some(time_to_live as i64),
+    };
     let one_off = state.store.create_one_off(&app.id, new).await?;
     let dyno = Dyno {
         id: one_off.id,

@@ -84,6 +84,9 @@ async fn desired_state(
                 mounts: o.mounts,
                 api_access: o.api_access,
                 release: own_release,
+                attach: o.attach,
+                tty: o.tty,
+                time_to_live_seconds: o.time_to_live_seconds.map(|s| s.max(0) as u64),
             });
         }
         let current = match &release.slug_id {
