@@ -90,6 +90,7 @@ const RUNNER_ROUTES: &[(&str, &str)] = &[
     ("GET", "/runner/changes"),
     ("PUT", "/runner/dynos"),
     ("POST", "/runner/logs"),
+    ("GET", "/runner/attach/{app}/{dyno}"),
     ("GET", "/apps/{app}/slugs/{slug}/blob"),
 ];
 

@@ -4,6 +4,7 @@
 //! It decides *what should run*; it never starts a container itself (that is the dyno
 //! runner's job) and nothing in an app's request path ever calls it.
 
+mod attach;
 mod auth;
 mod blob;
 mod builder_app;
@@ -158,6 +159,8 @@ pub struct AppState {
     pub failed_addons: Arc<std::sync::Mutex<std::collections::VecDeque<(String, String)>>>,
     /// Every app's recent log lines, their followers and the apps' drains.
     pub logs: Arc<logs::Logs>,
+    /// Attached one-off dynos waiting for their other half (`ouro run`).
+    pub attachments: Arc<attach::Rendezvous>,
 }
 
 impl AppState {
@@ -252,6 +255,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         changes: Arc::new(tokio::sync::watch::channel(0).0),
         failed_addons: Arc::default(),
         logs: Arc::default(),
+        attachments: Arc::default(),
     };
     let mut drains = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (app, url) in store.all_log_drains().await? {

@@ -25,6 +25,7 @@ on_both_backends!(
     runner_tokens_reach_only_the_runners_endpoints,
     provider_tokens_manage_only_their_own_server_apps,
     logs_gather_shipped_lines_and_platform_events_and_reach_drains,
+    attached_one_offs_pair_the_caller_with_the_runner,
     the_runner_hears_of_changes_at_once,
     releases_follow_config_changes_and_rollbacks,
     slugs_deploy_and_set_the_formation,
@@ -849,6 +850,79 @@ fn logs_gather_shipped_lines_and_platform_events_and_reach_drains(backend: Backe
     let encoded: String = url.bytes().map(|b| format!("%{b:02X}")).collect();
     assert_eq!(api.delete(&format!("/apps/shop/log-drains/{encoded}")).status, 200);
     assert_eq!(api.get("/apps/shop/log-drains").body, json!([]));
+}
+
+/// `ouro run`'s meeting point: an attached one-off is in the desired state with its terminal
+/// and lifetime; the caller's and the runner's upgrades to `ouro-attach` are paired (in either
+/// order) and bytes flow both ways untouched; detached or unknown dynos and bad requests get
+/// 4xx.
+fn attached_one_offs_pair_the_caller_with_the_runner(backend: Backend) {
+    use std::io::{Read, Write};
+    let api = Api::start(backend);
+    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+    let slug = api.post("/apps/shop/slugs", json!({"process_types": {"web": "run"}}));
+    let blob = format!("/apps/shop/slugs/{}/blob", slug.body["id"].as_str().expect("slug id"));
+    let (put, _) =
+        api.raw("PUT", &blob, Some(&api.token), Some(&make_slug(&[("app/run", "#!/bin/sh\n")])), "application/gzip");
+    assert_eq!(put, 200);
+    assert_eq!(api.post("/apps/shop/releases", json!({"slug": slug.body["id"]})).status, 201);
+    let runner = api.post("/runner/tokens", json!({})).body["token"].as_str().expect("token").to_string();
+
+    for (body, status) in [
+        (json!({"command": "sh", "tty": true}), 422),
+        (json!({"command": "sh", "attach": true, "time_to_live": 0}), 422),
+        (json!({"command": "sh", "attach": true, "time_to_live": 100_000}), 422),
+    ] {
+        assert_eq!(api.post("/apps/shop/dynos", body).status, status);
+    }
+    let detached = api.post("/apps/shop/dynos", json!({"command": "sleep 1"}));
+    assert_eq!(detached.body["name"], "run.1");
+    let made = api.post("/apps/shop/dynos", json!({"command": "sh", "attach": true, "tty": true, "time_to_live": 60}));
+    assert_eq!((made.status, made.body["name"].as_str()), (201, Some("run.2")), "{:?}", made.body);
+    let desired = api.call("GET", "/runner/desired-state", Some(&runner), None).body;
+    let shop = desired["apps"].as_array().expect("apps").iter().find(|a| a["app_name"] == "shop").cloned();
+    let shop = shop.expect("shop is desired");
+    let one_off = shop["one_offs"].as_array().expect("one-offs").iter().find(|o| o["number"] == 2).cloned();
+    let one_off = one_off.expect("run.2 is desired");
+    assert_eq!((one_off["attach"].clone(), one_off["tty"].clone()), (json!(true), json!(true)));
+    assert_eq!(one_off["time_to_live_seconds"], 60);
+
+    let address = api.url.trim_start_matches("http://").to_string();
+    let upgrade = |path: &str, token: &str| -> (u16, std::net::TcpStream) {
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\n\
+             Upgrade: ouro-attach\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("send");
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        while !answer.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).expect("an answer"), 1, "closed: {}", String::from_utf8_lossy(&answer));
+            answer.push(byte[0]);
+        }
+        let status = String::from_utf8_lossy(&answer).split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        (status.unwrap_or(0), stream)
+    };
+    assert_eq!(upgrade("/apps/shop/dynos/run.1/attach", &api.token).0, 422, "run.1 is detached");
+    assert_eq!(upgrade("/apps/shop/dynos/run.9/attach", &api.token).0, 404);
+    assert_eq!(upgrade("/apps/shop/dynos/run.2/attach", "ouro_bad_token").0, 401);
+
+    let (status, mut caller) = upgrade("/apps/shop/dynos/run.2/attach", &api.token);
+    assert_eq!(status, 101);
+    let (status, mut dyno) = upgrade("/runner/attach/shop/run.2", &runner);
+    assert_eq!(status, 101);
+    let out = ouro_types::attach::frame(ouro_types::attach::STDOUT, b"hello from the dyno\n");
+    dyno.write_all(&out).expect("dyno writes");
+    let mut got = vec![0u8; out.len()];
+    caller.read_exact(&mut got).expect("the caller reads");
+    assert_eq!(got, out);
+    let input = ouro_types::attach::frame(ouro_types::attach::STDIN, b"ls\n");
+    caller.write_all(&input).expect("caller writes");
+    let mut got = vec![0u8; input.len()];
+    dyno.read_exact(&mut got).expect("the dyno reads");
+    assert_eq!(got, input);
 }
 
 /// A provider that answers 202 is polled: the add-on is `provisioning` without config vars

@@ -3,6 +3,7 @@
 
 pub(crate) mod addons;
 mod apps;
+mod attach;
 mod audit;
 pub(crate) mod build_api;
 mod buildpacks;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::upgrade::routes())
         .merge(git::routes())
         .merge(logs::routes())
+        .merge(attach::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))
