@@ -42,9 +42,13 @@ impl Side {
     }
 }
 
+/// A half waiting for its partner: its side, a number telling it from a later waiter of the
+/// same key, and where to send the partner's connection.
+type Waiting = (Side, u64, oneshot::Sender<Stream>);
+
 #[derive(Default)]
 pub struct Rendezvous {
-    waiting: Mutex<HashMap<String, (Side, u64, oneshot::Sender<Stream>)>>,
+    waiting: Mutex<HashMap<String, Waiting>>,
     next: std::sync::atomic::AtomicU64,
 }
 

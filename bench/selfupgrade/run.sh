@@ -64,31 +64,59 @@ fi
 git clone -q --no-local . "$WORK/ouro"
 (cd "$WORK/ouro" && "$BIN/ouro" git:remote -a ouro >/dev/null)
 GIT_ENV=(HOME="$WORK" PATH="$BIN:$PATH" GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0)
-push_start=$(now)
-env "${GIT_ENV[@]}" python3 "$TIMED" push "$WORK/push.log" -- git -C "$WORK/ouro" push ouro HEAD:main \
-  || { echo "the push failed:" >&2; tail -40 "$WORK/push.log" >&2; exit 1; }
-pushed=$(now)
 # rolled APP DYNO: its only DYNO runs its current release, an upgrade.
 rolled() {
   local latest ps
   latest=$(ouro releases -a "$1" -n 1 | grep '^v' | head -1)
   ps=$(ouro ps -a "$1" | grep "^$2:" || true)
-  grep -q 'Upgrade to' <<<"$latest" && [ "$(wc -l <<<"$ps")" -eq 1 ] && grep -q ": up (release ${latest%% *})" <<<"$ps"
+  grep -q 'Upgrade to' <<<"$latest" && grep -q "^v$3 " <<<"$latest" && [ "$(wc -l <<<"$ps")" -eq 1 ] \
+    && grep -q ": up (release ${latest%% *})" <<<"$ps"
 }
-wait_for 600 rolled ouro-api api.1; api_done=$(now)
-wait_for 600 rolled ouro-router router.1; router_done=$(now)
+version() { ouro releases -a "$1" -n 1 | grep '^v' | head -1 | sed -E 's/^v([0-9]+).*/\1/'; }
+# upgrade NAME: pushes the clone's HEAD and reports each phase until both components run it.
+upgrade() {
+  local name=$1 log="$WORK/push-$1.log" api_next router_next
+  api_next=$(( $(version ouro-api) + 1 )); router_next=$(( $(version ouro-router) + 1 ))
+  push_start=$(now)
+  env "${GIT_ENV[@]}" python3 "$TIMED" push "$log" -- git -C "$WORK/ouro" push ouro HEAD:main \
+    || { echo "the push failed:" >&2; tail -40 "$log" >&2; exit 1; }
+  pushed=$(now)
+  wait_for 600 rolled ouro-api api.1 "$api_next"; api_done=$(now)
+  wait_for 600 rolled ouro-router router.1 "$router_next"; router_done=$(now)
+  python3 "$TIMED" lines "$log" >"$WORK/lines-$name.txt"
+  at() { grep -m1 -- "$1" "$WORK/lines-$name.txt" | sed -E 's/^ *\+ *([0-9.]+)s.*/\1/'; }
+  local receive built launch upgrading
+  receive=$(at 'Building on'); built=$(at 'Discovering process types'); launch=$(at 'Launching'); upgrading=$(at 'Upgrading the platform')
+  echo "== $name upgrade: phases (s since the push started)"
+  printf '  receive %6.1f  build %6.1f  slug %6.1f  release %6.1f  push done %6.1f\n' \
+    "$receive" "$(echo "$built - $receive" | bc)" "$(echo "$launch - $built" | bc)" "$(echo "$upgrading - $launch" | bc)" \
+    "$(echo "$pushed - $push_start" | bc)"
+  printf '  ouro-api rolled %6.1f after the push, ouro-router %6.1f after that; total %6.1f s\n' \
+    "$(echo "$api_done - $pushed" | bc)" "$(echo "$router_done - $api_done" | bc)" "$(echo "$router_done - $push_start" | bc)"
+  grep -E 'Rust build done|cargo:|Done:' "$WORK/lines-$name.txt" || true
+}
+
+# A cold upgrade (empty build cache), then a warm one: a one-line change to the router, the
+# upgrade users make most.
+upgrade cold
+echo "// A change for the warm upgrade of bench/selfupgrade/run.sh." >>"$WORK/ouro/router/src/lib.rs"
+git -C "$WORK/ouro" -c user.name=bench -c user.email=bench@ouro.local commit -qam "A one-line change"
+upgrade warm
 touch "$WORK/stop"; wait "$LOAD_PID" || true; LOAD_PID=
 served=$(cat "$WORK/served"); failed=0
 [ -f "$WORK/failures.log" ] && failed=$(wc -l <"$WORK/failures.log")
+echo "== load on demo during both upgrades: $served requests, $failed failed"
 
-python3 "$TIMED" lines "$WORK/push.log" >"$WORK/lines.txt"
-at() { grep -m1 -- "$1" "$WORK/lines.txt" | sed -E 's/^ *\+ *([0-9.]+)s.*/\1/'; }
-receive=$(at 'Building on'); built=$(at 'Discovering process types'); launch=$(at 'Launching'); upgrading=$(at 'Upgrading the platform')
-echo "== phases (s since the push started)"
-printf '  receive %6.1f  build %6.1f  slug %6.1f  release %6.1f  push done %6.1f\n' \
-  "$receive" "$(echo "$built - $receive" | bc)" "$(echo "$launch - $built" | bc)" "$(echo "$upgrading - $launch" | bc)" \
-  "$(echo "$pushed - $push_start" | bc)"
-printf '  ouro-api rolled %6.1f after the push, ouro-router %6.1f after that; total %6.1f s\n' \
-  "$(echo "$api_done - $pushed" | bc)" "$(echo "$router_done - $api_done" | bc)" "$(echo "$router_done - $push_start" | bc)"
-grep -E 'Rust build done|cargo:|Done:' "$WORK/lines.txt" || true
-echo "== load on demo during the upgrade: $served requests, $failed failed"
+# The router's replacement window: its dyno killed, the time until a request is served again
+# (polled every 10 ms), three times.
+windows=()
+for _ in 1 2 3; do
+  id=$(docker ps -q --filter "label=ouro.platform=$PLATFORM" --filter "name=-ouro-router.router.1")
+  [ -n "$id" ] || { echo "no router dyno found" >&2; exit 1; }
+  docker kill "$id" >/dev/null; killed=$(now)
+  deadline=$(( $(date +%s) + 120 ))
+  until answers; do [ "$(date +%s)" -lt "$deadline" ] || { echo "no router after 120 s" >&2; exit 1; }; sleep 0.01; done
+  windows+=("$(echo "($(now) - $killed) * 1000" | bc | cut -d. -f1)")
+  sleep 3
+done
+echo "== the router's replacement window after a kill (ms): ${windows[*]} (median $(median "${windows[@]}"))"
