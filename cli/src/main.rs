@@ -1,6 +1,6 @@
 //! `ouro`, the command-line client of the Ouro PaaS: Heroku-style topics (`apps`, `config`,
 //! `releases`, `ps`, `logs`, `drains`, `domains`, `certs`, `deploy`, `git`, `builds`, `buildpacks`,
-//! `addons`, `pg`, `redis`) that log in, manage apps and print what the Ouro Platform API answers.
+//! `addons`, `pg`, `redis`, `run`) that log in, manage apps and print what the Ouro Platform API answers.
 //!
 //! The CLI speaks only the HTTP API, with the token that `ouro login` stored. It must never
 //! talk to Docker or the database, nor read the API's data directory: everything it knows
@@ -11,7 +11,7 @@
 //! Output contract (scripts depend on it): results on stdout (`--json` gives only JSON);
 //! failures as one `ouro: <message>` line on stderr; exit 0 on success, 1 when the API or
 //! the machine fails, 2 for usage errors. `pg:psql` and `redis:cli` exit with their
-//! client's code instead.
+//! client's code instead, and `run` with its dyno's.
 
 mod addons;
 mod apps;
@@ -32,6 +32,7 @@ mod logs;
 mod pg;
 mod ps;
 mod releases;
+mod run;
 mod slug;
 mod table;
 mod tunnel;
@@ -182,8 +183,28 @@ enum Command {
         #[arg(value_name = "DYNO")]
         dyno: String,
     },
-    /// Run a command in a one-off dyno (run.N) on the current release, detached
-    #[command(name = "run:detached")]
+    /// Run a command in a one-off dyno (run.N) on the current release, attached to this
+    /// terminal; exits with the command's status
+    #[command(name = "run")]
+    Run {
+        /// Dyno size, such as standard-2x
+        #[arg(short, long, value_name = "SIZE")]
+        size: Option<String>,
+        /// Do not attach: the output goes to the app's log (`ouro logs --dyno run.N`)
+        #[arg(short, long)]
+        detached: bool,
+        /// Stop the dyno after this many seconds [default: the platform's, one hour]
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+        /// A config var for this dyno only (repeatable)
+        #[arg(short, long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The command and its arguments (`ouro run -- CMD ARGS…` is the safest form)
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// `run --detached`, by its older name
+    #[command(name = "run:detached", hide = true)]
     RunDetached {
         /// Dyno size, such as standard-2x
         #[arg(short, long, value_name = "SIZE")]
@@ -412,7 +433,8 @@ enum Command {
 enum Done {
     /// Print this on stdout and exit 0.
     Print(String),
-    /// Exit with the code of the client that the command ran (psql, redis-cli).
+    /// Exit with the code of the client that the command ran (psql, redis-cli) or of the
+    /// attached dyno (`run`).
     Exit(u8),
 }
 
@@ -440,7 +462,16 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::PsScale { changes } => ps::scale(&ctx, &changes),
         Command::PsRestart { target } => ps::restart(&ctx, target),
         Command::PsStop { dyno } => ps::stop(&ctx, &dyno),
-        Command::RunDetached { size, command } => ps::run_detached(&ctx, size.as_deref(), &command),
+        Command::Run { size, detached, ttl, env, command } => {
+            let request = run::Request { size, ttl, env, command };
+            if !detached {
+                return run::attached(&ctx, &request).map(Done::Exit);
+            }
+            run::detached(&ctx, &request)
+        }
+        Command::RunDetached { size, command } => {
+            run::detached(&ctx, &run::Request { size, ttl: None, env: Vec::new(), command })
+        }
         Command::Logs { num, tail, dyno, source } => logs::logs(&ctx, &logs::LogsQuery { num, tail, dyno, source }),
         Command::Drains => logs::drains(&ctx),
         Command::DrainsAdd { url } => logs::add(&ctx, &url),
@@ -587,6 +618,56 @@ mod tests {
         let cli = Cli::try_parse_from(["ouro", "pg:backups:capture"]).unwrap();
         assert!(matches!(cli.command, Command::PgBackupsCapture { addon: None }));
         assert!(matches!(Cli::try_parse_from(["ouro", "pg:backups"]).unwrap().command, Command::PgBackups { .. }));
+    }
+
+    #[test]
+    fn run_forms_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["ouro"], args].concat());
+        let run = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Run { size, detached, ttl, env, command } => (size, detached, ttl, env, command),
+            _ => panic!("not run: {args:?}"),
+        };
+        let (size, detached, ttl, env, command) = run(&["run", "-a", "demo", "--", "python3", "-c", "print(1)"]);
+        assert_eq!((size, detached, ttl, env.len()), (None, false, None, 0));
+        assert_eq!(command, ["python3", "-c", "print(1)"]);
+        // Without `--`, options after the command's first word are the command's (`-a` too).
+        let (_, detached, _, _, command) = run(&["run", "ls", "-la", "-a", "--detached"]);
+        assert!(!detached);
+        assert_eq!(command, ["ls", "-la", "-a", "--detached"]);
+        let (size, detached, ttl, env, command) = run(&[
+            "run",
+            "-s",
+            "standard-2x",
+            "-d",
+            "--ttl",
+            "60",
+            "-e",
+            "A=1",
+            "--env",
+            "B=-x",
+            "--",
+            "-weird",
+            "--x",
+        ]);
+        assert_eq!((size.as_deref(), detached, ttl), (Some("standard-2x"), true, Some(60)));
+        assert_eq!(env, ["A=1", "B=-x"]);
+        assert_eq!(command, ["-weird", "--x"]);
+        let (_, detached, _, _, command) = run(&["run", "--detached", "sh", "-c", "exit 3"]);
+        assert!(detached);
+        assert_eq!(command, ["sh", "-c", "exit 3"]);
+        let cli = parse(&["run", "--", "bash", "-a", "x"]).unwrap();
+        assert_eq!(cli.app, None);
+        assert!(parse(&["run"]).is_err());
+        assert!(parse(&["run", "--"]).is_err());
+        assert!(parse(&["run", "--ttl", "soon", "ls"]).is_err());
+        assert!(parse(&["run", "-e"]).is_err());
+        // The older name stays, hidden.
+        let cli = parse(&["run:detached", "-s", "basic", "--", "rake", "-T"]).unwrap();
+        assert!(
+            matches!(&cli.command, Command::RunDetached { size: Some(s), command } if s == "basic" && command == &["rake", "-T"])
+        );
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("run ") && !help.contains("run:detached"), "{help}");
     }
 
     #[test]

@@ -122,23 +122,6 @@ pub fn stop(ctx: &Ctx, dyno: &str) -> Output {
     Ok(format!("Stopping {dyno} dyno on {app}... done\n"))
 }
 
-/// `ouro run:detached CMD…`: a one-off dyno on the current release; its output is not
-/// streamed back yet (`ouro ps` shows how it ended).
-pub fn run_detached(ctx: &Ctx, size: Option<&str>, command: &[String]) -> Output {
-    let size = match size {
-        Some(size) => Some(dyno_size(size).ok_or_else(|| CliError::usage(format!("unknown dyno size `{size}`")))?.name),
-        None => None,
-    };
-    let command = command.join(" ");
-    let app = ctx.app()?;
-    let raw = ctx.client()?.post(&app_path(&app, "/dynos"), &json!({ "command": command, "size": size }))?;
-    if ctx.json {
-        return Ok(pretty(&raw));
-    }
-    let dyno: Dyno = decode(raw)?;
-    Ok(format!("Running `{command}` on {app}... up, {}\n", dyno.name))
-}
-
 /// `type` or `type.N` with N ≥ 1 (no leading zeros, as the platform names dynos).
 fn parse_target(arg: &str) -> Result<Target, CliError> {
     let bad = || CliError::usage(format!("`{arg}` is neither a process type nor a dyno name such as web or web.1"));

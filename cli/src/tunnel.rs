@@ -31,6 +31,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEAD: usize = 16 * 1024;
 /// Of an error answer's body, only this much is read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The `Upgrade` token of add-on tunnels.
+const TUNNEL: &str = "ouro-tunnel";
 
 /// `ouro redis:cli [ADDON] [-- ARGS…]`: `redis-cli` on a Redis add-on (default: the `REDIS`
 /// attachment); its exit code is returned.
@@ -148,7 +150,7 @@ pub fn forward(ctx: &Ctx, addon: &str, schemes: &[&str], what: &str) -> Result<(
         .filter(|url| schemes.contains(&url.scheme.as_str()))
         .ok_or_else(|| CliError::local(format!("{} on {app} is not {what}", addon.name)))?;
     let path = endpoint.prefix.clone() + &app_path(&app, &format!("/addons/{}/tunnel", segment(&addon.name)));
-    let target = Target { api_url: credentials.api_url, endpoint, path, token: credentials.token };
+    let target = Target { api_url: credentials.api_url, endpoint, path, token: credentials.token, protocol: TUNNEL };
     Ok((url, listen(target)?))
 }
 
@@ -216,22 +218,24 @@ fn exit_code(status: ExitStatus) -> u8 {
 
 /// Where the API listens, from its base URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Endpoint {
+pub struct Endpoint {
     /// `host:port` to connect to.
-    addr: String,
+    pub addr: String,
     /// The `Host` header: the URL's authority as written.
-    host: String,
+    pub host: String,
     /// A path the API is mounted under (`/ouro`), or empty.
-    prefix: String,
+    pub prefix: String,
 }
 
-fn endpoint(api_url: &str) -> Result<Endpoint, String> {
+/// The API's address from its URL; upgrades are written by hand, so an `https://` URL is
+/// refused.
+pub fn endpoint(api_url: &str) -> Result<Endpoint, String> {
     let Some((scheme, rest)) = api_url.split_once("://") else {
         return Err(format!("the API URL `{api_url}` is not an http:// URL"));
     };
     if scheme.eq_ignore_ascii_case("https") {
         return Err(format!(
-            "tunnels need the API's http:// URL for now, and {api_url} is https: \
+            "tunnels and attached dynos need the API's http:// URL for now, and {api_url} is https: \
              set OURO_API_URL (or `ouro login --api`) to its http:// URL"
         ));
     }
@@ -252,13 +256,15 @@ fn endpoint(api_url: &str) -> Result<Endpoint, String> {
     Ok(Endpoint { addr, host: host.to_string(), prefix: prefix.to_string() })
 }
 
-/// Everything needed to open one more tunnel.
-struct Target {
-    api_url: String,
-    endpoint: Endpoint,
+/// Everything needed to open one more upgraded connection (a tunnel, an attached dyno).
+pub struct Target {
+    pub api_url: String,
+    pub endpoint: Endpoint,
     /// The request's path, with the API's prefix.
-    path: String,
-    token: String,
+    pub path: String,
+    pub token: String,
+    /// The `Upgrade` token: `ouro-tunnel`, `ouro-attach`.
+    pub protocol: &'static str,
 }
 
 /// Opens a first tunnel, so that a refusal is reported before the client starts, then
@@ -322,17 +328,20 @@ fn pump(mut from: &TcpStream, mut to: &TcpStream, early: &[u8]) {
     }
 }
 
-/// One tunnel: the socket, switched to the add-on's protocol, and the bytes of it that came
-/// with the answer's head.
-fn open(target: &Target) -> Result<(TcpStream, Vec<u8>), CliError> {
+/// One upgraded connection: the socket, switched to the target's protocol (no timeouts left
+/// on it), and the bytes of it that came with the answer's head. A refusal (any status but
+/// 101) is the API's error.
+pub fn open(target: &Target) -> Result<(TcpStream, Vec<u8>), CliError> {
     let api = &target.api_url;
     let unreachable = |e: io::Error| CliError::local(format!("cannot reach the Ouro API at {api}: {e}"));
     let mut stream = connect(&target.endpoint.addr).map_err(unreachable)?;
     stream.set_read_timeout(Some(HEAD_TIMEOUT)).map_err(unreachable)?;
     stream.set_write_timeout(Some(HEAD_TIMEOUT)).map_err(unreachable)?;
     stream.write_all(request(target).as_bytes()).map_err(unreachable)?;
-    let (head, rest) = read_head(&mut stream).map_err(|e| CliError::local(format!("tunnel via {api}: {e}")))?;
-    let head = parse_head(&head).map_err(|e| CliError::local(format!("tunnel via {api}: {e}")))?;
+    let what = if target.protocol == TUNNEL { "tunnel" } else { "attach" };
+    let fail = |e: String| CliError::local(format!("{what} via {api}: {e}"));
+    let (head, rest) = read_head(&mut stream).map_err(fail)?;
+    let head = parse_head(&head).map_err(fail)?;
     if head.status != 101 {
         let body = read_body(&mut stream, &head, rest);
         return Err(api_error(head.status, &String::from_utf8_lossy(&body)));
@@ -346,11 +355,12 @@ fn open(target: &Target) -> Result<(TcpStream, Vec<u8>), CliError> {
 fn request(target: &Target) -> String {
     format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nUser-Agent: ouro-cli/{}\r\n\
-         Connection: Upgrade\r\nUpgrade: ouro-tunnel\r\n\r\n",
+         Connection: Upgrade\r\nUpgrade: {}\r\n\r\n",
         target.path,
         target.endpoint.host,
         target.token,
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        target.protocol
     )
 }
 
