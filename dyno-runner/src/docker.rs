@@ -30,6 +30,9 @@ pub const LABEL_INDEX: &str = "ouro.index";
 pub const LABEL_SIZE: &str = "ouro.size";
 /// ms since the epoch when the runner created the container.
 pub const LABEL_STARTED: &str = "ouro.started";
+/// `true` on an attached one-off (`ouro run`): its stdin is open and its output goes to a
+/// terminal through the API, not to the app's log.
+pub const LABEL_ATTACHED: &str = "ouro.attached";
 
 /// The port every dyno's web process binds (`$PORT`); each dyno has its own address.
 pub const DYNO_PORT: u16 = 5000;
@@ -63,6 +66,8 @@ pub struct Container {
     pub started_ms: u64,
     /// Other apps whose networks it is on.
     pub joined: Vec<String>,
+    /// An attached one-off (see [`LABEL_ATTACHED`]).
+    pub attached: bool,
 }
 
 /// Whether a dyno said, in its first minute of output, that it is `listening on` its port:
@@ -132,6 +137,7 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
             created: summary.created.unwrap_or(0),
             started_ms: label(LABEL_STARTED).and_then(|s| s.parse().ok()).unwrap_or(0),
             joined,
+            attached: label(LABEL_ATTACHED).as_deref() == Some("true"),
             app,
             release,
             process_type,
@@ -464,6 +470,10 @@ pub struct DynoSpec<'a> {
     /// network, no DNS alias, no joins; `PORT` only for `web`, since every port is the host's
     /// (such an app's processes take their addresses from their config, e.g. `OURO_LISTEN`).
     pub host_network: bool,
+    /// An attached one-off: stdin open (closed once its attached input ends), attachable.
+    pub attach: bool,
+    /// With `attach`: a terminal.
+    pub tty: bool,
 }
 
 pub fn container_name(platform: &str, app: &str, process_type: &str, index: u32, release: i64) -> String {
@@ -473,6 +483,14 @@ pub fn container_name(platform: &str, app: &str, process_type: &str, index: u32,
 /// Creates and starts a dyno. A stopped container of the same name (a crashed dyno being
 /// replaced) is removed first.
 pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> {
+    let id = create_dyno(docker, spec).await?;
+    docker.start_container::<String>(&id, None).await.map_err(docker_error)?;
+    Ok(id)
+}
+
+/// Creates a dyno, on its networks, without starting it (see [`start_dyno`]); an attached
+/// one-off is attached to before it starts, so that none of its output is lost.
+pub async fn create_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> {
     let name = container_name(spec.platform, spec.app, spec.process_type, spec.index, spec.release);
     let dyno = format!("{}.{}", spec.process_type, spec.index);
     let mut env: Vec<String> = spec.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -485,7 +503,7 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
     }
     let size = dyno_size(spec.size).unwrap_or(&ouro_types::DYNO_SIZES[0]);
     let memory = i64::from(size.memory_mib) * 1024 * 1024;
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_PLATFORM.to_string(), spec.platform.to_string()),
         (LABEL_APP.to_string(), spec.app.to_string()),
         (LABEL_RELEASE.to_string(), spec.release.to_string()),
@@ -494,6 +512,9 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
         (LABEL_SIZE.to_string(), size.name.to_string()),
         (LABEL_STARTED.to_string(), now_ms().to_string()),
     ]);
+    if spec.attach {
+        labels.insert(LABEL_ATTACHED.to_string(), "true".to_string());
+    }
     // `.profile.d` scripts run first, as on Heroku; then the command replaces the shell.
     let script =
         r#"for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; exec /bin/bash -c "$1""#;
@@ -504,6 +525,13 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
         user: Some(DYNO_USER.into()),
         working_dir: Some("/app".into()),
         labels: Some(labels),
+        // Attached: stdin stays open until the attached input ends (`stdin_once`).
+        open_stdin: spec.attach.then_some(true),
+        stdin_once: spec.attach.then_some(true),
+        attach_stdin: spec.attach.then_some(true),
+        attach_stdout: spec.attach.then_some(true),
+        attach_stderr: spec.attach.then_some(true),
+        tty: (spec.attach && spec.tty).then_some(true),
         host_config: Some(HostConfig {
             network_mode: Some(if spec.host_network {
                 "host".to_string()
@@ -544,18 +572,68 @@ pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> 
     for other in joins {
         join_network(docker, spec.platform, other, &created.id, spec.app).await?;
     }
-    docker.start_container::<String>(&created.id, None).await.map_err(docker_error)?;
     Ok(created.id)
 }
 
-/// SIGTERM, then SIGKILL after `grace`; then removes the container.
-pub async fn stop_and_remove(docker: &Docker, id: &str, grace: Duration) {
+/// Starts a created dyno.
+pub async fn start(docker: &Docker, id: &str) -> Result<()> {
+    docker.start_container::<String>(id, None).await.map_err(docker_error)
+}
+
+/// Attaches to a created dyno's stdin, stdout and stderr, from now on (no earlier logs).
+pub async fn attach(docker: &Docker, id: &str) -> Result<bollard::container::AttachContainerResults> {
+    let options = bollard::container::AttachContainerOptions::<String> {
+        stdin: Some(true),
+        stdout: Some(true),
+        stderr: Some(true),
+        stream: Some(true),
+        logs: Some(false),
+        detach_keys: None,
+    };
+    docker.attach_container(id, Some(options)).await.map_err(docker_error)
+}
+
+/// Waits until the started dyno `id` is not running; its exit status (`None` if Docker
+/// cannot say: the container is gone, the engine away).
+pub async fn exit_status(docker: &Docker, id: &str) -> Option<i64> {
+    let mut waits = docker.wait_container(id, None::<WaitContainerOptions<String>>);
+    match waits.next().await {
+        Some(Ok(exit)) => Some(exit.status_code),
+        Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Some(code),
+        _ => {
+            let inspect = docker.inspect_container(id, None::<InspectContainerOptions>).await.ok()?;
+            inspect.state?.exit_code
+        }
+    }
+}
+
+/// The id of container `name`, if there is one.
+pub async fn id_of(docker: &Docker, name: &str) -> Option<String> {
+    docker.inspect_container(name, None::<InspectContainerOptions>).await.ok()?.id
+}
+
+/// Sets a TTY dyno's terminal size; errors (not started yet, gone) are ignored.
+pub async fn resize(docker: &Docker, id: &str, columns: u16, rows: u16) {
+    let options = bollard::container::ResizeContainerTtyOptions { width: columns, height: rows };
+    if let Err(e) = docker.resize_container_tty(id, options).await {
+        tracing::debug!(container = id, error = %e, "could not resize a dyno's terminal");
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; the container stays (for its exit status and the
+/// reason the runner reports). A container already stopped, or gone, is fine.
+pub async fn stop(docker: &Docker, id: &str, grace: Duration) {
     let options = StopContainerOptions { t: grace.as_secs() as i64 };
     if let Err(e) = docker.stop_container(id, Some(options)).await {
         if !matches!(status_of(&e), Some(304 | 404)) {
             tracing::warn!(container = id, error = %e, "stopping a dyno failed");
         }
     }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; then removes the container.
+pub async fn stop_and_remove(docker: &Docker, id: &str, grace: Duration) {
+    stop(docker, id, grace).await;
     remove(docker, id).await;
 }
 

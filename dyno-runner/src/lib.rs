@@ -9,9 +9,12 @@
 //! It follows every dyno's output and, with the router's request lines (`POST /logs` on its
 //! listener), ships it to the API in batches from a bounded queue, in tasks of their own that
 //! never hold up the loop.
+//! An attached one-off (`ouro run`) is bridged to the user's terminal through the API by a
+//! task of its own too (see `attach.rs`); the loop only keeps from starting it twice.
 //! It must never hand the Docker socket or a platform credential to a dyno.
 
 mod api;
+mod attach;
 mod docker;
 mod follow;
 mod logs;
@@ -20,7 +23,7 @@ mod routes;
 mod slug_layer;
 pub mod stack;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -320,6 +323,13 @@ struct Runner {
     logs: logs::LogQueue,
     /// Containers whose output is followed (each by a task of its own, see `follow.rs`).
     followed: HashSet<String>,
+    /// Attached one-offs' bridges, open and ended (see `attach.rs`).
+    bridges: attach::SharedBridges,
+    /// The one-offs (app, number) whose bridge was open at the last observation.
+    attaching: HashSet<(String, u32)>,
+    /// Containers whose bridge has ended in this runner: an attached dyno running without a
+    /// bridge and not in here is an orphan (a previous runner's), nobody watches it.
+    bridged: HashSet<String>,
 }
 
 /// How often the runner looks for volumes nothing needs.
@@ -354,6 +364,9 @@ impl Runner {
             volumes_checked: None,
             logs,
             followed: HashSet::new(),
+            bridges: Arc::default(),
+            attaching: HashSet::new(),
+            bridged: HashSet::new(),
         }
     }
 
@@ -416,7 +429,9 @@ impl Runner {
         self.report(&containers).await;
 
         let images_ready = self.images_ready(&desired).await?;
-        let ctx = Context { images_ready: &images_ready, backoff: &self.backoff, now: self.now() };
+        let now_ms =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let ctx = Context { images_ready: &images_ready, backoff: &self.backoff, now: self.now(), now_ms };
         let steps = plan::plan(&desired, &live, &ctx);
         self.execute(&desired, steps).await;
         // Volumes of deleted apps go, judged only on a desired state read just now.
@@ -438,7 +453,8 @@ impl Runner {
     }
 
     /// Turns containers into live dynos: probes booting web dynos, times out boots, and
-    /// records crashes (with their back-off) the first time it sees them.
+    /// records crashes (with their back-off) the first time it sees them. Attached one-offs
+    /// are their bridge's while it is open; one running without any is stopped.
     async fn observe(&mut self, containers: &[Container]) -> Vec<LiveDyno> {
         let stopping = self.stopping.lock().map(|s| s.clone()).unwrap_or_default();
         let ids: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
@@ -446,12 +462,35 @@ impl Runner {
         self.seen_starting.retain(|id, _| ids.contains(id.as_str()));
         self.reasons.retain(|id, _| ids.contains(id.as_str()));
         self.counted.retain(|id| ids.contains(id.as_str()));
+        self.bridged.retain(|id| ids.contains(id.as_str()));
+        // Open bridges and ended ones read at once: a bridge is seen either open or ended.
+        let ended = match self.bridges.lock() {
+            Ok(mut bridges) => {
+                self.attaching = bridges.open.clone();
+                std::mem::take(&mut bridges.ended)
+            }
+            Err(_) => Vec::new(),
+        };
+        for (id, reason) in ended {
+            if let Some(reason) = reason {
+                self.reasons.insert(id.clone(), reason);
+            }
+            self.bridged.insert(id);
+        }
         let mut live = Vec::new();
         for c in containers {
+            let bridging = c.process_type == plan::ONE_OFF && self.attaching.contains(&(c.app.clone(), c.index));
             let state = if stopping.contains(&c.id) {
+                LiveState::Stopping
+            } else if c.running && c.attached && !bridging && !self.bridged.contains(&c.id) {
+                tracing::warn!(app = %c.app, dyno = %format!("run.{}", c.index), "an attached one-off dyno has no terminal (a previous runner's); stopping it");
+                self.reasons.insert(c.id.clone(), attach::TERMINAL_GONE.to_string());
+                self.spawn_end(c.id.clone());
                 LiveState::Stopping
             } else if c.running {
                 LiveState::Running { up: self.is_up(c).await }
+            } else if bridging {
+                LiveState::Attaching
             } else {
                 self.record_crash(c).await;
                 LiveState::Stopped
@@ -575,6 +614,12 @@ impl Runner {
                         starts.push((*app, release, process_type, index, size));
                     }
                 }
+                Step::Stop { container_id, reason: plan::StopReason::OutOfTime { seconds } } => {
+                    let reason = plan::time_to_live_reason(seconds);
+                    tracing::info!(container = %container_id, %reason, "stopping a one-off dyno");
+                    self.reasons.insert(container_id.clone(), reason);
+                    self.spawn_end(container_id);
+                }
                 Step::Stop { container_id, reason } => {
                     tracing::info!(container = %container_id, ?reason, "draining dyno");
                     self.spawn_stop(container_id);
@@ -621,65 +666,58 @@ impl Runner {
                 }
             }
         }
+        // Attached one-offs start in bridges of their own (they wait for a terminal), once.
+        let launches: Vec<Launch> = starts
+            .iter()
+            .map(|(app, release, process_type, index, size)| {
+                Launch::new(app, *release, process_type, *index, size, api_url)
+            })
+            .collect();
+        let (attached, launches): (Vec<Launch>, Vec<Launch>) = launches.into_iter().partition(|l| l.attach);
+        for launch in attached {
+            self.spawn_bridge(launch);
+        }
         // Then start in parallel: scaling to 20 should not take 20 round trips in a row.
         let results =
-            futures_util::future::join_all(starts.iter().map(|(app, release, process_type, index, size)| async move {
-                // A one-off runs its own command with its env over its release's config.
-                let one_off =
-                    (process_type == plan::ONE_OFF).then(|| app.one_offs.iter().find(|o| o.number == *index)).flatten();
-                let run_on = release_of(app, *release).unwrap_or(&app.release);
-                let config = match one_off {
-                    Some(o) => std::borrow::Cow::Owned(
-                        run_on.config.iter().chain(&o.env).map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    ),
-                    None => std::borrow::Cow::Borrowed(&run_on.config),
-                };
-                let command = match one_off {
-                    Some(o) => o.command.as_str(),
-                    None => run_on.process_types.get(process_type).map(String::as_str).unwrap_or("false"),
-                };
-                let image = docker::slug_image(&run_on.slug_checksum, &run_on.stack);
-                let mut mounts = Vec::new();
-                let wanted = match one_off {
-                    Some(o) => o.mounts.as_slice(),
-                    None => app.mounts.as_slice(),
-                };
-                for mount in wanted {
-                    let volume = docker::ensure_volume(docker, platform, &mount.volume, &image).await?;
-                    mounts.push((volume, mount.path.clone()));
-                }
-                let spec = docker::DynoSpec {
-                    platform,
-                    app: &app.app_name,
-                    release: *release,
-                    process_type,
-                    index: *index,
-                    size,
-                    command,
-                    image: &image,
-                    config: &config,
-                    mounts,
-                    api_url: match one_off {
-                        Some(o) => o.api_access.then_some(api_url),
-                        None => app.api_access.then_some(api_url),
-                    },
-                    joins: if one_off.is_some() || app.host_network { &[] } else { &app.joins },
-                    host_network: app.host_network,
-                };
-                docker::start_dyno(docker, &spec).await
-            }))
-            .await;
-        for ((app, _, process_type, index, _), result) in starts.iter().zip(results) {
+            futures_util::future::join_all(launches.iter().map(|launch| launch.start(docker, platform))).await;
+        for (launch, result) in launches.iter().zip(results) {
+            let dyno = format!("{}.{}", launch.process_type, launch.index);
             match result {
                 Ok(id) => {
-                    tracing::info!(app = %app.app_name, dyno = %format!("{process_type}.{index}"), container = %id, "dyno started");
-                    self.follow(id, &app.app_name, process_type, *index, follow::From::Start);
+                    tracing::info!(app = %launch.app, %dyno, container = %id, "dyno started");
+                    self.follow(id, &launch.app, &launch.process_type, launch.index, follow::From::Start);
                 }
-                Err(e) => {
-                    tracing::warn!(app = %app.app_name, dyno = %format!("{process_type}.{index}"), error = %e, "dyno failed to start")
-                }
+                Err(e) => tracing::warn!(app = %launch.app, %dyno, error = %e, "dyno failed to start"),
             }
         }
+    }
+
+    /// Starts attached one-off `launch` in a bridge of its own (see `attach.rs`), unless one
+    /// is open for it already.
+    fn spawn_bridge(&self, launch: Launch) {
+        {
+            let Ok(mut bridges) = self.bridges.lock() else { return };
+            if !bridges.open.insert((launch.app.clone(), launch.index)) {
+                return;
+            }
+        }
+        let api = attach::ApiTarget { url: self.config.api_url.clone(), token: self.config.api_token.clone() };
+        let platform = self.config.platform.clone();
+        let one_off = attach::OneOff {
+            app: launch.app.clone(),
+            number: launch.index,
+            tty: launch.tty,
+            container_name: docker::container_name(
+                &platform,
+                &launch.app,
+                &launch.process_type,
+                launch.index,
+                launch.release,
+            ),
+        };
+        let docker = self.docker.clone();
+        let create = async move { launch.create(&docker, &platform).await };
+        attach::spawn(self.docker.clone(), api, one_off, create, self.bridges.clone(), self.wake.clone());
     }
 
     /// Follows the output of the running containers no follower reads yet: dynos this runner
@@ -689,7 +727,8 @@ impl Runner {
         let ids: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         self.followed.retain(|id| ids.contains(id.as_str()));
         let now = SystemTime::now();
-        for c in containers.iter().filter(|c| c.running) {
+        // An attached one-off's output goes to its terminal only.
+        for c in containers.iter().filter(|c| c.running && !c.attached) {
             self.follow(c.id.clone(), &c.app, &c.process_type, c.index, follow::From::Time(now));
         }
     }
@@ -765,6 +804,26 @@ impl Runner {
         });
     }
 
+    /// SIGTERM, SIGKILL after [`attach::STOP_GRACE`], no drain: a one-off dyno's end (out of
+    /// time, or nobody attached). The container stays, so that its end is reported with the
+    /// reason recorded for it; the plan removes it once the API no longer wants it.
+    fn spawn_end(&self, id: String) {
+        if let Ok(mut stopping) = self.stopping.lock() {
+            if !stopping.insert(id.clone()) {
+                return;
+            }
+        }
+        let (docker, stopping, wake) = (self.docker.clone(), self.stopping.clone(), self.wake.clone());
+        self.wake.notify_one();
+        tokio::spawn(async move {
+            docker::stop(&docker, &id, attach::STOP_GRACE).await;
+            if let Ok(mut stopping) = stopping.lock() {
+                stopping.remove(&id);
+            }
+            wake.notify_one();
+        });
+    }
+
     fn publish_routes(&self, desired: &DesiredState, containers: &[Container]) {
         let stopping = self.stopping.lock().map(|s| s.clone()).unwrap_or_default();
         let routes = desired
@@ -799,8 +858,12 @@ impl Runner {
             .iter()
             .map(|c| {
                 let clean_exit = self.reasons.get(&c.id).is_some_and(|r| r.ends_with("status 0"));
-                let state = if stopping.contains(&c.id) || (!c.running && clean_exit) {
+                let bridging = c.process_type == plan::ONE_OFF && self.attaching.contains(&(c.app.clone(), c.index));
+                let state = if stopping.contains(&c.id) || (!c.running && clean_exit && !bridging) {
                     "down"
+                } else if !c.running && bridging {
+                    // Its bridge owns it: waiting for its terminal, or sending its exit status.
+                    "starting"
                 } else if !c.running {
                     "crashed"
                 } else if self.up.contains(&c.id) {
@@ -837,6 +900,101 @@ impl Runner {
         match self.api.report(&report).await {
             Ok(()) => self.last_report = Some((Instant::now(), report)),
             Err(e) => tracing::warn!(error = %e, "could not report dynos to the API"),
+        }
+    }
+}
+
+/// Everything a dyno's start needs, owned: an attached one-off starts in a task of its own.
+struct Launch {
+    app: String,
+    release: i64,
+    process_type: String,
+    index: u32,
+    size: String,
+    command: String,
+    image: String,
+    /// The release's config, with a one-off's env over it.
+    config: BTreeMap<String, String>,
+    volumes: Vec<ouro_types::VolumeMount>,
+    api_url: Option<String>,
+    joins: Vec<String>,
+    host_network: bool,
+    attach: bool,
+    tty: bool,
+}
+
+impl Launch {
+    /// Dyno `process_type.index` of `app` on `release`; a one-off runs its own command with
+    /// its env over its release's config.
+    fn new(app: &DesiredApp, release: i64, process_type: &str, index: u32, size: &str, api_url: &str) -> Launch {
+        let one_off =
+            (process_type == plan::ONE_OFF).then(|| app.one_offs.iter().find(|o| o.number == index)).flatten();
+        let run_on = release_of(app, release).unwrap_or(&app.release);
+        let mut config = run_on.config.clone();
+        let command = match one_off {
+            Some(o) => {
+                config.extend(o.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                o.command.clone()
+            }
+            None => run_on.process_types.get(process_type).cloned().unwrap_or_else(|| "false".into()),
+        };
+        let api_access = one_off.map_or(app.api_access, |o| o.api_access);
+        Launch {
+            app: app.app_name.clone(),
+            release,
+            process_type: process_type.to_string(),
+            index,
+            size: size.to_string(),
+            command,
+            image: docker::slug_image(&run_on.slug_checksum, &run_on.stack),
+            config,
+            volumes: one_off.map_or(&app.mounts, |o| &o.mounts).clone(),
+            api_url: api_access.then(|| api_url.to_string()),
+            joins: if one_off.is_some() || app.host_network { Vec::new() } else { app.joins.clone() },
+            host_network: app.host_network,
+            attach: one_off.is_some_and(|o| o.attach),
+            tty: one_off.is_some_and(|o| o.attach && o.tty),
+        }
+    }
+
+    /// Makes its volumes (first use), then creates and starts the container.
+    async fn start(&self, docker: &Docker, platform: &str) -> Result<String> {
+        let mounts = self.mounts(docker, platform).await?;
+        docker::start_dyno(docker, &self.spec(platform, mounts)).await
+    }
+
+    /// Makes its volumes, then creates the container without starting it.
+    async fn create(&self, docker: &Docker, platform: &str) -> Result<String> {
+        let mounts = self.mounts(docker, platform).await?;
+        docker::create_dyno(docker, &self.spec(platform, mounts)).await
+    }
+
+    async fn mounts(&self, docker: &Docker, platform: &str) -> Result<Vec<(String, String)>> {
+        let mut mounts = Vec::new();
+        for mount in &self.volumes {
+            let volume = docker::ensure_volume(docker, platform, &mount.volume, &self.image).await?;
+            mounts.push((volume, mount.path.clone()));
+        }
+        Ok(mounts)
+    }
+
+    fn spec<'a>(&'a self, platform: &'a str, mounts: Vec<(String, String)>) -> docker::DynoSpec<'a> {
+        docker::DynoSpec {
+            platform,
+            app: &self.app,
+            release: self.release,
+            process_type: &self.process_type,
+            index: self.index,
+            size: &self.size,
+            command: &self.command,
+            image: &self.image,
+            config: &self.config,
+            mounts,
+            api_url: self.api_url.as_deref(),
+            joins: &self.joins,
+            host_network: self.host_network,
+            attach: self.attach,
+            tty: self.tty,
         }
     }
 }

@@ -11,7 +11,9 @@
 //!   the old one stops first;
 //! - running formation dynos are on the networks of the apps in `joins` (none for an app on
 //!   the host's network, which has no network of its own);
-//! - dynos of apps or process types that are no longer desired stop.
+//! - dynos of apps or process types that are no longer desired stop;
+//! - one-off dynos run once (never restarted) and stop once they have run out their time to
+//!   live; an attached one-off is left to its bridge (`attach.rs`) while it is not running.
 //!
 //! A slug image that does not exist yet is built before any dyno of its release starts.
 
@@ -46,6 +48,9 @@ pub enum LiveState {
     Stopped,
     /// Being drained or stopped by the runner: leave it alone.
     Stopping,
+    /// An attached one-off that its bridge owns while it is not running: created and waiting
+    /// for its terminal, or exited and sending its exit status. Leave it alone.
+    Attaching,
 }
 
 /// One action of a plan.
@@ -73,6 +78,16 @@ pub enum StopReason {
     Restart,
     Superseded,
     NotDesired,
+    /// A one-off dyno has run its time to live (seconds): stopped, not removed, so that its
+    /// end is reported with [`time_to_live_reason`].
+    OutOfTime {
+        seconds: u64,
+    },
+}
+
+/// Why a one-off stopped by [`StopReason::OutOfTime`] ended, as `ouro ps` shows it.
+pub fn time_to_live_reason(seconds: u64) -> String {
+    format!("R99: the one-off dyno ran out its time to live ({seconds} s)")
 }
 
 /// Restart bookkeeping of one dyno slot (app, release, type, index), kept by the caller.
@@ -103,6 +118,8 @@ pub struct Context<'a> {
     pub backoff: &'a HashMap<Slot, Backoff>,
     /// Now, in seconds on the clock that `Backoff::not_before` uses.
     pub now: u64,
+    /// Now, in ms since the epoch (the clock of `LiveDyno::started_ms`).
+    pub now_ms: u64,
 }
 
 pub fn plan(desired: &DesiredState, live: &[LiveDyno], ctx: &Context) -> Vec<Step> {
@@ -282,13 +299,20 @@ fn restart_requested(app: &DesiredApp, process_type: &str, index: u32) -> Option
 }
 
 /// One-off dynos run once: start each desired `run.N` that has no container yet (never
-/// restart it), on its own release when it has one (the release phase) or the app's; remove
-/// those no longer desired (the API drops them once reported finished). Returns the releases
-/// whose image is missing for one that should start.
+/// restart it), on its own release when it has one (the release phase) or the app's; stop
+/// those that have run out their time to live; remove those no longer desired (the API drops
+/// them once reported finished). Returns the releases whose image is missing for one that
+/// should start.
 fn plan_one_offs(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec<Step>) -> Vec<i64> {
     let mut missing = Vec::new();
     for one_off in &app.one_offs {
-        if live.iter().any(|d| d.index == one_off.number) {
+        if let Some(dyno) = live.iter().find(|d| d.index == one_off.number) {
+            if let Some(seconds) = out_of_time(one_off, dyno, ctx.now_ms) {
+                steps.push(Step::Stop {
+                    container_id: dyno.container_id.clone(),
+                    reason: StopReason::OutOfTime { seconds },
+                });
+            }
             continue;
         }
         let release = one_off.release.as_ref().map_or(app.release.version, |r| r.version);
@@ -310,11 +334,21 @@ fn plan_one_offs(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mu
     missing
 }
 
+/// The time to live (seconds) that running one-off `dyno` has run out, if it has: it was
+/// created (`started_ms`) at least that long before `now_ms`. A dyno without a creation time
+/// is not judged.
+fn out_of_time(one_off: &ouro_types::DesiredOneOff, dyno: &LiveDyno, now_ms: u64) -> Option<u64> {
+    let seconds = one_off.time_to_live_seconds?;
+    let running = matches!(dyno.state, LiveState::Running { .. });
+    let ran_out = dyno.started_ms > 0 && now_ms.saturating_sub(dyno.started_ms) / 1000 >= seconds;
+    (running && ran_out).then_some(seconds)
+}
+
 fn retire(dyno: &LiveDyno, reason: StopReason, steps: &mut Vec<Step>) {
     match dyno.state {
         LiveState::Running { .. } => steps.push(Step::Stop { container_id: dyno.container_id.clone(), reason }),
         LiveState::Stopped => steps.push(Step::Remove { container_id: dyno.container_id.clone() }),
-        LiveState::Stopping => {}
+        LiveState::Stopping | LiveState::Attaching => {}
     }
 }
 
@@ -391,7 +425,7 @@ mod tests {
         plan(
             &DesiredState { apps, volumes: Vec::new(), seed: false },
             live,
-            &Context { images_ready: &images_ready, backoff: &backoff, now },
+            &Context { images_ready: &images_ready, backoff: &backoff, now, now_ms: now * 1000 },
         )
     }
 
@@ -527,6 +561,9 @@ mod tests {
                     mounts: Vec::new(),
                     api_access: false,
                     release: None,
+                    attach: false,
+                    tty: false,
+                    time_to_live_seconds: None,
                 })
                 .collect();
             a
@@ -564,6 +601,9 @@ mod tests {
             mounts: Vec::new(),
             api_access: false,
             release: Some(next),
+            attach: false,
+            tty: false,
+            time_to_live_seconds: None,
         }];
         let web = dyno("w1", "a", 2, "web", 1, UP);
         // Its image first; the serving web dyno is left alone.
@@ -625,6 +665,62 @@ mod tests {
         host.formation[0].quantity = 0;
         let steps = run(vec![host], std::slice::from_ref(&old), &[("ouro-api", 3)], &[], 0);
         assert_eq!(steps, vec![stop("a1", StopReason::Superseded)]);
+    }
+
+    #[test]
+    fn one_offs_stop_once_they_have_run_out_their_time_to_live() {
+        // (time to live, state, created at ms, now ms) -> stopped with that time to live?
+        let check = |ttl: Option<u64>, state: LiveState, started_ms: u64, now_ms: u64, expect: Option<u64>| {
+            let one_off: ouro_types::DesiredOneOff = serde_json::from_value(serde_json::json!({
+                "number": 1, "command": "sleep 60", "size": "basic", "time_to_live_seconds": ttl,
+            }))
+            .unwrap();
+            let mut dyno = dyno("r1", "a", 2, "run", 1, state);
+            dyno.started_ms = started_ms;
+            assert_eq!(out_of_time(&one_off, &dyno, now_ms), expect, "{ttl:?} {state:?} {started_ms} {now_ms}");
+        };
+        check(None, UP, 1_000, 1_000_000_000, None);
+        check(Some(2), UP, 1_000, 2_999, None);
+        check(Some(2), UP, 1_000, 3_000, Some(2));
+        check(Some(2), BOOTING, 1_000, 9_000, Some(2));
+        check(Some(3600), UP, 1_000, 3_600_999, None);
+        check(Some(3600), UP, 1_000, 3_601_000, Some(3600));
+        // Already stopping, exited, or not started yet (waiting for its terminal): left alone.
+        for state in [LiveState::Stopping, LiveState::Stopped, LiveState::Attaching] {
+            check(Some(2), state, 1_000, 9_000, None);
+        }
+        // No creation time (a container without the label): not judged.
+        check(Some(2), UP, 0, 9_000, None);
+        // Huge values do not overflow.
+        check(Some(u64::MAX), UP, 1_000, u64::MAX, None);
+    }
+
+    #[test]
+    fn a_one_off_past_its_time_to_live_is_stopped_and_an_attaching_one_is_left_alone() {
+        let mut a = app("a", 2, &[]);
+        a.one_offs = vec![
+            serde_json::from_value(serde_json::json!({
+                "number": 1, "command": "sleep 60", "size": "basic", "time_to_live_seconds": 2,
+            }))
+            .unwrap(),
+            serde_json::from_value(serde_json::json!({
+                "number": 2, "command": "bash", "size": "basic", "attach": true, "tty": true,
+            }))
+            .unwrap(),
+        ];
+        // Created at 1 s (`started_ms: 1000`); at 2 s it has time left.
+        let live = [dyno("r1", "a", 2, "run", 1, UP), dyno("r2", "a", 2, "run", 2, LiveState::Attaching)];
+        assert_eq!(run(vec![a.clone()], &live, &[("a", 2)], &[], 2), vec![]);
+        let steps = run(vec![a.clone()], &live, &[("a", 2)], &[], 3);
+        assert_eq!(steps, vec![stop("r1", StopReason::OutOfTime { seconds: 2 })]);
+        // Stopping, it is not stopped again; no longer desired, the attaching one is left to
+        // its bridge.
+        let live =
+            [dyno("r1", "a", 2, "run", 1, LiveState::Stopping), dyno("r2", "a", 2, "run", 2, LiveState::Attaching)];
+        assert_eq!(run(vec![a.clone()], &live, &[("a", 2)], &[], 30), vec![]);
+        a.one_offs.clear();
+        assert_eq!(run(vec![a], &live, &[("a", 2)], &[], 30), vec![]);
+        assert_eq!(time_to_live_reason(2), "R99: the one-off dyno ran out its time to live (2 s)");
     }
 
     #[test]
