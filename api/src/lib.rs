@@ -161,6 +161,19 @@ pub struct AppState {
     pub logs: Arc<logs::Logs>,
     /// Attached one-off dynos waiting for their other half (`ouro run`).
     pub attachments: Arc<attach::Rendezvous>,
+    /// Turns true when the process starts to stop: long polls and followed logs end then, so
+    /// a replaced API (a handover) is gone in moments instead of the drain cap.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// Resolves once the process starts to stop.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
+    }
 }
 
 impl AppState {
@@ -256,6 +269,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         failed_addons: Arc::default(),
         logs: Arc::default(),
         attachments: Arc::default(),
+        stopping: Arc::new(tokio::sync::watch::channel(false).0),
     };
     let mut drains = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (app, url) in store.all_log_drains().await? {
@@ -277,8 +291,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");
     // Once `shutdown` fires, in-flight requests get DRAIN_CAP to finish; then we stop anyway.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping = state.stopping.clone();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;
+        stopping.send_replace(true);
         let _ = stopping_tx.send(());
     });
     let drain_cap = async {

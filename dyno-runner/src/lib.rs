@@ -36,7 +36,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::api::ApiClient;
 use crate::docker::{Container, DYNO_PORT};
-use crate::plan::{Backoff, Context, LiveDyno, LiveState, Slot, Step, backoff_delay};
+use crate::plan::{Backoff, Context, LiveDyno, LiveState, Slot, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -569,8 +569,10 @@ impl Runner {
         let slot = (c.app.clone(), c.release, c.process_type.clone(), c.index);
         let now = self.now();
         let entry = self.backoff.entry(slot).or_default();
-        let delay = backoff_delay(entry.restarts);
-        entry.restarts += 1;
+        let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let ran_for = Duration::from_millis(now_ms.saturating_sub(c.started_ms));
+        let (restarts, delay) = plan::crash_backoff(entry.restarts, ran_for, c.host_network);
+        entry.restarts = restarts + 1;
         entry.not_before = now + delay.as_secs();
         tracing::warn!(
             app = %c.app,

@@ -108,6 +108,20 @@ pub fn backoff_delay(restarts: u32) -> Duration {
     Duration::from_secs((1u64 << (restarts - 1).min(6)).min(60))
 }
 
+/// How long a dyno must have run for its crash to count as a first one again.
+pub const CRASH_MEMORY: Duration = Duration::from_secs(600);
+
+/// The back-off for a crashed dyno whose slot restarted `restarts` times and whose last run
+/// lasted `ran_for`: the restarts to count from, and the delay. A dyno that ran for
+/// [`CRASH_MEMORY`] or more starts afresh (restarted at once: Heroku forgets old crashes too);
+/// a platform component (`component`: the router, the API, on the host's network) waits at
+/// most a second, since while it is down every app is.
+pub fn crash_backoff(restarts: u32, ran_for: Duration, component: bool) -> (u32, Duration) {
+    let restarts = if ran_for >= CRASH_MEMORY { 0 } else { restarts };
+    let delay = backoff_delay(restarts);
+    (restarts, if component { delay.min(Duration::from_secs(1)) } else { delay })
+}
+
 /// A dyno slot: app, release, process type, index.
 pub type Slot = (String, i64, String, u32);
 
@@ -721,6 +735,15 @@ mod tests {
         a.one_offs.clear();
         assert_eq!(run(vec![a], &live, &[("a", 2)], &[], 30), vec![]);
         assert_eq!(time_to_live_reason(2), "R99: the one-off dyno ran out its time to live (2 s)");
+    }
+
+    #[test]
+    fn crashes_are_forgotten_after_a_good_run_and_components_come_back_within_a_second() {
+        let short = Duration::from_secs(5);
+        assert_eq!(crash_backoff(0, short, false), (0, Duration::ZERO));
+        assert_eq!(crash_backoff(3, short, false), (3, Duration::from_secs(4)));
+        assert_eq!(crash_backoff(3, CRASH_MEMORY, false), (0, Duration::ZERO));
+        assert_eq!(crash_backoff(9, short, true), (9, Duration::from_secs(1)));
     }
 
     #[test]

@@ -64,7 +64,9 @@ async fn read(
         let new = futures_util::stream::unfold(follower, |mut follower| async move {
             follower.next().await.map(|line| (line, follower))
         });
-        Body::from_stream(futures_util::stream::iter(recent).chain(new).map(as_bytes))
+        // A stopping API ends the stream (its successor serves the next `ouro logs --tail`).
+        let lines = futures_util::stream::iter(recent).chain(new).take_until(state.stopped());
+        Body::from_stream(lines.map(as_bytes))
     } else {
         let recent = state.logs.hub().recent(&app.name, &filter, wanted);
         Body::from_stream(futures_util::stream::iter(recent).map(as_bytes))

@@ -48,7 +48,10 @@ async fn changes(
     require_admin(&user)?;
     let mut watch = state.changes.subscribe();
     let wait = watch.wait_for(|version| *version != query.after);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(25), wait).await;
+    tokio::select! {
+        _ = tokio::time::timeout(std::time::Duration::from_secs(25), wait) => {}
+        () = state.stopped() => {}
+    }
     let version = *state.changes.borrow();
     Ok(axum::Json(serde_json::json!({ "version": version })))
 }
