@@ -8,6 +8,7 @@ mod attach;
 mod auth;
 mod blob;
 mod builder_app;
+mod dashboard;
 mod embedded;
 mod error;
 mod git;
@@ -161,6 +162,8 @@ pub struct AppState {
     pub logs: Arc<logs::Logs>,
     /// Attached one-off dynos waiting for their other half (`ouro run`).
     pub attachments: Arc<attach::Rendezvous>,
+    /// The web dashboard's logged-in sessions.
+    pub sessions: Arc<dashboard::Sessions>,
     /// Turns true when the process starts to stop: long polls and followed logs end then, so
     /// a replaced API (a handover) is gone in moments instead of the drain cap.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
@@ -174,9 +177,7 @@ impl AppState {
             let _ = stopping.wait_for(|stopping| *stopping).await;
         }
     }
-}
 
-impl AppState {
     /// Tells a waiting runner that the desired state changed.
     pub fn changed(&self) {
         self.changes.send_modify(|version| *version += 1);
@@ -270,6 +271,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         logs: Arc::default(),
         attachments: Arc::default(),
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        sessions: Arc::default(),
     };
     let mut drains = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (app, url) in store.all_log_drains().await? {

@@ -192,7 +192,20 @@ async fn update(
     Json(batch): Json<FormationBatch>,
 ) -> Result<axum::Json<Vec<Formation>>, ApiError> {
     let app = find_app(&state, &user, &name).await?;
-    let commands = commands(&state, &app).await?;
+    let (rows, commands) = scale(&state, &user, &app, batch).await?;
+    Ok(axum::Json(rows.into_iter().map(|r| formation_json(r, commands.as_ref())).collect()))
+}
+
+/// Validates and applies a formation batch (all or nothing) and says so in the app's log;
+/// answers the whole formation and the current release's commands. The dashboard scales
+/// through this too.
+pub(crate) async fn scale(
+    state: &AppState,
+    user: &User,
+    app: &AppRow,
+    batch: FormationBatch,
+) -> Result<(Vec<FormationRow>, Option<BTreeMap<String, String>>), ApiError> {
+    let commands = commands(state, app).await?;
     let changes = validate(batch, commands.as_ref())?;
     let rows = state.store.update_formation(&app.id, &changes).await?;
     let scaled: Vec<String> = rows
@@ -201,7 +214,7 @@ async fn update(
         .map(|r| format!("{}@{}:{}", r.process_type, r.quantity, r.size))
         .collect();
     state.logs.event(&app.name, "api", format!("Scaled to {} by {}", scaled.join(" "), user.email));
-    Ok(axum::Json(rows.into_iter().map(|r| formation_json(r, commands.as_ref())).collect()))
+    Ok((rows, commands))
 }
 
 async fn dynos(

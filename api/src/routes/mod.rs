@@ -11,7 +11,7 @@ mod builds;
 mod certs;
 mod config_vars;
 mod domains;
-mod formation;
+pub(crate) mod formation;
 mod git;
 mod logs;
 mod releases;
@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(build_api::routes())
+        .merge(crate::dashboard::routes())
         .merge(authenticated)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
