@@ -72,7 +72,6 @@ impl Sessions {
     pub(crate) fn remove(&self, id: &str) {
         self.by_digest.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(id));
     }
-
 }
 
 /// Whether `given` is the session's CSRF value, compared in constant time.

@@ -1,5 +1,6 @@
 //! The Platform API's routes, one module per resource, each with its `routes()` next to its
-//! handlers. Everything except `/health` sits behind [`crate::auth::require_token`].
+//! handlers. Everything except `/health`, the build dyno's `/build-api` (its build's own
+//! secret) and the `/dashboard` (its session cookie) sits behind [`crate::auth::require_token`].
 
 pub(crate) mod addons;
 mod apps;
