@@ -14,6 +14,7 @@ use std::time::Duration;
 pub use serde_json::{Value, json};
 
 pub mod platform;
+pub mod stand_in;
 
 /// Where the API keeps its state.
 #[derive(Debug, Clone)]

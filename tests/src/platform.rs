@@ -311,27 +311,7 @@ impl Drop for Platform {
             let mut child = child;
             terminate(&mut child, Duration::from_secs(10));
         }
-        let id = self.id.clone();
-        let docker = self.docker.clone();
-        self.runtime.block_on(async move {
-            let label = format!("ouro.platform={id}");
-            let filters = HashMap::from([("label", vec![label.as_str()])]);
-            let options =
-                bollard::container::ListContainersOptions { all: true, filters: filters.clone(), ..Default::default() };
-            for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
-                let remove = bollard::container::RemoveContainerOptions { force: true, ..Default::default() };
-                let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(remove)).await;
-            }
-            let options = bollard::network::ListNetworksOptions { filters: filters.clone() };
-            for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
-                let _ = docker.remove_network(&n.id.unwrap_or_default()).await;
-            }
-            let options = bollard::volume::ListVolumesOptions { filters };
-            let volumes = docker.list_volumes(Some(options)).await.ok().and_then(|l| l.volumes).unwrap_or_default();
-            for v in volumes {
-                let _ = docker.remove_volume(&v.name, None).await;
-            }
-        });
+        self.runtime.block_on(crate::stand_in::remove_platform(&self.docker, &self.id, true));
     }
 }
 

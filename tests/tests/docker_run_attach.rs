@@ -12,16 +12,15 @@
 //! Needs a Docker Engine and the stack image (built on first use: minutes, then cached).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Child;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use ouro_tests::{Value, json, make_slug, sha256sum, spawn_service, terminate};
+use ouro_tests::stand_in::{RunnerUnderTest, read_request, respond};
+use ouro_tests::{Value, json, make_slug, sha256sum};
 use ouro_types::attach;
 
-const TOKEN: &str = "runner-token-for-the-test";
 const APP: &str = "attached";
 const BOOT: Duration = Duration::from_secs(240);
 
@@ -65,35 +64,11 @@ fn fake_api(desired: Value, refused: &[&str]) -> (String, Arc<Shared>, mpsc::Rec
 
 /// Reads one request and answers it.
 fn answer(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream);
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if line == "\r\n" => break,
-            Ok(_) => head.push(line.trim_end().to_string()),
-        }
-    }
-    let request = head.first().cloned().unwrap_or_default();
-    let header = |name: &str| {
-        head.iter().skip(1).find_map(|h| {
-            let (key, value) = h.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_string())
-        })
-    };
-    let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let authorized = header("authorization").as_deref() == Some(&format!("Bearer {TOKEN}"));
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let Some(request) = read_request(&mut reader) else { return };
     let attach_prefix = format!("/runner/attach/{APP}/");
-    let (status, reply) = match (method, path.split('?').next().unwrap_or("")) {
-        _ if !authorized => (401, json!({"id": "unauthorized", "message": "no token"}).to_string()),
+    let (status, reply) = match (request.method.as_str(), request.route()) {
+        _ if !request.authorized() => (401, json!({"id": "unauthorized", "message": "no token"}).to_string()),
         ("GET", "/runner/desired-state") => (200, shared.desired.lock().unwrap().to_string()),
         ("GET", "/runner/changes") => {
             // The API's long poll, shortened.
@@ -101,7 +76,7 @@ fn answer(stream: TcpStream, shared: &Shared) {
             (200, json!({"version": 1}).to_string())
         }
         ("PUT", "/runner/dynos") => {
-            let report: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let report: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
             for dyno in report["dynos"].as_array().cloned().unwrap_or_default() {
                 let state = dyno["state"].as_str().unwrap_or("");
                 if dyno["type"] == "run" && (state == "down" || state == "crashed") {
@@ -121,8 +96,8 @@ fn answer(stream: TcpStream, shared: &Shared) {
         }
         ("GET", route) if route.starts_with(&attach_prefix) => {
             let dyno = route[attach_prefix.len()..].to_string();
-            let upgrade = header("connection").is_some_and(|c| c.eq_ignore_ascii_case("upgrade"))
-                && header("upgrade").as_deref() == Some(attach::UPGRADE);
+            let upgrade = request.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("upgrade"))
+                && request.header("upgrade") == Some(attach::UPGRADE);
             shared.attach_requests.lock().unwrap().push((dyno.clone(), upgrade));
             if upgrade && !shared.refused.contains(&dyno) {
                 let mut stream = reader.into_inner();
@@ -139,115 +114,22 @@ fn answer(stream: TcpStream, shared: &Shared) {
         }
         _ => (404, json!({"id": "not_found", "message": "no such route"}).to_string()),
     };
-    let reason = match status {
-        200 => "OK",
-        204 => "No Content",
-        401 => "Unauthorized",
-        _ => "Not Found",
-    };
-    let mut stream = reader.into_inner();
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
+    respond(&mut reader.into_inner(), status, &reply);
 }
 
-/// The runner under test, its state and log in a temp dir; its platform's containers and
-/// network are removed when dropped.
-struct Runner {
-    child: Option<Child>,
-    platform: String,
-    dir: tempfile::TempDir,
-    runtime: tokio::runtime::Runtime,
-    docker: bollard::Docker,
-}
-
-impl Runner {
-    fn start(api_url: &str) -> Runner {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let docker = runtime.block_on(async {
-            let docker = bollard::Docker::connect_with_local_defaults().expect("Docker Engine");
-            docker.negotiate_version().await.expect("Docker Engine answers")
-        });
-        // The stack image, built here once rather than by the runner mid-test.
-        runtime.block_on(ouro_dyno_runner::stack::ensure_stack_image(&docker)).expect("stack image");
-        let platform = format!("ouroattach{}", std::process::id());
-        let dir = tempfile::tempdir().expect("temp dir");
-        let env: Vec<(String, String)> = [
-            ("OURO_API_URL", api_url),
-            ("OURO_API_TOKEN", TOKEN),
-            ("OURO_RUNNER_LISTEN", "127.0.0.1:0"),
-            ("OURO_PLATFORM", platform.as_str()),
-            ("OURO_RUNNER_STATE", &dir.path().join("desired-state.json").display().to_string()),
-            ("OURO_DRAIN_SECONDS", "1"),
-            ("OURO_STOP_GRACE_SECONDS", "3"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let (child, _url) = spawn_service("ouro-dyno-runner", &env, &dir.path().join("runner.log"));
-        Runner { child: Some(child), platform, dir, runtime, docker }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("runner.log")).unwrap_or_default()
-    }
-
-    /// Waits until `check` holds, failing with `what` and the runner's log after `timeout`.
-    fn wait_until(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting until {what}\n--- runner log ---\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Whether this runner's container of `run.N` was ever started (a container that is gone
-    /// counts as not known: `None`).
-    fn ever_started(&self, dyno: &str) -> Option<bool> {
-        let label = format!("ouro.platform={}", self.platform);
-        let filters = HashMap::from([("label", vec![label.as_str()])]);
-        let options = bollard::container::ListContainersOptions { all: true, filters, ..Default::default() };
-        let list = self.runtime.block_on(self.docker.list_containers(Some(options))).expect("list containers");
-        let index = dyno.trim_start_matches("run.");
-        let summary = list.into_iter().find(|c| {
-            let labels = c.labels.clone().unwrap_or_default();
-            labels.get("ouro.type").map(String::as_str) == Some("run")
-                && labels.get("ouro.index").map(String::as_str) == Some(index)
-        })?;
-        let inspect =
-            self.runtime.block_on(self.docker.inspect_container(&summary.id.unwrap_or_default(), None)).ok()?;
-        let started_at = inspect.state.and_then(|s| s.started_at).unwrap_or_default();
-        Some(!started_at.is_empty() && !started_at.starts_with("0001-"))
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child, Duration::from_secs(10));
-        }
-        let (docker, platform) = (self.docker.clone(), self.platform.clone());
-        self.runtime.block_on(async move {
-            let label = format!("ouro.platform={platform}");
-            let filters = HashMap::from([("label", vec![label.as_str()])]);
-            let options =
-                bollard::container::ListContainersOptions { all: true, filters: filters.clone(), ..Default::default() };
-            for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
-                let remove = bollard::container::RemoveContainerOptions { force: true, ..Default::default() };
-                let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(remove)).await;
-            }
-            let options = bollard::network::ListNetworksOptions { filters };
-            for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
-                let _ = docker.remove_network(&n.id.unwrap_or_default()).await;
-            }
-        });
-    }
+/// Whether the runner's container of `run.N` was ever started (a container that is gone
+/// counts as not known: `None`).
+fn ever_started(runner: &RunnerUnderTest, dyno: &str) -> Option<bool> {
+    let index = dyno.trim_start_matches("run.");
+    let summary = runner.containers(true).into_iter().find(|c| {
+        let labels = c.labels.clone().unwrap_or_default();
+        labels.get("ouro.type").map(String::as_str) == Some("run")
+            && labels.get("ouro.index").map(String::as_str) == Some(index)
+    })?;
+    let inspect =
+        runner.runtime.block_on(runner.docker.inspect_container(&summary.id.unwrap_or_default(), None)).ok()?;
+    let started_at = inspect.state.and_then(|s| s.started_at).unwrap_or_default();
+    Some(!started_at.is_empty() && !started_at.starts_with("0001-"))
 }
 
 /// Every frame until the runner closes the connection, within `timeout`.
@@ -315,7 +197,7 @@ fn attached_one_offs_bridge_their_terminal_and_end_with_their_exit_status() {
         "volumes": [],
     });
     let (api_url, api, upgraded) = fake_api(desired, &["run.4"]);
-    let runner = Runner::start(&api_url);
+    let runner = RunnerUnderTest::start(&api_url, &format!("ouroattach{}", std::process::id()));
 
     // The three accepted upgrades arrive (the slug image is built first: minutes the first time).
     let mut connections = HashMap::new();
@@ -369,7 +251,7 @@ fn attached_one_offs_bridge_their_terminal_and_end_with_their_exit_status() {
         api.finished.lock().unwrap().contains_key("run.4")
     });
     assert_eq!(api.finished.lock().unwrap()["run.4"], "the terminal went away");
-    assert_ne!(runner.ever_started("run.4"), Some(true), "run.4 never starts");
+    assert_ne!(ever_started(&runner, "run.4"), Some(true), "run.4 never starts");
     let states: Vec<String> = api
         .reports
         .lock()
@@ -414,7 +296,7 @@ fn attached_one_offs_bridge_their_terminal_and_end_with_their_exit_status() {
 
     // Finished one-offs leave: their containers are removed, no upgrade is asked for again.
     runner.wait_until(Duration::from_secs(30), "the finished one-offs' containers are removed", || {
-        (1..=5).all(|n| runner.ever_started(&format!("run.{n}")).is_none())
+        (1..=5).all(|n| ever_started(&runner, &format!("run.{n}")).is_none())
     });
     let attempts = api.attach_requests.lock().unwrap().len();
     assert_eq!(attempts, 4, "one attach per attached one-off: {:?}", api.attach_requests.lock().unwrap());

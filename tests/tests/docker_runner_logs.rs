@@ -8,17 +8,16 @@
 //! every connection for a while, as an API in the middle of its upgrade would.
 //! Needs a Docker Engine and the stack image (built on first use: minutes, then cached).
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::BTreeMap;
+use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ouro_tests::{Value, json, make_slug, sha256sum, spawn_service, terminate};
+use ouro_tests::stand_in::{RunnerUnderTest, read_request, respond};
+use ouro_tests::{Value, json, make_slug, sha256sum};
 
-const TOKEN: &str = "runner-token-for-the-test";
 const BOOT: Duration = Duration::from_secs(240);
 
 /// Prints one line on each stream, then a numbered tick every 0.3 s, and serves `$PORT`.
@@ -61,34 +60,13 @@ fn fake_api(desired: Value) -> (String, Arc<Shared>) {
 
 /// Reads one request and answers it (or, while down, closes the connection).
 fn answer(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream);
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if line == "\r\n" => break,
-            Ok(_) => head.push(line.trim_end().to_string()),
-        }
-    }
-    let request = head.first().cloned().unwrap_or_default();
-    let header = |name: &str| {
-        head.iter().skip(1).find_map(|h| {
-            let (key, value) = h.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_string())
-        })
-    };
-    let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() || shared.down.load(Ordering::SeqCst) {
+    let Some(request) = read_request(&mut reader) else { return };
+    if shared.down.load(Ordering::SeqCst) {
         return;
     }
-    let authorized = header("authorization").as_deref() == Some(&format!("Bearer {TOKEN}"));
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, reply) = match (method, path.split('?').next().unwrap_or("")) {
-        _ if !authorized => (401, json!({"id": "unauthorized", "message": "no token"}).to_string()),
+    let (status, reply) = match (request.method.as_str(), request.route()) {
+        _ if !request.authorized() => (401, json!({"id": "unauthorized", "message": "no token"}).to_string()),
         ("GET", "/runner/desired-state") => (200, shared.desired.to_string()),
         ("GET", "/runner/changes") => {
             // The API's long poll, shortened: nothing ever changes here.
@@ -96,7 +74,7 @@ fn answer(stream: TcpStream, shared: &Shared) {
             (200, json!({"version": 1}).to_string())
         }
         ("PUT", "/runner/dynos") => (204, String::new()),
-        ("POST", "/runner/logs") => match serde_json::from_slice::<Vec<Value>>(&body) {
+        ("POST", "/runner/logs") => match serde_json::from_slice::<Vec<Value>>(&request.body) {
             Ok(lines) => {
                 shared.lines.lock().unwrap().extend(lines);
                 (204, String::new())
@@ -105,131 +83,12 @@ fn answer(stream: TcpStream, shared: &Shared) {
         },
         _ => (404, json!({"id": "not_found", "message": "no such route"}).to_string()),
     };
-    let reason = match status {
-        200 => "OK",
-        204 => "No Content",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        _ => "Unprocessable Entity",
-    };
-    let mut stream = reader.into_inner();
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
+    respond(&mut reader.into_inner(), status, &reply);
 }
 
-/// The runner under test, its state and log in a temp dir; its platform's containers and
-/// network are removed when dropped.
-struct Runner {
-    child: Option<Child>,
-    url: String,
-    platform: String,
-    dir: tempfile::TempDir,
-    api_url: String,
-    runtime: tokio::runtime::Runtime,
-    docker: bollard::Docker,
-}
-
-impl Runner {
-    fn start(api_url: &str) -> Runner {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let docker = runtime.block_on(async {
-            let docker = bollard::Docker::connect_with_local_defaults().expect("Docker Engine");
-            docker.negotiate_version().await.expect("Docker Engine answers")
-        });
-        // The stack image, built here once rather than by the runner mid-test.
-        runtime.block_on(ouro_dyno_runner::stack::ensure_stack_image(&docker)).expect("stack image");
-        let mut runner = Runner {
-            child: None,
-            url: String::new(),
-            platform: format!("ourologs{}", std::process::id()),
-            dir: tempfile::tempdir().expect("temp dir"),
-            api_url: api_url.to_string(),
-            runtime,
-            docker,
-        };
-        runner.spawn("127.0.0.1:0");
-        runner
-    }
-
-    fn spawn(&mut self, listen: &str) {
-        let env: Vec<(String, String)> = [
-            ("OURO_API_URL", self.api_url.as_str()),
-            ("OURO_API_TOKEN", TOKEN),
-            ("OURO_RUNNER_LISTEN", listen),
-            ("OURO_PLATFORM", self.platform.as_str()),
-            ("OURO_RUNNER_STATE", &self.dir.path().join("desired-state.json").display().to_string()),
-            ("OURO_DRAIN_SECONDS", "1"),
-            ("OURO_STOP_GRACE_SECONDS", "3"),
-            ("OURO_BOOT_TIMEOUT_SECONDS", "60"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let (child, url) = spawn_service("ouro-dyno-runner", &env, &self.dir.path().join("runner.log"));
-        self.child = Some(child);
-        self.url = url;
-    }
-
-    /// SIGTERM (its dynos keep running), then a new runner on the same address.
-    fn restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child, Duration::from_secs(30));
-        }
-        let listen = self.url.trim_start_matches("http://").to_string();
-        self.spawn(&listen);
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("runner.log")).unwrap_or_default()
-    }
-
-    /// Ids of this runner's running containers.
-    fn running(&self) -> Vec<String> {
-        let label = format!("ouro.platform={}", self.platform);
-        let filters = HashMap::from([("label", vec![label.as_str()])]);
-        let options = bollard::container::ListContainersOptions { filters, ..Default::default() };
-        let list = self.runtime.block_on(self.docker.list_containers(Some(options))).expect("list containers");
-        list.into_iter().filter_map(|c| c.id).collect()
-    }
-
-    /// Waits until `check` holds, failing with `what` and the runner's log after `timeout`.
-    fn wait_until(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting until {what}\n--- runner log ---\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child, Duration::from_secs(10));
-        }
-        let (docker, platform) = (self.docker.clone(), self.platform.clone());
-        self.runtime.block_on(async move {
-            let label = format!("ouro.platform={platform}");
-            let filters = HashMap::from([("label", vec![label.as_str()])]);
-            let options =
-                bollard::container::ListContainersOptions { all: true, filters: filters.clone(), ..Default::default() };
-            for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
-                let remove = bollard::container::RemoveContainerOptions { force: true, ..Default::default() };
-                let _ = docker.remove_container(&c.id.unwrap_or_default(), Some(remove)).await;
-            }
-            let options = bollard::network::ListNetworksOptions { filters };
-            for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
-                let _ = docker.remove_network(&n.id.unwrap_or_default()).await;
-            }
-        });
-    }
+/// This runner's running containers' ids.
+fn running(runner: &RunnerUnderTest) -> Vec<String> {
+    runner.containers(false).into_iter().filter_map(|c| c.id).collect()
 }
 
 /// The texts `web.1` of `logger` wrote, as shipped, in order.
@@ -287,7 +146,7 @@ fn dyno_output_and_router_lines_reach_the_api_once_across_restarts_and_outages()
         "volumes": [],
     });
     let (api_url, api) = fake_api(desired);
-    let mut runner = Runner::start(&api_url);
+    let mut runner = RunnerUnderTest::start(&api_url, &format!("ourologs{}", std::process::id()));
 
     // The dyno's first lines, from both streams, and its ticks in order.
     runner.wait_until(BOOT, "the dyno's first lines are shipped", || {
@@ -325,14 +184,14 @@ fn dyno_output_and_router_lines_reach_the_api_once_across_restarts_and_outages()
     assert_eq!(refused.status().as_u16(), 422);
 
     // A new runner adopts the dyno: new lines come, none of the old ones again.
-    let containers = runner.running();
+    let containers = running(&runner);
     assert_eq!(containers.len(), 1, "{containers:?}");
     runner.restart();
     let before = ticks(&api).last().copied().unwrap_or(0);
     runner.wait_until(Duration::from_secs(60), "ticks after the restart are shipped", || {
         ticks(&api).last().is_some_and(|last| *last > before + 5)
     });
-    assert_eq!(runner.running(), containers, "the same container runs: adopted, not restarted");
+    assert_eq!(running(&runner), containers, "the same container runs: adopted, not restarted");
     let texts = dyno_texts(&api);
     let repeated: Vec<_> = counts(&texts).into_iter().filter(|(_, n)| *n > 1).collect();
     assert!(repeated.is_empty(), "shipped more than once after the restart: {repeated:?}");

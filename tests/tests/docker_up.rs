@@ -154,19 +154,7 @@ impl Installation {
 impl Drop for Installation {
     fn drop(&mut self) {
         self.simulate_host_restart();
-        let label = format!("ouro.platform={}", self.platform);
-        self.runtime.block_on(async {
-            let filters = HashMap::from([("label".to_string(), vec![label.clone()])]);
-            let networks = bollard::network::ListNetworksOptions { filters: filters.clone() };
-            for network in self.docker.list_networks(Some(networks)).await.unwrap_or_default() {
-                let _ = self.docker.remove_network(&network.name.unwrap_or_default()).await;
-            }
-            let volumes = bollard::volume::ListVolumesOptions { filters };
-            let listed = self.docker.list_volumes(Some(volumes)).await.ok().and_then(|v| v.volumes).unwrap_or_default();
-            for volume in listed {
-                let _ = self.docker.remove_volume(&volume.name, None).await;
-            }
-        });
+        self.runtime.block_on(ouro_tests::stand_in::remove_platform(&self.docker, &self.platform, true));
     }
 }
 
