@@ -252,16 +252,7 @@ async fn an_upgrade_is_logged_once_when_the_101_goes_out() {
         )
         .await
         .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    tokio::time::timeout(STEP, async {
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "connection closed in the response head");
-            head.push(byte[0]);
-        }
-    })
-    .await
-    .expect("101 in time");
+    let head = read_head(&mut stream).await;
     assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
 
     // Logged while the tunnel is still open.

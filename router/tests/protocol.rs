@@ -28,16 +28,7 @@ async fn upgrades_pass_bytes_both_ways() {
         )
         .await
         .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    tokio::time::timeout(STEP, async {
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "connection closed in the response head");
-            head.push(byte[0]);
-        }
-    })
-    .await
-    .expect("101 in time");
+    let head = read_head(&mut stream).await;
     let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: echo"), "{head}");

@@ -503,3 +503,20 @@ pub fn tally(replies: &[Reply]) -> HashMap<String, usize> {
 pub fn header_name(name: &'static str) -> HeaderName {
     HeaderName::from_static(name)
 }
+
+/// Reads a response head byte by byte (the bytes after it stay unread: an upgraded
+/// connection's), within [`STEP`].
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(STEP, async {
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "connection closed in the response head");
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .expect("the response head in time");
+    head
+}
