@@ -223,7 +223,31 @@ async fn dynos(
     Path(name): Path<String>,
 ) -> Result<axum::Json<Vec<Dyno>>, ApiError> {
     let app = find_app(&state, &user, &name).await?;
-    let dynos = state.dynos.read().map(|d| d.get(&app.name).cloned().unwrap_or_default()).unwrap_or_default();
+    let mut dynos = state.dynos.read().map(|d| d.get(&app.name).cloned().unwrap_or_default()).unwrap_or_default();
+    // One-offs asked for but not reported yet (the runner reports within moments) are
+    // `starting`, as Heroku lists a `run.N` as soon as `heroku run` returns.
+    let unreported: Vec<_> = state
+        .store
+        .running_one_offs(&app.id)
+        .await?
+        .into_iter()
+        .filter(|o| !dynos.iter().any(|d| d.name == format!("run.{}", o.number)))
+        .collect();
+    if !unreported.is_empty() {
+        let version = state.store.current_release(&app).await?.version;
+        dynos.extend(unreported.into_iter().map(|o| Dyno {
+            id: o.id,
+            app: app.name.clone(),
+            name: format!("run.{}", o.number),
+            process_type: "run".into(),
+            state: "starting".into(),
+            size: o.size,
+            release: version,
+            reason: None,
+            restarts: 0,
+            created_at: o.created_at,
+        }));
+    }
     Ok(axum::Json(dynos))
 }
 
