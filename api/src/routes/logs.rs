@@ -45,7 +45,7 @@ struct ReadQuery {
 }
 
 /// `GET /apps/{app}/logs?lines=N&tail=true&dyno=web.1&source=app`: the app's recent lines,
-/// oldest first, one per line of `text/plain`; with `tail`, then every new line as it comes.
+/// in time order, one per line of `text/plain`; with `tail`, then every new line as it comes.
 /// A reader that falls behind loses lines (an `Error L10` line says how many), never the
 /// API's memory.
 async fn read(
@@ -59,8 +59,16 @@ async fn read(
         .map_err(|e| ApiError::invalid_params(e.to_string()))?;
     let wanted = query.lines.unwrap_or(100).min(RECENT_LINES);
     let as_bytes = |line: LogLine| Ok::<_, std::convert::Infallible>(Bytes::from(format!("{line}\n")));
+    // Lines arrive in the order their sources shipped them (a dyno's and the router's lines
+    // about one request take different paths): what was kept is shown in time order; what
+    // follows, as it comes.
+    let by_time = |mut lines: Vec<LogLine>| {
+        lines.sort_by_key(|line| line.at);
+        lines
+    };
     let body = if query.tail {
         let (recent, follower) = state.logs.hub().recent_and_follow(&app.name, filter, wanted);
+        let recent = by_time(recent);
         let new = futures_util::stream::unfold(follower, |mut follower| async move {
             follower.next().await.map(|line| (line, follower))
         });
@@ -68,7 +76,7 @@ async fn read(
         let lines = futures_util::stream::iter(recent).chain(new).take_until(state.stopped());
         Body::from_stream(lines.map(as_bytes))
     } else {
-        let recent = state.logs.hub().recent(&app.name, &filter, wanted);
+        let recent = by_time(state.logs.hub().recent(&app.name, &filter, wanted));
         Body::from_stream(futures_util::stream::iter(recent).map(as_bytes))
     };
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-store")];
