@@ -65,8 +65,11 @@ fn render_dynos(dynos: &[Dyno], now: SystemTime) -> String {
         .map(|d| {
             let mut line =
                 format!("{}: {} (release v{}) since {}", d.name, d.state, d.release, when(&d.created_at, now));
-            if let Some(reason) = &d.reason {
-                line += &format!(", last crash: {reason}");
+            // Why it stopped: a crash, or a one-off (or a stopped dyno) ending on its own.
+            match (&d.reason, d.state.as_str()) {
+                (Some(reason), "crashed") => line += &format!(", last crash: {reason}"),
+                (Some(reason), _) => line += &format!(", {reason}"),
+                (None, _) => {}
             }
             if d.restarts > 0 {
                 line += &format!(", {} restarts", d.restarts);
@@ -419,8 +422,16 @@ mod tests {
             created_at: "2026-11-26T03:25:00Z".into(),
         };
         assert_eq!(
-            render_dynos(&[dyno], now),
+            render_dynos(&[dyno.clone()], now),
             "=== Dynos\nweb.1: up (release v3) since 2026-11-26T03:25:00Z (5m ago)\n"
+        );
+        let crashed =
+            Dyno { state: "crashed".into(), reason: Some("process exited with status 3".into()), ..dyno.clone() };
+        assert!(render_dynos(&[crashed], now).ends_with(", last crash: process exited with status 3\n"));
+        let done = Dyno { state: "down".into(), reason: Some("process exited with status 0".into()), ..dyno };
+        assert!(
+            render_dynos(&[done], now)
+                .ends_with("down (release v3) since 2026-11-26T03:25:00Z (5m ago), process exited with status 0\n")
         );
     }
 }
