@@ -422,7 +422,7 @@ mod tests {
             created_at: "2026-11-26T03:25:00Z".into(),
         };
         assert_eq!(
-            render_dynos(&[dyno.clone()], now),
+            render_dynos(std::slice::from_ref(&dyno), now),
             "=== Dynos\nweb.1: up (release v3) since 2026-11-26T03:25:00Z (5m ago)\n"
         );
         let crashed =
