@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use ouro_logs::{LogLine, Source};
+use ouro_logs::LogLine;
 use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
 
 use crate::api::{ApiClient, Shipped};
@@ -124,9 +124,7 @@ impl Gaps {
 
 /// `ouro[logs]: Error L10 (output buffer overflow): N messages dropped since <time>`.
 fn l10(app: &str, gap: Gap) -> LogLine {
-    let since = ouro_logs::rfc3339(gap.since);
-    let text = format!("Error L10 (output buffer overflow): {} messages dropped since {since}", gap.count);
-    LogLine::new(app, Source::Ouro, "logs", text)
+    LogLine::overflow(app, "logs", gap.count, gap.since)
 }
 
 impl LogReceiver {
@@ -316,6 +314,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ouro_logs::Source;
 
     fn line(app: &str, text: &str) -> LogLine {
         LogLine::new(app, Source::App, "web.1", text)

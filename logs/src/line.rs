@@ -64,6 +64,13 @@ impl LogLine {
         line
     }
 
+    /// Logplex's line for lines a full queue dropped: `ouro[<process>]: Error L10 (output
+    /// buffer overflow): N messages dropped since <time>`.
+    pub fn overflow(app: impl Into<String>, process: impl Into<String>, dropped: u64, since: SystemTime) -> LogLine {
+        let text = format!("Error L10 (output buffer overflow): {dropped} messages dropped since {}", rfc3339(since));
+        LogLine::new(app, Source::Ouro, process, text)
+    }
+
     /// Applies the constructor's rules to a line built field by field.
     pub(crate) fn bound(&mut self) {
         if self.text.ends_with('\n') {

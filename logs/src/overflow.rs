@@ -12,8 +12,7 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
 
-use crate::line::rfc3339;
-use crate::{LogLine, Source};
+use crate::LogLine;
 
 #[derive(Debug, Default)]
 struct Overflow {
@@ -121,9 +120,7 @@ fn drop_line(overflow: &mut Overflow) -> bool {
 
 /// `ouro[logs]: Error L10 (output buffer overflow): N messages dropped since <time>`.
 fn l10(app: &str, overflow: &Overflow) -> LogLine {
-    let since = rfc3339(overflow.since.unwrap_or_else(SystemTime::now));
-    let text = format!("Error L10 (output buffer overflow): {} messages dropped since {since}", overflow.pending);
-    LogLine::new(app, Source::Ouro, "logs", text)
+    LogLine::overflow(app, "logs", overflow.pending, overflow.since.unwrap_or_else(SystemTime::now))
 }
 
 /// The data behind these locks stays consistent at every point a panic could happen.

@@ -28,7 +28,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use ouro_logs::{LogLine, Source, rfc3339};
+use ouro_logs::LogLine;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::error::error_chain;
@@ -208,9 +208,7 @@ fn overflow_lines(table: &Table) -> Vec<(LogLine, u64)> {
         .routes()
         .filter_map(|route| {
             let (dropped, since) = route.log_drops.take()?;
-            let text =
-                format!("Error L10 (output buffer overflow): {dropped} messages dropped since {}", rfc3339(since));
-            Some((LogLine::new(route.app.clone(), Source::Ouro, PROCESS, text), dropped))
+            Some((LogLine::overflow(route.app.clone(), PROCESS, dropped, since), dropped))
         })
         .collect()
 }
@@ -300,6 +298,7 @@ impl BatchSender<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ouro_logs::Source;
 
     #[test]
     fn logs_url_is_derived_from_a_routes_url_only() {

@@ -28,7 +28,7 @@ pub use session::Sessions;
 
 use crate::auth::User;
 use crate::routes::find_app;
-use crate::store::AppRow;
+use crate::store::{AppRow, TokenRow};
 use crate::{ApiError, AppState};
 
 /// How often an open app page's stream looks at the formation and the dynos.
@@ -64,9 +64,7 @@ impl Visitor {
 async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Option<Visitor>, ApiError> {
     let Some(id) = session::cookie(headers, session::COOKIE) else { return Ok(None) };
     let Some(session) = state.sessions.find(id) else { return Ok(None) };
-    // The token logged in with must still be there (and the same): revoking it ends the session.
-    let token = state.store.token(&session.token_id).await?;
-    let Some(token) = token.filter(|t| t.user.id == session.user_id && t.secret_sha256 == session.token_sha256) else {
+    let Some(token) = session_token(state, &session).await? else {
         state.sessions.remove(id);
         return Ok(None);
     };
@@ -74,13 +72,17 @@ async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Option<Visitor
     Ok(Some(Visitor { user, session_id: id.to_string(), session }))
 }
 
+/// The token `session` logged in with, if it is still there (and the same): revoking it ends
+/// the session.
+async fn session_token(state: &AppState, session: &session::Session) -> Result<Option<TokenRow>, ApiError> {
+    let token = state.store.token(&session.token_id).await?;
+    Ok(token.filter(|t| t.user.id == session.user_id && t.secret_sha256 == session.token_sha256))
+}
+
 /// Whether `visitor`'s session and the token it came from still exist.
 async fn still_logged_in(state: &AppState, visitor: &Visitor) -> bool {
-    if state.sessions.find(&visitor.session_id).is_none() {
-        return false;
-    }
-    let token = state.store.token(&visitor.session.token_id).await;
-    matches!(token, Ok(Some(t)) if t.secret_sha256 == visitor.session.token_sha256)
+    state.sessions.find(&visitor.session_id).is_some()
+        && matches!(session_token(state, &visitor.session).await, Ok(Some(_)))
 }
 
 /// The session's visitor if the form's `csrf` field is its CSRF value.
@@ -287,11 +289,7 @@ async fn scale(State(state): State<AppState>, headers: HeaderMap, Path(name): Pa
         tracing::error!(error = %e, %target, "could not record audit event");
     }
     match result {
-        Ok(()) => {
-            // A redirect is no success to the router's change notifier: wake the runner here.
-            state.changed();
-            Redirect::to(&format!("/dashboard/apps/{}", app.name)).into_response()
-        }
+        Ok(()) => Redirect::to(&format!("/dashboard/apps/{}", app.name)).into_response(),
         Err(e) => failure(visitor.who(), e.status, &e.message),
     }
 }

@@ -75,7 +75,9 @@ async fn notify_changes(
     let mutating = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     let runner = request.uri().path().starts_with("/runner/");
     let response = next.run(request).await;
-    if mutating && !runner && response.status().is_success() {
+    // A redirect after a form's POST (the dashboard's) is a success too.
+    let done = response.status().is_success() || response.status().is_redirection();
+    if mutating && !runner && done {
         state.changed();
     }
     response
