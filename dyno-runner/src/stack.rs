@@ -65,6 +65,8 @@ pub const APP_DIR: &str = "/app";
 const VARIANT: &str = "minbase";
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// How many times debootstrap runs before the stack build fails (a mirror may drop a connection).
+const DEBOOTSTRAP_ATTEMPTS: u32 = 3;
 /// Importing a few hundred MB can outlast bollard's default 2 minute request timeout.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// The build stack's `apt-get update && apt-get install` (a few hundred MB from the mirror).
@@ -78,8 +80,9 @@ const BUILD_STACK_SCRIPT: &str = r#"set -eu
 export DEBIAN_FRONTEND=noninteractive
 ca=/etc/ssl/certs/ca-certificates.crt
 cp "$ca" /tmp/ouro-host-ca.crt
-apt-get update -q
-apt-get install -y -q --no-install-recommends "$@"
+apt="apt-get -q -o Acquire::Retries=5 -o Acquire::http::Timeout=30"
+$apt update
+$apt install -y --no-install-recommends "$@"
 cp /tmp/ouro-host-ca.crt "$ca"
 rm -f /tmp/ouro-host-ca.crt
 apt-get clean
@@ -133,6 +136,15 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/lintian/*
 path-exclude /usr/share/linda/*
 path-exclude /usr/share/locale/*
+";
+/// Every apt in the image (buildpacks fetching packages, the build stack's install) retries a
+/// mirror that drops a connection or answers late, instead of failing the build.
+const APT_RETRIES_CFG_PATH: &str = "etc/apt/apt.conf.d/80ouro-retries";
+const APT_RETRIES_CFG: &str = "\
+// Ouro stack: a mirror that fails once does not fail a build.
+Acquire::Retries \"5\";
+Acquire::http::Timeout \"30\";
+Acquire::https::Timeout \"30\";
 ";
 /// Host files debootstrap copies in, replaced by neutral ones (Docker bind-mounts its own).
 const NEUTRAL_FILES: &[(&str, &str)] = &[("etc/resolv.conf", ""), ("etc/hostname", "localhost\n")];
@@ -246,6 +258,7 @@ pub fn recipe_text(package_list: &str) -> String {
         line("write", &format!("{path} {content:?}"));
     }
     line("write", &format!("{DPKG_SLIM_CFG_PATH} {DPKG_SLIM_CFG:?}"));
+    line("write", &format!("{APT_RETRIES_CFG_PATH} {APT_RETRIES_CFG:?}"));
     for change in IMAGE_CHANGES {
         line("change", change);
     }
@@ -579,15 +592,28 @@ fn build_rootfs_tar(mirror: &str) -> Result<Vec<u8>, StackError> {
     let work = temp.path().canonicalize().map_err(io_err("resolving the temp dir"))?;
     let root = work.join("rootfs");
 
-    let outcome = run_debootstrap(&debootstrap, &root, &work.join("debootstrap.out"), mirror);
-    // debootstrap unmounts what it mounted, even when it fails; make sure of it before anything is
-    // deleted, and leave the directory alone rather than delete through a mount.
-    if let Err(err) = unmount_all_under(&work) {
-        let kept = temp.keep();
-        tracing::error!(dir = %kept.display(), error = %err, "mounts left under the stack build dir");
-        return Err(StackError::LeftMounts(kept.display().to_string()));
+    // A mirror that fails once (a dropped connection) must not fail the platform's start: the
+    // whole debootstrap is tried again, from an empty directory, a few times.
+    for attempt in 1..=DEBOOTSTRAP_ATTEMPTS {
+        let outcome = run_debootstrap(&debootstrap, &root, &work.join("debootstrap.out"), mirror);
+        // debootstrap unmounts what it mounted, even when it fails; make sure of it before anything
+        // is deleted, and leave the directory alone rather than delete through a mount.
+        if let Err(err) = unmount_all_under(&work) {
+            let kept = temp.keep();
+            tracing::error!(dir = %kept.display(), error = %err, "mounts left under the stack build dir");
+            return Err(StackError::LeftMounts(kept.display().to_string()));
+        }
+        match outcome {
+            Ok(()) => break,
+            Err(err @ StackError::Debootstrap { .. }) if attempt < DEBOOTSTRAP_ATTEMPTS => {
+                let pause = Duration::from_secs(5 * u64::from(attempt));
+                tracing::warn!(error = %err, attempt, retry_in = ?pause, "debootstrap failed; trying again");
+                fs::remove_dir_all(&root).map_err(io_err("emptying the stack build dir for another try"))?;
+                std::thread::sleep(pause);
+            }
+            Err(err) => return Err(err),
+        }
     }
-    outcome?;
 
     customize_rootfs(&root, &ca_bundle)?;
     let tar = tar_rootfs(&root)?;
@@ -684,6 +710,7 @@ fn customize_rootfs(root: &Path, ca_bundle: &[u8]) -> Result<(), StackError> {
         write_file(root, path, content.as_bytes(), 0o644)?;
     }
     write_file(root, DPKG_SLIM_CFG_PATH, DPKG_SLIM_CFG.as_bytes(), 0o644)?;
+    write_file(root, APT_RETRIES_CFG_PATH, APT_RETRIES_CFG.as_bytes(), 0o644)?;
     Ok(())
 }
 
