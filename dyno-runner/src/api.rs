@@ -24,6 +24,9 @@ impl ApiClient {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
             .timeout_connect(Some(Duration::from_secs(5)))
+            // An API that takes the connection but does not answer (hung, or not the API at
+            // all) must not hold the loop for two minutes.
+            .timeout_recv_response(Some(ANSWER_TIMEOUT))
             .build();
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
@@ -42,7 +45,7 @@ impl ApiClient {
     /// from `after`; returns the version then.
     pub async fn changes(&self, after: u64) -> Result<u64> {
         let url = format!("{}/runner/changes?after={after}", self.base);
-        let bytes = self.blocking(move |this| this.get(&url, 4096)).await?;
+        let bytes = self.blocking(move |this| this.get_within(&url, 4096, LONG_POLL_TIMEOUT)).await?;
         let answer: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| Error::Api(format!("bad changes answer: {e}")))?;
         answer["version"].as_u64().ok_or_else(|| Error::Api("changes answer without a version".into()))
@@ -111,9 +114,17 @@ impl ApiClient {
     }
 
     fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
+        self.get_within(url, limit, ANSWER_TIMEOUT)
+    }
+
+    /// A GET whose answer must start within `answer`.
+    fn get_within(&self, url: &str, limit: u64, answer: Duration) -> Result<Vec<u8>> {
         let mut response = self
             .agent
             .get(url)
+            .config()
+            .timeout_recv_response(Some(answer))
+            .build()
             .header("Authorization", format!("Bearer {}", self.token))
             .call()
             .map_err(|e| Error::Api(format!("GET {url}: {e}")))?;
@@ -142,6 +153,10 @@ pub enum Shipped {
 
 /// The longest a log shipment may take.
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the API may take to start answering a request (but the long poll).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// The API holds `GET /runner/changes` for about 25 s.
+const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// The largest slug tar.gz the runner takes.
 const MAX_SLUG_BYTES: u64 = 1 << 30;

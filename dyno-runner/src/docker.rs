@@ -182,6 +182,24 @@ pub async fn exit_reason(docker: &Docker, id: &str) -> Option<String> {
     }
 }
 
+/// The last `lines` lines a container wrote (stdout and stderr), for an error message; empty
+/// when Docker cannot give them.
+pub async fn output_tail(docker: &Docker, id: &str, lines: usize) -> Vec<String> {
+    use futures_util::StreamExt;
+    let options = bollard::container::LogsOptions::<String> {
+        stdout: true,
+        stderr: true,
+        tail: lines.to_string(),
+        ..Default::default()
+    };
+    let mut logs = docker.logs(id, Some(options));
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    text.lines().map(str::trim_end).filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
 pub fn network_name(platform: &str, app: &str) -> String {
     format!("{platform}-app-{app}")
 }

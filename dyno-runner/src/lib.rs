@@ -17,6 +17,7 @@ mod api;
 mod attach;
 mod docker;
 mod follow;
+mod health;
 mod logs;
 pub mod plan;
 mod routes;
@@ -218,7 +219,8 @@ pub fn url_for_containers(url: &str) -> String {
 /// Binds, then reconciles until `shutdown` resolves. Dynos keep running when the runner stops;
 /// the next runner adopts them.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    let docker = docker::connect().await?;
+    // The listener first: `GET /health` says what keeps the runner from working (the Docker
+    // Engine not answering, say) while it keeps trying.
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Versions start at the clock so that they keep growing across runner restarts.
@@ -226,14 +228,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let (routes_tx, routes_rx) = watch::channel(RouteTable { version: epoch, routes: Vec::new() });
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (log_queue, log_receiver) = logs::queue(logs::QUEUE_LINES);
-    let server = axum::serve(listener, routes::router(routes_rx).merge(logs::routes(log_queue.clone())))
+    let problems = health::Problems::default();
+    let app = routes::router(routes_rx)
+        .merge(logs::routes(log_queue.clone()))
+        .merge(axum::Router::new().route("/health", axum::routing::get(health::serve)).with_state(problems.clone()));
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         })
         .into_future();
     println!("ouro-dyno-runner listening on http://{addr}");
-    let mut runner = Runner::new(config, docker, routes_tx, log_queue);
     let server = tokio::spawn(server);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let docker = tokio::select! {
+        docker = connect_docker(&problems) => docker,
+        () = &mut shutdown => {
+            let _ = stop_tx.send(true);
+            let _ = server.await;
+            return Ok(());
+        }
+    };
+    let mut runner = Runner::new(config, docker, routes_tx, log_queue, problems);
     let shipper = tokio::spawn(logs::ship_forever(Arc::new(tokio::sync::Mutex::new(log_receiver)), runner.api.clone()));
     let events =
         tokio::spawn(wake_on_events(runner.docker.clone(), runner.config.platform.clone(), runner.wake.clone()));
@@ -249,6 +264,39 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let _ = server.await;
     Ok(())
 }
+
+/// The Docker Engine, once it answers: tried every few seconds meanwhile, the failure logged
+/// (throttled) and kept as a problem for `GET /health`.
+async fn connect_docker(problems: &health::Problems) -> Docker {
+    let mut throttle = health::Throttle::default();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match docker::connect().await {
+            Ok(docker) => {
+                if problems.clear(DOCKER_PROBLEM) {
+                    tracing::info!("the Docker Engine answers");
+                }
+                return docker;
+            }
+            Err(e) => {
+                let message = format!("{e}; start it (systemctl start docker) or point DOCKER_HOST at it");
+                if let Some(unlogged) = throttle.failed(Instant::now()) {
+                    tracing::error!(error = %message, unlogged, "the Docker Engine does not answer; retrying");
+                }
+                problems.set(DOCKER_PROBLEM, message);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The area of `GET /health` problems for the Docker Engine.
+const DOCKER_PROBLEM: &str = "docker";
+/// The area for the stack images.
+const STACK_PROBLEM: &str = "stack image";
+/// After how many crashes in a row a platform component's dyno is a problem.
+const COMPONENT_CRASHES_REPORTED: u32 = 3;
 
 /// Events only wake the loop (a dyno died: replace it now, not at the next tick); the loop
 /// itself always works from the current state. If the stream breaks, the periodic tick still
@@ -330,13 +378,33 @@ struct Runner {
     /// Containers whose bridge has ended in this runner: an attached dyno running without a
     /// bridge and not in here is an orphan (a previous runner's), nobody watches it.
     bridged: HashSet<String>,
+    /// What the runner cannot get past by itself, served by `GET /health`.
+    problems: health::Problems,
+    /// Log lines of failures that repeat every tick, each at a bounded rate.
+    quiet: Quiet,
+}
+
+/// The throttles of the failures the loop may meet on every tick (see [`health::Throttle`]).
+#[derive(Default)]
+struct Quiet {
+    api: health::Throttle,
+    report: health::Throttle,
+    reconcile: health::Throttle,
+    /// Slug image builds, by image (each retried every few seconds while it fails).
+    images: Arc<Mutex<HashMap<String, health::Throttle>>>,
 }
 
 /// How often the runner looks for volumes nothing needs.
 const VOLUME_GC_EVERY: Duration = Duration::from_secs(10);
 
 impl Runner {
-    fn new(config: Config, docker: Docker, routes: watch::Sender<RouteTable>, logs: logs::LogQueue) -> Runner {
+    fn new(
+        config: Config,
+        docker: Docker,
+        routes: watch::Sender<RouteTable>,
+        logs: logs::LogQueue,
+        problems: health::Problems,
+    ) -> Runner {
         let saved = config.state_file.as_deref().and_then(load_state);
         if let (Some(state), Some(path)) = (&saved, &config.state_file) {
             tracing::info!(apps = state.apps.len(), path = %path.display(), "starting from the last known desired state");
@@ -367,6 +435,8 @@ impl Runner {
             bridges: Arc::default(),
             attaching: HashSet::new(),
             bridged: HashSet::new(),
+            problems,
+            quiet: Quiet::default(),
         }
     }
 
@@ -376,11 +446,22 @@ impl Runner {
             let busy = match self.reconcile().await {
                 Ok(busy) => {
                     failures = 0;
+                    if let Some(down_for) = self.quiet.reconcile.recovered(Instant::now()) {
+                        tracing::info!(?down_for, "reconciling again");
+                    }
+                    if self.problems.clear(DOCKER_PROBLEM) {
+                        tracing::info!("the Docker Engine answers again");
+                    }
                     busy
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!(error = %e, "reconcile failed; retrying");
+                    if let Error::Docker(message) = &e {
+                        self.problems.set(DOCKER_PROBLEM, format!("{message}; check that the Docker Engine runs"));
+                    }
+                    if let Some(unlogged) = self.quiet.reconcile.failed(Instant::now()) {
+                        tracing::warn!(error = %e, unlogged, "reconcile failed; retrying");
+                    }
                     false
                 }
             };
@@ -398,6 +479,9 @@ impl Runner {
         let mut fresh = false;
         match self.api.desired_state().await {
             Ok(mut desired) => {
+                if let Some(down_for) = self.quiet.api.recovered(Instant::now()) {
+                    tracing::info!(?down_for, "the API answers again");
+                }
                 if merge_seed(&mut self.seed, &mut desired) {
                     tracing::info!("the API has every app of the bootstrap seed: it manages them from now on");
                 }
@@ -416,9 +500,16 @@ impl Runner {
             }
             // The control plane may be down: keep converging on what we last knew.
             Err(e) if self.desired.is_some() => {
-                tracing::warn!(error = %e, "API unreachable; using the last desired state")
+                if let Some(unlogged) = self.quiet.api.failed(Instant::now()) {
+                    tracing::warn!(error = %e, unlogged, "API unreachable; using the last desired state")
+                }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                if let Some(unlogged) = self.quiet.api.failed(Instant::now()) {
+                    tracing::warn!(error = %e, unlogged, "API unreachable and no desired state known yet; waiting for it")
+                }
+                return Ok(false);
+            }
         }
         let desired = self.desired.clone().unwrap_or_default();
         let containers = docker::list_dynos(&self.docker, &self.config.platform).await?;
@@ -521,6 +612,7 @@ impl Runner {
             if docker::said_listening(&self.docker, c).await || first_seen.elapsed() > self.config.boot_timeout {
                 self.up.insert(c.id.clone());
                 self.seen_starting.remove(&c.id);
+                self.problems.clear(&c.app);
                 return true;
             }
             return false;
@@ -574,6 +666,20 @@ impl Runner {
         let (restarts, delay) = plan::crash_backoff(entry.restarts, ran_for, c.host_network);
         entry.restarts = restarts + 1;
         entry.not_before = now + delay.as_secs();
+        // A platform component that keeps crashing (its port taken, say) stops the platform:
+        // a problem for `GET /health`, with what it said last, until one of its dynos is up.
+        if c.host_network && entry.restarts >= COMPONENT_CRASHES_REPORTED {
+            let said = docker::output_tail(&self.docker, &c.id, 3).await.join(" | ");
+            let message = format!(
+                "its dyno {}.{} keeps crashing ({} times; {}){}",
+                c.process_type,
+                c.index,
+                entry.restarts,
+                self.reasons[&c.id],
+                if said.is_empty() { String::new() } else { format!(": {said}") }
+            );
+            self.problems.set(&c.app, message);
+        }
         tracing::warn!(
             app = %c.app,
             dyno = %format!("{}.{}", c.process_type, c.index),
@@ -756,6 +862,7 @@ impl Runner {
         }
         let (docker, api, building, wake) =
             (self.docker.clone(), self.api.clone(), self.building.clone(), self.wake.clone());
+        let (problems, throttles) = (self.problems.clone(), self.quiet.images.clone());
         let (url, checksum) = (release.slug_url.clone(), release.slug_checksum.clone());
         let (name, on) = (app.to_string(), release.stack.clone());
         tracing::info!(app = %name, %image, "building slug image");
@@ -770,10 +877,39 @@ impl Runner {
                 docker::build_slug_image(&docker, &stack, slug, &image).await
             }
             .await;
+            // A stack image that cannot be made stops every app: a problem for `GET /health`.
+            // A slug on this host's disk (the bootstrap seed's) too: nothing else brings it.
+            let local_slug = url.starts_with("file://");
             match result {
-                Ok(()) => tracing::info!(app = %name, %image, took = ?started.elapsed(), "slug image built"),
+                Ok(()) => {
+                    tracing::info!(app = %name, %image, took = ?started.elapsed(), "slug image built");
+                    if problems.clear(STACK_PROBLEM) {
+                        tracing::info!("the stack image is there now");
+                    }
+                    if local_slug {
+                        problems.clear(&name);
+                    }
+                    if let Ok(mut throttles) = throttles.lock() {
+                        throttles.remove(&image);
+                    }
+                }
                 Err(e) => {
-                    tracing::error!(app = %name, %image, error = %e, "slug image build failed; retrying soon");
+                    match &e {
+                        Error::Stack(stack) => {
+                            problems.set(STACK_PROBLEM, stack.to_string());
+                        }
+                        _ if local_slug => {
+                            problems.set(&name, format!("its slug image cannot be made: {e}"));
+                        }
+                        _ => {}
+                    }
+                    let log = throttles
+                        .lock()
+                        .ok()
+                        .and_then(|mut throttles| throttles.entry(image.clone()).or_default().failed(Instant::now()));
+                    if let Some(unlogged) = log {
+                        tracing::error!(app = %name, %image, error = %e, unlogged, "slug image build failed; retrying every 5 s");
+                    }
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             }
@@ -900,8 +1036,15 @@ impl Runner {
             return;
         }
         match self.api.report(&report).await {
-            Ok(()) => self.last_report = Some((Instant::now(), report)),
-            Err(e) => tracing::warn!(error = %e, "could not report dynos to the API"),
+            Ok(()) => {
+                self.last_report = Some((Instant::now(), report));
+                self.quiet.report.recovered(Instant::now());
+            }
+            Err(e) => {
+                if let Some(unlogged) = self.quiet.report.failed(Instant::now()) {
+                    tracing::warn!(error = %e, unlogged, "could not report dynos to the API; retrying");
+                }
+            }
         }
     }
 }

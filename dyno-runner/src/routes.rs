@@ -19,7 +19,7 @@ struct After {
 }
 
 pub fn router(routes: watch::Receiver<RouteTable>) -> Router {
-    Router::new().route("/routes", get(serve_routes)).route("/health", get(|| async { "ok" })).with_state(routes)
+    Router::new().route("/routes", get(serve_routes)).with_state(routes)
 }
 
 async fn serve_routes(

@@ -739,3 +739,15 @@ mod tests {
         assert!(dyno_size("huge").is_none());
     }
 }
+
+/// The dyno runner's `GET /health` on its loopback listener: `problems` are what keeps it from
+/// converging that it cannot get past by itself (the Docker Engine unreachable, the stack
+/// image that cannot be built, a platform component that keeps crashing), each one line that
+/// says what to do. `ouro up` stops on them instead of waiting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunnerHealth {
+    /// `ok`, or `stuck` when there are problems.
+    pub status: String,
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
