@@ -86,6 +86,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     let state_file = data.join("runner").join("desired-state.json");
 
     let mut said = Vec::new();
+    let runner = RunnerWatch { url: runner_url.clone(), data: data.clone() };
     let runner_binary = bin.join("ouro-dyno-runner");
     let outdated = healthy(&runner_url) && runner_outdated(&runner_binary, &data)?;
     if outdated {
@@ -115,11 +116,11 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
             "started the runner"
         };
         said.push(format!("{how} (pid {pid}, log {})", data.join("runner.log").display()));
-        wait(Duration::from_secs(30), "the runner to answer", || healthy(&runner_url))?;
+        wait(Duration::from_secs(30), "the runner to answer", Some(&runner), || healthy(&runner_url))?;
     }
     if !healthy(&api_url) {
         eprintln!("Waiting for the API at {api_url} (the first start builds the stack image: minutes)...");
-        wait(API_WAIT, "the API to answer", || healthy(&api_url))?;
+        wait(API_WAIT, "the API to answer", Some(&runner), || healthy(&api_url))?;
     }
     let credentials = Credentials { api_url: api_url.clone(), token: token.clone() };
     let client = Client::new(&credentials);
@@ -130,7 +131,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     }
     if changed {
         // The releases' dynos take over from the seed's (the API's through its own restart).
-        wait(Duration::from_secs(180), "the components' releases to take over", || {
+        wait(Duration::from_secs(180), "the components' releases to take over", Some(&runner), || {
             components_run_their_releases(&client)
         })?;
     }
@@ -140,7 +141,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
         write_private(&data.join("runner-token"), format!("{scoped}\n").as_bytes())?;
         stop_runner(&data)?;
         let pid = start_runner(&bin, &data, settings, scoped, &state_file)?;
-        wait(Duration::from_secs(30), "the runner to answer", || healthy(&runner_url))?;
+        wait(Duration::from_secs(30), "the runner to answer", Some(&runner), || healthy(&runner_url))?;
         said.push(format!("gave the runner a token of its own, scoped to the runner (pid {pid})"));
     }
     credentials::save(&credentials)?;
@@ -340,7 +341,7 @@ fn stop_runner(data: &Path) -> Result<(), CliError> {
     let Ok(pid) = fs::read_to_string(data.join("runner.pid")) else { return Ok(()) };
     let pid = pid.trim().to_string();
     let _ = Command::new("kill").arg(&pid).stderr(Stdio::null()).status();
-    wait(Duration::from_secs(40), "the runner to stop", || !alive(&pid))
+    wait(Duration::from_secs(40), "the runner to stop", None, || !alive(&pid))
 }
 
 /// Whether process `pid` runs: a zombie (a runner this `ouro up` started and has not reaped)
@@ -465,18 +466,78 @@ fn healthy(base: &str) -> bool {
     ureq::Agent::new_with_config(config).get(format!("{base}/health")).call().is_ok()
 }
 
-fn wait(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Result<(), CliError> {
-    let deadline = Instant::now() + limit;
+/// Waits until `check` holds, for at most `limit`, saying every minute that it still waits;
+/// stops at once with the reason when `runner` has stopped or says it cannot go on.
+fn wait(
+    limit: Duration,
+    what: &str,
+    runner: Option<&RunnerWatch>,
+    mut check: impl FnMut() -> bool,
+) -> Result<(), CliError> {
+    let started = Instant::now();
+    let mut told = started;
     while !check() {
-        if Instant::now() > deadline {
+        if let Some(runner) = runner {
+            runner.check()?;
+        }
+        if started.elapsed() > limit {
+            let log = runner.map(|r| format!(" ({})", r.data.join("runner.log").display())).unwrap_or_default();
             return Err(CliError::local(format!(
-                "gave up after {} s waiting for {what}; see the runner's log",
+                "gave up after {} s waiting for {what}; see the runner's log{log}",
                 limit.as_secs()
             )));
+        }
+        if told.elapsed() >= Duration::from_secs(60) {
+            told = Instant::now();
+            eprintln!("Still waiting for {what} ({} s so far)...", started.elapsed().as_secs());
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     Ok(())
+}
+
+/// The runner `ouro up` waits on: what it says it cannot get past (`GET /health`), and whether
+/// its process still runs.
+struct RunnerWatch {
+    url: String,
+    data: PathBuf,
+}
+
+impl RunnerWatch {
+    /// An error saying why, when the runner has stopped or reports problems.
+    fn check(&self) -> Result<(), CliError> {
+        let log = self.data.join("runner.log");
+        let pid = fs::read_to_string(self.data.join("runner.pid")).map(|p| p.trim().to_string()).unwrap_or_default();
+        if !pid.is_empty() && !alive(&pid) {
+            let last = log_tail(&log, 5);
+            return Err(CliError::local(format!(
+                "the runner (pid {pid}) stopped{}; its log: {}",
+                if last.is_empty() { String::new() } else { format!(": {}", last.join(" | ")) },
+                log.display()
+            )));
+        }
+        let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build();
+        let health = ureq::Agent::new_with_config(config)
+            .get(format!("{}/health", self.url))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_json::<ouro_types::RunnerHealth>().ok());
+        match health {
+            Some(health) if !health.problems.is_empty() => Err(CliError::local(format!(
+                "the runner cannot go on: {}. It keeps trying in the background (pid {pid}, log {}): fix that and run `ouro up` again, or stop it with `kill {pid}`.",
+                health.problems.join("; "),
+                log.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The last `n` lines of the file at `path` with text (none if it cannot be read).
+fn log_tail(path: &Path, n: usize) -> Vec<String> {
+    let text = fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
 /// `ouro upgrades` (admins): the platform's self-upgrades, newest first, each with the

@@ -50,16 +50,41 @@ impl Installation {
     }
 
     fn ouro(&self, args: &[&str]) -> Output {
+        self.ouro_with(args, &[])
+    }
+
+    /// `ouro` with `env` (which the runner that `ouro up` starts inherits).
+    fn ouro_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(binary("ouro"));
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OURO_")) {
             command.env_remove(key);
         }
-        let out = command.args(args).env("OURO_CONFIG_DIR", self.config.path()).output().expect("ouro runs");
+        let out = command
+            .args(args)
+            .env("OURO_CONFIG_DIR", self.config.path())
+            .envs(env.iter().copied())
+            .output()
+            .expect("ouro runs");
         println!("--- ouro {} ---\n{}{}", args.join(" "), stdout(&out), stderr(&out));
         out
     }
 
     fn up(&self) -> String {
+        let out = self.try_up(&[]);
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.data.path().join("runner.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            panic!(
+                "ouro up failed: {}\n--- runner log (last lines, newest first) ---\n{}",
+                stderr(&out),
+                tail.join("\n")
+            );
+        }
+        stdout(&out)
+    }
+
+    /// `ouro up` on this installation's data dir, platform and ports, with `env`.
+    fn try_up(&self, env: &[(&str, &str)]) -> Output {
         let [api, http, https, runner] = self.ports.map(|p| p.to_string());
         let data = self.data.path().display().to_string();
         let args = [
@@ -77,17 +102,7 @@ impl Installation {
             "--runner-port",
             &runner,
         ];
-        let out = self.ouro(&args);
-        if !out.status.success() {
-            let log = std::fs::read_to_string(self.data.path().join("runner.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            panic!(
-                "ouro up failed: {}\n--- runner log (last lines, newest first) ---\n{}",
-                stderr(&out),
-                tail.join("\n")
-            );
-        }
-        stdout(&out)
+        self.ouro_with(&args, env)
     }
 
     fn get(&self, app: &str, path: &str) -> Result<(u16, String), String> {
@@ -210,6 +225,71 @@ fn rolled(ouro: &Installation, app: &str, dyno: &str, says: &str) {
             && lines[0].contains(": up")
             && lines[0].contains(&format!("(release {current})"))
     });
+}
+
+/// `ouro up` never waits silently: when the runner meets what it cannot get past by itself,
+/// `ouro up` exits non-zero within seconds with that reason (and the runner keeps trying).
+#[test]
+fn ouro_up_stops_within_seconds_with_the_reason_when_the_runner_cannot_go_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let stuck = |env: &[(&str, &str)], hold_api_port: bool, says: &[&str], within: Duration| {
+        let ouro = Installation::new();
+        // Another program on the API's port: it takes connections and closes them.
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(hold_api_port));
+        let holder = hold_api_port.then(|| {
+            let listener = std::net::TcpListener::bind(("0.0.0.0", ouro.ports[0])).expect("hold the API's port");
+            listener.set_nonblocking(true).expect("nonblocking listener");
+            let taken = taken.clone();
+            std::thread::spawn(move || {
+                while taken.load(std::sync::atomic::Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((connection, _)) => drop(connection),
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        });
+        let started = Instant::now();
+        let out = ouro.try_up(env);
+        let took = started.elapsed();
+        let said = stderr(&out);
+        assert!(!out.status.success(), "ouro up succeeded: {}{said}", stdout(&out));
+        assert!(took < within, "ouro up took {took:?} to give up: {said}");
+        assert!(said.contains("the runner cannot go on"), "{said}");
+        for words in says {
+            assert!(said.contains(words), "expected {words:?} in: {said}");
+        }
+        let last = said.trim_end().lines().last().unwrap_or_default();
+        assert!(last.starts_with("ouro: the runner cannot go on") && last.contains("run `ouro up` again"), "{said}");
+        println!("gave up in {took:?}");
+        taken.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(holder) = holder {
+            holder.join().expect("the port holder ends");
+        }
+        // The runner's log says it once, not on every tick.
+        let log = std::fs::read_to_string(ouro.data.path().join("runner.log")).unwrap_or_default();
+        assert!(log.lines().count() < 40, "the runner's log grew to {} lines:\n{log}", log.lines().count());
+    };
+    // The Docker Engine down.
+    stuck(
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        false,
+        &["docker: cannot reach the Docker Engine", "systemctl start docker"],
+        Duration::from_secs(20),
+    );
+    // A stack image that cannot be had.
+    stuck(
+        &[("OURO_STACK_IMAGE", "ouro/no-such-stack:test")],
+        false,
+        &["stack image: image ouro/no-such-stack:test not found in the Docker Engine"],
+        Duration::from_secs(20),
+    );
+    // The API's port taken by another program: its dyno keeps crashing, saying why. (The stack
+    // image first: building it is not what is timed.)
+    let docker = Docker::connect_with_local_defaults().expect("Docker Engine");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(ouro_dyno_runner::stack::ensure_stack_image(&docker)).expect("the stack image");
+    stuck(&[], true, &["ouro-api: its dyno api.1 keeps crashing", "in use"], Duration::from_secs(60));
 }
 
 #[test]
