@@ -296,6 +296,18 @@ impl BuildBox {
         })
     }
 
+    /// The address of container `id` on Docker's default bridge, where the box's other
+    /// containers reach it (a client dyno reaching a server dyno).
+    pub fn address(&self, id: &str) -> String {
+        let inspect = self.runtime.block_on(self.docker.inspect_container(id, None)).expect("inspect container");
+        let networks = inspect.network_settings.and_then(|n| n.networks).unwrap_or_default();
+        networks
+            .get("bridge")
+            .and_then(|endpoint| endpoint.ip_address.clone())
+            .filter(|address| !address.is_empty())
+            .unwrap_or_else(|| panic!("container {id} has no address on the default bridge: {networks:?}"))
+    }
+
     /// Starts `web` in a new dyno (run stack, dyno user, PORT=5000, a config var) and returns what
     /// `/` says.
     pub fn serve(&self, web: &str) -> String {
