@@ -1146,7 +1146,8 @@ impl Store {
     /// What makes the app a service (an add-on server): its volumes and the apps it joins.
     pub async fn service(&self, app_id: &str) -> Result<Service> {
         let row = sqlx::query(
-            "SELECT service_mounts, service_joins, service_api_access, service_host_network FROM apps WHERE id = $1",
+            "SELECT service_mounts, service_joins, service_api_access, service_host_network, service_listens \
+             FROM apps WHERE id = $1",
         )
         .bind(app_id)
         .fetch_one(&self.pool)
@@ -1156,13 +1157,14 @@ impl Store {
             joins: serde_json::from_str(&row.try_get::<String, _>("service_joins")?)?,
             api_access: row.try_get::<i64, _>("service_api_access")? != 0,
             host_network: row.try_get::<i64, _>("service_host_network")? != 0,
+            listens: row.try_get::<i64, _>("service_listens")? != 0,
         })
     }
 
     pub async fn set_service(&self, app_id: &str, service: &Service) -> Result<()> {
         sqlx::query(
             "UPDATE apps SET service_mounts = $2, service_joins = $3, service_api_access = $4, updated_at = $5, \
-             service_host_network = $6 WHERE id = $1",
+             service_host_network = $6, service_listens = $7 WHERE id = $1",
         )
         .bind(app_id)
         .bind(serde_json::to_string(&service.mounts)?)
@@ -1170,6 +1172,7 @@ impl Store {
         .bind(i64::from(service.api_access))
         .bind(now())
         .bind(i64::from(service.host_network))
+        .bind(i64::from(service.listens))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1638,6 +1641,7 @@ fn migrator() -> Migrator {
         migration(15, "token scopes", include_str!("../migrations/0015_token_scopes.sql")),
         migration(16, "log drains", include_str!("../migrations/0016_log_drains.sql")),
         migration(17, "attached one-offs", include_str!("../migrations/0017_attached_one_offs.sql")),
+        migration(18, "service listens", include_str!("../migrations/0018_service_listens.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

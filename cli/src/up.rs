@@ -247,7 +247,7 @@ fn component_service(app: &str) -> Service {
         "ouro-api" => vec![VolumeMount { volume: DATA_VOLUME.into(), path: "/data".into() }],
         _ => Vec::new(),
     };
-    Service { mounts, joins: Vec::new(), api_access: false, host_network: true }
+    Service { mounts, joins: Vec::new(), api_access: false, host_network: true, listens: false }
 }
 
 /// API dynos get 1 GiB (git and the SQLite file live there); the router 512 MiB.
@@ -287,6 +287,7 @@ fn seed_state(settings: &Settings, token: &str, checksum: &str, slug: &Path) -> 
                 joins: Vec::new(),
                 api_access: false,
                 host_network: true,
+                listens: false,
             }
         })
         .collect();

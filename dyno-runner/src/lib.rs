@@ -343,8 +343,14 @@ struct Runner {
     images: HashSet<String>,
     /// Image builds under way, by image name.
     building: Arc<Mutex<HashSet<String>>>,
-    /// Running web dynos that answered on their port.
+    /// Running dynos that are up (web dynos and listening services' once they answered on
+    /// their port).
     up: HashSet<String>,
+    /// Apps whose formation dynos listen on `$PORT` (add-on servers): probed like web dynos.
+    listening: HashSet<String>,
+    /// Containers in the route table last published: only they are drained before a stop
+    /// (another dyno has no request in flight to finish).
+    routed: HashSet<String>,
     /// Containers on the host's network (platform components), as last observed: they are
     /// in no route, so they are stopped without a drain (sharing their port, they would take
     /// new connections during one).
@@ -421,6 +427,8 @@ impl Runner {
             building: Arc::default(),
             on_host_network: HashSet::new(),
             up: HashSet::new(),
+            listening: HashSet::new(),
+            routed: HashSet::new(),
             stopping: Arc::default(),
             seen_starting: HashMap::new(),
             reasons: HashMap::new(),
@@ -514,6 +522,7 @@ impl Runner {
         let desired = self.desired.clone().unwrap_or_default();
         let containers = docker::list_dynos(&self.docker, &self.config.platform).await?;
         self.on_host_network = containers.iter().filter(|c| c.host_network).map(|c| c.id.clone()).collect();
+        self.listening = desired.apps.iter().filter(|a| a.listens).map(|a| a.app_name.clone()).collect();
         self.follow_adopted(&containers);
         let live = self.observe(&containers).await;
         self.publish_routes(&desired, &containers);
@@ -617,8 +626,10 @@ impl Runner {
             }
             return false;
         }
-        // Only web dynos on an app network are probed.
-        if c.process_type != "web" {
+        // Web dynos on an app network are probed, and a listening service's (an add-on
+        // server is up when it accepts connections, not when its process starts).
+        let probed = c.process_type == "web" || (self.listening.contains(&c.app) && c.process_type != plan::ONE_OFF);
+        if !probed {
             self.up.insert(c.id.clone());
             return true;
         }
@@ -634,7 +645,8 @@ impl Runner {
         let first_seen = *self.seen_starting.entry(c.id.clone()).or_insert_with(Instant::now);
         if first_seen.elapsed() > self.config.boot_timeout {
             let reason = format!(
-                "R10: web process failed to bind to $PORT within {} seconds of launch",
+                "R10: {} process failed to bind to $PORT within {} seconds of launch",
+                c.process_type,
                 self.config.boot_timeout.as_secs()
             );
             tracing::warn!(app = %c.app, dyno = %format!("{}.{}", c.process_type, c.index), %reason, "boot timeout");
@@ -928,7 +940,7 @@ impl Runner {
             }
         }
         let (docker, stopping, wake) = (self.docker.clone(), self.stopping.clone(), self.wake.clone());
-        let drain = if self.on_host_network.contains(&id) { Duration::ZERO } else { self.config.drain };
+        let drain = if self.routed.contains(&id) { self.config.drain } else { Duration::ZERO };
         let grace = self.config.stop_grace;
         // Routes are republished at once (the dyno is now `Stopping`), before the drain starts.
         self.wake.notify_one();
@@ -962,8 +974,9 @@ impl Runner {
         });
     }
 
-    fn publish_routes(&self, desired: &DesiredState, containers: &[Container]) {
+    fn publish_routes(&mut self, desired: &DesiredState, containers: &[Container]) {
         let stopping = self.stopping.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut routed = HashSet::new();
         let routes = desired
             .apps
             .iter()
@@ -980,12 +993,14 @@ impl Runner {
                     .filter(|c| self.up.contains(&c.id) && !stopping.contains(&c.id))
                     .filter_map(|c| {
                         let ip = c.ip.as_ref()?;
+                        routed.insert(c.id.clone());
                         Some(RouteBackend { dyno: format!("web.{}", c.index), addr: format!("{ip}:{DYNO_PORT}") })
                     })
                     .collect(),
                 certificates: app.certificates.clone(),
             })
             .collect();
+        self.routed = routed;
         routes::publish(&self.routes, routes);
     }
 

@@ -400,6 +400,7 @@ mod tests {
             joins: Vec::new(),
             api_access: false,
             host_network: false,
+            listens: false,
         }
     }
 

@@ -710,9 +710,11 @@ fn provider_tokens_manage_only_their_own_server_apps(backend: Backend) {
     assert_eq!(call("GET", &format!("/apps/ouro-redis/releases/{release}"), json!({})).status, 200);
     assert_eq!(call("POST", "/apps", json!({"name": "redis-x1"})).status, 201);
     assert_eq!(call("PATCH", "/apps/redis-x1/config-vars", json!({"REDIS_PASSWORD": "p"})).status, 200);
-    let service = json!({"mounts": [{"volume": "redis-x1-data", "path": "/data"}], "joins": ["ouro-redis"]});
+    let service =
+        json!({"mounts": [{"volume": "redis-x1-data", "path": "/data"}], "joins": ["ouro-redis"], "listens": true});
     let made = call("PUT", "/apps/redis-x1/service", service);
     assert_eq!(made.status, 200, "{:?}", made.body);
+    assert_eq!(api.get("/apps/redis-x1/service").body["listens"], true);
     for (service, why) in [
         (json!({"mounts": [{"volume": "ouro-data", "path": "/data"}]}), "volumes are named"),
         (json!({"joins": ["shop"]}), "only apps it owns"),

@@ -350,16 +350,18 @@ fn one_off_dynos_run_once_and_report_how_they_ended() {
 }
 
 /// A service app (what an add-on server will be): its volume outlives its dynos, and only the
-/// apps it joins can reach it, by its name; leaving a network cuts the app off at once.
+/// apps it joins can reach it, by its name; leaving a network cuts the app off at once. It
+/// listens on $PORT, so its dyno is up only once it accepts connections there.
 #[test]
 fn service_apps_keep_their_volume_and_are_reachable_only_from_joined_apps() {
     let platform = Platform::start();
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("app")).expect("mkdir");
-    // Counts its boots in /data and answers with the count on $PORT.
+    // Counts its boots in /data and answers with the count on $PORT, 3 s after it starts.
     std::fs::write(
         dir.path().join("app/server.py"),
-        "import http.server, os\n\
+        "import http.server, os, time\n\
+         time.sleep(3)\n\
          path = '/data/boots'\n\
          boots = int(open(path).read()) + 1 if os.path.exists(path) else 1\n\
          open(path, 'w').write(str(boots))\n\
@@ -376,7 +378,9 @@ fn service_apps_keep_their_volume_and_are_reachable_only_from_joined_apps() {
         platform.wait_until(BOOT, &format!("{app} is up"), || platform.up(app, "web", v) == 1);
     }
     platform.api.post("/apps", json!({"name": "vault"}));
-    let service = json!({"mounts": [{"volume": "vault-data", "path": "/data"}], "joins": ["shop"], "api_access": true});
+    let service = json!({
+        "mounts": [{"volume": "vault-data", "path": "/data"}], "joins": ["shop"], "api_access": true, "listens": true
+    });
     let set = platform.api.call(
         "PUT",
         "/apps/vault/service",
@@ -391,6 +395,10 @@ fn service_apps_keep_their_volume_and_are_reachable_only_from_joined_apps() {
     let v = platform.deploy("vault", dir.path(), json!({"server": "python3 /app/server.py"}));
     platform.scale("vault", "server", 1);
     platform.wait_until(BOOT, "vault's server is up", || platform.up("vault", "server", v) == 1);
+    // Up means it answers (it sleeps 3 s before it listens).
+    let local = "curl -fsS -m 2 http://127.0.0.1:5000/";
+    let (code, said) = platform.exec("vault", "server.1", local);
+    assert_eq!((code, said.trim()), (0, "boots=1"), "the server was up before it listened");
     let ask = "curl -fsS -m 5 http://vault:5000/";
 
     // Reachable by name from the app it joins, not from another (not even by address).

@@ -230,6 +230,10 @@ pub struct Service {
     /// and router, which listen on the host's ports).
     #[serde(default)]
     pub host_network: bool,
+    /// Its dynos listen on `$PORT` (add-on servers): each counts as up only once it accepts
+    /// connections there, as a web dyno does, so a restart is over when the server answers.
+    #[serde(default)]
+    pub listens: bool,
 }
 
 /// One of an app's buildpacks, in order (`GET /apps/{app}/buildpack-installations`).
@@ -391,6 +395,10 @@ pub struct DesiredApp {
     /// The formation's dynos run on the host's network (the platform's own API and router).
     #[serde(default)]
     pub host_network: bool,
+    /// The formation's dynos listen on `$PORT` and are up only once they accept there (add-on
+    /// servers; web dynos always are).
+    #[serde(default)]
+    pub listens: bool,
 }
 
 /// A certificate chain and its private key, both PEM, as the runner and the router see them.

@@ -136,6 +136,7 @@ async fn desired_state(
             joins,
             api_access: service.api_access,
             host_network: service.host_network,
+            listens: service.listens,
             app_id: app.id,
             app_name: app.name,
         });
