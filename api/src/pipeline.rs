@@ -298,8 +298,10 @@ pub fn cache_volume(app_id: &str) -> String {
 }
 
 /// Runs the Procfile's `release` command once, in a one-off dyno of the app on the new slug
-/// with the current config, before the release exists (Heroku's release phase). A non-zero
-/// exit (or the build timeout) fails the build: no release is made, the old one serves on.
+/// with the current config, before the release exists (Heroku's release phase). Its output
+/// streams into the push as the build's does (the runner ships it to the log hub, followed
+/// here). A non-zero exit (or the build timeout) fails the build: no release is made, the old
+/// one serves on, and the push ends with the command's last lines and its exit status.
 async fn release_phase(
     state: &AppState,
     app: &AppRow,
@@ -322,24 +324,67 @@ async fn release_phase(
     };
     let dyno =
         state.store.create_one_off(&app.id, new).await.map_err(|e| format!("Cannot run the release command: {e}"))?;
+    // Followed before the runner hears of the dyno: none of its output comes before this.
+    let filter =
+        ouro_logs::Filter { process: Some(format!("run.{}", dyno.number)), source: Some(ouro_logs::Source::App) };
+    let mut output = state.logs.hub().follow(&app.name, filter);
     state.changed();
+    let mut tail = std::collections::VecDeque::new();
     let deadline = tokio::time::Instant::now() + state.settings.build_timeout;
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if let Ok(Some(reason)) = state.store.one_off_finished(&app.id, dyno.number).await {
-            if reason.ends_with("status 0") {
-                log.line("       Release command succeeded").await;
-                return Ok(());
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    let reason = loop {
+        tokio::select! {
+            line = output.next() => match line {
+                Some(line) => relay_release_line(log, &mut tail, &line.text).await,
+                None => tokio::time::sleep(Duration::from_millis(300)).await,
+            },
+            _ = tick.tick() => {
+                if let Ok(Some(reason)) = state.store.one_off_finished(&app.id, dyno.number).await {
+                    break reason;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    let _ = state.store.finish_one_off(&app.name, dyno.number, "release phase timed out").await;
+                    state.changed();
+                    let minutes = state.settings.build_timeout.as_secs() / 60;
+                    return Err(format!("Release command did not finish within {minutes} minutes; it was stopped."));
+                }
             }
-            return Err(format!("Release command failed ({reason}); the release was not made."));
         }
-        if tokio::time::Instant::now() > deadline {
-            let _ = state.store.finish_one_off(&app.name, dyno.number, "release phase timed out").await;
-            state.changed();
-            let minutes = state.settings.build_timeout.as_secs() / 60;
-            return Err(format!("Release command did not finish within {minutes} minutes; it was stopped."));
+    };
+    // The dyno's last lines travel apart from its end (the runner ships them in batches):
+    // they come within a moment of it.
+    let grace = tokio::time::Instant::now() + RELEASE_OUTPUT_GRACE;
+    while let Ok(Some(line)) = tokio::time::timeout_at(grace, output.next()).await {
+        relay_release_line(log, &mut tail, &line.text).await;
+    }
+    if reason.ends_with("status 0") {
+        log.line("       Release command succeeded").await;
+        return Ok(());
+    }
+    let mut why = format!("Release command failed ({reason}); the release was not made.");
+    if !tail.is_empty() {
+        why.push_str("\nIts last lines:");
+        for line in &tail {
+            why.push_str("\n  ");
+            why.push_str(line);
         }
     }
+    Err(why)
+}
+
+/// How long the release command's last lines may trail its end.
+const RELEASE_OUTPUT_GRACE: Duration = Duration::from_secs(2);
+/// How many of the release command's last lines a failure repeats.
+const RELEASE_TAIL_LINES: usize = 10;
+
+/// One line of the release command's output, into the push (indented, as the build's) and
+/// the tail kept for a failure.
+async fn relay_release_line(log: &mut Transcript, tail: &mut std::collections::VecDeque<String>, text: &str) {
+    log.line(&format!("       {text}")).await;
+    if tail.len() == RELEASE_TAIL_LINES {
+        tail.pop_front();
+    }
+    tail.push_back(text.to_string());
 }
 
 /// Relays the builder's events until its result; fails on timeout or when the dyno ended

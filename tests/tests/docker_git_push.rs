@@ -243,7 +243,8 @@ fn buildpack_urls_release_phase_and_refusals() {
     add_sample(&repo, "static-site");
     std::fs::write(
         repo.path().join("Procfile"),
-        "web: python3 -m http.server $PORT --bind 0.0.0.0 --directory /app\nrelease: test -f /app/index.html\n",
+        "web: python3 -m http.server $PORT --bind 0.0.0.0 --directory /app\n\
+         release: test -f /app/index.html && echo migrating the database && echo done migrating\n",
     )
     .expect("write");
     repo.ok(&["add", "-A"]);
@@ -254,10 +255,16 @@ fn buildpack_urls_release_phase_and_refusals() {
     let said = push(&repo, &["main"]);
     assert!(said.contains("-----> Using buildpack: heroku/static"), "{said}");
     assert!(said.contains("-----> Running release command: test -f /app/index.html"), "{said}");
-    assert!(said.contains("Release command succeeded"), "{said}");
+    // Its output streams into the push, as the build's does (git pads `remote:` lines).
+    let said: String = said.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+    assert!(
+        said.contains("remote:        migrating the database\nremote:        done migrating\nremote:        Release command succeeded"),
+        "{said}"
+    );
     assert_transcript(&said, "Static", 3);
     wait_for_page(&platform, "phased", "Hello from a static site on Ouro");
-    let procfile = "web: python3 -m http.server $PORT --bind 0.0.0.0 --directory /app\nrelease: exit 3\n";
+    let procfile = "web: python3 -m http.server $PORT --bind 0.0.0.0 --directory /app\n\
+                    release: echo 'Traceback: no such table' >&2; exit 3\n";
     std::fs::write(repo.path().join("Procfile"), procfile).expect("write");
     std::fs::write(repo.path().join("index.html"), "<h1>never served</h1>\n").expect("write");
     repo.ok(&["commit", "-q", "-am", "failing release phase"]);
@@ -268,6 +275,10 @@ fn buildpack_urls_release_phase_and_refusals() {
         said.contains("Release command failed (process exited with status 3); the release was not made."),
         "{said}"
     );
+    // What it said, streamed and again with the failure.
+    let said: String = said.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+    assert!(said.contains("remote:        Traceback: no such table\n"), "{said}");
+    assert!(said.contains("Its last lines:\nremote:  !       Traceback: no such table"), "{said}");
     assert_eq!(platform.api.get("/apps/phased").body["current_release"], 3);
     let (status, body) = platform.get("phased", "/").expect("the old release serves");
     assert_eq!(status, 200);
