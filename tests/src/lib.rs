@@ -298,13 +298,20 @@ impl Cli {
         self.run_with_stdin(args, "", Some(dir))
     }
 
-    fn run_with_stdin(&self, args: &[&str], stdin: &str, dir: Option<&Path>) -> Output {
+    /// The `ouro` command with `args` as this CLI runs it, to spawn (a client left running).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(binary("ouro"));
         command
             .args(args)
             .env("OURO_CONFIG_DIR", self.config_dir.path())
             .env_remove("OURO_API_URL")
-            .env_remove("OURO_API_TOKEN")
+            .env_remove("OURO_API_TOKEN");
+        command
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: &str, dir: Option<&Path>) -> Output {
+        let mut command = self.command(args);
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

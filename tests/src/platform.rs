@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
-use crate::{Api, Backend, Cli, Repo, Value, json, ok, spawn_service, spawn_service_with, stderr, tar_gz, terminate};
+use crate::{Api, Backend, Cli, Repo, Value, json, ok, spawn_service, spawn_service_with, stderr, stdout, tar_gz, terminate};
 
 pub struct Platform {
     pub api: Api,
@@ -184,6 +184,19 @@ impl Platform {
         let release = self.api.post(&format!("/apps/{app}/releases"), json!({ "slug": id }));
         assert_eq!(release.status, 201, "{:?}", release.body);
         release.body["version"].as_i64().expect("version")
+    }
+
+    /// Waits until the system app of the `kind` add-on provider has built and its web dyno is
+    /// up (the API builds it at start: minutes on a first run).
+    pub fn wait_for_provider(&self, kind: &str) {
+        let app = format!("ouro-{kind}");
+        self.wait_until(Duration::from_secs(600), &format!("{app} is built and up"), || {
+            let builds = self.api.get(&format!("/apps/{app}/builds")).body;
+            let last = builds.as_array().and_then(|b| b.last().cloned()).unwrap_or_default();
+            assert_ne!(last["status"], "failed", "{app} failed to build: {}", last["output"]);
+            let release = self.api.get(&format!("/apps/{app}")).body["current_release"].as_i64().unwrap_or(0);
+            last["status"] == "succeeded" && self.up(&app, "web", release) == 1
+        });
     }
 
     pub fn scale(&self, app: &str, process_type: &str, quantity: i64) {
@@ -424,4 +437,15 @@ fn dechunk(mut body: &str) -> String {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `ouro addons:create PLAN -a APP`, which must succeed: the add-on's name.
+pub fn create_addon(cli: &Cli, plan: &str, app: &str) -> String {
+    let out = cli.run(&["addons:create", plan, "-a", app]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "addons:create {plan}: {said}");
+    said.split_whitespace()
+        .find(|w| w.starts_with("postgresql-") || w.starts_with("redis-"))
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-').to_string())
+        .unwrap_or_else(|| panic!("no add-on name in {said}"))
 }

@@ -6,20 +6,8 @@
 
 use std::time::Duration;
 
-use ouro_tests::platform::{Platform, push, sample_app, sample_repo};
-use ouro_tests::{Cli, json, logged_in, ok, stderr, stdout};
-
-/// Waits until the system app of the `kind` provider has built and its web dyno is up.
-fn wait_for_provider(platform: &Platform, kind: &str) {
-    let app = format!("ouro-{kind}");
-    platform.wait_until(Duration::from_secs(600), &format!("{app} is built and up"), || {
-        let builds = platform.api.get(&format!("/apps/{app}/builds")).body;
-        let last = builds.as_array().and_then(|b| b.last().cloned()).unwrap_or_default();
-        assert_ne!(last["status"], "failed", "{app} failed to build: {}", last["output"]);
-        let release = platform.api.get(&format!("/apps/{app}")).body["current_release"].as_i64().unwrap_or(0);
-        last["status"] == "succeeded" && platform.up(&app, "web", release) == 1
-    });
-}
+use ouro_tests::platform::{Platform, create_addon, push, sample_app, sample_repo};
+use ouro_tests::{json, logged_in, ok, stderr, stdout};
 
 /// What the app answers at `path` through the router, once it answers 200 with `expect`.
 fn page(platform: &Platform, app: &str, path: &str, expect: &str) -> String {
@@ -56,20 +44,6 @@ fn reaches(platform: &Platform, app: &str, host: &str) -> bool {
     platform.exec(app, "web.1", &script).0 == 0
 }
 
-fn created_addon(out: &str) -> String {
-    out.split_whitespace()
-        .find(|w| w.starts_with("postgresql-") || w.starts_with("redis-"))
-        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-').to_string())
-        .unwrap_or_else(|| panic!("no add-on name in {out}"))
-}
-
-fn create_addon(cli: &Cli, plan: &str, app: &str) -> String {
-    let out = cli.run(&["addons:create", plan, "-a", app]);
-    let said = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(out.status.success(), "addons:create {plan}: {said}");
-    created_addon(&said)
-}
-
 #[test]
 fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     let platform = Platform::start_with_api(&[("OURO_ADDON_PROVIDERS", "postgresql,redis")], &[]);
@@ -77,8 +51,8 @@ fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     let repo = sample_repo(&platform, &cli, "shop", "python-addons");
     push(&repo, &["main"]);
     page(&platform, "shop", "/", "DATABASE_URL=unset REDIS_URL=unset");
-    wait_for_provider(&platform, "postgresql");
-    wait_for_provider(&platform, "redis");
+    platform.wait_for_provider("postgresql");
+    platform.wait_for_provider("redis");
 
     // Provisioning: asynchronous, waited for, then the vars are set in a new release.
     let before = platform.api.get("/apps/shop").body["current_release"].as_i64().expect("release");
