@@ -124,7 +124,8 @@ apt_update() {
     rm -f "$log"
     return 0
   fi
-  grep -E '^(Err|W|E):|^  ' "$log" | grep -v '^E: Some index files failed' | tail -4
+  # Ign: a try that failed and was retried; Err: the last one.
+  grep -E '^(Ign|Err|W|E):|^  ' "$log" | grep -v '^E: Some index files failed' | tail -8
   local reason
   reason=$(grep -E '^E: ' "$log" | grep -v 'Some index files failed' | head -1)
   rm -f "$log"
@@ -155,7 +156,7 @@ apt_fetch() {
     local log
     log=$(mktemp)
     if ! (cd "$state/archives" && apt-get "${opts[@]}" -q download "${missing[@]}") >"$log" 2>&1; then
-      grep -E '^(Err|W|E):|^  ' "$log" | tail -4
+      grep -E '^(Ign|Err|W|E):|^  ' "$log" | tail -8
       echo "Could not download ${missing[*]} from $(url_host "$(apt_mirror)"): $(grep -E '^E: ' "$log" | head -1)"
       rm -f "$log"
       return 1
