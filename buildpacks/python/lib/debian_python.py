@@ -12,7 +12,7 @@ Run with the stack's python3 (never the app's), isolated (`python3 -I`):
     debian_python.py index SUITE < `apt-cache dumpavail` of that suite
         A JSON summary of the suite's CPython minors: {"suite", "libc6", "pythons": {"3.14":
         {"version": "3.14.8-1", "upstream": "3.14.8", "packages": [...], "packages_without_libc":
-        [...]}}}: the packages are python3.X-minimal, libpython3.X-minimal, libpython3.X-stdlib and
+        [...], "versions": {package: version}}}}: the packages are python3.X-minimal, libpython3.X-minimal, libpython3.X-stdlib and
         the closure of their shared-library dependencies (packages of Section libs, following the
         first alternative that the suite has), once with the C library (libc6 and what only it
         needs) and once without. Pre-releases (a `~` in the version) are not offered.
@@ -228,11 +228,13 @@ def index(suite: str) -> None:
         upstream = re.sub(r"^\d+:", "", version).rsplit("-", 1)[0]
         if not VERSION.match(upstream):  # a pre-release (3.15.0~rc1) or something unexpected
             continue
+        with_libc = closure(packages, roots, with_libc=True)
         pythons[minor] = {
             "version": version,
             "upstream": upstream,
-            "packages": closure(packages, roots, with_libc=True),
+            "packages": with_libc,
             "packages_without_libc": closure(packages, roots, with_libc=False),
+            "versions": {name: packages[name]["Version"] for name in with_libc},
         }
     libc6 = packages.get("libc6", {}).get("Version", "")
     json.dump({"suite": suite, "libc6": libc6, "pythons": pythons}, sys.stdout, indent=1, sort_keys=True)

@@ -38,8 +38,12 @@ python::install() {
   if dpkg --compare-versions "$libc" gt "$stack_libc"; then field=packages; fi
   packages=$(python3 -I -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["pythons"][sys.argv[2]][sys.argv[3]]))' \
     "$PYTHON_SUMMARY" "$PYTHON_MINOR" "$field")
-  local cached="$cache_dir/python/$PYTHON_VERSION-$PYTHON_SUITE"
-  local key="layout $PYTHON_LAYOUT; $PYTHON_SUITE: $packages"
+  local cached="$cache_dir/python/$PYTHON_VERSION-$PYTHON_SUITE" key
+  # What the install is made of: a newer .deb of any of them (a security update) makes it again.
+  key="layout $PYTHON_LAYOUT; $PYTHON_SUITE: $(python3 -I -c '
+import json, sys
+versions = json.load(open(sys.argv[1]))["pythons"][sys.argv[2]]["versions"]
+print(" ".join(f"{name}={versions[name]}" for name in sys.argv[3:]))' "$PYTHON_SUMMARY" "$PYTHON_MINOR" $packages)"
   if [ -f "$cached/.key" ] && [ "$(cat "$cached/.key")" = "$key" ]; then
     topic "Using cached install of Python $PYTHON_VERSION (Debian $PYTHON_SUITE)"
   else
