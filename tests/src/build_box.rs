@@ -187,7 +187,16 @@ impl BuildBox {
 
     /// A container of the run stack with the slug (the build's /app) at /app, as a dyno has it.
     pub fn start_dyno(&self) -> String {
-        let id = self.runtime.block_on(start_container(&self.docker, &self.run_image, "dyno"));
+        self.start_dyno_with(HostConfig::default())
+    }
+
+    /// [`BuildBox::start_dyno`] with a memory limit in bytes, as a dyno size sets one.
+    pub fn start_dyno_with_memory(&self, bytes: i64) -> String {
+        self.start_dyno_with(HostConfig { memory: Some(bytes), ..Default::default() })
+    }
+
+    fn start_dyno_with(&self, host_config: HostConfig) -> String {
+        let id = self.runtime.block_on(start_container_with(&self.docker, &self.run_image, "dyno", host_config));
         self.dynos.borrow_mut().push(id.clone());
         self.upload_slug(&id);
         id
@@ -339,11 +348,17 @@ pub fn volume_mount(volume: &str, path: &str) -> Mount {
 
 /// Creates and starts a container of `image` that sleeps, labelled as this test's.
 pub async fn start_container(docker: &Docker, image: &str, user: &str) -> String {
+    start_container_with(docker, image, user, HostConfig::default()).await
+}
+
+/// [`start_container`] with `host_config` (limits).
+pub async fn start_container_with(docker: &Docker, image: &str, user: &str, host_config: HostConfig) -> String {
     let config = Config {
         image: Some(image.to_string()),
         cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
         user: Some(user.to_string()),
         labels: Some(test_labels()),
+        host_config: Some(host_config),
         ..Default::default()
     };
     let id =
