@@ -26,6 +26,8 @@ python::install() {
   if [ "$PYTHON_SUITE" = stack ]; then
     PYTHON=$(command -v python3) || fail "The stack has no python3."
     topic "Using the stack's Python $PYTHON_VERSION ($STACK_SUITE's python3, nothing to download)"
+    # Another release's Python of an earlier build leaves the cache.
+    rm -rf "$cache_dir"/python/3.*
     return 0
   fi
   local home=/app/.heroku/python
