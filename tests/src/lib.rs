@@ -311,10 +311,7 @@ impl Cli {
 
     fn run_with_stdin(&self, args: &[&str], stdin: &str, dir: Option<&Path>) -> Output {
         let mut command = self.command(args);
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(dir) = dir {
             command.current_dir(dir);
         }

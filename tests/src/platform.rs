@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
-use crate::{Api, Backend, Cli, Repo, Value, json, ok, spawn_service, spawn_service_with, stderr, stdout, tar_gz, terminate};
+use crate::{
+    Api, Backend, Cli, Repo, Value, json, ok, spawn_service, spawn_service_with, stderr, stdout, tar_gz, terminate,
+};
 
 pub struct Platform {
     pub api: Api,
