@@ -377,6 +377,20 @@ pub fn push(repo: &Repo, args: &[&str]) -> String {
     said
 }
 
+/// What `app` answers at `path` through the router, once it answers 200 with a body
+/// containing `expect` (within 2 minutes): the body.
+pub fn page(platform: &Platform, app: &str, path: &str, expect: &str) -> String {
+    let mut last = String::new();
+    platform.wait_until(Duration::from_secs(120), &format!("{app}{path} answers {expect:?} (last: {last})"), || {
+        last = match platform.get(app, path) {
+            Ok((status, body)) => format!("{status} {body}"),
+            Err(e) => e,
+        };
+        last.starts_with("200 ") && last.contains(expect)
+    });
+    last.split_once(' ').map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
 /// Waits until the app answers `/` through the router with a page containing `expect`.
 pub fn wait_for_page(platform: &Platform, app: &str, expect: &str) -> String {
     let mut last = String::new();

@@ -6,21 +6,8 @@
 
 use std::time::Duration;
 
-use ouro_tests::platform::{Platform, create_addon, push, sample_app, sample_repo};
+use ouro_tests::platform::{Platform, create_addon, page, push, sample_app, sample_repo};
 use ouro_tests::{json, logged_in, ok, stderr, stdout};
-
-/// What the app answers at `path` through the router, once it answers 200 with `expect`.
-fn page(platform: &Platform, app: &str, path: &str, expect: &str) -> String {
-    let mut last = String::new();
-    platform.wait_until(Duration::from_secs(120), &format!("{app}{path} answers {expect:?} (last: {last})"), || {
-        last = match platform.get(app, path) {
-            Ok((status, body)) => format!("{status} {body}"),
-            Err(e) => e,
-        };
-        last.starts_with("200 ") && last.contains(expect)
-    });
-    last
-}
 
 /// Waits until every web dyno of `app` runs its current release.
 fn rolled(platform: &Platform, app: &str) -> i64 {

@@ -10,25 +10,12 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ouro_tests::platform::{Platform, create_addon, push, sample_repo, wait_for_page};
+use ouro_tests::platform::{Platform, create_addon, page, push, sample_repo, wait_for_page};
 use ouro_tests::{Cli, logged_in, ok, stderr, stdout};
 
 /// git pads `remote:` lines to clear the terminal's line: without the padding.
 fn unpadded(said: &str) -> String {
     said.lines().map(|l| format!("{}\n", l.trim_end())).collect()
-}
-
-/// What the app answers at `path` through the router once it answers 200 containing `expect`.
-fn page(platform: &Platform, app: &str, path: &str, expect: &str) -> String {
-    let mut last = String::new();
-    platform.wait_until(Duration::from_secs(120), &format!("{app}{path} answers {expect:?} (last: {last})"), || {
-        last = match platform.get(app, path) {
-            Ok((status, body)) => format!("{status} {body}"),
-            Err(e) => e,
-        };
-        last.starts_with("200 ") && last.contains(expect)
-    });
-    last.split_once(' ').map(|(_, body)| body.to_string()).unwrap_or_default()
 }
 
 /// `curl` over HTTPS through the router's TLS listener (its default, self-signed certificate):
