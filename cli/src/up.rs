@@ -144,6 +144,9 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
         wait(Duration::from_secs(30), "the runner to answer", Some(&runner), || healthy(&runner_url))?;
         said.push(format!("gave the runner a token of its own, scoped to the runner (pid {pid})"));
     }
+    // Whatever the runner met meanwhile (a stack image it cannot make stops every deploy to
+    // come, even when every component runs): said now rather than at the first push.
+    runner.check()?;
     credentials::save(&credentials)?;
     said.push(if changed { "registered the components as apps".into() } else { "nothing to change".into() });
     Ok(format!(

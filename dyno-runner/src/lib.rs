@@ -248,6 +248,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             return Ok(());
         }
     };
+    let stack = tokio::spawn(ensure_stack_forever(docker.clone(), problems.clone()));
     let mut runner = Runner::new(config, docker, routes_tx, log_queue, problems);
     let shipper = tokio::spawn(logs::ship_forever(Arc::new(tokio::sync::Mutex::new(log_receiver)), runner.api.clone()));
     let events =
@@ -260,6 +261,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     events.abort();
     changes.abort();
     shipper.abort();
+    stack.abort();
     let _ = stop_tx.send(true);
     let _ = server.await;
     Ok(())
@@ -286,6 +288,31 @@ async fn connect_docker(problems: &health::Problems) -> Docker {
                 problems.set(DOCKER_PROBLEM, message);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Makes sure of the run stack image at start, whatever the dynos need now (their slug images
+/// may all exist): a stack that cannot be had stops every deploy to come, so it is a problem
+/// for `GET /health` at once rather than at the next push. Tried again every 30 s until it
+/// is there; slug image builds wait for it (the stack's lock) instead of building it twice.
+async fn ensure_stack_forever(docker: Docker, problems: health::Problems) {
+    let mut throttle = health::Throttle::default();
+    loop {
+        match stack::ensure_stack_image(&docker).await {
+            Ok(image) => {
+                if problems.clear(STACK_PROBLEM) {
+                    tracing::info!(%image, "the stack image is there now");
+                }
+                return;
+            }
+            Err(e) => {
+                if let Some(unlogged) = throttle.failed(Instant::now()) {
+                    tracing::error!(error = %e, unlogged, "the stack image cannot be had; trying again every 30 s");
+                }
+                problems.set(STACK_PROBLEM, e.to_string());
+                tokio::time::sleep(Duration::from_secs(30)).await;
             }
         }
     }
