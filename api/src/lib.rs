@@ -9,6 +9,7 @@ mod auth;
 mod blob;
 mod builder_app;
 mod dashboard;
+mod desired_state;
 mod embedded;
 mod error;
 mod git;

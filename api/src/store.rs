@@ -19,7 +19,7 @@ use crate::{Error, Result, now};
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 /// Which database a URL names; decides only connection setup, never a query.
@@ -238,9 +238,10 @@ const APP_COLUMNS: &str = "a.id, a.name, a.owner_id, u.email AS owner_email, a.c
      (SELECT r.version FROM releases r WHERE r.id = a.current_release_id) AS current_version \
      FROM apps a JOIN users u ON u.id = a.owner_id";
 
-const RELEASE_COLUMNS: &str = "id, version, slug_id, config, description, status, actor, created_at FROM releases";
+pub(crate) const RELEASE_COLUMNS: &str =
+    "id, version, slug_id, config, description, status, actor, created_at FROM releases";
 
-const SLUG_COLUMNS: &str = "id, process_types, commit_sha, commit_description, \
+pub(crate) const SLUG_COLUMNS: &str = "id, process_types, commit_sha, commit_description, \
      expected_checksum, checksum, size, stack, created_at FROM slugs";
 
 impl Store {
@@ -781,14 +782,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn restarts(&self, app_id: &str) -> Result<BTreeMap<String, u64>> {
-        let rows = sqlx::query("SELECT target, requested_at_ms FROM dyno_restarts WHERE app_id = $1")
-            .bind(app_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get("target")?, r.try_get::<i64, _>("requested_at_ms")?.max(0) as u64))).collect()
-    }
-
     // ---- one-off dynos -------------------------------------------------------------------
 
     /// Records a one-off dyno `run.N` with the next free N of the app.
@@ -849,26 +842,7 @@ impl Store {
         .bind(app_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let env: String = r.try_get("env")?;
-                let mounts: String = r.try_get("mounts")?;
-                Ok(OneOffRow {
-                    id: r.try_get("id")?,
-                    number: r.try_get("number")?,
-                    command: r.try_get("command")?,
-                    size: r.try_get("size")?,
-                    env: serde_json::from_str(&env)?,
-                    mounts: serde_json::from_str(&mounts)?,
-                    api_access: r.try_get::<i64, _>("api_access")? != 0,
-                    slug_id: r.try_get("slug_id")?,
-                    attach: r.try_get::<i64, _>("attach")? != 0,
-                    tty: r.try_get::<i64, _>("tty")? != 0,
-                    time_to_live_seconds: r.try_get("time_to_live_seconds")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(one_off_row).collect()
     }
 
     /// Marks `run.<number>` of the app (by name) finished, once.
@@ -984,17 +958,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// The app's certificate chains and private keys (PEM), for the dyno runner.
-    pub async fn certificate_keys(&self, app_id: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT certificate_chain, private_key FROM certificates WHERE app_id = $1 ORDER BY created_at, id",
-        )
-        .bind(app_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok((r.try_get("certificate_chain")?, r.try_get("private_key")?))).collect()
     }
 
     /// Stores a checked certificate chain and key.
@@ -1152,13 +1115,7 @@ impl Store {
         .bind(app_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Service {
-            mounts: serde_json::from_str(&row.try_get::<String, _>("service_mounts")?)?,
-            joins: serde_json::from_str(&row.try_get::<String, _>("service_joins")?)?,
-            api_access: row.try_get::<i64, _>("service_api_access")? != 0,
-            host_network: row.try_get::<i64, _>("service_host_network")? != 0,
-            listens: row.try_get::<i64, _>("service_listens")? != 0,
-        })
+        service_row(&row)
     }
 
     pub async fn set_service(&self, app_id: &str, service: &Service) -> Result<()> {
@@ -1478,18 +1435,6 @@ impl Store {
         rows.iter().map(attachment_row).collect()
     }
 
-    /// The apps attached to add-ons whose server `service_app` runs: the networks it joins.
-    pub async fn attached_to_service(&self, service_app: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT p.name FROM addons a JOIN addon_attachments t ON t.addon_id = a.id \
-             JOIN apps p ON p.id = t.app_id WHERE a.service_app = $1 ORDER BY p.name",
-        )
-        .bind(service_app)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("name")?)).collect()
-    }
-
     pub async fn delete_attachment(&self, attachment_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM addon_attachments WHERE id = $1").bind(attachment_id).execute(&self.pool).await?;
         Ok(())
@@ -1555,6 +1500,36 @@ fn addon_row(r: &AnyRow) -> Result<AddonRow> {
         provider_resource_id: r.try_get("provider_resource_id")?,
         config: serde_json::from_str(&r.try_get::<String, _>("config")?)?,
         service_app: r.try_get("service_app")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// The `service_*` columns of an app's row.
+pub(crate) fn service_row(r: &AnyRow) -> Result<Service> {
+    Ok(Service {
+        mounts: serde_json::from_str(&r.try_get::<String, _>("service_mounts")?)?,
+        joins: serde_json::from_str(&r.try_get::<String, _>("service_joins")?)?,
+        api_access: r.try_get::<i64, _>("service_api_access")? != 0,
+        host_network: r.try_get::<i64, _>("service_host_network")? != 0,
+        listens: r.try_get::<i64, _>("service_listens")? != 0,
+    })
+}
+
+pub(crate) fn one_off_row(r: &AnyRow) -> Result<OneOffRow> {
+    let env: String = r.try_get("env")?;
+    let mounts: String = r.try_get("mounts")?;
+    Ok(OneOffRow {
+        id: r.try_get("id")?,
+        number: r.try_get("number")?,
+        command: r.try_get("command")?,
+        size: r.try_get("size")?,
+        env: serde_json::from_str(&env)?,
+        mounts: serde_json::from_str(&mounts)?,
+        api_access: r.try_get::<i64, _>("api_access")? != 0,
+        slug_id: r.try_get("slug_id")?,
+        attach: r.try_get::<i64, _>("attach")? != 0,
+        tty: r.try_get::<i64, _>("tty")? != 0,
+        time_to_live_seconds: r.try_get("time_to_live_seconds")?,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -1755,7 +1730,7 @@ fn app_row(r: &AnyRow) -> Result<AppRow> {
     })
 }
 
-fn release_row(r: &AnyRow) -> Result<ReleaseRow> {
+pub(crate) fn release_row(r: &AnyRow) -> Result<ReleaseRow> {
     let config: String = r.try_get("config")?;
     Ok(ReleaseRow {
         id: r.try_get("id")?,
@@ -1769,7 +1744,7 @@ fn release_row(r: &AnyRow) -> Result<ReleaseRow> {
     })
 }
 
-fn slug_row(r: &AnyRow) -> Result<SlugRow> {
+pub(crate) fn slug_row(r: &AnyRow) -> Result<SlugRow> {
     let process_types: String = r.try_get("process_types")?;
     Ok(SlugRow {
         id: r.try_get("id")?,
@@ -1784,7 +1759,7 @@ fn slug_row(r: &AnyRow) -> Result<SlugRow> {
     })
 }
 
-fn formation_row(r: &AnyRow) -> Result<FormationRow> {
+pub(crate) fn formation_row(r: &AnyRow) -> Result<FormationRow> {
     Ok(FormationRow {
         id: r.try_get("id")?,
         process_type: r.try_get("process_type")?,

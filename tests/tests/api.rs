@@ -35,6 +35,7 @@ on_both_backends!(
     concurrent_changes_get_distinct_versions,
     deleting_an_app_removes_everything_of_it,
     domains_and_restarts_reach_the_desired_state,
+    every_app_in_the_desired_state_has_its_own_parts,
     sni_endpoints_are_checked_listed_and_reach_the_desired_state,
 );
 
@@ -467,6 +468,59 @@ fn domains_and_restarts_reach_the_desired_state(backend: Backend) {
     assert_eq!(api.delete("/apps/site/domains/www.example.com").status, 200);
     assert_error(&api.delete("/apps/site/domains/www.example.com"), 404, "not_found");
     assert_eq!(api.post("/apps/other/domains", json!({"hostname": "www.example.com"})).status, 201, "free again");
+}
+
+/// The desired state reads each table once for every app and puts the apps together in memory:
+/// each app's entry carries its own release, config, formation, domains, restarts and
+/// certificates, and nothing of another app's; an app whose slug is not uploaded is absent.
+fn every_app_in_the_desired_state_has_its_own_parts(backend: Backend) {
+    let api = Api::start(backend);
+    let (cert, key) = openssl_certificate("www.beta.example.com", Some("DNS:www.beta.example.com"));
+    for name in ["alpha", "beta", "gamma", "delta"] {
+        assert_eq!(api.post("/apps", json!({"name": name})).status, 201);
+        assert_eq!(
+            api.post(&format!("/apps/{name}/domains"), json!({"hostname": format!("www.{name}.example.com")})).status,
+            201
+        );
+        let slug = api.post(&format!("/apps/{name}/slugs"), json!({"process_types": {"web": format!("serve-{name}")}}));
+        if name == "gamma" {
+            continue; // never uploaded: not desired
+        }
+        let blob = format!("/apps/{name}/slugs/{}/blob", slug.body["id"].as_str().unwrap());
+        let tarball = make_slug(&[("app/serve", name)]);
+        assert_eq!(api.raw("PUT", &blob, Some(&api.token), Some(&tarball), "application/gzip").0, 200);
+        assert_eq!(api.post(&format!("/apps/{name}/releases"), json!({"slug": slug.body["id"]})).status, 201);
+        assert_eq!(api.patch(&format!("/apps/{name}/config-vars"), json!({"WHO": name})).status, 200);
+    }
+    api.patch("/apps/beta/formation", json!({"updates": [{"type": "web", "quantity": 3}]}));
+    assert_eq!(api.delete("/apps/beta/dynos/web.2").status, 200);
+    assert_eq!(
+        api.post("/apps/beta/sni-endpoints", json!({"certificate_chain": cert, "private_key": key})).status,
+        201
+    );
+
+    let desired = user_desired(&api);
+    let apps = desired["apps"].as_array().unwrap();
+    let names: Vec<&str> = apps.iter().map(|a| a["app_name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha", "beta", "delta"]);
+    for app in apps {
+        let name = app["app_name"].as_str().unwrap();
+        assert_eq!(app["release"]["process_types"], json!({"web": format!("serve-{name}")}), "{name}");
+        assert_eq!(app["release"]["config"], json!({"WHO": name}), "{name}");
+        assert_eq!(app["release"]["version"], 3, "{name}: deploy, then config");
+        let slug_id = app["release"]["slug_id"].as_str().unwrap();
+        assert_eq!(app["release"]["slug_url"], format!("{}/apps/{name}/slugs/{slug_id}/blob", api.url));
+        assert_eq!(app["domains"], json!([format!("www.{name}.example.com")]), "{name}");
+        let quantity = if name == "beta" { 3 } else { 1 };
+        assert_eq!(app["formation"], json!([{"type": "web", "quantity": quantity, "size": "basic"}]), "{name}");
+        let restarts: Vec<&str> = app["restarts"].as_object().unwrap().keys().map(String::as_str).collect();
+        let certificates = app["certificates"].as_array().unwrap().len();
+        if name == "beta" {
+            assert_eq!((restarts, certificates), (vec!["web.2"], 1));
+        } else {
+            assert_eq!((restarts.len(), certificates), (0, 0), "{name}");
+        }
+    }
 }
 
 fn sni_endpoints_are_checked_listed_and_reach_the_desired_state(backend: Backend) {

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::routing::{get, put};
 use axum::{Extension, Router};
-use ouro_types::{DesiredApp, DesiredProcess, DesiredRelease, DesiredState, DynoReport, TlsCert};
+use ouro_types::{DesiredState, DynoReport};
 
 use crate::auth::User;
 use crate::error::Json;
@@ -63,108 +63,7 @@ async fn desired_state(
     Extension(user): Extension<User>,
 ) -> Result<axum::Json<DesiredState>, ApiError> {
     require_admin(&user)?;
-    let mut apps = Vec::new();
-    let mut volumes = Vec::new();
-    for app in state.store.apps(None).await? {
-        let service = state.store.service(&app.id).await?;
-        volumes.push(crate::pipeline::cache_volume(&app.id));
-        volumes.extend(service.mounts.iter().map(|m| m.volume.clone()));
-        let release = state.store.current_release(&app).await?;
-        let mut one_offs = Vec::new();
-        for o in state.store.running_one_offs(&app.id).await? {
-            let own_release = match &o.slug_id {
-                Some(slug_id) => match desired_release(&state, &app, slug_id, 0, "", &release.config).await? {
-                    Some(r) => Some(r),
-                    None => continue,
-                },
-                None => None,
-            };
-            one_offs.push(ouro_types::DesiredOneOff {
-                number: o.number as u32,
-                command: o.command,
-                size: o.size,
-                env: o.env,
-                mounts: o.mounts,
-                api_access: o.api_access,
-                release: own_release,
-                attach: o.attach,
-                tty: o.tty,
-                time_to_live_seconds: o.time_to_live_seconds.map(|s| s.max(0) as u64),
-            });
-        }
-        let current = match &release.slug_id {
-            Some(slug_id) => {
-                desired_release(&state, &app, slug_id, release.version, &release.id, &release.config).await?
-            }
-            None => None,
-        };
-        // No release to run yet: only a release phase (on its own slug) may be desired.
-        let (current, formation) = match current {
-            Some(current) => (current, state.store.formation(&app.id).await?),
-            None => match one_offs.iter().find_map(|o| o.release.clone()) {
-                Some(own) => (own, Vec::new()),
-                None => continue,
-            },
-        };
-        let domains = state.store.domains(&app.id).await?.into_iter().map(|d| d.hostname).collect();
-        // An add-on server joins the apps its add-ons are attached to, besides any set by hand.
-        let mut joins = service.joins.clone();
-        for attached in state.store.attached_to_service(&app.name).await? {
-            if attached != app.name && !joins.contains(&attached) {
-                joins.push(attached);
-            }
-        }
-        let restarts = state.store.restarts(&app.id).await?;
-        let certificates = state
-            .store
-            .certificate_keys(&app.id)
-            .await?
-            .into_iter()
-            .map(|(chain_pem, key_pem)| TlsCert { chain_pem, key_pem })
-            .collect();
-        apps.push(DesiredApp {
-            release: current,
-            formation: formation
-                .into_iter()
-                .map(|f| DesiredProcess { process_type: f.process_type, quantity: f.quantity, size: f.size })
-                .collect(),
-            domains,
-            restarts,
-            one_offs,
-            certificates,
-            mounts: service.mounts,
-            joins,
-            api_access: service.api_access,
-            host_network: service.host_network,
-            listens: service.listens,
-            app_id: app.id,
-            app_name: app.name,
-        });
-    }
-    Ok(axum::Json(DesiredState { apps, volumes, seed: false }))
-}
-
-/// Slug `slug_id` of `app` with `config` as a release to run, if its tar.gz is uploaded.
-async fn desired_release(
-    state: &AppState,
-    app: &crate::store::AppRow,
-    slug_id: &str,
-    version: i64,
-    release_id: &str,
-    config: &ouro_types::ConfigVars,
-) -> crate::Result<Option<DesiredRelease>> {
-    let Some(slug) = state.store.slug(&app.id, slug_id).await? else { return Ok(None) };
-    let Some(checksum) = slug.checksum else { return Ok(None) };
-    Ok(Some(DesiredRelease {
-        id: release_id.to_string(),
-        version,
-        slug_url: format!("{}/apps/{}/slugs/{}/blob", state.settings.public_url, app.name, slug.id),
-        slug_id: slug.id,
-        slug_checksum: checksum,
-        process_types: slug.process_types,
-        config: config.clone(),
-        stack: slug.stack,
-    }))
+    Ok(axum::Json(crate::desired_state::desired_state(&state.store, &state.settings.public_url).await?))
 }
 
 /// Replaces the live dynos of every app with the runner's report.
