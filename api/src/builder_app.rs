@@ -12,15 +12,13 @@ use crate::embedded::{BUILDER_FILES, reproducible_tar_gz};
 use crate::store::{AppRow, Change, SlugRow};
 use crate::{AppState, Error, Result, now};
 
-/// The system app that runs builds.
-pub const BUILDER_APP: &str = "ouro-builder";
-/// The apps of the platform's own components when it runs on itself (`ouro up`).
-pub const COMPONENT_APPS: &[&str] = &["ouro-api", "ouro-router"];
+pub use ouro_types::platform::BUILDER_APP;
+use ouro_types::platform::{COMPONENT_APPS, SOURCE_APP};
 
 /// Whether `name` is one of the platform's own apps (not listed by `GET /apps`).
 pub fn is_system_app(name: &str) -> bool {
     name == BUILDER_APP
-        || name == crate::upgrade::SOURCE_APP
+        || name == SOURCE_APP
         || COMPONENT_APPS.contains(&name)
         || crate::system_addons::is_provider_app(name)
 }

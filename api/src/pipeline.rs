@@ -165,7 +165,7 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
     }
     tracing::info!(app = %app.name, build = %build.id, status, "build finished");
     state.logs.event(&app.name, "api", format!("Build {status} (`ouro builds:info {}` shows its log)", build.id));
-    if status == "succeeded" && app.name == crate::upgrade::SOURCE_APP {
+    if status == "succeeded" && app.name == ouro_types::platform::SOURCE_APP {
         // A new build of Ouro itself: roll it to the platform's components.
         match state.store.app(&app.id).await {
             Ok(Some(app)) => match state.store.current_release(&app).await.map(|r| r.slug_id) {

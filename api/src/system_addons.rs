@@ -26,10 +26,7 @@ use crate::{AppState, Result};
 /// The kinds Ouro ships providers for.
 pub const KINDS: &[&str] = &["postgresql", "redis"];
 
-/// The system app of a kind's provider.
-pub fn provider_app(kind: &str) -> String {
-    format!("ouro-{kind}")
-}
+pub use ouro_types::platform::provider_app;
 
 /// The user a kind's provider acts as: it owns the provider app and the server apps.
 fn provider_user(kind: &str) -> String {

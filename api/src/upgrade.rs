@@ -21,10 +21,7 @@ use crate::auth::User;
 use crate::store::{Change, UpgradeRow};
 use crate::{ApiError, AppState};
 
-/// The platform's source app: pushing Ouro's repository to it upgrades the platform.
-pub const SOURCE_APP: &str = "ouro";
-/// The components, in the order they are rolled.
-const ORDER: [&str; 2] = ["ouro-api", "ouro-router"];
+use ouro_types::platform::{API_APP, COMPONENT_APPS as ORDER};
 /// How long a component's new dyno may take to come up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -132,7 +129,7 @@ async fn roll(state: &AppState, upgrade: &UpgradeRow) -> Result<Rolled, (i64, St
         let message = format!("rolling {component} to v{}", release.version);
         let _ = state.store.update_upgrade(&upgrade.id, "rolling", step as i64, &message).await;
         match wait_up(state, component, release.version).await {
-            Ok(()) if *component == "ouro-api" => return Ok(Rolled::HandedOver),
+            Ok(()) if *component == API_APP => return Ok(Rolled::HandedOver),
             Ok(()) => {}
             Err(reason) => {
                 let back = Change::Rollback { version: current.version };

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ouro_types::platform::{API_APP, DATA_VOLUME, ROUTER_APP};
 use ouro_types::{
     DesiredApp, DesiredProcess, DesiredRelease, DesiredState, FormationBatch, FormationUpdate, Release, ReleaseCreate,
     Service, Slug, SlugCreate, VolumeMount,
@@ -51,8 +52,7 @@ pub struct Settings {
 
 /// The platform's components: app, process type, command.
 const COMPONENTS: [(&str, &str, &str); 2] =
-    [("ouro-router", "router", "/app/bin/ouro-router"), ("ouro-api", "api", "/app/bin/ouro-api")];
-const DATA_VOLUME: &str = "ouro-data";
+    [(ROUTER_APP, "router", "/app/bin/ouro-router"), (API_APP, "api", "/app/bin/ouro-api")];
 /// The first start builds the stack image (debootstrap) before anything runs.
 const API_WAIT: Duration = Duration::from_secs(900);
 
@@ -217,7 +217,7 @@ fn component_slug(bin: &Path) -> Result<(Vec<u8>, String), CliError> {
 /// Each component's config: how it listens and finds the others (all on the host's network).
 fn component_config(settings: &Settings, app: &str) -> BTreeMap<String, String> {
     let pairs: Vec<(&str, String)> = match app {
-        "ouro-api" => vec![
+        API_APP => vec![
             ("OURO_DATA_DIR", "/data".into()),
             ("OURO_LISTEN", format!("0.0.0.0:{}", settings.api_port)),
             ("OURO_API_URL", format!("http://127.0.0.1:{}", settings.api_port)),
@@ -239,7 +239,7 @@ fn component_config(settings: &Settings, app: &str) -> BTreeMap<String, String> 
 /// first start makes (the registered releases do without: the user exists by then).
 fn seed_config(settings: &Settings, app: &str, token: &str) -> BTreeMap<String, String> {
     let mut config = component_config(settings, app);
-    if app == "ouro-api" {
+    if app == API_APP {
         config.insert("OURO_ADMIN_TOKEN".into(), token.into());
     }
     config
@@ -247,7 +247,7 @@ fn seed_config(settings: &Settings, app: &str, token: &str) -> BTreeMap<String, 
 
 fn component_service(app: &str) -> Service {
     let mounts = match app {
-        "ouro-api" => vec![VolumeMount { volume: DATA_VOLUME.into(), path: "/data".into() }],
+        API_APP => vec![VolumeMount { volume: DATA_VOLUME.into(), path: "/data".into() }],
         _ => Vec::new(),
     };
     Service { mounts, joins: Vec::new(), api_access: false, host_network: true, listens: false }
@@ -255,7 +255,7 @@ fn component_service(app: &str) -> Service {
 
 /// API dynos get 1 GiB (git and the SQLite file live there); the router 512 MiB.
 fn component_size(app: &str) -> &'static str {
-    if app == "ouro-api" { "standard-2x" } else { "standard-1x" }
+    if app == API_APP { "standard-2x" } else { "standard-1x" }
 }
 
 /// What the runner runs before any API exists: both components, from the slug on disk.

@@ -33,7 +33,7 @@ const RESUME_MAX: Duration = Duration::from_secs(5);
 
 /// The app whose one-off dynos are builds: their output reaches the user through the build,
 /// not through the app's log.
-pub const BUILDER_APP: &str = "ouro-builder";
+pub use ouro_types::platform::BUILDER_APP;
 
 /// Which dyno a container is.
 #[derive(Debug, Clone)]

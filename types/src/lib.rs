@@ -4,7 +4,11 @@
 //! This crate holds data shapes and pure validation only: no I/O, no HTTP, no database.
 
 pub mod attach;
+pub mod platform;
 pub mod procfile;
+mod states;
+
+pub use states::{AddonState, BuildStatus, DynoState, UnknownState, UpgradeState};
 
 use std::collections::BTreeMap;
 
