@@ -136,7 +136,7 @@ fn build(update: &Update) -> Result<bool, String> {
     for line in BufReader::new(response.body_mut().as_reader()).lines() {
         let line = line.map_err(|e| format!("the build log was cut off: {e}"))?;
         match line.strip_prefix(STATUS_MARK) {
-            Some(status) => succeeded = Some(status == "succeeded"),
+            Some(status) => succeeded = Some(status.parse() == Ok(ouro_types::BuildStatus::Succeeded)),
             None => {
                 let _ = writeln!(stderr, "{line}");
                 let _ = stderr.flush();

@@ -41,6 +41,8 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("stored state: {0}")]
+    State(#[from] ouro_types::UnknownState),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("configuration: {0}")]

@@ -13,7 +13,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ouro_logs::{Drain, DrainUrl, Hub, LogLine, Source};
-use ouro_types::Dyno;
+use ouro_types::{Dyno, DynoState};
 
 pub struct Logs {
     hub: Hub,
@@ -92,16 +92,16 @@ impl Logs {
 fn transition(was: Option<&Dyno>, now: &Dyno) -> Vec<String> {
     let mut lines = Vec::new();
     let from = match was {
-        Some(was) => was.state.as_str(),
+        Some(was) => was.state,
         None => {
             lines.push(format!("Starting process (release v{})", now.release));
-            "starting"
+            DynoState::Starting
         }
     };
     if from == now.state {
         return lines;
     }
-    if matches!(now.state.as_str(), "crashed" | "down") {
+    if now.state.is_finished() {
         if let Some(reason) = now.reason.as_deref().filter(|r| !r.is_empty()) {
             let mut chars = reason.chars();
             let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
@@ -122,7 +122,7 @@ mod tests {
             app: "shop".into(),
             name: "web.1".into(),
             process_type: "web".into(),
-            state: state.into(),
+            state: state.parse().unwrap(),
             size: "standard-1x".into(),
             release: 3,
             reason: reason.map(Into::into),

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::builder_app::{BUILD_COMMAND, BUILDER_APP};
 use crate::store::{AppRow, BuildRow, Change, NewOneOff, SlugRow};
 use crate::{AppState, auth, now};
+use ouro_types::BuildStatus;
 
 /// A build dyno's size: builds compile, so they get the most memory a dyno may have.
 const BUILD_SIZE: &str = "performance-l";
@@ -151,21 +152,21 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
     let outcome = build_and_release(&state, &app, &build, &actor, &mut log).await;
     state.active_builds.remove(&build.id);
     let (status, version) = match outcome {
-        Ok(version) => ("succeeded", Some(version)),
+        Ok(version) => (BuildStatus::Succeeded, Some(version)),
         Err(reason) => {
             for line in reason.lines() {
                 log.line(&format!(" !     {line}")).await;
             }
             log.line(" !     Push rejected: the build failed; the running release is unchanged.").await;
-            ("failed", None)
+            (BuildStatus::Failed, None)
         }
     };
     if let Err(e) = state.store.finish_build(&build.id, status, &log.kept, version).await {
         tracing::error!(app = %app.name, build = %build.id, error = %e, "could not record the end of a build");
     }
-    tracing::info!(app = %app.name, build = %build.id, status, "build finished");
+    tracing::info!(app = %app.name, build = %build.id, %status, "build finished");
     state.logs.event(&app.name, "api", format!("Build {status} (`ouro builds:info {}` shows its log)", build.id));
-    if status == "succeeded" && app.name == ouro_types::platform::SOURCE_APP {
+    if status == BuildStatus::Succeeded && app.name == ouro_types::platform::SOURCE_APP {
         // A new build of Ouro itself: roll it to the platform's components.
         match state.store.app(&app.id).await {
             Ok(Some(app)) => match state.store.current_release(&app).await.map(|r| r.slug_id) {

@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ouro_types::{ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE, Service, VolumeMount};
+use ouro_types::{
+    AddonState, BuildStatus, ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE, Service, UpgradeState, VolumeMount,
+};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -103,7 +105,7 @@ pub struct CertificateRow {
 #[derive(Clone)]
 pub struct BuildRow {
     pub id: String,
-    pub status: String,
+    pub status: BuildStatus,
     pub source_commit: String,
     pub source_ref: String,
     /// `SHA256:<hex>`, the blob store key of the source tar.gz.
@@ -129,7 +131,7 @@ pub struct UpgradeRow {
     pub id: String,
     pub slug_id: String,
     /// `rolling`, `succeeded`, `failed` (rolled back), or `superseded` by a newer one.
-    pub state: String,
+    pub state: UpgradeState,
     /// How many components run the new slug.
     pub step: i64,
     pub message: String,
@@ -176,7 +178,7 @@ pub struct AddonRow {
     pub app_id: String,
     pub provider_id: String,
     pub plan: String,
-    pub state: String,
+    pub state: AddonState,
     pub provider_resource_id: String,
     /// What the provider answered: key → value (`URL` → `postgres://…`).
     pub config: BTreeMap<String, String>,
@@ -1012,7 +1014,7 @@ impl Store {
         let now = now();
         let row = BuildRow {
             id: uuid::Uuid::now_v7().to_string(),
-            status: "pending".into(),
+            status: BuildStatus::Pending,
             source_commit: commit.into(),
             source_ref: git_ref.into(),
             source_blob: source_blob.into(),
@@ -1046,7 +1048,7 @@ impl Store {
         )
         .bind(&row.id)
         .bind(app_id)
-        .bind(&row.status)
+        .bind(row.status.as_str())
         .bind(&row.source_commit)
         .bind(&row.source_ref)
         .bind(&row.source_blob)
@@ -1065,7 +1067,7 @@ impl Store {
     pub async fn finish_build(
         &self,
         build_id: &str,
-        status: &str,
+        status: BuildStatus,
         output: &str,
         release_version: Option<i64>,
     ) -> Result<bool> {
@@ -1074,7 +1076,7 @@ impl Store {
              WHERE id = $1 AND status = 'pending'",
         )
         .bind(build_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(output)
         .bind(release_version)
         .bind(now())
@@ -1190,7 +1192,7 @@ impl Store {
         let row = UpgradeRow {
             id: uuid::Uuid::new_v4().to_string(),
             slug_id: slug_id.into(),
-            state: "rolling".into(),
+            state: UpgradeState::Rolling,
             step: 0,
             message: String::new(),
             created_at: now(),
@@ -1201,7 +1203,7 @@ impl Store {
         )
         .bind(&row.id)
         .bind(&row.slug_id)
-        .bind(&row.state)
+        .bind(row.state.as_str())
         .bind(row.step)
         .bind(&row.message)
         .bind(&row.created_at)
@@ -1221,7 +1223,7 @@ impl Store {
                 Ok(UpgradeRow {
                     id: r.try_get("id")?,
                     slug_id: r.try_get("slug_id")?,
-                    state: r.try_get("state")?,
+                    state: r.try_get::<String, _>("state")?.parse()?,
                     step: r.try_get("step")?,
                     message: r.try_get("message")?,
                     created_at: r.try_get("created_at")?,
@@ -1230,10 +1232,10 @@ impl Store {
             .collect()
     }
 
-    pub async fn update_upgrade(&self, id: &str, state: &str, step: i64, message: &str) -> Result<()> {
+    pub async fn update_upgrade(&self, id: &str, state: UpgradeState, step: i64, message: &str) -> Result<()> {
         sqlx::query("UPDATE upgrades SET state = $2, step = $3, message = $4, updated_at = $5 WHERE id = $1")
             .bind(id)
-            .bind(state)
+            .bind(state.as_str())
             .bind(step)
             .bind(message)
             .bind(now())
@@ -1292,7 +1294,7 @@ impl Store {
         .bind(&addon.app_id)
         .bind(&addon.provider_id)
         .bind(&addon.plan)
-        .bind(&addon.state)
+        .bind(addon.state.as_str())
         .bind(&addon.provider_resource_id)
         .bind(serde_json::to_string(&addon.config)?)
         .bind(&addon.service_app)
@@ -1496,7 +1498,7 @@ fn addon_row(r: &AnyRow) -> Result<AddonRow> {
         app_id: r.try_get("app_id")?,
         provider_id: r.try_get("provider_id")?,
         plan: r.try_get("plan")?,
-        state: r.try_get("state")?,
+        state: r.try_get::<String, _>("state")?.parse()?,
         provider_resource_id: r.try_get("provider_resource_id")?,
         config: serde_json::from_str(&r.try_get::<String, _>("config")?)?,
         service_app: r.try_get("service_app")?,
@@ -1563,7 +1565,7 @@ const BUILD_COLUMNS: &str = "id, status, source_commit, source_ref, source_blob,
 fn build_row(r: &AnyRow) -> Result<BuildRow> {
     Ok(BuildRow {
         id: r.try_get("id")?,
-        status: r.try_get("status")?,
+        status: r.try_get::<String, _>("status")?.parse()?,
         source_commit: r.try_get("source_commit")?,
         source_ref: r.try_get("source_ref")?,
         source_blob: r.try_get("source_blob")?,

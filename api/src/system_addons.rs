@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use ouro_types::BuildStatus;
 use sha2::{Digest, Sha256};
 
 use crate::embedded::{ADDON_FILES, reproducible_tar_gz};
@@ -135,8 +136,8 @@ async fn build_when_changed(state: &AppState, app: AppRow, kind: &str) -> Result
     let digest = hex::encode(Sha256::digest(&source));
     let blob = format!("SHA256:{digest}");
     let builds = state.store.builds(&app.id).await?;
-    let built = builds.iter().rev().find(|b| b.status != "failed");
-    if built.is_some_and(|b| b.source_blob == blob || b.status != "succeeded") {
+    let built = builds.iter().rev().find(|b| b.status != BuildStatus::Failed);
+    if built.is_some_and(|b| b.source_blob == blob || b.status != BuildStatus::Succeeded) {
         return Ok(());
     }
     let Ok(guard) = state.pushes.of(&app.id).try_lock_owned() else {

@@ -22,6 +22,7 @@ use crate::store::{Change, UpgradeRow};
 use crate::{ApiError, AppState};
 
 use ouro_types::platform::{API_APP, COMPONENT_APPS as ORDER};
+use ouro_types::{DynoState, UpgradeState};
 /// How long a component's new dyno may take to come up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -54,8 +55,8 @@ async fn list(
 /// rolling is superseded.
 pub async fn start(state: &AppState, slug_id: &str) {
     let started = async {
-        for old in state.store.upgrades().await?.into_iter().filter(|u| u.state == "rolling") {
-            state.store.update_upgrade(&old.id, "superseded", old.step, "a newer upgrade started").await?;
+        for old in state.store.upgrades().await?.into_iter().filter(|u| u.state == UpgradeState::Rolling) {
+            state.store.update_upgrade(&old.id, UpgradeState::Superseded, old.step, "a newer upgrade started").await?;
         }
         state.store.create_upgrade(slug_id).await
     };
@@ -70,7 +71,7 @@ pub async fn start(state: &AppState, slug_id: &str) {
 
 /// Carries on the upgrades still rolling when this API process started.
 pub async fn resume(state: &AppState) -> crate::Result<()> {
-    for upgrade in state.store.upgrades().await?.into_iter().filter(|u| u.state == "rolling") {
+    for upgrade in state.store.upgrades().await?.into_iter().filter(|u| u.state == UpgradeState::Rolling) {
         tracing::info!(upgrade = %upgrade.id, step = upgrade.step, "resuming the platform's upgrade");
         tokio::spawn(drive(state.clone(), upgrade));
     }
@@ -87,10 +88,12 @@ enum Rolled {
 async fn drive(state: AppState, upgrade: UpgradeRow) {
     let (outcome, step, message) = match roll(&state, &upgrade).await {
         Ok(Rolled::HandedOver) => return,
-        Ok(Rolled::Done) => ("succeeded", ORDER.len() as i64, "every component runs the new slug".to_string()),
-        Err((step, message)) => ("failed", step, message),
+        Ok(Rolled::Done) => {
+            (UpgradeState::Succeeded, ORDER.len() as i64, "every component runs the new slug".to_string())
+        }
+        Err((step, message)) => (UpgradeState::Failed, step, message),
     };
-    tracing::info!(upgrade = %upgrade.id, outcome, %message, "the platform's upgrade ended");
+    tracing::info!(upgrade = %upgrade.id, %outcome, %message, "the platform's upgrade ended");
     if let Err(e) = state.store.update_upgrade(&upgrade.id, outcome, step, &message).await {
         tracing::error!(upgrade = %upgrade.id, error = %e, "could not record the upgrade's end");
     }
@@ -127,7 +130,7 @@ async fn roll(state: &AppState, upgrade: &UpgradeRow) -> Result<Rolled, (i64, St
             .ok_or_else(|| (step as i64, format!("no release of {component} was made")))?;
         state.changed();
         let message = format!("rolling {component} to v{}", release.version);
-        let _ = state.store.update_upgrade(&upgrade.id, "rolling", step as i64, &message).await;
+        let _ = state.store.update_upgrade(&upgrade.id, UpgradeState::Rolling, step as i64, &message).await;
         match wait_up(state, component, release.version).await {
             Ok(()) if *component == API_APP => return Ok(Rolled::HandedOver),
             Ok(()) => {}
@@ -156,10 +159,10 @@ async fn wait_up(state: &AppState, app: &str, version: i64) -> Result<(), String
     loop {
         let dynos = state.dynos.read().map(|d| d.get(app).cloned().unwrap_or_default()).unwrap_or_default();
         let new: Vec<_> = dynos.iter().filter(|d| d.release == version).collect();
-        if new.iter().any(|d| d.state == "up") {
+        if new.iter().any(|d| d.state == DynoState::Up) {
             return Ok(());
         }
-        if let Some(crashed) = new.iter().find(|d| d.state == "crashed" && d.restarts >= 2) {
+        if let Some(crashed) = new.iter().find(|d| d.state == DynoState::Crashed && d.restarts >= 2) {
             return Err(format!("crashed ({})", crashed.reason.clone().unwrap_or_default()));
         }
         if Instant::now() > deadline {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use ouro_types::Addon;
+use ouro_types::{Addon, AddonState};
 
 use crate::client::{Client, app_path, decode, segment};
 use crate::context::{Ctx, Output, pretty};
@@ -33,7 +33,7 @@ fn render_list(app: &str, addons: &[Addon]) -> String {
                 .filter(|t| t.app.name == app)
                 .flat_map(|t| t.config_vars.iter().map(String::as_str))
                 .collect();
-            vec![a.name.clone(), a.plan.name.clone(), a.state.clone(), here.join(", ")]
+            vec![a.name.clone(), a.plan.name.clone(), a.state.to_string(), here.join(", ")]
         })
         .collect();
     heading(&format!("{app} Add-ons")) + &columns(&rows)
@@ -47,7 +47,7 @@ pub fn create(ctx: &Ctx, plan: &str, as_name: Option<String>) -> Output {
         return Ok(pretty(&raw));
     }
     let addon: Addon = decode(raw)?;
-    if addon.state == "provisioning" {
+    if addon.state == AddonState::Provisioning {
         return Ok(format!(
             "Creating {} on {app}... done\n{} is being created in the background: \
              `ouro addons:wait {} -a {app}` waits until it is ready.\n",
@@ -70,7 +70,7 @@ pub fn info(ctx: &Ctx, name: &str) -> Output {
         let attached: Vec<String> = addon.attachments.iter().map(|t| format!("{}::{}", t.app.name, t.name)).collect();
         let rows = [
             ("Plan", addon.plan.name.clone()),
-            ("State", addon.state.clone()),
+            ("State", addon.state.to_string()),
             ("Owning app", addon.app.name.clone()),
             ("Attachments", attached.join(", ")),
             ("Created", addon.created_at.clone()),
@@ -108,18 +108,18 @@ pub fn wait(ctx: &Ctx, name: Option<&str>, timeout: u64) -> Output {
 /// Polls one add-on, as first answered (`raw`), until it is provisioned; its last answer.
 fn wait_for(client: &Client, app: &str, mut raw: Value, deadline: Instant, timeout: u64) -> Result<Value, CliError> {
     let mut addon: Addon = decode(raw.clone())?;
-    if addon.state == "provisioned" {
+    if addon.state == AddonState::Provisioned {
         return Ok(raw);
     }
     let name = addon.name.clone();
     progress(&format!("Waiting for {name}... "));
     loop {
-        match addon.state.as_str() {
-            "provisioned" => {
+        match addon.state {
+            AddonState::Provisioned => {
                 progress("done\n");
                 return Ok(raw);
             }
-            "provisioning" => {}
+            AddonState::Provisioning => {}
             other => {
                 progress(&format!("{other}\n"));
                 return Err(CliError::local(format!("{name} is {other}, and will not be provisioned")));

@@ -22,7 +22,7 @@ fn render_list(app: &str, builds: &[Build], now: SystemTime) -> String {
     let rows: Vec<Vec<String>> = builds
         .iter()
         .rev()
-        .map(|b| vec![b.id.clone(), b.status.clone(), short(&b.source_blob.version), ago(&b.created_at, now)])
+        .map(|b| vec![b.id.clone(), b.status.to_string(), short(&b.source_blob.version), ago(&b.created_at, now)])
         .collect();
     heading(&format!("{app} Builds")) + &columns(&rows)
 }
@@ -80,7 +80,7 @@ mod tests {
     fn build(id: &str, status: &str, output: &str) -> Build {
         Build {
             id: id.into(),
-            status: status.into(),
+            status: status.parse().unwrap(),
             source_blob: SourceBlob {
                 checksum: "SHA256:ab".into(),
                 size: 10,

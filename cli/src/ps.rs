@@ -5,7 +5,9 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use ouro_types::{DYNO_SIZES, Dyno, Formation, FormationBatch, FormationUpdate, dyno_size, valid_process_type};
+use ouro_types::{
+    DYNO_SIZES, Dyno, DynoState, Formation, FormationBatch, FormationUpdate, dyno_size, valid_process_type,
+};
 
 use crate::client::{Client, app_path, decode, segment};
 use crate::context::{Ctx, Output, pretty};
@@ -31,7 +33,8 @@ fn render_agreement(formation: &[Formation], dynos: &[Dyno]) -> String {
     let behind: Vec<String> = formation
         .iter()
         .filter_map(|f| {
-            let up = dynos.iter().filter(|d| d.process_type == f.process_type && d.state == "up").count() as i64;
+            let up =
+                dynos.iter().filter(|d| d.process_type == f.process_type && d.state == DynoState::Up).count() as i64;
             (up != f.quantity).then(|| format!("{} {up}/{} up", f.process_type, f.quantity))
         })
         .collect();
@@ -66,8 +69,8 @@ fn render_dynos(dynos: &[Dyno], now: SystemTime) -> String {
             let mut line =
                 format!("{}: {} (release v{}) since {}", d.name, d.state, d.release, when(&d.created_at, now));
             // Why it stopped: a crash, or a one-off (or a stopped dyno) ending on its own.
-            match (&d.reason, d.state.as_str()) {
-                (Some(reason), "crashed") => line += &format!(", last crash: {reason}"),
+            match (&d.reason, d.state) {
+                (Some(reason), DynoState::Crashed) => line += &format!(", last crash: {reason}"),
                 (Some(reason), _) => line += &format!(", {reason}"),
                 (None, _) => {}
             }
@@ -382,7 +385,7 @@ mod tests {
             app: "demo".into(),
             name: name.into(),
             process_type: name.split('.').next().unwrap().into(),
-            state: state.into(),
+            state: state.parse().unwrap(),
             size: "basic".into(),
             release: 2,
             reason: None,
@@ -416,7 +419,7 @@ mod tests {
             restarts: 0,
             name: "web.1".into(),
             process_type: "web".into(),
-            state: "up".into(),
+            state: DynoState::Up,
             size: "basic".into(),
             release: 3,
             created_at: "2026-11-26T03:25:00Z".into(),
@@ -426,9 +429,9 @@ mod tests {
             "=== Dynos\nweb.1: up (release v3) since 2026-11-26T03:25:00Z (5m ago)\n"
         );
         let crashed =
-            Dyno { state: "crashed".into(), reason: Some("process exited with status 3".into()), ..dyno.clone() };
+            Dyno { state: DynoState::Crashed, reason: Some("process exited with status 3".into()), ..dyno.clone() };
         assert!(render_dynos(&[crashed], now).ends_with(", last crash: process exited with status 3\n"));
-        let done = Dyno { state: "down".into(), reason: Some("process exited with status 0".into()), ..dyno };
+        let done = Dyno { state: DynoState::Down, reason: Some("process exited with status 0".into()), ..dyno };
         assert!(
             render_dynos(&[done], now)
                 .ends_with("down (release v3) since 2026-11-26T03:25:00Z (5m ago), process exited with status 0\n")

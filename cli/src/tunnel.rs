@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::Duration;
 
-use ouro_types::{Addon, ConfigVars, ErrorBody};
+use ouro_types::{Addon, AddonState, ConfigVars, ErrorBody};
 
 use crate::client::{Client, app_path, decode, segment};
 use crate::context::Ctx;
@@ -158,7 +158,7 @@ pub fn forward(ctx: &Ctx, addon: &str, schemes: &[&str], what: &str) -> Result<(
 /// the config var of its attachment to `app`.
 fn addon_url(client: &Client, app: &str, name: &str) -> Result<(Addon, String), CliError> {
     let addon: Addon = decode(client.get(&app_path(app, &format!("/addons/{}", segment(name))))?)?;
-    if addon.state != "provisioned" {
+    if addon.state != AddonState::Provisioned {
         return Err(CliError::local(format!(
             "{} is {}, not ready yet: `ouro addons:wait {} -a {app}` waits for it",
             addon.name, addon.state, addon.name

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bollard::Docker;
-use ouro_types::{DesiredApp, DesiredState, Dyno, DynoReport, Route, RouteBackend, RouteTable};
+use ouro_types::{DesiredApp, DesiredState, Dyno, DynoReport, DynoState, Route, RouteBackend, RouteTable};
 use tokio::sync::{Notify, watch};
 
 use crate::api::ApiClient;
@@ -1062,16 +1062,16 @@ impl Runner {
                 let clean_exit = self.reasons.get(&c.id).is_some_and(|r| r.ends_with("status 0"));
                 let bridging = c.process_type == plan::ONE_OFF && self.attaching.contains(&(c.app.clone(), c.index));
                 let state = if stopping.contains(&c.id) || (!c.running && clean_exit && !bridging) {
-                    "down"
+                    DynoState::Down
                 } else if !c.running && bridging {
                     // Its bridge owns it: waiting for its terminal, or sending its exit status.
-                    "starting"
+                    DynoState::Starting
                 } else if !c.running {
-                    "crashed"
+                    DynoState::Crashed
                 } else if self.up.contains(&c.id) {
-                    "up"
+                    DynoState::Up
                 } else {
-                    "starting"
+                    DynoState::Starting
                 };
                 let slot = (c.app.clone(), c.release, c.process_type.clone(), c.index);
                 Dyno {
@@ -1079,7 +1079,7 @@ impl Runner {
                     app: c.app.clone(),
                     name: format!("{}.{}", c.process_type, c.index),
                     process_type: c.process_type.clone(),
-                    state: state.to_string(),
+                    state,
                     size: c.size.clone(),
                     release: c.release,
                     reason: self.reasons.get(&c.id).cloned(),

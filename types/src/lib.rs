@@ -125,11 +125,11 @@ pub struct Blob {
 }
 
 /// A build of a `git push` (Heroku's build resource, trimmed). Made pending by an accepted
-/// push to `main` or `master`; `status` is `pending`, `succeeded` or `failed`.
+/// push to `main` or `master`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Build {
     pub id: String,
-    pub status: String,
+    pub status: BuildStatus,
     pub source_blob: SourceBlob,
     /// What the build printed so far (empty while pending).
     pub output: String,
@@ -148,8 +148,7 @@ pub struct Addon {
     /// `postgresql-amber-3141`.
     pub name: String,
     pub plan: AddonPlan,
-    /// `provisioned` (or `provisioning`, `deprovisioned`).
-    pub state: String,
+    pub state: AddonState,
     /// The app that owns it.
     pub app: AppRef,
     pub attachments: Vec<AddonAttachment>,
@@ -327,8 +326,8 @@ pub struct FormationUpdate {
     pub size: Option<String>,
 }
 
-/// A dyno as the dyno runner last reported it. `state` is one of `starting`, `up`, `crashed`,
-/// `down`; `reason` says why a dyno crashed (exit status, boot timeout, out of memory).
+/// A dyno as the dyno runner last reported it; `reason` says why a dyno crashed (exit status,
+/// boot timeout, out of memory).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Dyno {
     /// Container id.
@@ -338,7 +337,7 @@ pub struct Dyno {
     pub name: String,
     #[serde(rename = "type")]
     pub process_type: String,
-    pub state: String,
+    pub state: DynoState,
     pub size: String,
     /// Release version the dyno runs.
     pub release: i64,

@@ -86,6 +86,8 @@ states! {
         Rolling = "rolling",
         Succeeded = "succeeded",
         Failed = "failed",
+        /// A newer upgrade started before this one ended.
+        Superseded = "superseded",
     }
 }
 

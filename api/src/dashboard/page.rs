@@ -185,7 +185,7 @@ pub(crate) fn app(email: &str, csrf: &str, page: &AppPage<'_>) -> String {
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&addon.name),
             escape(&addon.plan),
-            escape(&addon.state)
+            escape(addon.state.as_str())
         );
     }
     if page.addons.is_empty() {

@@ -2,7 +2,7 @@
 //! against the dynos the runner last reported, each dyno good (up on the current release) or
 //! not, with why. Pure, so the page and the event stream render the same thing.
 
-use ouro_types::Dyno;
+use ouro_types::{Dyno, DynoState};
 use serde::Serialize;
 
 use crate::store::FormationRow;
@@ -92,10 +92,10 @@ pub(crate) fn formation_view(release: i64, deployed: bool, formation: &[Formatio
 }
 
 fn dyno_view(dyno: &Dyno, release: i64) -> DynoView {
-    let reason = match dyno.state.as_str() {
-        "up" if dyno.release == release => "up".to_string(),
-        "up" => format!("old release v{}", dyno.release),
-        "crashed" => format!("crashed: {}", dyno.reason.as_deref().unwrap_or("no reason known")),
+    let reason = match dyno.state {
+        DynoState::Up if dyno.release == release => "up".to_string(),
+        DynoState::Up => format!("old release v{}", dyno.release),
+        DynoState::Crashed => format!("crashed: {}", dyno.reason.as_deref().unwrap_or("no reason known")),
         state => match &dyno.reason {
             Some(reason) => format!("{state}: {reason}"),
             None => state.to_string(),
@@ -103,7 +103,7 @@ fn dyno_view(dyno: &Dyno, release: i64) -> DynoView {
     };
     DynoView {
         name: dyno.name.clone(),
-        state: dyno.state.clone(),
+        state: dyno.state.to_string(),
         release: Some(dyno.release),
         ok: reason == "up",
         reason,
@@ -135,7 +135,7 @@ mod tests {
             app: "shop".into(),
             name: name.into(),
             process_type: name.split('.').next().unwrap().into(),
-            state: state.into(),
+            state: state.parse().unwrap(),
             size: "standard-1x".into(),
             release,
             reason: reason.map(String::from),

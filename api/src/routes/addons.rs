@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Extension, Router};
 use ouro_types::{
-    Addon, AddonAttachment, AddonBackup, AddonCreate, AddonPlan, AddonProvider, AppRef, AttachmentCreate,
+    Addon, AddonAttachment, AddonBackup, AddonCreate, AddonPlan, AddonProvider, AddonState, AppRef, AttachmentCreate,
     ConfigVarsPatch, valid_config_key,
 };
 use rand::Rng;
@@ -187,7 +187,7 @@ async fn create(
         app_id: app.id.clone(),
         provider_id: provider.id.clone(),
         plan,
-        state: if provisioning { "provisioning" } else { "provisioned" }.into(),
+        state: if provisioning { AddonState::Provisioning } else { AddonState::Provisioned },
         provider_resource_id: resource_id.clone(),
         config: config.clone(),
         service_app,
@@ -266,15 +266,15 @@ async fn finish_provisioning(state: AppState, addon: AddonRow, actor: String) {
                 continue;
             }
         };
-        match answer["state"].as_str() {
-            Some("provisioned") => {
+        match answer["state"].as_str().and_then(|s| s.parse().ok()) {
+            Some(AddonState::Provisioned) => {
                 let config = provider_config(&answer);
                 match record_provisioned(&state, &provider, &addon, &config, &actor).await {
                     Ok(()) => return,
                     Err(e) => break e.message,
                 }
             }
-            Some("failed") => break answer["message"].as_str().unwrap_or("the provider failed").to_string(),
+            Some(AddonState::Failed) => break answer["message"].as_str().unwrap_or("the provider failed").to_string(),
             _ => {}
         }
     };
@@ -747,7 +747,7 @@ async fn upgrade_upstream(upstream: &mut tokio::net::TcpStream, head: &[u8]) -> 
 
 async fn provisioned_addon(state: &AppState, app: &AppRow, name: &str) -> Result<AddonRow, ApiError> {
     let addon = find_addon(state, app, name).await?;
-    if addon.state != "provisioned" {
+    if addon.state != AddonState::Provisioned {
         return Err(ApiError::conflict(format!(
             "`{}` is still provisioning; wait for it with ouro addons:wait {} -a {}",
             addon.name, addon.name, app.name

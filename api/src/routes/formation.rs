@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use ouro_types::{Dyno, Formation, FormationBatch, dyno_size, valid_process_type};
+use ouro_types::{Dyno, DynoState, Formation, FormationBatch, dyno_size, valid_process_type};
 
 use super::find_app;
 use crate::auth::User;
@@ -89,7 +89,7 @@ async fn run_one_off(
         app: app.name.clone(),
         name: format!("run.{}", one_off.number),
         process_type: "run".into(),
-        state: "starting".into(),
+        state: DynoState::Starting,
         size: size.to_string(),
         release: release.version,
         reason: None,
@@ -240,7 +240,7 @@ async fn dynos(
             app: app.name.clone(),
             name: format!("run.{}", o.number),
             process_type: "run".into(),
-            state: "starting".into(),
+            state: DynoState::Starting,
             size: o.size,
             release: version,
             reason: None,

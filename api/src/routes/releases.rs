@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Router};
-use ouro_types::{Actor, Release, ReleaseCreate, SlugRef};
+use ouro_types::{Actor, DynoState, Release, ReleaseCreate, SlugRef};
 
 use super::find_app;
 use crate::auth::User;
@@ -138,10 +138,10 @@ fn release_json(state: &AppState, app: &AppRow, release: ReleaseRow) -> Release 
 fn boot_failure(state: &AppState, app: &str, version: i64) -> Option<String> {
     let dynos = state.dynos.read().ok()?;
     let mine: Vec<_> = dynos.get(app)?.iter().filter(|d| d.release == version).collect();
-    if mine.iter().any(|d| d.state == "up") {
+    if mine.iter().any(|d| d.state == DynoState::Up) {
         return None;
     }
-    let crashed = mine.iter().find(|d| d.state == "crashed")?;
+    let crashed = mine.iter().find(|d| d.state == DynoState::Crashed)?;
     Some(format!("{} crashed: {}", crashed.name, crashed.reason.as_deref().unwrap_or("no reason known")))
 }
 

@@ -76,7 +76,7 @@ async fn report(
     let mut by_app = std::collections::HashMap::<String, Vec<ouro_types::Dyno>>::new();
     for dyno in report.dynos {
         // A one-off that has exited is done: it leaves the desired state.
-        if dyno.process_type == "run" && (dyno.state == "down" || dyno.state == "crashed") {
+        if dyno.process_type == "run" && dyno.state.is_finished() {
             let number = dyno.name.trim_start_matches("run.").parse().unwrap_or(0);
             let reason = dyno.reason.clone().unwrap_or_else(|| "finished".into());
             state.store.finish_one_off(&dyno.app, number, &reason).await?;
