@@ -4,6 +4,7 @@
 //! It decides *what should run*; it never starts a container itself (that is the dyno
 //! runner's job) and nothing in an app's request path ever calls it.
 
+mod apps;
 mod attach;
 mod auth;
 mod blob;
@@ -12,6 +13,7 @@ mod dashboard;
 mod desired_state;
 mod embedded;
 mod error;
+mod formation;
 mod git;
 pub mod hook;
 mod logs;

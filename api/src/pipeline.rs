@@ -260,7 +260,7 @@ async fn build_and_release(
     };
     let mut process_types = result.process_types;
     process_types.extend(procfile.unwrap_or_default());
-    crate::routes::validate_process_types(&process_types).map_err(|e| e.message)?;
+    crate::apps::validate_process_types(&process_types).map_err(|e| e.message)?;
     let commit = &build.source_commit;
     let slug = SlugRow {
         id: uuid::Uuid::new_v4().to_string(),
@@ -288,7 +288,7 @@ async fn build_and_release(
     let release = release.ok_or_else(|| "The release was not made.".to_string())?;
     state.changed();
     log.line(&format!("       Released v{}", release.version)).await;
-    let web_url = crate::routes::web_url(&state.settings, &app.name);
+    let web_url = crate::apps::web_url(&state.settings, &app.name);
     log.line(&format!("       {web_url} deployed to Ouro")).await;
     Ok(release.version)
 }

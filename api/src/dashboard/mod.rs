@@ -4,7 +4,7 @@
 //!
 //! It sits outside the token middleware and has its own door: `POST /dashboard/login` trades a
 //! token (in the form body, never in a URL) for a session cookie ([`session`]). Pages then apply
-//! the API's own ownership rules ([`crate::routes::find_app`]); every state-changing request is
+//! the API's own ownership rules ([`crate::apps::find_app`]); every state-changing request is
 //! a POST carrying the session's CSRF value. It never shows a config value unless asked by such
 //! a POST, and loads nothing from outside the API.
 
@@ -26,8 +26,8 @@ use ouro_types::{FormationBatch, FormationUpdate};
 
 pub use session::Sessions;
 
+use crate::apps::find_app;
 use crate::auth::User;
-use crate::routes::find_app;
 use crate::store::{AppRow, TokenRow};
 use crate::{ApiError, AppState};
 
@@ -191,7 +191,7 @@ async fn render_app(state: &AppState, visitor: &Visitor, name: &str) -> Result<S
     let current = state.store.current_release(&app).await?;
     let addons = state.store.addons_of_app(&app.id).await?;
     let formation = formation(state, &app).await?;
-    let web_url = crate::routes::web_url(&state.settings, &app.name);
+    let web_url = crate::apps::web_url(&state.settings, &app.name);
     let page = page::AppPage {
         name: &app.name,
         web_url: &web_url,
@@ -267,7 +267,7 @@ async fn scale(State(state): State<AppState>, headers: HeaderMap, Path(name): Pa
         Ok(quantity) => {
             let update =
                 FormationUpdate { process_type: form.get("type").to_string(), quantity: Some(quantity), size: None };
-            crate::routes::formation::scale(&state, &visitor.user, &app, FormationBatch { updates: vec![update] })
+            crate::formation::scale(&state, &visitor.user, &app, FormationBatch { updates: vec![update] })
                 .await
                 .map(|_| ())
         }

@@ -25,7 +25,7 @@ use ouro_types::{
 };
 use rand::Rng;
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
 use crate::store::{AddonRow, AppRow, AttachmentRow, Change, ProviderRow};

@@ -8,7 +8,7 @@ use axum::{Extension, Router};
 use ouro_types::{App, AppCreate, Owner, valid_app_name};
 use rand::Rng;
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::{AuditApp, User};
 use crate::error::Json;
 use crate::store::AppRow;
@@ -121,7 +121,7 @@ async fn destroy(
 
 pub(crate) fn app_json(settings: &Settings, app: AppRow) -> App {
     App {
-        web_url: super::web_url(settings, &app.name),
+        web_url: crate::apps::web_url(settings, &app.name),
         git_url: format!("{}/{}.git", settings.public_url, app.name),
         id: app.id,
         name: app.name,

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::attach::UPGRADE;
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::attach::Side;
 use crate::auth::User;
 use crate::store::AppRow;

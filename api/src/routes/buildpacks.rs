@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::{BuildpackInstallation, BuildpackInstallationsUpdate, BuildpackRef};
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
 use crate::{ApiError, AppState};

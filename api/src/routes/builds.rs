@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::{Build, SourceBlob};
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::User;
 use crate::store::{AppRow, BuildRow};
 use crate::{ApiError, AppState, Settings};

@@ -15,7 +15,7 @@ use rustls::{Error as TlsError, InconsistentKeys};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
 use crate::store::CertificateRow;

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::{ConfigVars, ConfigVarsPatch, valid_config_key};
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
 use crate::store::Change;

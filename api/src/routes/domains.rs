@@ -7,7 +7,7 @@ use axum::routing::{delete, get};
 use axum::{Extension, Router};
 use ouro_types::{Domain, DomainCreate, valid_hostname};
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
 use crate::store::AppRow;

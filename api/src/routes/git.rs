@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::{AuditApp, User};
 use crate::git::{clean_git, ensure_repo, repo_path};
 use crate::store::AppRow;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use ouro_logs::{DrainUrl, Filter, LogLine, RECENT_LINES};
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
 use crate::{ApiError, AppState};

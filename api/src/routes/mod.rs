@@ -12,7 +12,7 @@ mod builds;
 mod certs;
 mod config_vars;
 mod domains;
-pub(crate) mod formation;
+mod formation;
 mod git;
 mod logs;
 mod releases;
@@ -23,10 +23,9 @@ mod slugs;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Extension, Router, middleware};
-use ouro_types::{Account, DYNO_SIZES, DynoSize, valid_process_type};
+use ouro_types::{Account, DYNO_SIZES, DynoSize};
 
 use crate::auth::{self, User};
-use crate::store::AppRow;
 use crate::{ApiError, AppState};
 
 /// Largest JSON body any route accepts. Slug uploads stream and have their own limit.
@@ -107,19 +106,6 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// The app named (or identified) in a path, if `user` may act on it.
-pub(crate) async fn find_app(state: &AppState, user: &User, name_or_id: &str) -> Result<AppRow, ApiError> {
-    let app = state
-        .store
-        .app(name_or_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("app `{name_or_id}` not found; `ouro apps` lists yours")))?;
-    if !user.admin && app.owner_id != user.id {
-        return Err(ApiError::forbidden(format!("you do not have access to app `{}`", app.name)));
-    }
-    Ok(app)
-}
-
 /// Streams a stored tar.gz (`SHA256:<hex>` names it) as the response body, in 64 KiB chunks.
 pub(crate) async fn gzip_blob(
     state: &AppState,
@@ -145,32 +131,4 @@ pub(crate) async fn gzip_blob(
         (axum::http::header::CONTENT_LENGTH, size.to_string()),
     ];
     Ok((headers, axum::body::Body::from_stream(stream)).into_response())
-}
-
-/// Process types of a slug: at most 50, valid names (`run` is kept for one-off dynos), commands
-/// of 1 to 4096 characters.
-pub(crate) fn validate_process_types(types: &std::collections::BTreeMap<String, String>) -> Result<(), ApiError> {
-    if types.len() > 50 {
-        return Err(ApiError::invalid_params("a slug may declare at most 50 process types"));
-    }
-    for (name, command) in types {
-        if !valid_process_type(name) || name == "run" {
-            return Err(ApiError::invalid_params(format!(
-                "process type `{name}` is invalid: use 1 to 30 lowercase letters, digits, `-` and `_` \
-                 (`run` is kept for one-off dynos)"
-            )));
-        }
-        if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
-            return Err(ApiError::invalid_params(format!("command of `{name}` must be 1 to 4096 characters")));
-        }
-    }
-    Ok(())
-}
-
-/// Where an app answers through the router.
-pub(crate) fn web_url(settings: &crate::Settings, app_name: &str) -> String {
-    match settings.apps_port {
-        80 => format!("http://{app_name}.{}/", settings.domain),
-        port => format!("http://{app_name}.{}:{port}/", settings.domain),
-    }
 }

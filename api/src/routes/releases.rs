@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::{Actor, DynoState, Release, ReleaseCreate, SlugRef};
 
-use super::find_app;
+use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
 use crate::store::{AppRow, Change, ReleaseRow, SlugRow};

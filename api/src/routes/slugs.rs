@@ -18,7 +18,7 @@ use ouro_types::{Blob, Slug, SlugCreate};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{find_app, validate_process_types};
+use crate::apps::{find_app, validate_process_types};
 use crate::auth::User;
 use crate::blob::check_slug_archive;
 use crate::error::Json;
