@@ -4,6 +4,7 @@
 //! It decides *what should run*; it never starts a container itself (that is the dyno
 //! runner's job) and nothing in an app's request path ever calls it.
 
+mod addons;
 mod apps;
 mod attach;
 mod auth;
@@ -291,7 +292,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     }
     builder_app::ensure(&state).await?;
     system_addons::ensure_all(&state).await;
-    routes::addons::resume_provisioning(&state).await?;
+    addons::provisioning::resume_provisioning(&state).await?;
     upgrade::resume(&state).await?;
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{local}");

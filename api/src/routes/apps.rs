@@ -101,7 +101,7 @@ async fn destroy(
     let app = find_app(&state, &user, &name).await?;
     // Its add-ons are deprovisioned first; a provider that cannot be reached keeps the app.
     for addon in state.store.owned_addons(&app.id).await? {
-        super::addons::deprovision(&state, &user, &addon).await?;
+        crate::addons::provisioning::deprovision(&state, &user, &addon).await?;
     }
     state.store.delete_app(&app.id).await?;
     // Its git repository goes too (under the push lock, so no push is half-way).

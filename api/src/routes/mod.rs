@@ -2,7 +2,7 @@
 //! handlers. Everything except `/health`, the build dyno's `/build-api` (its build's own
 //! secret) and the `/dashboard` (its session cookie) sits behind [`crate::auth::require_token`].
 
-pub(crate) mod addons;
+mod addons;
 mod apps;
 mod attach;
 mod audit;
