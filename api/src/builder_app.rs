@@ -13,15 +13,6 @@ use crate::store::{AppRow, Change, SlugRow};
 use crate::{AppState, Error, Result, now};
 
 pub use ouro_types::platform::BUILDER_APP;
-use ouro_types::platform::{COMPONENT_APPS, SOURCE_APP};
-
-/// Whether `name` is one of the platform's own apps (not listed by `GET /apps`).
-pub fn is_system_app(name: &str) -> bool {
-    name == BUILDER_APP
-        || name == SOURCE_APP
-        || COMPONENT_APPS.contains(&name)
-        || crate::system_addons::is_provider_app(name)
-}
 
 /// What a build dyno runs.
 pub const BUILD_COMMAND: &str = "/app/bin/ouro-build";

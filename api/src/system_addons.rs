@@ -24,19 +24,11 @@ use crate::embedded::{ADDON_FILES, reproducible_tar_gz};
 use crate::store::{AppRow, Change};
 use crate::{AppState, Result};
 
-/// The kinds Ouro ships providers for.
-pub const KINDS: &[&str] = &["postgresql", "redis"];
-
-pub use ouro_types::platform::provider_app;
+pub use ouro_types::platform::{ADDON_KINDS as KINDS, provider_app};
 
 /// The user a kind's provider acts as: it owns the provider app and the server apps.
 fn provider_user(kind: &str) -> String {
     format!("{kind}@addons.ouro.local")
-}
-
-/// Whether `name` is the app of one of the shipped providers.
-pub fn is_provider_app(name: &str) -> bool {
-    KINDS.iter().any(|kind| name == provider_app(kind))
 }
 
 /// The provider's build source: the embedded files, its Procfile and its server's marker.

@@ -123,7 +123,7 @@ async fn app_lines(state: &AppState, user: &User) -> Result<Vec<page::AppLine>, 
     let owner = (!user.admin).then_some(user.id.as_str());
     let mut lines = Vec::new();
     for app in state.store.apps(owner).await? {
-        if crate::builder_app::is_system_app(&app.name) {
+        if ouro_types::platform::is_system_app(&app.name) {
             continue;
         }
         let view = formation(state, &app).await?;

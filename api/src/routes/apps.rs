@@ -80,7 +80,7 @@ async fn list(
     let owner = (!user.admin).then_some(user.id.as_str());
     let apps = state.store.apps(owner).await?;
     // The platform's own apps are reached by name (`-a ouro-builder`), not listed.
-    let apps = apps.into_iter().filter(|a| !crate::builder_app::is_system_app(&a.name));
+    let apps = apps.into_iter().filter(|a| !ouro_types::platform::is_system_app(&a.name));
     Ok(axum::Json(apps.map(|a| app_json(&state.settings, a)).collect()))
 }
 
