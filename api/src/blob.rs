@@ -1,4 +1,4 @@
-//! The blob store: slugs (and later build caches) as content-addressed files.
+//! The blob store: slugs, pushed sources and add-on backups as content-addressed files.
 //!
 //! An upload is staged as a file first (hashed and checked while it streams in), then
 //! committed under its SHA-256, so identical slugs are stored once. [`BlobStore`] is the seam

@@ -1,4 +1,7 @@
-//! The desired state in SQL: users and tokens, apps, slugs, releases, formation, audit events.
+//! The platform's records in SQL: the pool, the migrations, and the queries of users and
+//! tokens, apps, slugs, releases, formation, domains, certificates, one-offs, builds, add-ons,
+//! upgrades and audit events. The desired state the runner reads is put together from them in
+//! `desired_state.rs`.
 //!
 //! One schema and one set of queries serve both backends through sqlx's `Any` driver: a SQLite
 //! file by default, PostgreSQL when `OURO_DATABASE_URL` says so. Writes that belong together

@@ -1,4 +1,5 @@
-//! `deploy [DIR]`: releases a local directory as a slug (until `git push` builds exist).
+//! `deploy [DIR]`: releases a local directory as it is, as a slug, without a build (`git push`
+//! builds from source).
 //! The Procfile gives the process types, the directory's contents become `/app`.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! Wire types of the Ouro Platform API: the JSON resources that the API serves and that the
-//! `ouro` CLI (and later the runner and router) read, plus the naming rules both sides check.
+//! `ouro` CLI, the dyno runner and the router read, plus the naming rules both sides check,
+//! the states resources move through and the platform's own app names.
 //!
 //! This crate holds data shapes and pure validation only: no I/O, no HTTP, no database.
 

@@ -1,6 +1,7 @@
 //! `/runner/*`: the dyno runner's side of the API. It reads what should run
 //! (`GET /runner/desired-state`) and reports what does (`PUT /runner/dynos`).
-//! Admin tokens only, until the runner gets a scoped token of its own.
+//! An admin's token, or the runner's own (scope `runner`, from `POST /runner/tokens`, which
+//! `ouro up` gives the runner): that one reaches these routes and the slugs, nothing else.
 
 use axum::extract::State;
 use axum::routing::{get, put};
