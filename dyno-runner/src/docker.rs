@@ -19,6 +19,7 @@ use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use futures_util::StreamExt;
 use ouro_types::dyno_size;
 
+pub use crate::runtime::{Container, DYNO_PORT};
 use crate::{Error, Result};
 
 /// Which Ouro installation a container belongs to: a runner touches only its own.
@@ -34,8 +35,6 @@ pub const LABEL_STARTED: &str = "ouro.started";
 /// terminal through the API, not to the app's log.
 pub const LABEL_ATTACHED: &str = "ouro.attached";
 
-/// The port every dyno's web process binds (`$PORT`); each dyno has its own address.
-pub const DYNO_PORT: u16 = 5000;
 const SLUG_REPO: &str = "ouro/slug";
 /// uid:gid of the `dyno` user of the stack image.
 const DYNO_USER: &str = "1000:1000";
@@ -44,30 +43,6 @@ pub async fn connect() -> Result<Docker> {
     let docker = Docker::connect_with_local_defaults()
         .map_err(|e| Error::Docker(format!("cannot reach the Docker Engine: {e}")))?;
     docker.negotiate_version().await.map_err(|e| Error::Docker(format!("cannot reach the Docker Engine: {e}")))
-}
-
-/// A dyno container as listed.
-#[derive(Debug, Clone)]
-pub struct Container {
-    pub id: String,
-    pub app: String,
-    pub release: i64,
-    pub process_type: String,
-    pub index: u32,
-    pub size: String,
-    pub running: bool,
-    /// Address on the app's network, while running (none on the host's network).
-    pub ip: Option<String>,
-    /// Runs on the host's network (`network_mode: host`).
-    pub host_network: bool,
-    /// Seconds since the epoch.
-    pub created: i64,
-    /// ms since the epoch, from our label.
-    pub started_ms: u64,
-    /// Other apps whose networks it is on.
-    pub joined: Vec<String>,
-    /// An attached one-off (see [`LABEL_ATTACHED`]).
-    pub attached: bool,
 }
 
 /// Whether a dyno said, in its first minute of output, that it is `listening on` its port:

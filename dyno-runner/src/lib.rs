@@ -2,7 +2,8 @@
 //! state (each app's current release and formation, read from the API), and keeps it so.
 //!
 //! It is the only component that talks to Docker. Each tick it reads desired and live state,
-//! computes a plan with [`plan::plan`] (pure) and executes it thinly through bollard. The same
+//! computes a plan with [`plan::plan`] (pure) and executes it through a [`runtime::Runtime`]
+//! (the Docker Engine through bollard, see `runtime.rs`; an in-memory one in the tests). The same
 //! loop heals: a dyno that dies or is removed behind its back is a drift like any other.
 //! It serves the route table to routers and reports dynos to the API; when the API is down it
 //! keeps reconciling against the last desired state it read.
@@ -20,7 +21,10 @@ mod follow;
 mod health;
 mod logs;
 pub mod plan;
+#[cfg(test)]
+mod reconcile_tests;
 mod routes;
+mod runtime;
 mod slug_layer;
 pub mod stack;
 
@@ -31,13 +35,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use bollard::Docker;
 use ouro_types::{DesiredApp, DesiredState, Dyno, DynoReport, DynoState, Route, RouteBackend, RouteTable};
 use tokio::sync::{Notify, watch};
 
 use crate::api::ApiClient;
-use crate::docker::{Container, DYNO_PORT};
 use crate::plan::{Backoff, Context, LiveDyno, LiveState, Slot, Step};
+use crate::runtime::{Container, DYNO_PORT, DockerRuntime, Runtime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -249,11 +252,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             return Ok(());
         }
     };
-    let stack = tokio::spawn(ensure_stack_forever(docker.clone(), problems.clone()));
-    let mut runner = Runner::new(config, docker, routes_tx, log_queue, problems);
+    let runtime = DockerRuntime { docker, platform: config.platform.clone() };
+    let stack = tokio::spawn(ensure_stack_forever(runtime.clone(), problems.clone()));
+    let mut runner = Runner::new(config, runtime, routes_tx, log_queue, problems);
     let shipper = tokio::spawn(logs::ship_forever(Arc::new(tokio::sync::Mutex::new(log_receiver)), runner.api.clone()));
-    let events =
-        tokio::spawn(wake_on_events(runner.docker.clone(), runner.config.platform.clone(), runner.wake.clone()));
+    let events = tokio::spawn(wake_on_events(runner.runtime.clone(), runner.wake.clone()));
     let changes = tokio::spawn(wake_on_api_changes(runner.api.clone(), runner.wake.clone()));
     tokio::select! {
         () = runner.reconcile_forever() => {}
@@ -295,7 +298,7 @@ fn enable_listener_handover() {
 
 /// The Docker Engine, once it answers: tried every few seconds meanwhile, the failure logged
 /// (throttled) and kept as a problem for `GET /health`.
-async fn connect_docker(problems: &health::Problems) -> Docker {
+async fn connect_docker(problems: &health::Problems) -> bollard::Docker {
     let mut throttle = health::Throttle::default();
     let mut delay = Duration::from_millis(500);
     loop {
@@ -323,10 +326,10 @@ async fn connect_docker(problems: &health::Problems) -> Docker {
 /// may all exist): a stack that cannot be had stops every deploy to come, so it is a problem
 /// for `GET /health` at once rather than at the next push. Tried again every 30 s until it
 /// is there; slug image builds wait for it (the stack's lock) instead of building it twice.
-async fn ensure_stack_forever(docker: Docker, problems: health::Problems) {
+async fn ensure_stack_forever(runtime: impl Runtime, problems: health::Problems) {
     let mut throttle = health::Throttle::default();
     loop {
-        match stack::ensure_stack_image(&docker).await {
+        match runtime.ensure_stack().await {
             Ok(image) => {
                 if problems.clear(STACK_PROBLEM) {
                     tracing::info!(%image, "the stack image is there now");
@@ -354,12 +357,9 @@ const COMPONENT_CRASHES_REPORTED: u32 = 3;
 /// Events only wake the loop (a dyno died: replace it now, not at the next tick); the loop
 /// itself always works from the current state. If the stream breaks, the periodic tick still
 /// reconciles and the stream is opened again.
-async fn wake_on_events(docker: Docker, platform: String, wake: Arc<Notify>) {
+async fn wake_on_events(runtime: impl Runtime, wake: Arc<Notify>) {
     loop {
-        let mut events = std::pin::pin!(docker::dyno_events(&docker, &platform));
-        while docker::next_dyno_event(&mut events).await {
-            wake.notify_one();
-        }
+        runtime.watch_events(&wake).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -386,9 +386,9 @@ async fn wake_on_api_changes(api: ApiClient, wake: Arc<Notify>) {
 
 /// What the loop remembers between ticks. Nothing here is needed to recover: a new runner
 /// rebuilds it from Docker (dynos are re-checked and adopted, not restarted).
-struct Runner {
+struct Runner<R: Runtime> {
     config: Config,
-    docker: Docker,
+    runtime: R,
     api: ApiClient,
     routes: watch::Sender<RouteTable>,
     desired: Option<DesiredState>,
@@ -454,14 +454,14 @@ struct Quiet {
 /// How often the runner looks for volumes nothing needs.
 const VOLUME_GC_EVERY: Duration = Duration::from_secs(10);
 
-impl Runner {
+impl<R: Runtime> Runner<R> {
     fn new(
         config: Config,
-        docker: Docker,
+        runtime: R,
         routes: watch::Sender<RouteTable>,
         logs: logs::LogQueue,
         problems: health::Problems,
-    ) -> Runner {
+    ) -> Runner<R> {
         let saved = config.state_file.as_deref().and_then(load_state);
         if let (Some(state), Some(path)) = (&saved, &config.state_file) {
             tracing::info!(apps = state.apps.len(), path = %path.display(), "starting from the last known desired state");
@@ -469,7 +469,7 @@ impl Runner {
         Runner {
             api: ApiClient::new(&config.api_url, &config.api_token),
             config,
-            docker,
+            runtime,
             routes,
             desired: saved.clone(),
             seed: saved.as_ref().filter(|s| s.seed).map(|s| s.apps.clone()).unwrap_or_default(),
@@ -570,7 +570,7 @@ impl Runner {
             }
         }
         let desired = self.desired.clone().unwrap_or_default();
-        let containers = docker::list_dynos(&self.docker, &self.config.platform).await?;
+        let containers = self.runtime.list_dynos().await?;
         self.listening = desired.apps.iter().filter(|a| a.listens).map(|a| a.app_name.clone()).collect();
         self.follow_adopted(&containers);
         let live = self.observe(&containers).await;
@@ -586,8 +586,7 @@ impl Runner {
         // Volumes of deleted apps go, judged only on a desired state read just now.
         if fresh && self.volumes_checked.is_none_or(|at| at.elapsed() > VOLUME_GC_EVERY) {
             self.volumes_checked = Some(Instant::now());
-            if let Err(e) = docker::remove_unwanted_volumes(&self.docker, &self.config.platform, &desired.volumes).await
-            {
+            if let Err(e) = self.runtime.prune_volumes(&desired.volumes).await {
                 tracing::warn!(error = %e, "could not list volumes");
             }
         }
@@ -667,7 +666,7 @@ impl Runner {
         // slot stops only then (see `plan::Rollout::HandOver`).
         if c.host_network {
             let first_seen = *self.seen_starting.entry(c.id.clone()).or_insert_with(Instant::now);
-            if docker::said_listening(&self.docker, c).await || first_seen.elapsed() > self.config.boot_timeout {
+            if self.runtime.said_listening(c).await || first_seen.elapsed() > self.config.boot_timeout {
                 self.up.insert(c.id.clone());
                 self.seen_starting.remove(&c.id);
                 self.problems.clear(&c.app);
@@ -682,14 +681,10 @@ impl Runner {
             self.up.insert(c.id.clone());
             return true;
         }
-        if let Some(ip) = &c.ip {
-            let addr = format!("{ip}:{DYNO_PORT}");
-            let probe = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(&addr)).await;
-            if matches!(probe, Ok(Ok(_))) {
-                self.up.insert(c.id.clone());
-                self.seen_starting.remove(&c.id);
-                return true;
-            }
+        if self.runtime.accepts(c).await {
+            self.up.insert(c.id.clone());
+            self.seen_starting.remove(&c.id);
+            return true;
         }
         let first_seen = *self.seen_starting.entry(c.id.clone()).or_insert_with(Instant::now);
         if first_seen.elapsed() > self.config.boot_timeout {
@@ -700,7 +695,7 @@ impl Runner {
             );
             tracing::warn!(app = %c.app, dyno = %format!("{}.{}", c.process_type, c.index), %reason, "boot timeout");
             self.reasons.insert(c.id.clone(), reason);
-            let _ = self.docker.kill_container::<String>(&c.id, None).await;
+            self.runtime.kill(&c.id).await;
         }
         false
     }
@@ -711,7 +706,7 @@ impl Runner {
         }
         self.counted.insert(c.id.clone());
         if !self.reasons.contains_key(&c.id) {
-            let reason = docker::exit_reason(&self.docker, &c.id).await.unwrap_or_else(|| "stopped".into());
+            let reason = self.runtime.exit_reason(&c.id).await.unwrap_or_else(|| "stopped".into());
             self.reasons.insert(c.id.clone(), reason);
         }
         if c.process_type == plan::ONE_OFF {
@@ -730,7 +725,7 @@ impl Runner {
         // A platform component that keeps crashing (its port taken, say) stops the platform:
         // a problem for `GET /health`, with what it said last, until one of its dynos is up.
         if c.host_network && entry.restarts >= COMPONENT_CRASHES_REPORTED {
-            let said = docker::output_tail(&self.docker, &c.id, 3).await.join(" | ");
+            let said = self.runtime.output_tail(&c.id, 3).await.join(" | ");
             let message = format!(
                 "its dyno {}.{} keeps crashing ({} times; {}){}",
                 c.process_type,
@@ -757,7 +752,7 @@ impl Runner {
             let releases = std::iter::once(&app.release).chain(app.one_offs.iter().filter_map(|o| o.release.as_ref()));
             for release in releases {
                 let image = docker::slug_image(&release.slug_checksum, &release.stack);
-                if !self.images.contains(&image) && docker::image_exists(&self.docker, &image).await? {
+                if !self.images.contains(&image) && self.runtime.image_exists(&image).await? {
                     self.images.insert(image.clone());
                 }
                 if self.images.contains(&image) {
@@ -795,15 +790,10 @@ impl Runner {
                 }
                 Step::Remove { container_id } => {
                     tracing::info!(container = %container_id, "removing stopped dyno");
-                    docker::remove(&self.docker, &container_id).await;
+                    self.runtime.remove(&container_id).await;
                 }
                 Step::Join { container_id, app, network_of } => {
-                    let platform = &self.config.platform;
-                    let joined = match docker::ensure_network(&self.docker, platform, &network_of).await {
-                        Ok(()) => docker::join_network(&self.docker, platform, &network_of, &container_id, &app).await,
-                        Err(e) => Err(e),
-                    };
-                    match joined {
+                    match self.runtime.connect(&container_id, &app, &network_of).await {
                         Ok(()) => {
                             tracing::info!(%app, container = %container_id, network_of = %network_of, "dyno joined a network")
                         }
@@ -813,8 +803,7 @@ impl Runner {
                     }
                 }
                 Step::Leave { container_id, network_of } => {
-                    let platform = &self.config.platform;
-                    if let Err(e) = docker::leave_network(&self.docker, platform, &network_of, &container_id).await {
+                    if let Err(e) = self.runtime.disconnect(&container_id, &network_of).await {
                         tracing::warn!(container = %container_id, network_of = %network_of, error = %e, "could not leave a network");
                     }
                 }
@@ -822,14 +811,13 @@ impl Runner {
         }
         // Networks first, one app at a time (creating one twice in parallel makes two); an
         // app on the host's network has none.
-        let docker = &self.docker;
-        let platform = self.config.platform.as_str();
+        let runtime = &self.runtime;
         let api_url = self.config.api_url_for_dynos.as_str();
         let mut networks = HashSet::new();
         for (app, ..) in starts.iter().filter(|(app, ..)| !app.host_network) {
             for name in std::iter::once(&app.app_name).chain(&app.joins) {
                 if networks.insert(name.as_str()) {
-                    if let Err(e) = docker::ensure_network(docker, platform, name).await {
+                    if let Err(e) = runtime.ensure_network(name).await {
                         tracing::warn!(app = %name, error = %e, "could not create the app's network");
                     }
                 }
@@ -847,8 +835,7 @@ impl Runner {
             self.spawn_bridge(launch);
         }
         // Then start in parallel: scaling to 20 should not take 20 round trips in a row.
-        let results =
-            futures_util::future::join_all(launches.iter().map(|launch| launch.start(docker, platform))).await;
+        let results = futures_util::future::join_all(launches.iter().map(|launch| runtime.start(launch))).await;
         for (launch, result) in launches.iter().zip(results) {
             let dyno = format!("{}.{}", launch.process_type, launch.index);
             match result {
@@ -871,22 +858,7 @@ impl Runner {
             }
         }
         let api = attach::ApiTarget { url: self.config.api_url.clone(), token: self.config.api_token.clone() };
-        let platform = self.config.platform.clone();
-        let one_off = attach::OneOff {
-            app: launch.app.clone(),
-            number: launch.index,
-            tty: launch.tty,
-            container_name: docker::container_name(
-                &platform,
-                &launch.app,
-                &launch.process_type,
-                launch.index,
-                launch.release,
-            ),
-        };
-        let docker = self.docker.clone();
-        let create = async move { launch.create(&docker, &platform).await };
-        attach::spawn(self.docker.clone(), api, one_off, create, self.bridges.clone(), self.wake.clone());
+        self.runtime.bridge(api, launch, self.bridges.clone(), self.wake.clone());
     }
 
     /// Follows the output of the running containers no follower reads yet: dynos this runner
@@ -910,7 +882,7 @@ impl Runner {
         }
         self.followed.insert(id.clone());
         let dyno = follow::Dyno { container_id: id, app: app.to_string(), name: format!("{process_type}.{index}") };
-        follow::spawn(self.docker.clone(), self.logs.clone(), dyno, from);
+        self.runtime.follow(self.logs.clone(), dyno, from);
     }
 
     fn spawn_build(&self, app: &str, release: &ouro_types::DesiredRelease) {
@@ -921,8 +893,8 @@ impl Runner {
                 return;
             }
         }
-        let (docker, api, building, wake) =
-            (self.docker.clone(), self.api.clone(), self.building.clone(), self.wake.clone());
+        let (runtime, api, building, wake) =
+            (self.runtime.clone(), self.api.clone(), self.building.clone(), self.wake.clone());
         let (problems, throttles) = (self.problems.clone(), self.quiet.images.clone());
         let (url, checksum) = (release.slug_url.clone(), release.slug_checksum.clone());
         let (name, on) = (app.to_string(), release.stack.clone());
@@ -930,12 +902,8 @@ impl Runner {
         tokio::spawn(async move {
             let started = Instant::now();
             let result = async {
-                let stack = match on.as_str() {
-                    ouro_types::BUILD_STACK => stack::ensure_build_stack_image(&docker).await?,
-                    _ => stack::ensure_stack_image(&docker).await?,
-                };
                 let slug = api.slug(&url, &checksum).await?;
-                docker::build_slug_image(&docker, &stack, slug, &image).await
+                runtime.build_image(&on, slug, &image).await
             }
             .await;
             // A stack image that cannot be made stops every app: a problem for `GET /health`.
@@ -988,14 +956,14 @@ impl Runner {
                 return;
             }
         }
-        let (docker, stopping, wake) = (self.docker.clone(), self.stopping.clone(), self.wake.clone());
+        let (runtime, stopping, wake) = (self.runtime.clone(), self.stopping.clone(), self.wake.clone());
         let drain = if self.routed.contains(&id) { self.config.drain } else { Duration::ZERO };
         let grace = self.config.stop_grace;
         // Routes are republished at once (the dyno is now `Stopping`), before the drain starts.
         self.wake.notify_one();
         tokio::spawn(async move {
             tokio::time::sleep(drain).await;
-            docker::stop_and_remove(&docker, &id, grace).await;
+            runtime.stop_and_remove(&id, grace).await;
             if let Ok(mut stopping) = stopping.lock() {
                 stopping.remove(&id);
             }
@@ -1012,10 +980,10 @@ impl Runner {
                 return;
             }
         }
-        let (docker, stopping, wake) = (self.docker.clone(), self.stopping.clone(), self.wake.clone());
+        let (runtime, stopping, wake) = (self.runtime.clone(), self.stopping.clone(), self.wake.clone());
         self.wake.notify_one();
         tokio::spawn(async move {
-            docker::stop(&docker, &id, attach::STOP_GRACE).await;
+            runtime.stop(&id, attach::STOP_GRACE).await;
             if let Ok(mut stopping) = stopping.lock() {
                 stopping.remove(&id);
             }
@@ -1114,22 +1082,22 @@ impl Runner {
 }
 
 /// Everything a dyno's start needs, owned: an attached one-off starts in a task of its own.
-struct Launch {
-    app: String,
-    release: i64,
-    process_type: String,
-    index: u32,
-    size: String,
-    command: String,
-    image: String,
+pub(crate) struct Launch {
+    pub(crate) app: String,
+    pub(crate) release: i64,
+    pub(crate) process_type: String,
+    pub(crate) index: u32,
+    pub(crate) size: String,
+    pub(crate) command: String,
+    pub(crate) image: String,
     /// The release's config, with a one-off's env over it.
-    config: BTreeMap<String, String>,
-    volumes: Vec<ouro_types::VolumeMount>,
-    api_url: Option<String>,
-    joins: Vec<String>,
-    host_network: bool,
-    attach: bool,
-    tty: bool,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) volumes: Vec<ouro_types::VolumeMount>,
+    pub(crate) api_url: Option<String>,
+    pub(crate) joins: Vec<String>,
+    pub(crate) host_network: bool,
+    pub(crate) attach: bool,
+    pub(crate) tty: bool,
 }
 
 impl Launch {
@@ -1163,47 +1131,6 @@ impl Launch {
             host_network: app.host_network,
             attach: one_off.is_some_and(|o| o.attach),
             tty: one_off.is_some_and(|o| o.attach && o.tty),
-        }
-    }
-
-    /// Makes its volumes (first use), then creates and starts the container.
-    async fn start(&self, docker: &Docker, platform: &str) -> Result<String> {
-        let mounts = self.mounts(docker, platform).await?;
-        docker::start_dyno(docker, &self.spec(platform, mounts)).await
-    }
-
-    /// Makes its volumes, then creates the container without starting it.
-    async fn create(&self, docker: &Docker, platform: &str) -> Result<String> {
-        let mounts = self.mounts(docker, platform).await?;
-        docker::create_dyno(docker, &self.spec(platform, mounts)).await
-    }
-
-    async fn mounts(&self, docker: &Docker, platform: &str) -> Result<Vec<(String, String)>> {
-        let mut mounts = Vec::new();
-        for mount in &self.volumes {
-            let volume = docker::ensure_volume(docker, platform, &mount.volume, &self.image).await?;
-            mounts.push((volume, mount.path.clone()));
-        }
-        Ok(mounts)
-    }
-
-    fn spec<'a>(&'a self, platform: &'a str, mounts: Vec<(String, String)>) -> docker::DynoSpec<'a> {
-        docker::DynoSpec {
-            platform,
-            app: &self.app,
-            release: self.release,
-            process_type: &self.process_type,
-            index: self.index,
-            size: &self.size,
-            command: &self.command,
-            image: &self.image,
-            config: &self.config,
-            mounts,
-            api_url: self.api_url.as_deref(),
-            joins: &self.joins,
-            host_network: self.host_network,
-            attach: self.attach,
-            tty: self.tty,
         }
     }
 }

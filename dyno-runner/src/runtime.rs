@@ -1,0 +1,242 @@
+//! The seam between reconciling and a container engine: what the loop (`lib.rs`) asks of the
+//! engine, in the plan's words (dynos, images, who reaches whose network, volumes), with no
+//! engine type in it. [`DockerRuntime`] is the Docker Engine through bollard (`docker.rs`,
+//! `stack.rs`, `follow.rs`, `attach.rs`); a test runtime keeps dynos in memory, so the loop
+//! itself is tested without Docker (see the tests of `lib.rs`). Another engine (Docker Swarm)
+//! is another implementation.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use tokio::sync::Notify;
+
+use crate::logs::LogQueue;
+use crate::{Launch, Result, attach, docker, follow, stack};
+
+/// The port every dyno listens on (`$PORT`) on its app's network.
+pub const DYNO_PORT: u16 = 5000;
+
+/// A dyno as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub app: String,
+    pub release: i64,
+    pub process_type: String,
+    pub index: u32,
+    pub size: String,
+    pub running: bool,
+    /// Address on the app's network, while running (none on the host's network).
+    pub ip: Option<String>,
+    /// Runs on the host's network.
+    pub host_network: bool,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// ms since the epoch, when it was started.
+    pub started_ms: u64,
+    /// Other apps whose networks it is on.
+    pub joined: Vec<String>,
+    /// An attached one-off (`ouro run`).
+    pub attached: bool,
+}
+
+/// What the reconcile loop asks of a container engine. Every method's failure is an ordinary
+/// outcome the loop copes with (it logs, and the next tick tries again).
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// Every dyno of this platform, running or stopped.
+    fn list_dynos(&self) -> impl Future<Output = Result<Vec<Container>>> + Send;
+    /// Wakes `wake` at every change of a dyno the engine notices by itself (one died, one was
+    /// removed); returns when it can no longer watch (the caller watches again after a pause).
+    fn watch_events(&self, wake: &Notify) -> impl Future<Output = ()> + Send;
+    /// Whether the running dyno accepts connections on its port.
+    fn accepts(&self, dyno: &Container) -> impl Future<Output = bool> + Send;
+    /// Whether a dyno on the host's network said, in its first minute of output, that it is
+    /// `listening on` its port (no probe tells two listeners of one port apart there).
+    fn said_listening(&self, dyno: &Container) -> impl Future<Output = bool> + Send;
+    /// SIGKILL now (a dyno that did not boot in time).
+    fn kill(&self, id: &str) -> impl Future<Output = ()> + Send;
+    /// Why a stopped dyno stopped, in Heroku's words where they fit.
+    fn exit_reason(&self, id: &str) -> impl Future<Output = Option<String>> + Send;
+    /// The last `lines` lines a dyno wrote, for an error message.
+    fn output_tail(&self, id: &str, lines: usize) -> impl Future<Output = Vec<String>> + Send;
+    /// The run stack is there (made if need be): what every slug image is based on.
+    fn ensure_stack(&self) -> impl Future<Output = Result<String>> + Send;
+    fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Makes `image` of a slug (its tar.gz) on `stack` (`STACK` or `BUILD_STACK`).
+    fn build_image(&self, stack: &str, slug: bytes::Bytes, image: &str) -> impl Future<Output = Result<()>> + Send;
+    /// App `app` has a network of its own: its dynos reach each other and nobody else.
+    fn ensure_network(&self, app: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Dyno `id` (of `app`) reaches the dynos of `network_of`, which reach it as `app`.
+    fn connect(&self, id: &str, app: &str, network_of: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Dyno `id` no longer reaches `network_of`'s dynos.
+    fn disconnect(&self, id: &str, network_of: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Makes the launch's volumes (first use), then creates and starts its dyno: its id. A
+    /// stopped dyno of the same slot (app, release, process type, index) is removed first.
+    fn start(&self, launch: &Launch) -> impl Future<Output = Result<String>> + Send;
+    /// SIGTERM, SIGKILL after `grace`; the dyno stays (stopped).
+    fn stop(&self, id: &str, grace: Duration) -> impl Future<Output = ()> + Send;
+    /// [`Runtime::stop`], then removes the dyno.
+    fn stop_and_remove(&self, id: &str, grace: Duration) -> impl Future<Output = ()> + Send;
+    /// Removes a stopped dyno.
+    fn remove(&self, id: &str) -> impl Future<Output = ()> + Send;
+    /// Removes this platform's volumes that `wanted` does not name.
+    fn prune_volumes(&self, wanted: &[String]) -> impl Future<Output = Result<()>> + Send;
+    /// Follows a dyno's output into `queue`, in a task of its own.
+    fn follow(&self, queue: LogQueue, dyno: follow::Dyno, from: follow::From);
+    /// Creates an attached one-off and bridges it to the user's terminal through the API, in a
+    /// task of its own (see `attach.rs`).
+    fn bridge(&self, api: attach::ApiTarget, launch: Launch, bridges: attach::SharedBridges, wake: Arc<Notify>);
+}
+
+/// The Docker Engine, for the dynos labelled with `platform`.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    pub docker: Docker,
+    pub platform: String,
+}
+
+impl Runtime for DockerRuntime {
+    async fn list_dynos(&self) -> Result<Vec<Container>> {
+        docker::list_dynos(&self.docker, &self.platform).await
+    }
+
+    async fn watch_events(&self, wake: &Notify) {
+        let mut events = std::pin::pin!(docker::dyno_events(&self.docker, &self.platform));
+        while docker::next_dyno_event(&mut events).await {
+            wake.notify_one();
+        }
+    }
+
+    async fn accepts(&self, dyno: &Container) -> bool {
+        let Some(ip) = &dyno.ip else { return false };
+        let addr = format!("{ip}:{DYNO_PORT}");
+        let probe = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(&addr)).await;
+        matches!(probe, Ok(Ok(_)))
+    }
+
+    async fn said_listening(&self, dyno: &Container) -> bool {
+        docker::said_listening(&self.docker, dyno).await
+    }
+
+    async fn kill(&self, id: &str) {
+        let _ = self.docker.kill_container::<String>(id, None).await;
+    }
+
+    async fn exit_reason(&self, id: &str) -> Option<String> {
+        docker::exit_reason(&self.docker, id).await
+    }
+
+    async fn output_tail(&self, id: &str, lines: usize) -> Vec<String> {
+        docker::output_tail(&self.docker, id, lines).await
+    }
+
+    async fn ensure_stack(&self) -> Result<String> {
+        Ok(stack::ensure_stack_image(&self.docker).await?)
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool> {
+        docker::image_exists(&self.docker, image).await
+    }
+
+    async fn build_image(&self, on: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
+        let stack = match on {
+            ouro_types::BUILD_STACK => stack::ensure_build_stack_image(&self.docker).await?,
+            _ => stack::ensure_stack_image(&self.docker).await?,
+        };
+        docker::build_slug_image(&self.docker, &stack, slug, image).await
+    }
+
+    async fn ensure_network(&self, app: &str) -> Result<()> {
+        docker::ensure_network(&self.docker, &self.platform, app).await
+    }
+
+    async fn connect(&self, id: &str, app: &str, network_of: &str) -> Result<()> {
+        docker::ensure_network(&self.docker, &self.platform, network_of).await?;
+        docker::join_network(&self.docker, &self.platform, network_of, id, app).await
+    }
+
+    async fn disconnect(&self, id: &str, network_of: &str) -> Result<()> {
+        docker::leave_network(&self.docker, &self.platform, network_of, id).await
+    }
+
+    async fn start(&self, launch: &Launch) -> Result<String> {
+        let mounts = self.mounts(launch).await?;
+        docker::start_dyno(&self.docker, &self.spec(launch, mounts)).await
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) {
+        docker::stop(&self.docker, id, grace).await;
+    }
+
+    async fn stop_and_remove(&self, id: &str, grace: Duration) {
+        docker::stop_and_remove(&self.docker, id, grace).await;
+    }
+
+    async fn remove(&self, id: &str) {
+        docker::remove(&self.docker, id).await;
+    }
+
+    async fn prune_volumes(&self, wanted: &[String]) -> Result<()> {
+        docker::remove_unwanted_volumes(&self.docker, &self.platform, wanted).await
+    }
+
+    fn follow(&self, queue: LogQueue, dyno: follow::Dyno, from: follow::From) {
+        follow::spawn(self.docker.clone(), queue, dyno, from);
+    }
+
+    fn bridge(&self, api: attach::ApiTarget, launch: Launch, bridges: attach::SharedBridges, wake: Arc<Notify>) {
+        let one_off = attach::OneOff {
+            app: launch.app.clone(),
+            number: launch.index,
+            tty: launch.tty,
+            container_name: docker::container_name(
+                &self.platform,
+                &launch.app,
+                &launch.process_type,
+                launch.index,
+                launch.release,
+            ),
+        };
+        let runtime = self.clone();
+        let create = async move {
+            let mounts = runtime.mounts(&launch).await?;
+            docker::create_dyno(&runtime.docker, &runtime.spec(&launch, mounts)).await
+        };
+        attach::spawn(self.docker.clone(), api, one_off, create, bridges, wake);
+    }
+}
+
+impl DockerRuntime {
+    /// The launch's volumes, made on first use: (volume name, path in the dyno).
+    async fn mounts(&self, launch: &Launch) -> Result<Vec<(String, String)>> {
+        let mut mounts = Vec::new();
+        for mount in &launch.volumes {
+            let volume = docker::ensure_volume(&self.docker, &self.platform, &mount.volume, &launch.image).await?;
+            mounts.push((volume, mount.path.clone()));
+        }
+        Ok(mounts)
+    }
+
+    /// The Engine's spec of a launch's dyno, with its volumes made.
+    fn spec<'a>(&'a self, launch: &'a Launch, mounts: Vec<(String, String)>) -> docker::DynoSpec<'a> {
+        docker::DynoSpec {
+            platform: &self.platform,
+            app: &launch.app,
+            release: launch.release,
+            process_type: &launch.process_type,
+            index: launch.index,
+            size: &launch.size,
+            command: &launch.command,
+            image: &launch.image,
+            config: &launch.config,
+            mounts,
+            api_url: launch.api_url.as_deref(),
+            joins: &launch.joins,
+            host_network: launch.host_network,
+            attach: launch.attach,
+            tty: launch.tty,
+        }
+    }
+}
