@@ -35,7 +35,6 @@ pub const LABEL_STARTED: &str = "ouro.started";
 /// terminal through the API, not to the app's log.
 pub const LABEL_ATTACHED: &str = "ouro.attached";
 
-const SLUG_REPO: &str = "ouro/slug";
 /// uid:gid of the `dyno` user of the stack image.
 const DYNO_USER: &str = "1000:1000";
 
@@ -235,16 +234,6 @@ pub async fn leave_network(docker: &Docker, platform: &str, other: &str, id: &st
         Ok(()) => Ok(()),
         Err(e) if status_of(&e) == Some(404) => Ok(()),
         Err(e) => Err(docker_error(e)),
-    }
-}
-
-/// The image of a slug on its stack, named by the slug's checksum: `ouro/slug:<sha256>`, or
-/// `ouro/slug:build-<sha256>` on the build stack.
-pub fn slug_image(checksum: &str, stack: &str) -> String {
-    let sha = checksum.trim_start_matches("SHA256:").to_ascii_lowercase();
-    match stack {
-        ouro_types::BUILD_STACK => format!("{SLUG_REPO}:build-{sha}"),
-        _ => format!("{SLUG_REPO}:{sha}"),
     }
 }
 

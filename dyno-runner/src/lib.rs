@@ -751,7 +751,7 @@ impl<R: Runtime> Runner<R> {
         for app in &desired.apps {
             let releases = std::iter::once(&app.release).chain(app.one_offs.iter().filter_map(|o| o.release.as_ref()));
             for release in releases {
-                let image = docker::slug_image(&release.slug_checksum, &release.stack);
+                let image = runtime::slug_image(&release.slug_checksum, &release.stack);
                 if !self.images.contains(&image) && self.runtime.image_exists(&image).await? {
                     self.images.insert(image.clone());
                 }
@@ -886,7 +886,7 @@ impl<R: Runtime> Runner<R> {
     }
 
     fn spawn_build(&self, app: &str, release: &ouro_types::DesiredRelease) {
-        let image = docker::slug_image(&release.slug_checksum, &release.stack);
+        let image = runtime::slug_image(&release.slug_checksum, &release.stack);
         {
             let Ok(mut building) = self.building.lock() else { return };
             if !building.insert(image.clone()) {
@@ -1123,7 +1123,7 @@ impl Launch {
             index,
             size: size.to_string(),
             command,
-            image: docker::slug_image(&run_on.slug_checksum, &run_on.stack),
+            image: runtime::slug_image(&run_on.slug_checksum, &run_on.stack),
             config,
             volumes: one_off.map_or(&app.mounts, |o| &o.mounts).clone(),
             api_url: api_access.then(|| api_url.to_string()),

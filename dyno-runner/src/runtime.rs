@@ -15,8 +15,21 @@ use tokio::sync::Notify;
 use crate::logs::LogQueue;
 use crate::{Launch, Result, attach, docker, follow, stack};
 
+/// Where slug images live: `ouro/slug:<sha256 of the slug>`.
+const SLUG_REPO: &str = "ouro/slug";
+
 /// The port every dyno listens on (`$PORT`) on its app's network.
 pub const DYNO_PORT: u16 = 5000;
+
+/// The image of a slug on its stack, named by the slug's checksum: `ouro/slug:<sha256>`, or
+/// `ouro/slug:build-<sha256>` on the build stack.
+pub fn slug_image(checksum: &str, stack: &str) -> String {
+    let sha = checksum.trim_start_matches("SHA256:").to_ascii_lowercase();
+    match stack {
+        ouro_types::BUILD_STACK => format!("{SLUG_REPO}:build-{sha}"),
+        _ => format!("{SLUG_REPO}:{sha}"),
+    }
+}
 
 /// A dyno as the engine lists it.
 #[derive(Debug, Clone)]
