@@ -14,3 +14,4 @@
 
 pub(crate) mod provider;
 pub(crate) mod provisioning;
+pub(crate) mod store;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
-use crate::store::{AddonRow, ProviderRow};
+use super::store::{AddonRow, ProviderRow};
 use crate::{ApiError, AppState};
 
 /// How long a provider may take to answer.

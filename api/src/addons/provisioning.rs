@@ -10,8 +10,9 @@ use ouro_types::{AddonState, ConfigVarsPatch, valid_config_key};
 use rand::Rng;
 
 use super::provider::{call_provider, provider_config, provider_request};
+use super::store::{AddonRow, ProviderRow};
 use crate::auth::User;
-use crate::store::{AddonRow, AppRow, Change, ProviderRow};
+use crate::store::{AppRow, Change};
 use crate::{ApiError, AppState};
 
 /// How long a provider may take to provision asynchronously, from the add-on's creation.

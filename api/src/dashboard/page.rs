@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use super::view::{FormationView, ProcessView};
-use crate::store::{AddonRow, ReleaseRow};
+use crate::addons::store::AddonRow;
+use crate::store::ReleaseRow;
 
 /// `s` safe in HTML text and in double-quoted attribute values.
 pub(crate) fn escape(s: &str) -> String {

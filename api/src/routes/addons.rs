@@ -11,10 +11,10 @@ use crate::addons::provisioning::{
     attachment_name, check_config, deprovision, find_addon, finish_provisioning, generated_suffix, provisioned_addon,
     release_vars, var,
 };
+use crate::addons::store::{AddonRow, AttachmentRow, BackupRow, ProviderRow};
 use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
-use crate::store::{AddonRow, AttachmentRow, ProviderRow};
 use crate::{ApiError, AppState, now};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -450,7 +450,7 @@ fn backup_name(number: i64) -> String {
     format!("b{number:03}")
 }
 
-fn backup_json(addon: &AddonRow, backup: crate::store::BackupRow) -> AddonBackup {
+fn backup_json(addon: &AddonRow, backup: BackupRow) -> AddonBackup {
     AddonBackup {
         id: backup.id,
         name: backup_name(backup.number),
