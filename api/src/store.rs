@@ -1,7 +1,7 @@
 //! The platform's records in SQL: the pool, the migrations, and the queries of users and
-//! tokens, apps, slugs, releases, formation, domains, certificates, one-offs, builds, add-ons,
-//! upgrades and audit events. The desired state the runner reads is put together from them in
-//! `desired_state.rs`.
+//! tokens, apps, slugs, releases, formation, domains, certificates, one-offs, builds, upgrades
+//! and audit events. Domain modules add `impl Store` blocks of their own: the add-ons' records
+//! are in `addons/store.rs`, the runner's desired state is read in `desired_state.rs`.
 //!
 //! One schema and one set of queries serve both backends through sqlx's `Any` driver: a SQLite
 //! file by default, PostgreSQL when `OURO_DATABASE_URL` says so. Writes that belong together
