@@ -1,7 +1,8 @@
 //! The platform's records in SQL: the pool, the migrations, and the queries of users and
-//! tokens, apps, slugs, releases, formation, domains, certificates, one-offs, builds, upgrades
-//! and audit events. Domain modules add `impl Store` blocks of their own: the add-ons' records
-//! are in `addons/store.rs`, the runner's desired state is read in `desired_state.rs`.
+//! tokens, apps, slugs, releases, formation, domains, certificates, one-offs, builds and audit
+//! events. Domain modules add `impl Store` blocks of their own: the add-ons' records are in
+//! `addons/store.rs`, the self-upgrades' in `upgrade.rs`, the runner's desired state is read in
+//! `desired_state.rs`.
 //!
 //! One schema and one set of queries serve both backends through sqlx's `Any` driver: a SQLite
 //! file by default, PostgreSQL when `OURO_DATABASE_URL` says so. Writes that belong together
@@ -13,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ouro_types::{BuildStatus, ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE, Service, UpgradeState, VolumeMount};
+use ouro_types::{BuildStatus, ConfigVars, ConfigVarsPatch, DEFAULT_DYNO_SIZE, Service, VolumeMount};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -123,19 +124,6 @@ pub struct BuildRow {
 pub struct LogDrainRow {
     pub id: String,
     pub url: String,
-    pub created_at: String,
-}
-
-/// A self-upgrade: the platform's new slug rolling to its components, step by step.
-#[derive(Clone)]
-pub struct UpgradeRow {
-    pub id: String,
-    pub slug_id: String,
-    /// `rolling`, `succeeded`, `failed` (rolled back), or `superseded` by a newer one.
-    pub state: UpgradeState,
-    /// How many components run the new slug.
-    pub step: i64,
-    pub message: String,
     pub created_at: String,
 }
 
@@ -1177,64 +1165,6 @@ impl Store {
         };
         sqlx::query("DELETE FROM log_drains WHERE id = $1").bind(&drain.id).execute(&self.pool).await?;
         Ok(Some(drain))
-    }
-
-    // ---- self-upgrades -----------------------------------------------------------------
-
-    pub async fn create_upgrade(&self, slug_id: &str) -> Result<UpgradeRow> {
-        let row = UpgradeRow {
-            id: uuid::Uuid::new_v4().to_string(),
-            slug_id: slug_id.into(),
-            state: UpgradeState::Rolling,
-            step: 0,
-            message: String::new(),
-            created_at: now(),
-        };
-        sqlx::query(
-            "INSERT INTO upgrades (id, slug_id, state, step, message, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(&row.id)
-        .bind(&row.slug_id)
-        .bind(row.state.as_str())
-        .bind(row.step)
-        .bind(&row.message)
-        .bind(&row.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(row)
-    }
-
-    pub async fn upgrades(&self) -> Result<Vec<UpgradeRow>> {
-        let rows = sqlx::query(
-            "SELECT id, slug_id, state, step, message, created_at FROM upgrades ORDER BY created_at DESC, id LIMIT 50",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UpgradeRow {
-                    id: r.try_get("id")?,
-                    slug_id: r.try_get("slug_id")?,
-                    state: r.try_get::<String, _>("state")?.parse()?,
-                    step: r.try_get("step")?,
-                    message: r.try_get("message")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn update_upgrade(&self, id: &str, state: UpgradeState, step: i64, message: &str) -> Result<()> {
-        sqlx::query("UPDATE upgrades SET state = $2, step = $3, message = $4, updated_at = $5 WHERE id = $1")
-            .bind(id)
-            .bind(state.as_str())
-            .bind(step)
-            .bind(message)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }
 

@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Extension, Router};
-
-use crate::auth::User;
-use crate::store::{Change, UpgradeRow};
-use crate::{ApiError, AppState};
-
 use ouro_types::platform::{API_APP, COMPONENT_APPS as ORDER};
 use ouro_types::{DynoState, UpgradeState};
+use sqlx::Row;
+
+use crate::auth::User;
+use crate::store::{Change, Store};
+use crate::{ApiError, AppState, Result as StoreResult, now};
+
 /// How long a component's new dyno may take to come up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -169,5 +170,78 @@ async fn wait_up(state: &AppState, app: &str, version: i64) -> Result<(), String
             return Err(format!("was not up within {} s", STEP_TIMEOUT.as_secs()));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+// ---- records ---------------------------------------------------------------------------
+
+/// A self-upgrade: the platform's new slug rolling to its components, step by step.
+#[derive(Clone)]
+pub struct UpgradeRow {
+    pub id: String,
+    pub slug_id: String,
+    /// `rolling`, `succeeded`, `failed` (rolled back), or `superseded` by a newer one.
+    pub state: UpgradeState,
+    /// How many components run the new slug.
+    pub step: i64,
+    pub message: String,
+    pub created_at: String,
+}
+
+impl Store {
+    pub async fn create_upgrade(&self, slug_id: &str) -> StoreResult<UpgradeRow> {
+        let row = UpgradeRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            slug_id: slug_id.into(),
+            state: UpgradeState::Rolling,
+            step: 0,
+            message: String::new(),
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO upgrades (id, slug_id, state, step, message, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(&row.id)
+        .bind(&row.slug_id)
+        .bind(row.state.as_str())
+        .bind(row.step)
+        .bind(&row.message)
+        .bind(&row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    pub async fn upgrades(&self) -> StoreResult<Vec<UpgradeRow>> {
+        let rows = sqlx::query(
+            "SELECT id, slug_id, state, step, message, created_at FROM upgrades ORDER BY created_at DESC, id LIMIT 50",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UpgradeRow {
+                    id: r.try_get("id")?,
+                    slug_id: r.try_get("slug_id")?,
+                    state: r.try_get::<String, _>("state")?.parse()?,
+                    step: r.try_get("step")?,
+                    message: r.try_get("message")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn update_upgrade(&self, id: &str, state: UpgradeState, step: i64, message: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE upgrades SET state = $2, step = $3, message = $4, updated_at = $5 WHERE id = $1")
+            .bind(id)
+            .bind(state.as_str())
+            .bind(step)
+            .bind(message)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
