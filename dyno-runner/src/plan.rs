@@ -367,11 +367,12 @@ fn retire(dyno: &LiveDyno, reason: StopReason, steps: &mut Vec<Step>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ouro_types::{DesiredProcess, DesiredRelease};
 
-    fn app(name: &str, release: i64, formation: &[(&str, i64)]) -> DesiredApp {
+    /// App `name` on release `release` (web and worker process types) with `formation`.
+    pub(crate) fn app(name: &str, release: i64, formation: &[(&str, i64)]) -> DesiredApp {
         DesiredApp {
             app_id: format!("id-{name}"),
             app_name: name.into(),

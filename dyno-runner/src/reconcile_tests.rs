@@ -6,11 +6,11 @@
 //! replaced, reports sent, stops drained and removed, networks joined. The Docker runtime runs
 //! the same loop in the end-to-end tests (`tests/tests/docker_*.rs`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ouro_types::{DesiredApp, DesiredProcess, DesiredRelease, DesiredState, DynoReport, DynoState, RouteTable};
+use ouro_types::{DesiredApp, DesiredState, DynoReport, DynoState, RouteTable};
 use tokio::sync::{Notify, watch};
 
 use crate::logs::LogQueue;
@@ -244,33 +244,10 @@ fn app(dir: &std::path::Path, name: &str, version: i64, formation: &[(&str, i64)
     let bytes = format!("slug of {name} v{version}");
     std::fs::write(&slug, &bytes).unwrap();
     let checksum = format!("SHA256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes.as_bytes())));
-    DesiredApp {
-        app_id: format!("id-{name}"),
-        app_name: name.into(),
-        release: DesiredRelease {
-            id: format!("r{version}"),
-            version,
-            slug_id: format!("s{version}"),
-            slug_checksum: checksum,
-            slug_url: format!("file://{}", slug.display()),
-            process_types: BTreeMap::from([("web".into(), "serve".into()), ("worker".into(), "work".into())]),
-            config: BTreeMap::new(),
-            stack: ouro_types::STACK.into(),
-        },
-        formation: formation
-            .iter()
-            .map(|(t, q)| DesiredProcess { process_type: t.to_string(), quantity: *q, size: "basic".into() })
-            .collect(),
-        domains: Vec::new(),
-        one_offs: Vec::new(),
-        restarts: BTreeMap::new(),
-        certificates: Vec::new(),
-        mounts: Vec::new(),
-        joins: Vec::new(),
-        api_access: false,
-        host_network: false,
-        listens: false,
-    }
+    let mut app = crate::plan::tests::app(name, version, formation);
+    app.release.slug_checksum = checksum;
+    app.release.slug_url = format!("file://{}", slug.display());
+    app
 }
 
 struct Harness {
