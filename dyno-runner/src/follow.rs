@@ -10,6 +10,12 @@
 //! the runner starts is followed from its start; one it adopts (the runner restarted) from the
 //! moment it was adopted, so that what the previous runner shipped is not shipped again.
 //!
+//! A stream that says nothing for [`QUIET`] while its container runs is closed and opened
+//! again from the cursor: a follow stream of the Docker Engine can stall without ending (a
+//! full CI run once saw a ticking dyno whose lines never came for 240 s), and a stalled
+//! follower would lose the dyno's output for good. A quiet dyno costs one `logs` call per
+//! [`QUIET`], which replays at most the lines of the cursor's second (skipped).
+//!
 //! Bounds: a line is at most [`ouro_logs::MAX_TEXT_BYTES`] (the rest of a longer one is
 //! dropped); a follower holds at most one unfinished line per stream; it never waits on the
 //! queue (see `LogQueue::push`).
@@ -30,6 +36,8 @@ const MAX_LINE_BYTES: usize = MAX_TEXT_BYTES + TIMESTAMP_BYTES;
 /// Back-off between two attempts at a broken stream of a running container.
 const RESUME_MIN: Duration = Duration::from_millis(200);
 const RESUME_MAX: Duration = Duration::from_secs(5);
+/// A stream silent this long is opened again (see the module's doc).
+const QUIET: Duration = Duration::from_secs(30);
 
 /// The app whose one-off dynos are builds: their output reaches the user through the build,
 /// not through the app's log.
@@ -95,8 +103,8 @@ async fn follow(docker: Docker, queue: LogQueue, dyno: Dyno, from: From) {
     }
 }
 
-/// One `logs` stream from the cursor's second to its end (the container stopped, or the
-/// stream broke); returns how many lines it queued.
+/// One `logs` stream from the cursor's second to its end (the container stopped, the stream
+/// broke, or it said nothing for [`QUIET`]); returns how many lines it queued.
 async fn read_stream(docker: &Docker, queue: &LogQueue, dyno: &Dyno, cursor: &mut Cursor) -> usize {
     let since = cursor.after.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let options = LogsOptions::<String> {
@@ -108,7 +116,18 @@ async fn read_stream(docker: &Docker, queue: &LogQueue, dyno: &Dyno, cursor: &mu
         tail: "all".to_string(),
         ..Default::default()
     };
-    let mut stream = docker.logs(&dyno.container_id, Some(options));
+    read_lines(docker.logs(&dyno.container_id, Some(options)), QUIET, queue, dyno, cursor).await
+}
+
+/// Queues the lines of `stream` that `cursor` has not seen, until it ends, fails or says
+/// nothing for `quiet`; returns how many it queued.
+async fn read_lines<E>(
+    mut stream: impl futures_util::Stream<Item = Result<LogOutput, E>> + Unpin,
+    quiet: Duration,
+    queue: &LogQueue,
+    dyno: &Dyno,
+    cursor: &mut Cursor,
+) -> usize {
     let (mut out, mut err) = (Splitter::default(), Splitter::default());
     let mut replay = Replay::default();
     let mut queued = 0usize;
@@ -119,7 +138,7 @@ async fn read_stream(docker: &Docker, queue: &LogQueue, dyno: &Dyno, cursor: &mu
             queued += 1;
         }
     };
-    while let Some(Ok(chunk)) = stream.next().await {
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(quiet, stream.next()).await {
         match chunk {
             LogOutput::StdOut { message } | LogOutput::Console { message } => out.push(&message[..], &mut ship),
             LogOutput::StdErr { message } => err.push(&message[..], &mut ship),
@@ -324,6 +343,23 @@ mod tests {
         let mut replay = Replay::default();
         let lines: Vec<bool> = [t(4), t(5), t(6)].into_iter().map(|at| adopted.admit(at, &mut replay)).collect();
         assert_eq!(lines, [false, true, true]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stalls_is_left_after_its_quiet_time() {
+        let (queue, mut receiver) = crate::logs::queue(10);
+        let dyno = Dyno { container_id: "c".into(), app: "a".into(), name: "web.1".into() };
+        // One line, then a stream that neither ends nor says anything more: a stalled follow.
+        let line = LogOutput::StdOut { message: "2026-11-26T09:00:00.5Z hello\n".into() };
+        let stalled = futures_util::stream::iter([Ok::<_, ()>(line)]).chain(futures_util::stream::pending());
+        let mut cursor = Cursor::default();
+        let read = read_lines(Box::pin(stalled), Duration::from_millis(100), &queue, &dyno, &mut cursor);
+        let queued = tokio::time::timeout(Duration::from_secs(10), read).await.expect("left the stalled stream");
+        assert_eq!(queued, 1);
+        let batch = receiver.next_batch().await.expect("a batch");
+        assert_eq!(batch.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["hello"]);
+        // Where the next stream resumes: after that line.
+        assert_eq!(cursor.after, humantime::parse_rfc3339("2026-11-26T09:00:00.5Z").unwrap());
     }
 
     fn to_strings(list: &[&str]) -> Vec<String> {

@@ -159,12 +159,24 @@ impl RunnerUnderTest {
     }
 
     /// Waits until `check` holds, failing with `what` and the runner's log after `timeout`.
-    pub fn wait_until(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    pub fn wait_until(&self, timeout: Duration, what: &str, check: impl FnMut() -> bool) {
+        self.wait_until_showing(timeout, what, check, String::new)
+    }
+
+    /// [`Self::wait_until`], and a failure shows `seen` too (what the test saw meanwhile).
+    pub fn wait_until_showing(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut() -> bool,
+        seen: impl Fn() -> String,
+    ) {
         let deadline = Instant::now() + timeout;
         while !check() {
             assert!(
                 Instant::now() < deadline,
-                "timed out after {timeout:?} waiting until {what}\n--- runner log ---\n{}",
+                "timed out after {timeout:?} waiting until {what}\n{}\n--- runner log ---\n{}",
+                seen(),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));

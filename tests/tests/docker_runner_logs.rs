@@ -149,12 +149,22 @@ fn dyno_output_and_router_lines_reach_the_api_once_across_restarts_and_outages()
     let mut runner = RunnerUnderTest::start(&api_url, &format!("ourologs{}", std::process::id()));
 
     // The dyno's first lines, from both streams, and its ticks in order.
-    runner.wait_until(BOOT, "the dyno's first lines are shipped", || {
-        let texts = dyno_texts(&api);
-        texts.iter().any(|t| t == "hello from stdout")
-            && texts.iter().any(|t| t == "hello from stderr")
-            && ticks(&api).len() >= 3
-    });
+    let shipped = || {
+        let lines = api.lines.lock().unwrap();
+        let last: Vec<String> = lines.iter().rev().take(5).map(|l| l.to_string()).collect();
+        format!("{} lines shipped; the last ones: {last:?}", lines.len())
+    };
+    runner.wait_until_showing(
+        BOOT,
+        "the dyno's first lines are shipped",
+        || {
+            let texts = dyno_texts(&api);
+            texts.iter().any(|t| t == "hello from stdout")
+                && texts.iter().any(|t| t == "hello from stderr")
+                && ticks(&api).len() >= 3
+        },
+        shipped,
+    );
     let first = ticks(&api);
     assert_eq!(first.first(), Some(&1), "from the dyno's start: {first:?}");
     assert_contiguous(&first, "before any restart");
