@@ -16,7 +16,7 @@
 //! follower would lose the dyno's output for good. A quiet dyno costs one `logs` call per
 //! [`QUIET`], which replays at most the lines of the cursor's second (skipped).
 //!
-//! Bounds: a line is at most [`ouro_logs::MAX_TEXT_BYTES`] (the rest of a longer one is
+//! Bounds: a line is at most [`ouro_types::log_line::MAX_TEXT_BYTES`] (the rest of a longer one is
 //! dropped); a follower holds at most one unfinished line per stream; it never waits on the
 //! queue (see `LogQueue::push`).
 
@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::Docker;
 use bollard::container::{InspectContainerOptions, LogOutput, LogsOptions};
 use futures_util::StreamExt;
-use ouro_logs::{LogLine, MAX_TEXT_BYTES, Source};
+use ouro_types::log_line::{LogLine, MAX_TEXT_BYTES, Source};
 
 use crate::logs::LogQueue;
 

@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use ouro_logs::LogLine;
+use ouro_types::log_line::LogLine;
 use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
 
 use crate::api::{ApiClient, Shipped};
@@ -314,7 +314,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ouro_logs::Source;
+    use ouro_types::log_line::Source;
 
     fn line(app: &str, text: &str) -> LogLine {
         LogLine::new(app, Source::App, "web.1", text)
@@ -386,7 +386,7 @@ mod tests {
         ];
         assert_eq!(sizes, [1_000, 1_000, 500]);
         // Long lines: the byte bound cuts first, and the line that did not fit comes next.
-        let long = "x".repeat(ouro_logs::MAX_TEXT_BYTES);
+        let long = "x".repeat(ouro_types::log_line::MAX_TEXT_BYTES);
         for _ in 0..150 {
             queue.push(line("shop", &long));
         }

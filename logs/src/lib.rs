@@ -25,14 +25,16 @@
 //! - persist anything: logs live in memory (and at the drains) only.
 
 mod drain;
+mod filter;
 mod hub;
-mod line;
 mod overflow;
 mod syslog;
 
 pub use drain::{DRAIN_QUEUE, Drain, DrainUrl, HTTP_BATCH, HTTP_RETRIES, IO_TIMEOUT};
+pub use filter::{Filter, MAX_PROCESS_FILTER_BYTES};
 pub use hub::{FOLLOW_QUEUE, Follower, Hub, MAX_APPS, RECENT_LINES};
-pub use line::{Filter, LogLine, MAX_PROCESS_FILTER_BYTES, MAX_TEXT_BYTES, Source, rfc3339};
+/// The line itself lives in `ouro-types` (the router and the runner need only it).
+pub use ouro_types::log_line::{LogLine, MAX_TEXT_BYTES, Source, rfc3339};
 pub use syslog::{octet_framed, rfc5424};
 
 /// Everything that can go wrong in this crate: bad input from a user.

@@ -1,7 +1,7 @@
 //! Lines as syslog messages (RFC 5424) and their framing on a stream (RFC 6587).
 
 use crate::LogLine;
-use crate::line::rfc3339;
+use crate::rfc3339;
 
 /// `<190>1 TIMESTAMP HOSTNAME APP-NAME PROCID - - MSG`: PRI 190 is local7.info, HOSTNAME the
 /// app's name, APP-NAME `app` or `ouro`, PROCID the process, no MSGID nor structured data.

@@ -25,7 +25,7 @@ use hyper::http::uri::{self, PathAndQuery, Scheme};
 use hyper::upgrade::OnUpgrade;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
-use ouro_logs::{LogLine, Source};
+use ouro_types::log_line::{LogLine, Source};
 use rand::Rng;
 
 use crate::State;

@@ -28,7 +28,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use ouro_logs::LogLine;
+use ouro_types::log_line::LogLine;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::error::error_chain;
@@ -298,7 +298,7 @@ impl BatchSender<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ouro_logs::Source;
+    use ouro_types::log_line::Source;
 
     #[test]
     fn logs_url_is_derived_from_a_routes_url_only() {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use hyper::Request;
-use ouro_logs::{LogLine, Source};
 use ouro_router::Config;
+use ouro_types::log_line::{LogLine, Source};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

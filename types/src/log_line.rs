@@ -1,4 +1,6 @@
-//! A log line, its Heroku-style text and JSON forms, and the filters of `ouro logs`.
+//! A log line (Heroku's logplex line): what the runner collects from dynos, the router writes
+//! for each request and the API keeps, with its Heroku-style text and JSON forms. The router
+//! and the runner need no more of the log plumbing than this type (`ouro-logs` has the rest).
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,13 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{Error, Result};
-
 /// The longest `text` a line keeps, in bytes (longer text is cut at a char boundary).
 pub const MAX_TEXT_BYTES: usize = 10_000;
-
-/// The longest process filter (`--dyno`) accepted, in bytes.
-pub const MAX_PROCESS_FILTER_BYTES: usize = 64;
 
 /// Who wrote a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,14 +31,6 @@ pub struct LogLine {
     pub process: String,
     /// One line, without its newline, at most [`MAX_TEXT_BYTES`].
     pub text: String,
-}
-
-/// Which lines `ouro logs` shows: all by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// `web.1` matches that dyno only; `web` matches every `web.N` and a process named `web`.
-    pub process: Option<String>,
-    pub source: Option<Source>,
 }
 
 impl LogLine {
@@ -72,7 +61,7 @@ impl LogLine {
     }
 
     /// Applies the constructor's rules to a line built field by field.
-    pub(crate) fn bound(&mut self) {
+    pub fn bound(&mut self) {
         if self.text.ends_with('\n') {
             self.text.pop();
             if self.text.ends_with('\r') {
@@ -120,14 +109,26 @@ impl fmt::Display for Source {
     }
 }
 
-impl FromStr for Source {
-    type Err = Error;
+/// A source other than `app` and `ouro`; says which are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownSource(pub String);
 
-    fn from_str(s: &str) -> Result<Source> {
+impl fmt::Display for UnknownSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown log source `{}`: use `app` or `ouro`", self.0.escape_debug())
+    }
+}
+
+impl std::error::Error for UnknownSource {}
+
+impl FromStr for Source {
+    type Err = UnknownSource;
+
+    fn from_str(s: &str) -> Result<Source, UnknownSource> {
         match s {
             "app" => Ok(Source::App),
             "ouro" => Ok(Source::Ouro),
-            _ => Err(Error::Filter(format!("unknown log source `{}`: use `app` or `ouro`", s.escape_debug()))),
+            _ => Err(UnknownSource(s.to_string())),
         }
     }
 }
@@ -178,57 +179,6 @@ impl<'de> Deserialize<'de> for LogLine {
         let at = humantime::parse_rfc3339(&line.at)
             .map_err(|e| serde::de::Error::custom(format!("`at` is not an RFC 3339 UTC time: {e}")))?;
         Ok(LogLine::at(at, line.app, line.source, line.process, line.text))
-    }
-}
-
-impl Filter {
-    /// From the CLI's `--dyno` (`-d`) and `--source` (`-s`) values, `None` where not given. An
-    /// empty, spaced, too long (over 64 bytes) or control-character value, or a source other
-    /// than `app`/`ouro`, is an error of one line that says what is accepted.
-    pub fn parse(process: Option<&str>, source: Option<&str>) -> Result<Filter> {
-        let process = process.map(parse_process).transpose()?;
-        let source = source.map(str::parse).transpose()?;
-        Ok(Filter { process, source })
-    }
-
-    pub fn matches(&self, line: &LogLine) -> bool {
-        self.source.is_none_or(|source| source == line.source)
-            && self.process.as_deref().is_none_or(|process| process_matches(process, &line.process))
-    }
-}
-
-fn parse_process(s: &str) -> Result<String> {
-    let problem = if s.is_empty() {
-        Some("is empty")
-    } else if s.len() > MAX_PROCESS_FILTER_BYTES {
-        Some("is longer than 64 bytes")
-    } else if s.chars().any(char::is_whitespace) {
-        Some("contains spaces")
-    } else if s.chars().any(char::is_control) {
-        Some("contains control characters")
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(Error::Filter(format!(
-            "dyno filter `{}` {problem}: give a process type (`web`) or a dyno (`web.1`)",
-            s.chars().take(MAX_PROCESS_FILTER_BYTES).collect::<String>().escape_debug()
-        ))),
-        None => Ok(s.to_string()),
-    }
-}
-
-/// `web.1` matches exactly; `web` matches `web` and every `web.N`.
-fn process_matches(filter: &str, process: &str) -> bool {
-    if process == filter {
-        return true;
-    }
-    if filter.contains('.') {
-        return false;
-    }
-    match process.strip_prefix(filter).and_then(|rest| rest.strip_prefix('.')) {
-        Some(index) => !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()),
-        None => false,
     }
 }
 
@@ -298,51 +248,5 @@ mod tests {
         let json = serde_json::json!({"at": "2026-11-26T09:00:00Z", "app": "a", "source": "app",
             "process": "web.1", "text": "y".repeat(MAX_TEXT_BYTES + 1)});
         assert_eq!(serde_json::from_value::<LogLine>(json).unwrap().text.len(), MAX_TEXT_BYTES);
-    }
-
-    #[test]
-    fn filters_match_dynos_process_types_and_sources() {
-        let line = |source, process: &str| LogLine::new("a", source, process, "x");
-        let check = |process: Option<&str>, source: Option<&str>, line: &LogLine, expect: bool| {
-            let filter = Filter::parse(process, source).unwrap();
-            assert_eq!(filter.matches(line), expect, "{filter:?} on {line}");
-        };
-        let web1 = line(Source::App, "web.1");
-        let web12 = line(Source::App, "web.12");
-        let router = line(Source::Ouro, "router");
-        check(None, None, &web1, true);
-        check(None, None, &router, true);
-        check(Some("web.1"), None, &web1, true);
-        check(Some("web.1"), None, &web12, false);
-        check(Some("web"), None, &web1, true);
-        check(Some("web"), None, &web12, true);
-        check(Some("web"), None, &line(Source::App, "web"), true);
-        check(Some("web"), None, &line(Source::App, "webhook.1"), false);
-        check(Some("web"), None, &line(Source::App, "web.x"), false);
-        check(Some("web"), None, &line(Source::App, "web."), false);
-        check(Some("we"), None, &web1, false);
-        check(Some("run"), None, &line(Source::App, "run.2"), true);
-        check(Some("router"), None, &router, true);
-        check(None, Some("app"), &web1, true);
-        check(None, Some("app"), &router, false);
-        check(None, Some("ouro"), &router, true);
-        check(Some("web"), Some("ouro"), &web1, false);
-    }
-
-    #[test]
-    fn bad_filters_say_what_is_accepted() {
-        let check = |process: Option<&str>, source: Option<&str>, part: &str| {
-            let error = Filter::parse(process, source).unwrap_err().to_string();
-            assert!(error.contains(part), "{process:?} {source:?}: {error}");
-            assert!(!error.contains('\n'), "one line: {error}");
-        };
-        check(Some(""), None, "is empty");
-        check(Some("web 1"), None, "contains spaces");
-        check(Some("web\n1"), None, "contains spaces");
-        check(Some("web\u{7}"), None, "contains control characters");
-        check(Some(&"w".repeat(65)), None, "longer than 64");
-        check(Some("web"), Some("heroku"), "use `app` or `ouro`");
-        check(None, Some(""), "use `app` or `ouro`");
-        assert!(Filter::parse(Some(&"w".repeat(64)), None).is_ok());
     }
 }
