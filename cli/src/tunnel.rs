@@ -17,6 +17,8 @@ use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::Duration;
 
+pub use ouro_types::http_upgrade::Endpoint;
+use ouro_types::http_upgrade::{self, Answer, EndpointError, Head, HeadReader};
 use ouro_types::{Addon, AddonState, ConfigVars, ErrorBody};
 
 use crate::client::{Client, app_path, decode, segment};
@@ -27,8 +29,6 @@ use crate::error::CliError;
 /// For connecting to the API and for its answer to the tunnel request (not for the tunnel's
 /// traffic: an idle psql session may sit for hours).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// The answer's head (status line and headers) may not be longer.
-const MAX_HEAD: usize = 16 * 1024;
 /// Of an error answer's body, only this much is read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// The `Upgrade` token of add-on tunnels.
@@ -216,44 +216,16 @@ fn exit_code(status: ExitStatus) -> u8 {
     1
 }
 
-/// Where the API listens, from its base URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// `host:port` to connect to.
-    pub addr: String,
-    /// The `Host` header: the URL's authority as written.
-    pub host: String,
-    /// A path the API is mounted under (`/ouro`), or empty.
-    pub prefix: String,
-}
-
 /// The API's address from its URL; upgrades are written by hand, so an `https://` URL is
 /// refused.
 pub fn endpoint(api_url: &str) -> Result<Endpoint, String> {
-    let Some((scheme, rest)) = api_url.split_once("://") else {
-        return Err(format!("the API URL `{api_url}` is not an http:// URL"));
-    };
-    if scheme.eq_ignore_ascii_case("https") {
-        return Err(format!(
+    http_upgrade::endpoint(api_url).map_err(|e| match e {
+        EndpointError::Https => format!(
             "tunnels and attached dynos need the API's http:// URL for now, and {api_url} is https: \
              set OURO_API_URL (or `ouro login --api`) to its http:// URL"
-        ));
-    }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return Err(format!("the API URL `{api_url}` is not an http:// URL"));
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let host = rest[..end].rsplit_once('@').map_or(&rest[..end], |(_, host)| host);
-    let prefix = rest[end..].split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
-    if host.is_empty() {
-        return Err(format!("the API URL `{api_url}` names no host"));
-    }
-    let has_port = match host.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').is_some_and(|(_, after)| after.starts_with(':')),
-        None => host.contains(':'),
-    };
-    let addr = if has_port { host.to_string() } else { format!("{host}:80") };
-    Ok(Endpoint { addr, host: host.to_string(), prefix: prefix.to_string() })
+        ),
+        e => format!("the API URL `{api_url}` {e}"),
+    })
 }
 
 /// Everything needed to open one more upgraded connection (a tunnel, an attached dyno).
@@ -340,8 +312,7 @@ pub fn open(target: &Target) -> Result<(TcpStream, Vec<u8>), CliError> {
     stream.write_all(request(target).as_bytes()).map_err(unreachable)?;
     let what = if target.protocol == TUNNEL { "tunnel" } else { "attach" };
     let fail = |e: String| CliError::local(format!("{what} via {api}: {e}"));
-    let (head, rest) = read_head(&mut stream).map_err(fail)?;
-    let head = parse_head(&head).map_err(fail)?;
+    let Answer { head, early: rest } = read_head(&mut stream).map_err(fail)?;
     if head.status != 101 {
         let body = read_body(&mut stream, &head, rest);
         return Err(api_error(head.status, &String::from_utf8_lossy(&body)));
@@ -353,15 +324,9 @@ pub fn open(target: &Target) -> Result<(TcpStream, Vec<u8>), CliError> {
 }
 
 fn request(target: &Target) -> String {
-    format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nUser-Agent: ouro-cli/{}\r\n\
-         Connection: Upgrade\r\nUpgrade: {}\r\n\r\n",
-        target.path,
-        target.endpoint.host,
-        target.token,
-        env!("CARGO_PKG_VERSION"),
-        target.protocol
-    )
+    let user_agent = format!("ouro-cli/{}", env!("CARGO_PKG_VERSION"));
+    let authorization = format!("Bearer {}", target.token);
+    http_upgrade::request(&target.endpoint, &target.path, &authorization, &user_agent, target.protocol)
 }
 
 fn connect(addr: &str) -> io::Result<TcpStream> {
@@ -375,23 +340,18 @@ fn connect(addr: &str) -> io::Result<TcpStream> {
     Err(last)
 }
 
-/// Reads up to the end of the answer's head: the head (without the blank line), and what
-/// came after it.
-fn read_head(stream: &mut impl Read) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let mut buffer = Vec::new();
+/// Reads up to the end of the answer's head: the head, and what came after it.
+fn read_head(stream: &mut impl Read) -> Result<Answer, String> {
+    let mut reader = HeadReader::default();
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = head_end(&buffer) {
-            let rest = buffer.split_off(end);
-            buffer.truncate(end - 4);
-            return Ok((buffer, rest));
-        }
-        if buffer.len() > MAX_HEAD {
-            return Err(format!("the answer's head is longer than {MAX_HEAD} bytes"));
-        }
         match stream.read(&mut chunk) {
             Ok(0) => return Err("the API closed the connection without answering".to_string()),
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                if let Some(answer) = reader.push(&chunk[..n])? {
+                    return Ok(answer);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(format!("no answer within {}s", HEAD_TIMEOUT.as_secs()));
@@ -399,43 +359,6 @@ fn read_head(stream: &mut impl Read) -> Result<(Vec<u8>, Vec<u8>), String> {
             Err(e) => return Err(format!("cannot read the answer: {e}")),
         }
     }
-}
-
-/// Where the body starts: just after the first `\r\n\r\n`, if it is within [`MAX_HEAD`].
-fn head_end(buffer: &[u8]) -> Option<usize> {
-    let window = &buffer[..buffer.len().min(MAX_HEAD + 4)];
-    window.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-/// What the CLI needs of an answer's head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Head {
-    status: u16,
-    content_length: Option<usize>,
-    chunked: bool,
-}
-
-fn parse_head(head: &[u8]) -> Result<Head, String> {
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.split(' ');
-    let status = match (parts.next(), parts.next()) {
-        (Some(version), Some(code)) if version.starts_with("HTTP/1.") && code.len() == 3 => code.parse().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| format!("the answer is not HTTP/1.1: `{}`", status_line.chars().take(80).collect::<String>()))?;
-    let mut parsed = Head { status, content_length: None, chunked: false };
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            parsed.content_length = value.parse().ok();
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            parsed.chunked = value.to_ascii_lowercase().contains("chunked");
-        }
-    }
-    Ok(parsed)
 }
 
 /// The body of an error answer, as much as comes within the time limit and [`MAX_ERROR_BODY`].
@@ -493,22 +416,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_endpoints() {
-        let check = |url: &str, addr: &str, host: &str, prefix: &str| {
-            let expect = Endpoint { addr: addr.into(), host: host.into(), prefix: prefix.into() };
-            assert_eq!(endpoint(url), Ok(expect), "{url}");
-        };
-        check("http://127.0.0.1:7700", "127.0.0.1:7700", "127.0.0.1:7700", "");
-        check("http://127.0.0.1:7700/", "127.0.0.1:7700", "127.0.0.1:7700", "");
-        check("HTTP://api.example.com", "api.example.com:80", "api.example.com", "");
-        check("http://api.example.com/ouro/", "api.example.com:80", "api.example.com", "/ouro");
-        check("http://[::1]:7700", "[::1]:7700", "[::1]:7700", "");
-        check("http://[::1]", "[::1]:80", "[::1]", "");
+    fn api_urls_that_cannot_be_upgraded_say_what_to_set() {
+        assert_eq!(endpoint("http://127.0.0.1:7700/").map(|e| e.addr), Ok("127.0.0.1:7700".to_string()));
         let https = endpoint("https://api.example.com").unwrap_err();
-        assert!(https.contains("http://") && https.contains("https"), "{https}");
-        assert!(endpoint("api.example.com").is_err());
-        assert!(endpoint("ftp://x").is_err());
-        assert!(endpoint("http:///x").is_err());
+        assert!(https.contains("http://") && https.contains("OURO_API_URL"), "{https}");
+        assert_eq!(endpoint("ftp://x").unwrap_err(), "the API URL `ftp://x` is not an http:// URL");
+        assert!(endpoint("http:///x").unwrap_err().contains("names no host"));
     }
 
     #[test]
@@ -552,31 +465,14 @@ mod tests {
     }
 
     #[test]
-    fn answer_heads() {
-        let head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: ouro-tunnel";
-        assert_eq!(parse_head(head), Ok(Head { status: 101, content_length: None, chunked: false }));
-        let head = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 42";
-        assert_eq!(parse_head(head), Ok(Head { status: 404, content_length: Some(42), chunked: false }));
-        let head = b"HTTP/1.0 502 Bad Gateway\r\nTransfer-Encoding: gzip, Chunked";
-        assert_eq!(parse_head(head), Ok(Head { status: 502, content_length: None, chunked: true }));
-        for bad in [&b""[..], b"SSH-2.0-OpenSSH", b"HTTP/1.1 1O1 Switching", b"HTTP/2 101"] {
-            assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn heads_are_split_from_early_bytes() {
+    fn heads_are_read_from_the_socket_with_the_bytes_after_them() {
         let mut answer = &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: ouro-tunnel\r\n\r\nR\0\0\0\x08"[..];
-        let (head, rest) = read_head(&mut answer).unwrap();
-        assert_eq!(head, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: ouro-tunnel");
-        assert_eq!(rest, b"R\0\0\0\x08");
+        let Answer { head, early } = read_head(&mut answer).unwrap();
+        assert_eq!((head.status, early.as_slice()), (101, &b"R\0\0\0\x08"[..]));
         let mut cut = &b"HTTP/1.1 101 Switching Protocols\r\n"[..];
         assert!(read_head(&mut cut).unwrap_err().contains("closed"));
-        let endless = vec![b'x'; MAX_HEAD + 10];
+        let endless = vec![b'x'; http_upgrade::MAX_HEAD + 10];
         assert!(read_head(&mut endless.as_slice()).unwrap_err().contains("longer"));
-        let mut late = vec![b'x'; MAX_HEAD];
-        late.extend_from_slice(b"\r\n\r\n");
-        assert!(read_head(&mut late.as_slice()).is_ok());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use ouro_types::attach::{self as frames, Decoder};
+use ouro_types::http_upgrade::{self, Answer, HeadReader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -41,8 +42,6 @@ pub const TERMINAL_GONE: &str = "the terminal went away";
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the rest of a dyno's output may take to arrive once it has exited.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest answer head the runner reads.
-const MAX_HEAD: usize = 16 * 1024;
 
 /// What the reconcile loop and the bridges share: which one-offs have a bridge, and the
 /// containers of the bridges that have ended (with the reason to report, if the bridge has
@@ -328,166 +327,42 @@ impl Drop for AbortOnDrop {
 /// Opens `path` on the API as an `ouro-attach` upgrade: the connection, switched, and the
 /// bytes of it (frames already) that came with the answer's head. The caller bounds the time.
 async fn upgrade(api: &ApiTarget, path: &str) -> Result<(TcpStream, Vec<u8>), String> {
-    let endpoint = endpoint(&api.url)?;
+    let endpoint = http_upgrade::endpoint(&api.url)
+        .map_err(|e| format!("attached one-offs need an http:// OURO_API_URL, and `{}` {e}", api.url))?;
     let mut stream =
         TcpStream::connect(&endpoint.addr).await.map_err(|e| format!("cannot reach the API at {}: {e}", api.url))?;
     let _ = stream.set_nodelay(true);
-    stream
-        .write_all(request(&endpoint, path, &api.token).as_bytes())
-        .await
-        .map_err(|e| format!("cannot send the attach request: {e}"))?;
-    let (head, early) = read_head(&mut stream).await?;
-    let status = status_of(&head)?;
-    if status != 101 {
-        return Err(format!("the API answered {status} to the attach request"));
+    let user_agent = format!("ouro-dyno-runner/{}", env!("CARGO_PKG_VERSION"));
+    let request =
+        http_upgrade::request(&endpoint, path, &format!("Bearer {}", api.token), &user_agent, frames::UPGRADE);
+    stream.write_all(request.as_bytes()).await.map_err(|e| format!("cannot send the attach request: {e}"))?;
+    let answer = read_head(&mut stream).await?;
+    if answer.head.status != 101 {
+        return Err(format!("the API answered {} to the attach request", answer.head.status));
     }
-    Ok((stream, early))
+    Ok((stream, answer.early))
 }
 
-/// The API's address, split for a hand-written request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Endpoint {
-    /// `host:port` to connect to.
-    addr: String,
-    /// The `Host` header.
-    host: String,
-    /// A path the API is mounted under (`/ouro`), or empty.
-    prefix: String,
-}
-
-/// `http://host[:port][/prefix]`; https is refused (the runner reaches the API on the host).
-fn endpoint(url: &str) -> Result<Endpoint, String> {
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        _ => return Err(format!("attached one-offs need an http:// OURO_API_URL, not `{url}`")),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let host = rest[..end].rsplit_once('@').map_or(&rest[..end], |(_, host)| host);
-    if host.is_empty() {
-        return Err(format!("the API URL `{url}` names no host"));
-    }
-    let prefix = rest[end..].split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
-    let has_port = match host.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').is_some_and(|(_, after)| after.starts_with(':')),
-        None => host.contains(':'),
-    };
-    let addr = if has_port { host.to_string() } else { format!("{host}:80") };
-    Ok(Endpoint { addr, host: host.to_string(), prefix: prefix.to_string() })
-}
-
-fn request(endpoint: &Endpoint, path: &str, token: &str) -> String {
-    format!(
-        "GET {}{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nUser-Agent: ouro-dyno-runner/{}\r\n\
-         Connection: Upgrade\r\nUpgrade: {}\r\n\r\n",
-        endpoint.prefix,
-        endpoint.host,
-        env!("CARGO_PKG_VERSION"),
-        frames::UPGRADE,
-    )
-}
-
-/// Reads up to the end of the answer's head: the head (without the blank line), and what
-/// came after it.
-async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let mut buffer = Vec::new();
+/// Reads up to the end of the answer's head: the head, and what came after it.
+async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> Result<Answer, String> {
+    let mut reader = HeadReader::default();
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = head_end(&buffer) {
-            let early = buffer.split_off(end);
-            buffer.truncate(end - 4);
-            return Ok((buffer, early));
-        }
-        if buffer.len() > MAX_HEAD {
-            return Err(format!("the API's answer head is longer than {MAX_HEAD} bytes"));
-        }
         match stream.read(&mut chunk).await {
             Ok(0) => return Err("the API closed the connection without answering".to_string()),
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                if let Some(answer) = reader.push(&chunk[..n]).map_err(|e| format!("the API's answer: {e}"))? {
+                    return Ok(answer);
+                }
+            }
             Err(e) => return Err(format!("cannot read the API's answer: {e}")),
         }
-    }
-}
-
-/// Where what follows the head starts: just after the first `\r\n\r\n` within [`MAX_HEAD`].
-fn head_end(buffer: &[u8]) -> Option<usize> {
-    let window = &buffer[..buffer.len().min(MAX_HEAD + 4)];
-    window.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-/// The status of an HTTP/1.x answer head.
-fn status_of(head: &[u8]) -> Result<u16, String> {
-    let text = String::from_utf8_lossy(head);
-    let line = text.split("\r\n").next().unwrap_or("");
-    let mut parts = line.split(' ');
-    match (parts.next(), parts.next()) {
-        (Some(version), Some(code))
-            if version.starts_with("HTTP/1.") && code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            code.parse().map_err(|_| format!("bad status `{code}`"))
-        }
-        _ => Err(format!("the API's answer is not HTTP/1.1: `{}`", line.chars().take(80).collect::<String>())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn api_urls_become_an_address_a_host_and_a_prefix() {
-        let check = |url: &str, expect: Result<(&str, &str, &str), &str>| {
-            let got = endpoint(url);
-            match expect {
-                Ok((addr, host, prefix)) => assert_eq!(
-                    got,
-                    Ok(Endpoint { addr: addr.into(), host: host.into(), prefix: prefix.into() }),
-                    "{url}"
-                ),
-                Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{url}: {got:?}"),
-            }
-        };
-        check("http://127.0.0.1:7700", Ok(("127.0.0.1:7700", "127.0.0.1:7700", "")));
-        check("http://api.internal", Ok(("api.internal:80", "api.internal", "")));
-        check("HTTP://[::1]:7700/ouro/", Ok(("[::1]:7700", "[::1]:7700", "/ouro")));
-        check("http://[::1]/x?y", Ok(("[::1]:80", "[::1]", "/x")));
-        check("https://api.example", Err("http://"));
-        check("127.0.0.1:7700", Err("http://"));
-        check("http:///path", Err("no host"));
-    }
-
-    #[test]
-    fn the_request_asks_for_the_upgrade_with_the_token() {
-        let endpoint = endpoint("http://127.0.0.1:7700/ouro").unwrap();
-        let request = request(&endpoint, "/runner/attach/shop/run.3", "ouro_secret");
-        assert!(
-            request.starts_with("GET /ouro/runner/attach/shop/run.3 HTTP/1.1\r\nHost: 127.0.0.1:7700\r\n"),
-            "{request}"
-        );
-        for header in ["Authorization: Bearer ouro_secret\r\n", "Connection: Upgrade\r\n", "Upgrade: ouro-attach\r\n"] {
-            assert!(request.contains(header), "{header} in {request}");
-        }
-        assert!(request.ends_with("\r\n\r\n"));
-    }
-
-    #[test]
-    fn answer_heads_give_their_status() {
-        let check = |head: &[u8], expect: Result<u16, &str>| match expect {
-            Ok(status) => assert_eq!(status_of(head), Ok(status), "{}", String::from_utf8_lossy(head)),
-            Err(part) => {
-                let got = status_of(head);
-                assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{got:?}")
-            }
-        };
-        check(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ouro-attach", Ok(101));
-        check(b"HTTP/1.1 404 Not Found\r\ncontent-length: 10", Ok(404));
-        check(b"HTTP/1.0 503 Service Unavailable", Ok(503));
-        check(b"HTTP/1.1 101", Ok(101));
-        check(b"", Err("not HTTP/1.1"));
-        check(b"SSH-2.0-OpenSSH", Err("not HTTP/1.1"));
-        check(b"HTTP/1.1 1O1 Switching", Err("not HTTP/1.1"));
-        check(b"HTTP/2 101", Err("not HTTP/1.1"));
-        check(b"HTTP/1.1 +99 x", Err("not HTTP/1.1"));
-    }
 
     #[tokio::test]
     async fn heads_are_split_from_the_frames_that_came_with_them() {
@@ -499,8 +374,8 @@ mod tests {
         let (mut writer, mut reader) = tokio::io::duplex(3);
         let sent = answer.clone();
         tokio::spawn(async move { writer.write_all(&sent).await });
-        let (head, mut early) = read_head(&mut reader).await.unwrap();
-        assert_eq!(head, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: ouro-attach");
+        let Answer { head, mut early } = read_head(&mut reader).await.unwrap();
+        assert_eq!(head.status, 101);
         // What came with the head's last read, then the rest: the frames, whole.
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).await.unwrap();
@@ -508,7 +383,7 @@ mod tests {
         assert_eq!(early, first);
         let mut cut = &b"HTTP/1.1 101 Switching Protocols\r\n"[..];
         assert!(read_head(&mut cut).await.unwrap_err().contains("closed"));
-        let mut long = vec![b'x'; MAX_HEAD + 10];
+        let mut long = vec![b'x'; http_upgrade::MAX_HEAD + 10];
         long.extend_from_slice(b"\r\n\r\n");
         assert!(read_head(&mut &long[..]).await.unwrap_err().contains("longer"));
     }

@@ -177,32 +177,25 @@ pub(crate) async fn addon_provider(state: &AppState, addon: &AddonRow) -> Result
         .ok_or_else(|| ApiError::not_found(format!("the provider of `{}` is no longer registered", addon.name)))
 }
 
-/// Sends `head` and reads the answer's head: its status, and the bytes after the head (the
-/// tunnel's first bytes after a 101, the error body otherwise).
-async fn upgrade_upstream(upstream: &mut tokio::net::TcpStream, head: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+/// Sends `request` and reads the answer's head, with the bytes after it (the tunnel's first
+/// bytes after a 101, the error body otherwise).
+async fn upgrade_upstream(
+    upstream: &mut tokio::net::TcpStream,
+    request: &[u8],
+) -> std::io::Result<ouro_types::http_upgrade::Answer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    upstream.write_all(head).await?;
-    let mut buf = Vec::with_capacity(1024);
-    let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if buf.len() > 16 * 1024 {
-            return Err(std::io::Error::other("the answer's head is over 16 KiB"));
-        }
-        let mut chunk = [0u8; 4096];
+    upstream.write_all(request).await?;
+    let mut reader = ouro_types::http_upgrade::HeadReader::default();
+    let mut chunk = [0u8; 4096];
+    loop {
         let n = upstream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(std::io::Error::other("the connection closed before an answer"));
+            return Err(std::io::Error::other(ouro_types::http_upgrade::HeadReader::closed_early()));
         }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let status = std::str::from_utf8(&buf[..end])
-        .ok()
-        .and_then(|head| head.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other("the answer is not HTTP"))?;
-    Ok((status, buf.split_off(end)))
+        if let Some(answer) = reader.push(&chunk[..n]).map_err(std::io::Error::other)? {
+            return Ok(answer);
+        }
+    }
 }
 
 /// Opens a tunnel to the add-on server `resource_id` through its provider
@@ -232,17 +225,23 @@ pub(crate) async fn open_tunnel(
         .await
         .map_err(|_| unreachable("connect timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
-    let head = format!(
-        "GET /ouro/resources/{}/tunnel HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nConnection: Upgrade\r\n\
-         Upgrade: ouro-tunnel\r\n\r\n",
-        resource_id,
-        host.as_deref().unwrap_or(&authority),
-        crate::auth::basic_authorization(&provider.name, &provider.password),
+    let endpoint = ouro_types::http_upgrade::Endpoint {
+        addr: authority.clone(),
+        host: host.unwrap_or_else(|| authority.clone()),
+        prefix: String::new(),
+    };
+    let request = ouro_types::http_upgrade::request(
+        &endpoint,
+        &format!("/ouro/resources/{resource_id}/tunnel"),
+        &crate::auth::basic_authorization(&provider.name, &provider.password),
+        concat!("ouro-api/", env!("CARGO_PKG_VERSION")),
+        "ouro-tunnel",
     );
-    let (status, rest) = tokio::time::timeout(PROVIDER_TIMEOUT, upgrade_upstream(&mut upstream, head.as_bytes()))
+    let answer = tokio::time::timeout(PROVIDER_TIMEOUT, upgrade_upstream(&mut upstream, request.as_bytes()))
         .await
         .map_err(|_| unreachable("no answer".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
+    let (status, rest) = (answer.head.status, answer.early);
     if status != 101 {
         let said = String::from_utf8_lossy(&rest).chars().take(300).collect::<String>();
         return Err(ApiError::new(
