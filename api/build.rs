@@ -1,7 +1,7 @@
-//! Embeds the platform's own apps into the API binary, so the API can deploy them on its own:
-//! the builder app's files (`builder/` and `buildpacks/`, see `src/builder_app.rs`) and the
-//! add-on providers' source (`addons/`, see `src/system_addons.rs`). Generates
-//! `$OUT_DIR/embedded_files.rs` with `BUILDER_FILES` and `ADDON_FILES`: `(path, mode, bytes)`.
+//! Embeds the shipped buildpacks (`buildpacks/`) into the API binary, so the API can make the
+//! builder's slug on its own (with the `ouro-build` program beside the API's binary, see
+//! `src/builder_app.rs`). Generates `$OUT_DIR/embedded_files.rs` with `BUILDPACK_FILES`:
+//! `(path, mode, bytes)`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,10 +12,7 @@ fn main() {
     let root = manifest.parent().expect("the api crate sits in the workspace").to_path_buf();
     let mut out = String::new();
     // (constant, [(source directory, its path inside the archive)])
-    let sets: [(&str, Vec<(PathBuf, &str)>); 2] = [
-        ("BUILDER_FILES", vec![(root.join("builder"), ""), (root.join("buildpacks"), "buildpacks")]),
-        ("ADDON_FILES", vec![(root.join("addons"), "")]),
-    ];
+    let sets: [(&str, Vec<(PathBuf, &str)>); 1] = [("BUILDPACK_FILES", vec![(root.join("buildpacks"), "buildpacks")])];
     for (name, dirs) in sets {
         let mut files = Vec::new();
         for (dir, into) in dirs {
@@ -49,6 +46,6 @@ fn collect(base: &Path, dir: &Path, into: &str, files: &mut Vec<(String, u32, Pa
             let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
             files.push((inside, mode, path));
         }
-        // Symlinks and special files are not part of the builder.
+        // Symlinks and special files are not part of a buildpack.
     }
 }

@@ -1,11 +1,16 @@
 //! Apps as the other modules need them: the app a caller may act on, where it answers, and
-//! the rules for the process types its slugs declare.
+//! the rules for the process types its slugs declare; and the apps' records (an `impl Store`
+//! block at the bottom: an app, made with its release v1, and its current release).
 
-use ouro_types::valid_process_type;
+use ouro_types::{ConfigVars, valid_process_type};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
+use crate::accounts::UserRow;
 use crate::auth::User;
-use crate::store::AppRow;
-use crate::{ApiError, AppState};
+use crate::releases::{ReleaseRow, insert_release};
+use crate::store::{Store, conflict_on_unique};
+use crate::{ApiError, AppState, Error, Result as StoreResult, now};
 
 /// The app named (or identified) in a path, if `user` may act on it.
 pub(crate) async fn find_app(state: &AppState, user: &User, name_or_id: &str) -> Result<AppRow, ApiError> {
@@ -46,4 +51,128 @@ pub(crate) fn web_url(settings: &crate::Settings, app_name: &str) -> String {
         80 => format!("http://{app_name}.{}/", settings.domain),
         port => format!("http://{app_name}.{}:{port}/", settings.domain),
     }
+}
+
+// ---- records ---------------------------------------------------------------------------
+
+pub struct AppRow {
+    pub id: String,
+    pub name: String,
+    pub owner_id: String,
+    pub owner_email: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub released_at: Option<String>,
+    pub current_release_id: Option<String>,
+    pub current_version: Option<i64>,
+}
+
+impl Store {
+    /// Creates the app and its release v1 ("Initial release", no slug, no config) together.
+    pub async fn create_app(&self, name: &str, owner: &UserRow) -> StoreResult<AppRow> {
+        let app_id = uuid::Uuid::new_v4().to_string();
+        let release_id = uuid::Uuid::new_v4().to_string();
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO apps (id, name, owner_id, release_seq, current_release_id, created_at, \
+             updated_at, released_at) VALUES ($1, $2, $3, 1, $4, $5, $5, $5)",
+        )
+        .bind(&app_id)
+        .bind(name)
+        .bind(&owner.id)
+        .bind(&release_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_on_unique)?;
+        insert_release(
+            &mut tx,
+            &release_id,
+            &app_id,
+            1,
+            None,
+            &ConfigVars::new(),
+            "Initial release",
+            &owner.email,
+            &now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.app(&app_id).await?.ok_or_else(|| Error::NotFound(format!("app {name}")))
+    }
+
+    /// Gives the app to another user (a system app to the user that runs it).
+    pub async fn set_app_owner(&self, app_id: &str, owner_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE apps SET owner_id = $2, updated_at = $3 WHERE id = $1")
+            .bind(app_id)
+            .bind(owner_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn apps(&self, owner: Option<&str>) -> StoreResult<Vec<AppRow>> {
+        let rows = match owner {
+            Some(owner) => {
+                sqlx::query(&format!("SELECT {APP_COLUMNS} WHERE a.owner_id = $1 ORDER BY a.name"))
+                    .bind(owner)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query(&format!("SELECT {APP_COLUMNS} ORDER BY a.name")).fetch_all(&self.pool).await?,
+        };
+        rows.iter().map(app_row).collect()
+    }
+
+    /// Finds an app by name or id.
+    pub async fn app(&self, name_or_id: &str) -> StoreResult<Option<AppRow>> {
+        let row = sqlx::query(&format!("SELECT {APP_COLUMNS} WHERE a.name = $1 OR a.id = $1"))
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(app_row).transpose()
+    }
+
+    /// Deletes the app and, by cascade, its releases, slugs and formation in one statement.
+    /// Slug blobs stay in the blob store (content-addressed, possibly shared).
+    pub async fn delete_app(&self, app_id: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // Releases point at slugs; remove them first so the slug rows can go.
+        sqlx::query("DELETE FROM releases WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM builds WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM log_drains WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The release the app runs now. Here rather than in `releases.rs`, which this module
+    /// imports (release v1 is made with the app) and which so takes no `AppRow`.
+    pub async fn current_release(&self, app: &AppRow) -> StoreResult<ReleaseRow> {
+        let id = app.current_release_id.as_deref().unwrap_or_default();
+        self.release_by_id(&app.id, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("current release of {}", app.name)))
+    }
+}
+
+const APP_COLUMNS: &str = "a.id, a.name, a.owner_id, u.email AS owner_email, a.created_at, \
+     a.updated_at, a.released_at, a.current_release_id, \
+     (SELECT r.version FROM releases r WHERE r.id = a.current_release_id) AS current_version \
+     FROM apps a JOIN users u ON u.id = a.owner_id";
+
+fn app_row(r: &AnyRow) -> StoreResult<AppRow> {
+    Ok(AppRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        owner_id: r.try_get("owner_id")?,
+        owner_email: r.try_get("owner_email")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        released_at: r.try_get("released_at")?,
+        current_release_id: r.try_get("current_release_id")?,
+        current_version: r.try_get("current_version")?,
+    })
 }

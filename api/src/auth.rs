@@ -16,7 +16,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::{Store, UserRow};
+use crate::accounts::UserRow;
+use crate::store::Store;
 use crate::{ApiError, AppState, Result};
 
 /// The authenticated caller, put in request extensions for handlers.

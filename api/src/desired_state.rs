@@ -15,9 +15,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::Result;
-use crate::store::{
-    FormationRow, OneOffRow, ReleaseRow, SlugRow, Store, formation_row, one_off_row, release_row, slug_row,
-};
+use crate::formation::{FormationRow, formation_row};
+use crate::one_offs::{OneOffRow, one_off_row};
+use crate::releases::{ReleaseRow, SlugRow, release_row, slug_row};
+use crate::store::Store;
 
 /// The whole desired state. `public_url` is the API's address as dynos and the runner reach it:
 /// slugs are fetched from under it.
@@ -155,7 +156,7 @@ impl Store {
         .await?;
         let releases = sqlx::query(&format!(
             "SELECT app_id, {} WHERE id IN (SELECT current_release_id FROM apps)",
-            crate::store::RELEASE_COLUMNS
+            crate::releases::RELEASE_COLUMNS
         ))
         .fetch_all(&mut *tx)
         .await?;
@@ -168,7 +169,7 @@ impl Store {
         let slugs = sqlx::query(&format!(
             "SELECT app_id, {} WHERE id IN (SELECT slug_id FROM releases WHERE id IN \
              (SELECT current_release_id FROM apps) UNION SELECT slug_id FROM one_off_dynos WHERE finished_at IS NULL)",
-            crate::store::SLUG_COLUMNS
+            crate::releases::SLUG_COLUMNS
         ))
         .fetch_all(&mut *tx)
         .await?;
@@ -201,7 +202,7 @@ impl Store {
                     Ok(AppService {
                         id: r.try_get("id")?,
                         name: r.try_get("name")?,
-                        service: crate::store::service_row(r)?,
+                        service: crate::services::service_row(r)?,
                     })
                 })
                 .collect::<Result<_>>()?,

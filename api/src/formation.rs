@@ -2,14 +2,19 @@
 //! scaling itself (the API's route and the dashboard's form both go through [`scale`]).
 //!
 //! Scaling is not a release (as on Heroku): it changes how many dynos run, not what they run.
+//! The formation's records (`formations`) and the restarts asked of the runner
+//! (`dyno_restarts`) are an `impl Store` block at the bottom.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ouro_types::{FormationBatch, dyno_size, valid_process_type};
+use ouro_types::{DEFAULT_DYNO_SIZE, FormationBatch, dyno_size, valid_process_type};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
+use crate::apps::AppRow;
 use crate::auth::User;
-use crate::store::{AppRow, FormationChange, FormationRow};
-use crate::{ApiError, AppState};
+use crate::store::Store;
+use crate::{ApiError, AppState, Result as StoreResult, now};
 
 /// Most dynos of one process type.
 const MAX_QUANTITY: i64 = 100;
@@ -96,4 +101,99 @@ fn validate(
         changes.push(FormationChange { process_type, quantity: update.quantity, size });
     }
     Ok(changes)
+}
+
+// ---- records ---------------------------------------------------------------------------
+
+pub struct FormationRow {
+    pub id: String,
+    pub process_type: String,
+    pub quantity: i64,
+    pub size: String,
+    pub updated_at: String,
+}
+
+/// One validated entry of a formation batch.
+pub struct FormationChange {
+    pub process_type: String,
+    pub quantity: Option<i64>,
+    pub size: Option<String>,
+}
+
+impl Store {
+    // ---- formation --------------------------------------------------------------------
+
+    pub async fn formation(&self, app_id: &str) -> StoreResult<Vec<FormationRow>> {
+        let rows = sqlx::query(
+            "SELECT id, process_type, quantity, size, updated_at FROM formations \
+             WHERE app_id = $1 ORDER BY process_type",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(formation_row).collect()
+    }
+
+    /// Applies a whole batch or nothing; returns the rows it touched.
+    pub async fn update_formation(&self, app_id: &str, changes: &[FormationChange]) -> StoreResult<Vec<FormationRow>> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1").bind(app_id).bind(&now).execute(&mut *tx).await?;
+        let mut touched = Vec::new();
+        for change in changes {
+            sqlx::query(
+                "INSERT INTO formations (id, app_id, process_type, quantity, size, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (app_id, process_type) DO UPDATE SET \
+                 quantity = COALESCE($7, formations.quantity), size = COALESCE($8, formations.size), \
+                 updated_at = $6",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(app_id)
+            .bind(&change.process_type)
+            .bind(change.quantity.unwrap_or(0))
+            .bind(change.size.as_deref().unwrap_or(DEFAULT_DYNO_SIZE))
+            .bind(&now)
+            .bind(change.quantity)
+            .bind(change.size.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(
+                "SELECT id, process_type, quantity, size, updated_at FROM formations \
+                 WHERE app_id = $1 AND process_type = $2",
+            )
+            .bind(app_id)
+            .bind(&change.process_type)
+            .fetch_one(&mut *tx)
+            .await?;
+            touched.push(formation_row(&row)?);
+        }
+        tx.commit().await?;
+        Ok(touched)
+    }
+
+    // ---- restarts ---------------------------------------------------------------------
+
+    /// Records that dynos matching `target` and started before now must be replaced.
+    pub async fn request_restart(&self, app_id: &str, target: &str, at_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO dyno_restarts (app_id, target, requested_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (app_id, target) DO UPDATE SET requested_at_ms = $3",
+        )
+        .bind(app_id)
+        .bind(target)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn formation_row(r: &AnyRow) -> StoreResult<FormationRow> {
+    Ok(FormationRow {
+        id: r.try_get("id")?,
+        process_type: r.try_get("process_type")?,
+        quantity: r.try_get("quantity")?,
+        size: r.try_get("size")?,
+        updated_at: r.try_get("updated_at")?,
+    })
 }

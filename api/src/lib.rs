@@ -4,29 +4,36 @@
 //! It decides *what should run*; it never starts a container itself (that is the dyno
 //! runner's job) and nothing in an app's request path ever calls it.
 
+mod accounts;
 mod addons;
 mod apps;
 mod attach;
+mod audit;
 mod auth;
 mod blob;
 mod builder_app;
+mod builds;
 mod dashboard;
 mod desired_state;
+mod domains;
 mod embedded;
 mod error;
 mod formation;
 mod git;
 pub mod hook;
 mod logs;
+mod one_offs;
 mod pipeline;
+mod releases;
 mod routes;
+mod services;
 pub mod store;
 mod system_addons;
 mod upgrade;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -173,6 +180,10 @@ pub struct AppState {
     /// Turns true when the process starts to stop: long polls and followed logs end then, so
     /// a replaced API (a handover) is gone in moments instead of the drain cap.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Slugs of the platform's source app to roll out: the pipeline sends each successful
+    /// build of Ouro itself here, the upgrade module takes them (`upgrade::take_requests`), so
+    /// that the pipeline need not know how an upgrade goes.
+    pub platform_builds: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 impl AppState {
@@ -193,10 +204,10 @@ impl AppState {
     /// `ouro[api]: <what changed> by <actor>`, then `Release vN created by <actor>`.
     pub async fn create_release(
         &self,
-        app: &store::AppRow,
+        app: &apps::AppRow,
         actor: &str,
-        change: store::Change,
-    ) -> Result<Option<store::ReleaseRow>> {
+        change: releases::Change,
+    ) -> Result<Option<releases::ReleaseRow>> {
         let release = self.store.create_release(&app.id, actor, change).await?;
         if let Some(release) = &release {
             self.logs.event(&app.name, "api", format!("{} by {actor}", release.description));
@@ -217,6 +228,10 @@ pub struct Settings {
     pub internal_url: String,
     /// This binary, which git runs as the `pre-receive` hook.
     pub hook_exe: PathBuf,
+    /// Where this binary is, and beside it the platform's other programs that the API deploys
+    /// as system apps: `ouro-build` (the builder's slug) and `ouro-addons` (the providers'
+    /// source). `/app/bin` in the components' slug, `target/<profile>` in a checkout.
+    pub bin_dir: PathBuf,
     pub build_timeout: std::time::Duration,
     pub router_url: Option<String>,
     pub addon_providers: Vec<String>,
@@ -253,6 +268,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         true => SocketAddr::from(([127, 0, 0, 1], addr.port())),
         false => addr,
     };
+    let hook_exe = std::env::current_exe()?;
+    let (platform_builds, upgrade_requests) = tokio::sync::mpsc::unbounded_channel();
     let state = AppState {
         store: store.clone(),
         blobs: Arc::new(LocalBlobStore::open(config.data_dir.join("blobs"))?),
@@ -263,7 +280,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             max_slug_bytes: config.max_slug_bytes,
             repos_dir: config.data_dir.join("repos"),
             internal_url: format!("http://{local}"),
-            hook_exe: std::env::current_exe()?,
+            hook_exe: hook_exe.clone(),
+            bin_dir: hook_exe.parent().map(Path::to_path_buf).unwrap_or_default(),
             build_timeout: config.build_timeout,
             router_url: config.router_url.clone(),
             addon_providers: config.addon_providers.clone(),
@@ -278,6 +296,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         attachments: Arc::default(),
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
         sessions: Arc::default(),
+        platform_builds,
     };
     let mut drains = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (app, url) in store.all_log_drains().await? {
@@ -294,6 +313,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     system_addons::ensure_all(&state).await;
     addons::provisioning::resume_provisioning(&state).await?;
     upgrade::resume(&state).await?;
+    tokio::spawn(upgrade::take_requests(state.clone(), upgrade_requests));
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{local}");
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");

@@ -1,5 +1,6 @@
 //! The platform's log hub (`ouro logs`): every app's recent lines and their followers
-//! (`ouro_logs::Hub`), and the app's drains.
+//! (`ouro_logs::Hub`), and the app's drains (their records, `log_drains`, are an `impl Store`
+//! block at the bottom).
 //!
 //! Lines come from three places: the dyno runner ships its dynos' output and the router's
 //! request lines (`POST /runner/logs`); the API adds its own events (`ouro[api]: Release v5
@@ -14,6 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ouro_logs::{Drain, DrainUrl, Hub, LogLine, Source};
 use ouro_types::{Dyno, DynoState};
+use sqlx::Row;
+
+use crate::store::{Store, conflict_on_unique};
+use crate::{Result, now};
 
 pub struct Logs {
     hub: Hub,
@@ -110,6 +115,65 @@ fn transition(was: Option<&Dyno>, now: &Dyno) -> Vec<String> {
     }
     lines.push(format!("State changed from {from} to {}", now.state));
     lines
+}
+
+// ---- records ---------------------------------------------------------------------------
+
+/// A log drain of an app.
+#[derive(Clone)]
+pub struct LogDrainRow {
+    pub id: String,
+    pub url: String,
+    pub created_at: String,
+}
+
+impl Store {
+    /// The app's log drains, oldest first.
+    pub async fn log_drains(&self, app_id: &str) -> Result<Vec<LogDrainRow>> {
+        let rows = sqlx::query("SELECT id, url, created_at FROM log_drains WHERE app_id = $1 ORDER BY created_at, id")
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogDrainRow { id: r.try_get("id")?, url: r.try_get("url")?, created_at: r.try_get("created_at")? })
+            })
+            .collect()
+    }
+
+    /// Every app's drains, by app name: what the API forwards at start.
+    pub async fn all_log_drains(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT a.name, d.url FROM log_drains d JOIN apps a ON a.id = d.app_id ORDER BY d.created_at, d.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("url")?))).collect()
+    }
+
+    /// Adds a drain; `Error::Conflict` when the app has that URL already.
+    pub async fn add_log_drain(&self, app_id: &str, url: &str) -> Result<LogDrainRow> {
+        let row = LogDrainRow { id: uuid::Uuid::new_v4().to_string(), url: url.into(), created_at: now() };
+        sqlx::query("INSERT INTO log_drains (id, app_id, url, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&row.id)
+            .bind(app_id)
+            .bind(&row.url)
+            .bind(&row.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_on_unique)?;
+        Ok(row)
+    }
+
+    /// Removes the drain named by its id or URL; whether there was one.
+    pub async fn remove_log_drain(&self, app_id: &str, id_or_url: &str) -> Result<Option<LogDrainRow>> {
+        let drains = self.log_drains(app_id).await?;
+        let Some(drain) = drains.into_iter().find(|d| d.id == id_or_url || d.url == id_or_url) else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM log_drains WHERE id = $1").bind(&drain.id).execute(&self.pool).await?;
+        Ok(Some(drain))
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,11 @@ use bytes::Bytes;
 use ouro_types::VolumeMount;
 use tokio::sync::mpsc;
 
+use crate::apps::AppRow;
 use crate::builder_app::{BUILD_COMMAND, BUILDER_APP};
-use crate::store::{AppRow, BuildRow, Change, NewOneOff, SlugRow};
+use crate::builds::BuildRow;
+use crate::one_offs::NewOneOff;
+use crate::releases::{Change, SlugRow};
 use crate::{AppState, auth, now};
 use ouro_types::BuildStatus;
 
@@ -171,8 +174,13 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
         match state.store.app(&app.id).await {
             Ok(Some(app)) => match state.store.current_release(&app).await.map(|r| r.slug_id) {
                 Ok(Some(slug_id)) => {
-                    log.line("-----> Upgrading the platform: ouro-api, then ouro-router (GET /upgrades)").await;
-                    crate::upgrade::start(&state, &slug_id).await;
+                    log.line(
+                        "-----> Upgrading the platform: ouro-api, ouro-builder, the add-on providers, then ouro-router (ouro upgrades)",
+                    )
+                    .await;
+                    if state.platform_builds.send(slug_id).is_err() {
+                        tracing::error!("the upgrades' task is gone: the platform's build is not rolled out");
+                    }
                 }
                 _ => tracing::error!("the platform's build has no slug to roll out"),
             },

@@ -9,8 +9,9 @@
 //!   too, see `routes/service.rs`);
 //! - the provider `<kind>` is registered at `app:ouro-<kind>` (a provider of that name already
 //!   registered elsewhere, by a third party, is left alone and no app is made);
-//! - the app's last build is of the embedded provider source (`addons/`, plus a `Procfile` and
-//!   the `.ouro-<kind>` marker its server buildpack detects): when not, it builds it like
+//! - the app's last build is of the provider's source (the `ouro-addons` program of the
+//!   `addons/` crate, read from beside the API's binary, a `Procfile` running it and the
+//!   `.ouro-<kind>` marker its server buildpack detects): when not, it builds it like
 //!   `POST /apps/{app}/builds`, in the background, with the `<kind>-server` buildpack. That slug
 //!   carries both the provider (`web`) and the server binaries (`server`); the provider
 //!   deploys the same slug to every server app it makes.
@@ -20,8 +21,9 @@ use std::collections::BTreeMap;
 use ouro_types::BuildStatus;
 use sha2::{Digest, Sha256};
 
-use crate::embedded::{ADDON_FILES, reproducible_tar_gz};
-use crate::store::{AppRow, Change};
+use crate::apps::AppRow;
+use crate::embedded::{program, reproducible_tar_gz};
+use crate::releases::Change;
 use crate::{AppState, Result};
 
 pub use ouro_types::platform::{ADDON_KINDS as KINDS, provider_app};
@@ -31,12 +33,13 @@ fn provider_user(kind: &str) -> String {
     format!("{kind}@addons.ouro.local")
 }
 
-/// The provider's build source: the embedded files, its Procfile and its server's marker.
-pub fn source(kind: &str) -> std::io::Result<Vec<u8>> {
-    let procfile = b"web: python3 /app/ouro-addons\n".as_slice();
+/// The provider's build source: its program (`provider`, the bytes of `ouro-addons`), its
+/// Procfile and its server's marker.
+pub fn source(kind: &str, provider: &[u8]) -> std::io::Result<Vec<u8>> {
+    let procfile = b"web: /app/bin/ouro-addons\n".as_slice();
     let marker = format!("The {kind} add-on provider and its server, built by Ouro.\n").into_bytes();
     let marker_path = format!(".ouro-{kind}");
-    let mut files: Vec<(&str, u32, &[u8])> = ADDON_FILES.to_vec();
+    let mut files: Vec<(&str, u32, &[u8])> = vec![("bin/ouro-addons", 0o755, provider)];
     files.push(("Procfile", 0o644, procfile));
     files.push((marker_path.as_str(), 0o644, &marker));
     files.sort();
@@ -53,13 +56,17 @@ pub async fn ensure_all(state: &AppState) {
     }
 }
 
-async fn ensure(state: &AppState, kind: &str) -> Result<()> {
+/// Makes `kind`'s provider app, registers it, and starts its build when its source changed
+/// (the last successful or running build is of another source). Answers the source's blob
+/// key (`SHA256:<hex>`, the builds' `source_blob`), or `None` when a provider of that name is
+/// registered elsewhere and Ouro makes none.
+pub async fn ensure(state: &AppState, kind: &str) -> Result<Option<String>> {
     let name = provider_app(kind);
     let url = format!("app:{name}");
     let provider = match state.store.provider(kind).await? {
         Some(p) if p.url != url => {
             tracing::info!(kind, url = %p.url, "a provider of this name is registered elsewhere; not making {name}");
-            return Ok(());
+            return Ok(None);
         }
         Some(p) => p,
         None => {
@@ -84,7 +91,7 @@ async fn ensure(state: &AppState, kind: &str) -> Result<()> {
         state.store.set_buildpacks(&app.id, &buildpacks).await?;
     }
     set_config(state, &app, kind, &provider.password).await?;
-    build_when_changed(state, app, kind).await
+    build_when_changed(state, app, kind).await.map(Some)
 }
 
 /// Sets the provider's config vars that are missing or stale, in one release.
@@ -120,27 +127,31 @@ async fn set_config(state: &AppState, app: &AppRow, kind: &str, password: &str) 
     Ok(())
 }
 
-/// Builds the embedded source unless the app's last successful build is of it already (or a
-/// build is running).
-async fn build_when_changed(state: &AppState, app: AppRow, kind: &str) -> Result<()> {
-    let kind_owned = kind.to_string();
-    let source = tokio::task::spawn_blocking(move || source(&kind_owned)).await.map_err(std::io::Error::other)??;
+/// Builds the provider's source unless the app's last successful build is of it already (or a
+/// build is running); answers the source's blob key.
+async fn build_when_changed(state: &AppState, app: AppRow, kind: &str) -> Result<String> {
+    let (kind_owned, bin_dir) = (kind.to_string(), state.settings.bin_dir.clone());
+    let source = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        Ok(source(&kind_owned, &program(&bin_dir, "ouro-addons")?)?)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
     let digest = hex::encode(Sha256::digest(&source));
     let blob = format!("SHA256:{digest}");
     let builds = state.store.builds(&app.id).await?;
     let built = builds.iter().rev().find(|b| b.status != BuildStatus::Failed);
     if built.is_some_and(|b| b.source_blob == blob || b.status != BuildStatus::Succeeded) {
-        return Ok(());
+        return Ok(blob);
     }
     let Ok(guard) = state.pushes.of(&app.id).try_lock_owned() else {
-        return Ok(());
+        return Ok(blob);
     };
     crate::blob::put_bytes(state.blobs.as_ref(), &source, "provider").await?;
     let version = format!("{}-{}", env!("CARGO_PKG_VERSION"), &digest[..12]);
     let build = state.store.create_build(&app.id, &version, "ouro", &blob, source.len() as i64).await?;
     tracing::info!(app = %app.name, build = %build.id, "building the add-on provider");
     crate::pipeline::spawn_unwatched(state.clone(), app, build, "ouro".into(), guard);
-    Ok(())
+    Ok(blob)
 }
 
 #[cfg(test)]
@@ -149,13 +160,14 @@ mod tests {
 
     #[test]
     fn the_provider_source_is_reproducible_and_names_its_server() {
-        let a = source("redis").unwrap();
-        assert_eq!(a, source("redis").unwrap());
-        assert_ne!(a, source("postgresql").unwrap());
+        let a = source("redis", b"provider").unwrap();
+        assert_eq!(a, source("redis", b"provider").unwrap());
+        assert_ne!(a, source("postgresql", b"provider").unwrap());
+        assert_ne!(a, source("redis", b"another provider").unwrap());
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&a[..]));
         let names: Vec<String> =
             archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
-        for expected in ["ouro-addons", "Procfile", ".ouro-redis"] {
+        for expected in ["bin/ouro-addons", "Procfile", ".ouro-redis"] {
             assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
         }
     }

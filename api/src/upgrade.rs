@@ -1,10 +1,18 @@
 //! Self-upgrade: a successful build of the platform's source app `ouro` (a `git push` of this
-//! repository, built by the rust buildpack; its Procfile names `api` and `router`) rolls the new
-//! slug to the components, one at a time: `ouro-api` first (the new API then remakes the
-//! builder's slug and the add-on providers from what it embeds), then `ouro-router`. Each step
-//! is a release of the component app over a copy of the slug, which the runner hands over
-//! without downtime (`plan::Rollout::HandOver`); a component whose new dyno does not come up is
-//! rolled back to its previous release and the upgrade stops there.
+//! repository, built by the rust buildpack into `bin/`: every program of the workspace; its
+//! Procfile names `api` and `router`) rolls the new slug to every component, one at a time
+//! ([`steps`]):
+//! 1. `ouro-api`: a release over a copy of the slug, which the runner hands over without
+//!    downtime (`plan::Rollout::HandOver`);
+//! 2. `ouro-builder`: the new API makes its slug from the `ouro-build` beside it (at its start,
+//!    and again here: the same slug changes nothing);
+//! 3. each shipped add-on provider `ouro-<kind>`: the new API builds its source (the
+//!    `ouro-addons` beside it) when that changed; the step waits for that build and for the
+//!    new release's web dyno to be up (a failed build leaves the old release serving);
+//! 4. `ouro-router`: a release over a copy of the slug, handed over as the API's.
+//!
+//! A component whose new dyno does not come up is rolled back to its previous release and the
+//! upgrade stops there.
 //!
 //! The upgrade is a row (`upgrades`), so it survives the API's own replacement: the old API
 //! process releases `ouro-api` and waits; once the new one is up the old one is stopped, and the
@@ -16,16 +24,38 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Extension, Router};
-use ouro_types::platform::{API_APP, COMPONENT_APPS as ORDER};
-use ouro_types::{DynoState, UpgradeState};
+use ouro_types::platform::{API_APP, BUILDER_APP, ROUTER_APP, provider_app};
+use ouro_types::{BuildStatus, DynoState, UpgradeState};
 use sqlx::Row;
 
 use crate::auth::User;
-use crate::store::{Change, Store};
+use crate::releases::Change;
+use crate::store::Store;
 use crate::{ApiError, AppState, Result as StoreResult, now};
 
 /// How long a component's new dyno may take to come up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What an upgrade does to one component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Releases a copy of the upgrade's slug (the API, the router).
+    Slug,
+    /// Makes the builder's slug from the program beside this API.
+    Builder,
+    /// Builds kind's provider from the program beside this API and waits for it to serve.
+    Provider(String),
+}
+
+/// The components an upgrade rolls, in order: the API hands over first (every later step runs
+/// in the new API, with the new programs beside it), the router last, so that a broken router
+/// is the one step that can fail after everything else moved, and it rolls back on its own.
+fn steps(providers: &[String]) -> Vec<(String, Step)> {
+    let mut steps = vec![(API_APP.to_string(), Step::Slug), (BUILDER_APP.to_string(), Step::Builder)];
+    steps.extend(providers.iter().map(|kind| (provider_app(kind), Step::Provider(kind.clone()))));
+    steps.push((ROUTER_APP.to_string(), Step::Slug));
+    steps
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/upgrades", get(list))
@@ -40,21 +70,30 @@ async fn list(
         return Err(ApiError::forbidden("only an admin sees the platform's upgrades"));
     }
     let rows = state.store.upgrades().await?;
+    let components: Vec<String> = steps(&state.settings.addon_providers).into_iter().map(|(app, _)| app).collect();
     let json = rows
         .into_iter()
         .map(|u| {
             serde_json::json!({
                 "id": u.id, "slug": {"id": u.slug_id}, "state": u.state, "step": u.step,
-                "components": ORDER, "message": u.message, "created_at": u.created_at,
+                "components": components, "message": u.message, "created_at": u.created_at,
             })
         })
         .collect();
     Ok(axum::Json(serde_json::Value::Array(json)))
 }
 
+/// Starts an upgrade for each slug the pipeline sends (a successful build of the source app),
+/// until the API stops.
+pub async fn take_requests(state: AppState, mut requests: tokio::sync::mpsc::UnboundedReceiver<String>) {
+    while let Some(slug_id) = requests.recv().await {
+        start(&state, &slug_id).await;
+    }
+}
+
 /// Starts rolling `slug_id` (a slug of the source app) to the components; an upgrade still
 /// rolling is superseded.
-pub async fn start(state: &AppState, slug_id: &str) {
+async fn start(state: &AppState, slug_id: &str) {
     let started = async {
         for old in state.store.upgrades().await?.into_iter().filter(|u| u.state == UpgradeState::Rolling) {
             state.store.update_upgrade(&old.id, UpgradeState::Superseded, old.step, "a newer upgrade started").await?;
@@ -90,7 +129,8 @@ async fn drive(state: AppState, upgrade: UpgradeRow) {
     let (outcome, step, message) = match roll(&state, &upgrade).await {
         Ok(Rolled::HandedOver) => return,
         Ok(Rolled::Done) => {
-            (UpgradeState::Succeeded, ORDER.len() as i64, "every component runs the new slug".to_string())
+            let all = steps(&state.settings.addon_providers).len() as i64;
+            (UpgradeState::Succeeded, all, "every component runs the new slug".to_string())
         }
         Err((step, message)) => (UpgradeState::Failed, step, message),
     };
@@ -109,7 +149,24 @@ async fn roll(state: &AppState, upgrade: &UpgradeRow) -> Result<Rolled, (i64, St
         .map_err(|e| internal(0, e))?
         .ok_or_else(|| (0, "the upgrade's slug is gone".to_string()))?;
     let label = slug.commit_sha.as_deref().map(|c| c.chars().take(12).collect()).unwrap_or_else(|| slug.id.clone());
-    for (step, component) in ORDER.iter().enumerate() {
+    for (step, (component, kind)) in steps(&state.settings.addon_providers).iter().enumerate() {
+        let rolling = |message: String| async move {
+            let _ = state.store.update_upgrade(&upgrade.id, UpgradeState::Rolling, step as i64, &message).await;
+        };
+        match kind {
+            Step::Slug => {}
+            Step::Builder => {
+                rolling(format!("making {component}'s slug")).await;
+                crate::builder_app::ensure(state).await.map_err(|e| internal(step, e))?;
+                continue;
+            }
+            Step::Provider(kind) => {
+                rolling(format!("building {component}")).await;
+                provider(state, kind).await.map_err(|why| (step as i64, why))?;
+                continue;
+            }
+        }
+        let component = component.as_str();
         let app = state.store.app(component).await.map_err(|e| internal(step, e))?.ok_or_else(|| {
             (step as i64, format!("there is no `{component}` app: the platform does not run on itself (ouro up)"))
         })?;
@@ -130,10 +187,9 @@ async fn roll(state: &AppState, upgrade: &UpgradeRow) -> Result<Rolled, (i64, St
             .map_err(|e| internal(step, e))?
             .ok_or_else(|| (step as i64, format!("no release of {component} was made")))?;
         state.changed();
-        let message = format!("rolling {component} to v{}", release.version);
-        let _ = state.store.update_upgrade(&upgrade.id, UpgradeState::Rolling, step as i64, &message).await;
+        rolling(format!("rolling {component} to v{}", release.version)).await;
         match wait_up(state, component, release.version).await {
-            Ok(()) if *component == API_APP => return Ok(Rolled::HandedOver),
+            Ok(()) if component == API_APP => return Ok(Rolled::HandedOver),
             Ok(()) => {}
             Err(reason) => {
                 let back = Change::Rollback { version: current.version };
@@ -153,13 +209,60 @@ async fn roll(state: &AppState, upgrade: &UpgradeRow) -> Result<Rolled, (i64, St
     Ok(Rolled::Done)
 }
 
-/// Waits until the runner reports a dyno of `app`'s release `version` up; `Err` says why not
+/// The provider step: kind's provider runs a build of the source this API makes for it (the
+/// build started when missing), its release's web dyno up; `Err` says why not. A provider of
+/// that name registered elsewhere is not Ouro's to upgrade: nothing to do.
+async fn provider(state: &AppState, kind: &str) -> Result<(), String> {
+    let name = provider_app(kind);
+    let Some(source) = crate::system_addons::ensure(state, kind).await.map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let app =
+        state.store.app(&name).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("there is no `{name}` app"))?;
+    let deadline = Instant::now() + state.settings.build_timeout + STEP_TIMEOUT;
+    let version = loop {
+        let builds = state.store.builds(&app.id).await.map_err(|e| e.to_string())?;
+        match builds.iter().rev().find(|b| b.source_blob == source) {
+            Some(b) if b.status == BuildStatus::Succeeded => {
+                break b.release_version.ok_or_else(|| format!("{name}'s build made no release"))?;
+            }
+            Some(b) if b.status == BuildStatus::Failed => {
+                return Err(format!(
+                    "{name}'s build failed (ouro builds:info {} -a {name}); it keeps its previous release; the upgrade stopped there",
+                    b.id
+                ));
+            }
+            Some(_) => {}
+            // An older build was running when this API started: start this one once it ends.
+            None => {
+                crate::system_addons::ensure(state, kind).await.map_err(|e| e.to_string())?;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name}'s build did not end in time; the upgrade stopped there"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    if let Err(reason) = wait_up(state, &name, version).await {
+        let back = Change::Rollback { version: version - 1 };
+        let how = match state.create_release(&app, "ouro", back).await {
+            Ok(Some(r)) => format!("rolled back to v{} as v{}", version - 1, r.version),
+            _ => "and could not be rolled back".to_string(),
+        };
+        state.changed();
+        return Err(format!("{name} v{version} {reason}; {how}; the upgrade stopped there"));
+    }
+    Ok(())
+}
+
+/// Waits until the runner reports a dyno of `app`'s release `version` (or a later one) up; `Err` says why not
 /// (it keeps crashing, or the step's time ran out).
 async fn wait_up(state: &AppState, app: &str, version: i64) -> Result<(), String> {
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
         let dynos = state.dynos.read().map(|d| d.get(app).cloned().unwrap_or_default()).unwrap_or_default();
-        let new: Vec<_> = dynos.iter().filter(|d| d.release == version).collect();
+        // A later release (a provider's config refreshed meanwhile) runs the same slug.
+        let new: Vec<_> = dynos.iter().filter(|d| d.release >= version).collect();
         if new.iter().any(|d| d.state == DynoState::Up) {
             return Ok(());
         }

@@ -4,8 +4,8 @@
 //! and the router are dynos of the system apps `ouro-api` and `ouro-router`, on the host's
 //! network, with the API's state (SQLite, blobs, git repositories) on the volume `ouro-data`.
 //! Bootstrap, as Flynn's "inception":
-//! 1. the components' slug (`./app/bin/ouro-api`, `./app/bin/ouro-router`, the binaries next to
-//!    this `ouro`) is written to the data directory;
+//! 1. the components' slug (`./app/bin/ouro-api`, `ouro-router`, `ouro-build`, `ouro-addons`,
+//!    the binaries next to this `ouro`) is written to the data directory;
 //! 2. on a first start, a *seed* desired state naming both apps (their slug a `file://` URL) is
 //!    written where the runner keeps its state, and the runner is started: it runs the seed
 //!    with no API at all, and keeps the seed's apps until the API's own state has them;
@@ -61,7 +61,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
         .ok_or_else(|| CliError::local("cannot tell where the ouro binary is"))?;
-    for name in ["ouro-api", "ouro-router", "ouro-dyno-runner"] {
+    for name in COMPONENT_BINARIES.iter().chain(&["ouro-dyno-runner"]) {
         if !bin.join(name).is_file() {
             return Err(CliError::local(format!(
                 "ouro up needs {name} next to ouro in {} (cargo build --release puts them all in target/release)",
@@ -188,8 +188,13 @@ impl Packed {
     }
 }
 
-/// The components' slug: a reproducible tar.gz of `./app/bin/{ouro-api,ouro-router}`, and its
-/// `SHA256:<hex>`.
+/// The programs of the components' slug: the API and the router run from it; the API deploys
+/// the builder and the add-on providers from the programs beside its own (as a push of Ouro to
+/// itself builds every binary of the workspace into `bin/`).
+const COMPONENT_BINARIES: [&str; 4] = ["ouro-api", "ouro-router", "ouro-build", "ouro-addons"];
+
+/// The components' slug: a reproducible tar.gz of `./app/bin/<each of COMPONENT_BINARIES>`,
+/// and its `SHA256:<hex>`.
 fn component_slug(bin: &Path) -> Result<(Vec<u8>, String), CliError> {
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
     let header = |kind: tar::EntryType, mode: u32, size: u64| {
@@ -204,7 +209,7 @@ fn component_slug(bin: &Path) -> Result<(Vec<u8>, String), CliError> {
     for dir in ["./app/", "./app/bin/"] {
         tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), dir, std::io::empty()).map_err(io)?;
     }
-    for name in ["ouro-api", "ouro-router"] {
+    for name in COMPONENT_BINARIES {
         let bytes = fs::read(bin.join(name)).map_err(|e| local("read", &bin.join(name), e))?;
         let mut h = header(tar::EntryType::Regular, 0o755, bytes.len() as u64);
         tar.append_data(&mut h, format!("./app/bin/{name}"), &bytes[..]).map_err(io)?;
@@ -564,10 +569,14 @@ fn render_upgrades(raw: &serde_json::Value, now: std::time::SystemTime) -> Strin
         .iter()
         .map(|u| {
             let step = u["step"].as_u64().unwrap_or(0) as usize;
-            let reached = u["components"].get(step).and_then(|c| c.as_str()).unwrap_or("all components");
+            let total = u["components"].as_array().map_or(0, Vec::len);
+            let reached = match u["components"].get(step).and_then(|c| c.as_str()) {
+                Some(component) => format!("{component} ({} of {total})", step + 1),
+                None => format!("all {total} components"),
+            };
             let id: String = text(u, "id").chars().take(8).collect();
             let when = crate::table::ago(&text(u, "created_at"), now);
-            vec![id, text(u, "state"), reached.to_string(), text(u, "message"), when]
+            vec![id, text(u, "state"), reached, text(u, "message"), when]
         })
         .collect();
     crate::table::heading("Platform upgrades (newest first)") + &crate::table::columns(&rows)
@@ -625,17 +634,19 @@ mod tests {
 
     #[test]
     fn upgrades_show_the_component_each_reached() {
+        let components = ["ouro-api", "ouro-builder", "ouro-postgresql", "ouro-router"];
         let raw = serde_json::json!([
-            {"id": "0123456789ab", "state": "failed", "step": 1, "components": ["ouro-api", "ouro-router"],
+            {"id": "0123456789ab", "state": "failed", "step": 3, "components": components,
              "message": "ouro-router v5 crashed (exit 3)", "created_at": "2026-11-26T08:00:00Z"},
-            {"id": "abcdef012345", "state": "succeeded", "step": 2, "components": ["ouro-api", "ouro-router"],
+            {"id": "abcdef012345", "state": "succeeded", "step": 4, "components": components,
              "message": "every component runs the new slug", "created_at": "2026-11-26T07:00:00Z"},
         ]);
         let now = humantime::parse_rfc3339("2026-11-26T09:00:00Z").unwrap();
         let shown = render_upgrades(&raw, now);
         let lines: Vec<&str> = shown.lines().collect();
-        assert!(lines[1].starts_with("01234567") && lines[1].contains("failed") && lines[1].contains("ouro-router"));
-        assert!(lines[2].contains("succeeded") && lines[2].contains("all components"), "{shown}");
+        assert!(lines[1].starts_with("01234567") && lines[1].contains("failed"), "{shown}");
+        assert!(lines[1].contains("ouro-router (4 of 4)"), "{shown}");
+        assert!(lines[2].contains("succeeded") && lines[2].contains("all 4 components"), "{shown}");
         assert!(render_upgrades(&serde_json::json!([]), now).contains("No upgrades yet"));
     }
 }

@@ -213,6 +213,25 @@ impl Drop for StopOnDrop<'_> {
 }
 
 /// Waits until `app`'s only `dyno` runs its current release, whose description has `says`.
+/// The newest upgrade's line in `ouro upgrades` once it is no longer rolling.
+fn upgrade_ended(ouro: &Installation, limit: Duration) -> String {
+    let mut newest = String::new();
+    ouro.wait_until(limit, "the upgrade to end", || {
+        let out = stdout(&ouro.ouro(&["upgrades"]));
+        newest = out.lines().nth(1).unwrap_or_default().to_string();
+        newest.contains("succeeded") || newest.contains("failed")
+    });
+    newest
+}
+
+/// The id of `app`'s newest build and its status, from `ouro builds`.
+fn newest_build(ouro: &Installation, app: &str) -> (String, String) {
+    let out = stdout(&ouro.ouro(&["builds", "-a", app]));
+    let line = out.lines().find(|l| l.split_whitespace().count() >= 2 && !l.starts_with("===")).unwrap_or_default();
+    let mut words = line.split_whitespace();
+    (words.next().unwrap_or_default().to_string(), words.next().unwrap_or_default().to_string())
+}
+
 fn rolled(ouro: &Installation, app: &str, dyno: &str, says: &str) {
     ouro.wait_until(Duration::from_secs(300), &format!("{app} runs its new release alone"), || {
         let ps = stdout(&ouro.ouro(&["ps", "-a", app]));
@@ -466,14 +485,22 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
         .expect("ouro git:remote");
     assert!(remote.status.success(), "{}", stderr(&remote));
 
+    // What the builder and the providers ran before: `ouro up` deployed them from the
+    // checkout's debug binaries; the push builds every program anew.
+    let builder_before = stdout(&ouro.ouro(&["releases", "-a", "ouro-builder", "-n", "1"]));
+    let providers = ["ouro-postgresql", "ouro-redis"];
+    let provider_builds: Vec<(String, String)> = providers.iter().map(|p| newest_build(&ouro, p)).collect();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (served, failed) = std::thread::scope(|scope| {
-        let load = scope.spawn(|| load(&ouro, "demo", &stop, Duration::from_secs(2400)));
+        let load = scope.spawn(|| load(&ouro, "demo", &stop, Duration::from_secs(3000)));
         let _stop = StopOnDrop(&stop);
         let pushed = git(&checkout, &["push", "ouro", "HEAD:main"]);
         let said = stderr(&pushed);
         assert!(pushed.status.success(), "the push of Ouro failed:\n{said}");
         assert!(said.contains("Upgrading the platform"), "{said}");
+        // API, builder, both providers, router: each on the pushed programs.
+        let newest = upgrade_ended(&ouro, Duration::from_secs(1800));
+        assert!(newest.contains("succeeded") && newest.contains("all 5 components"), "{newest}");
         rolled(&ouro, "ouro-api", "api.1", "Upgrade to");
         rolled(&ouro, "ouro-router", "router.1", "Upgrade to");
         std::thread::sleep(Duration::from_secs(2));
@@ -483,6 +510,14 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     println!("during the self-upgrade: {served} requests served, {} failed", failed.len());
     assert!(served >= LOAD_MIN, "the load ran: {served}");
     assert!(failed.is_empty(), "failed requests during the self-upgrade: {failed:?}");
+    let builder_after = stdout(&ouro.ouro(&["releases", "-a", "ouro-builder", "-n", "1"]));
+    assert!(builder_after.contains("Deploy builder") && builder_after != builder_before, "{builder_after}");
+    for (provider, before) in providers.iter().zip(&provider_builds) {
+        let after = newest_build(&ouro, provider);
+        assert!(after.0 != before.0 && after.1 == "succeeded", "{provider}: {before:?} then {after:?}");
+        let ps = stdout(&ouro.ouro(&["ps", "-a", provider]));
+        assert!(ps.lines().any(|l| l.starts_with("web.1:") && l.contains(": up")), "{provider}: {ps}");
+    }
 
     // A component rolls back like any app.
     assert!(ouro.ouro(&["releases:rollback", "-a", "ouro-router"]).status.success());

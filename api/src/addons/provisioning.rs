@@ -11,8 +11,9 @@ use rand::Rng;
 
 use super::provider::{call_provider, provider_config, provider_request};
 use super::store::{AddonRow, ProviderRow};
+use crate::apps::AppRow;
 use crate::auth::User;
-use crate::store::{AppRow, Change};
+use crate::releases::Change;
 use crate::{ApiError, AppState};
 
 /// How long a provider may take to provision asynchronously, from the add-on's creation.

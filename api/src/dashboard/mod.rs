@@ -26,9 +26,10 @@ use ouro_types::{FormationBatch, FormationUpdate};
 
 pub use session::Sessions;
 
+use crate::accounts::TokenRow;
+use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::auth::User;
-use crate::store::{AppRow, TokenRow};
 use crate::{ApiError, AppState};
 
 /// How often an open app page's stream looks at the formation and the dynos.

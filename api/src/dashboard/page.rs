@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::view::{FormationView, ProcessView};
 use crate::addons::store::AddonRow;
-use crate::store::ReleaseRow;
+use crate::releases::ReleaseRow;
 
 /// `s` safe in HTML text and in double-quoted attribute values.
 pub(crate) fn escape(s: &str) -> String {

@@ -5,7 +5,7 @@
 use ouro_types::{Dyno, DynoState};
 use serde::Serialize;
 
-use crate::store::FormationRow;
+use crate::formation::FormationRow;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct FormationView {

@@ -8,10 +8,10 @@ use axum::{Extension, Router};
 use ouro_types::{App, AppCreate, Owner, valid_app_name};
 use rand::Rng;
 
+use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::auth::{AuditApp, User};
 use crate::error::Json;
-use crate::store::AppRow;
 use crate::{ApiError, AppState, Error, Settings};
 
 pub fn routes() -> Router<AppState> {

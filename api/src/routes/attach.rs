@@ -9,10 +9,10 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::attach::UPGRADE;
 
+use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::attach::Side;
 use crate::auth::User;
-use crate::store::AppRow;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {

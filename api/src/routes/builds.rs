@@ -9,9 +9,10 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::{Build, SourceBlob};
 
+use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::auth::User;
-use crate::store::{AppRow, BuildRow};
+use crate::builds::BuildRow;
 use crate::{ApiError, AppState, Settings};
 
 pub fn routes() -> Router<AppState> {

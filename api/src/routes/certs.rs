@@ -17,8 +17,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::apps::find_app;
 use crate::auth::User;
+use crate::domains::CertificateRow;
 use crate::error::Json;
-use crate::store::CertificateRow;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {

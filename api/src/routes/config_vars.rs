@@ -10,7 +10,7 @@ use ouro_types::{ConfigVars, ConfigVarsPatch, valid_config_key};
 use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
-use crate::store::Change;
+use crate::releases::Change;
 use crate::{ApiError, AppState};
 
 /// Total size of an app's config (keys plus values), as Heroku's 64 kB.

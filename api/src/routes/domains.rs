@@ -7,10 +7,10 @@ use axum::routing::{delete, get};
 use axum::{Extension, Router};
 use ouro_types::{Domain, DomainCreate, valid_hostname};
 
+use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
-use crate::store::AppRow;
 use crate::{ApiError, AppState, Error};
 
 pub fn routes() -> Router<AppState> {

@@ -10,11 +10,13 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use ouro_types::{Dyno, DynoState, Formation, FormationBatch, dyno_size, valid_process_type};
 
+use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
+use crate::formation::FormationRow;
 use crate::formation::{commands, scale};
-use crate::store::{AppRow, FormationRow, NewOneOff};
+use crate::one_offs::NewOneOff;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {

@@ -22,10 +22,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 
+use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::auth::{AuditApp, User};
 use crate::git::{clean_git, ensure_repo, repo_path};
-use crate::store::AppRow;
 use crate::{ApiError, AppState, Error};
 
 /// Largest request body a push or fetch may send (after gunzip).

@@ -101,7 +101,7 @@ async fn shipped(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn drain_json(drain: &crate::store::LogDrainRow) -> serde_json::Value {
+fn drain_json(drain: &crate::logs::LogDrainRow) -> serde_json::Value {
     serde_json::json!({ "id": drain.id, "url": drain.url, "created_at": drain.created_at })
 }
 
@@ -158,7 +158,7 @@ async fn remove_drain(
     Ok(axum::Json(drain_json(&removed)))
 }
 
-async fn reload(state: &AppState, app: &crate::store::AppRow) -> Result<(), ApiError> {
+async fn reload(state: &AppState, app: &crate::apps::AppRow) -> Result<(), ApiError> {
     let urls: Vec<String> = state.store.log_drains(&app.id).await?.into_iter().map(|d| d.url).collect();
     state.logs.set_drains(&app.name, &urls);
     Ok(())

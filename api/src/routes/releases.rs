@@ -6,10 +6,11 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::{Actor, DynoState, Release, ReleaseCreate, SlugRef};
 
+use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
-use crate::store::{AppRow, Change, ReleaseRow, SlugRow};
+use crate::releases::{Change, ReleaseRow, SlugRow};
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {

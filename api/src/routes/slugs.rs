@@ -18,11 +18,12 @@ use ouro_types::{Blob, Slug, SlugCreate};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::apps::AppRow;
 use crate::apps::{find_app, validate_process_types};
 use crate::auth::User;
 use crate::blob::check_slug_archive;
 use crate::error::Json;
-use crate::store::{AppRow, SlugRow};
+use crate::releases::SlugRow;
 use crate::{ApiError, AppState, Error, Settings, now};
 
 /// The stack a slug runs on unless it names one: Debian 13 "trixie".

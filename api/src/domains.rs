@@ -1,0 +1,125 @@
+//! Apps' custom domains and SNI certificates, as records: an `impl Store` block of their own.
+//! A hostname belongs to one app at most; a certificate's private key is stored but never read
+//! back here (the desired state hands it to the runner).
+
+use sqlx::Row;
+
+use crate::store::{Store, conflict_on_unique};
+use crate::{Result, now};
+
+pub struct DomainRow {
+    pub id: String,
+    pub hostname: String,
+    pub created_at: String,
+}
+
+/// An SNI endpoint, without its private key.
+pub struct CertificateRow {
+    pub id: String,
+    pub hostnames: Vec<String>,
+    pub expires_at: String,
+    pub created_at: String,
+}
+
+impl Store {
+    // ---- domains ----------------------------------------------------------------------
+
+    pub async fn domains(&self, app_id: &str) -> Result<Vec<DomainRow>> {
+        let rows = sqlx::query("SELECT id, hostname, created_at FROM domains WHERE app_id = $1 ORDER BY hostname")
+            .bind(app_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DomainRow {
+                    id: r.try_get("id")?,
+                    hostname: r.try_get("hostname")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a custom domain; `Conflict` if any app has it already.
+    pub async fn add_domain(&self, app_id: &str, hostname: &str) -> Result<DomainRow> {
+        let row = DomainRow { id: uuid::Uuid::new_v4().to_string(), hostname: hostname.to_string(), created_at: now() };
+        sqlx::query("INSERT INTO domains (id, app_id, hostname, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&row.id)
+            .bind(app_id)
+            .bind(&row.hostname)
+            .bind(&row.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_on_unique)?;
+        Ok(row)
+    }
+
+    /// Removes a custom domain; `false` if the app had no such domain.
+    pub async fn remove_domain(&self, app_id: &str, hostname: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM domains WHERE app_id = $1 AND hostname = $2")
+            .bind(app_id)
+            .bind(hostname)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- certificates -----------------------------------------------------------------
+
+    /// The app's SNI endpoints, oldest first.
+    pub async fn certificates(&self, app_id: &str) -> Result<Vec<CertificateRow>> {
+        let rows = sqlx::query(
+            "SELECT id, hostnames, expires_at, created_at FROM certificates WHERE app_id = $1 ORDER BY created_at, id",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let hostnames: String = r.try_get("hostnames")?;
+                Ok(CertificateRow {
+                    id: r.try_get("id")?,
+                    hostnames: serde_json::from_str(&hostnames).unwrap_or_default(),
+                    expires_at: r.try_get("expires_at")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a checked certificate chain and key.
+    pub async fn add_certificate(
+        &self,
+        app_id: &str,
+        hostnames: Vec<String>,
+        expires_at: String,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<CertificateRow> {
+        let row = CertificateRow { id: uuid::Uuid::new_v4().to_string(), hostnames, expires_at, created_at: now() };
+        sqlx::query(
+            "INSERT INTO certificates (id, app_id, hostnames, expires_at, certificate_chain, private_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&row.id)
+        .bind(app_id)
+        .bind(serde_json::to_string(&row.hostnames).unwrap_or_else(|_| "[]".into()))
+        .bind(&row.expires_at)
+        .bind(chain_pem)
+        .bind(key_pem)
+        .bind(&row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Removes a certificate; `false` if the app had no such certificate.
+    pub async fn remove_certificate(&self, app_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM certificates WHERE app_id = $1 AND id = $2")
+            .bind(app_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
