@@ -1,5 +1,9 @@
 # Shell helpers the benchmarks share; `source "$(dirname "$0")/../lib.sh"`.
 
+# The benchmarks' own helper program (bench/tool: a free port, push timing, JSON reading); each
+# script builds it with the platform (`cargo build --release --locked … -p ouro-bench`).
+BENCH_TOOL=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/ouro-bench
+
 now() { date +%s.%N; }
 # Seconds since boot (monotonic), for deadlines: the wall clock may step.
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
@@ -20,7 +24,7 @@ wait_for() {
 listen_line() { grep -o "$1 listening on http://[0-9.:]*" "$2" | head -1 | sed 's/.*http:\/\///'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 ratio() { echo "scale=4; $1 / $2" | bc -l; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() { "$BENCH_TOOL" free-port; }
 machine() {
   echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Docker $(docker version -f '{{.Server.Version}}'), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
 }

@@ -7,7 +7,7 @@
 # until `psql` on this host gets an answer.
 #
 # Usage: bench/addons/run.sh [RUNS]   (RUNS add-ons created one after the other, default 3).
-# Needs Docker, git, curl, bc, python3, psql, and PyPI from containers (the sample app installs
+# Needs Docker, git, curl, bc, psql, and PyPI from containers (the sample app installs
 # psycopg). The untimed warm-up pushes the sample app and waits for the PostgreSQL provider's
 # system app to be built and up (minutes on a fresh machine). KEEP_LOGS=DIR keeps the logs.
 set -euo pipefail
@@ -17,8 +17,8 @@ source "$PWD/bench/lib.sh"
 RUNS=${1:-3}
 BIN=$PWD/target/release
 SAMPLE=$PWD/tests/apps/python-addons
-cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router >/dev/null 2>&1 \
-  || cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router
+cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router -p ouro-builder -p ouro-addons -p ouro-bench >/dev/null 2>&1 \
+  || cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router -p ouro-builder -p ouro-addons -p ouro-bench
 
 WORK=$(mktemp -d /tmp/ouro-bench-addons.XXXXXX)
 PLATFORM=benchaddons$$
@@ -62,7 +62,6 @@ export OURO_CONFIG_DIR=$WORK/cli
 $BIN/ouro login --api "$API" <"$WORK/data/admin-token" >/dev/null
 ouro() { "$BIN/ouro" "$@"; }
 api() { curl -fsS -m 10 -H "Authorization: Bearer $TOKEN" "$API$1"; }
-json() { python3 -c "import json, sys; v = json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 
 echo "== warm-up (not timed): push the sample app, wait for the PostgreSQL provider app"
 APP_DIR=$WORK/bench
@@ -77,11 +76,11 @@ get() { curl -s -m 10 -H "Host: bench.localhost" "http://$ROUTER$1"; }
 answers() { get "$1" | grep -q "$2"; }
 wait_for 120 answers / "DATABASE_URL=unset"
 provider_up() {
-  local version; version=$(api /apps/ouro-postgresql | json 'v["current_release"]')
-  api /apps/ouro-postgresql/dynos | json "sum(1 for d in v if d['type'] == 'web' and d['state'] == 'up' and d['release'] == $version)" | grep -qx 1
+  local version; version=$(api /apps/ouro-postgresql | "$BENCH_TOOL" json-get current_release)
+  api /apps/ouro-postgresql/dynos | "$BENCH_TOOL" json-count type=web state=up "release=$version" | grep -qx 1
 }
 wait_for 1200 provider_up
-echo "   provider build: $(api /apps/ouro-postgresql/builds | json 'v[-1]["status"]')"
+echo "   provider build: $(api /apps/ouro-postgresql/builds | "$BENCH_TOOL" json-get -1.status)"
 
 echo "== ouro: addons:create postgresql to the app writing a row with DATABASE_URL (s)"
 created=(); provisioned=(); answering=()

@@ -8,7 +8,7 @@
 # changed, the requirements layer cached).
 #
 # Usage: bench/push/run.sh [WARM]   (WARM warm pushes and warm floor builds, default 3).
-# Needs Docker, git, curl, bc, python3, and network access from containers to PyPI (both the
+# Needs Docker, git, curl, bc, and network access from containers to PyPI (both the
 # buildpack and the Dockerfile install from it). The stack images are built by the runner if
 # missing (minutes) during the untimed warm-up push. KEEP_LOGS=DIR keeps the logs.
 #
@@ -18,10 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 WARM=${1:-3}
 BIN=$PWD/target/release
-TIMED=$PWD/bench/push/timed.py
 SAMPLE=$PWD/tests/apps/python-requests
-cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router >/dev/null 2>&1 \
-  || cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router
+cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router -p ouro-builder -p ouro-addons -p ouro-bench >/dev/null 2>&1 \
+  || cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router -p ouro-builder -p ouro-addons -p ouro-bench
 
 WORK=$(mktemp -d /tmp/ouro-bench-push.XXXXXX)
 PLATFORM=benchpush$$
@@ -98,14 +97,14 @@ one_web_container() { [ "$(web_containers "$1")" -eq 1 ]; }
 # EXPECT; prints the phases; sets PHASES (receive build slug release boot total).
 push() {
   local name=$1 app=$2 expect=$3 limit=${4:-600} log=$WORK/logs/$1.push
-  if ! timeout "$limit" python3 "$TIMED" push "$log" -- env "${GIT_ENV[@]}" git -C "$WORK/$app" push ouro main; then
+  if ! timeout "$limit" "$BENCH_TOOL" timed push "$log" -- env "${GIT_ENV[@]}" git -C "$WORK/$app" push ouro main; then
     echo "git push ($name) failed:" >&2; cat "$log" >&2; return 1
   fi
   wait_for 120 answers "$app" "$expect"
   local served; served=$(now)
-  PHASES=$(python3 "$TIMED" phases "$log" "$served")
+  PHASES=$("$BENCH_TOOL" timed phases "$log" "$served")
   printf '%-8s receive %5s  build %5s  slug %5s  release %5s  boot %5s  = %6s s\n' "$name" $PHASES
-  python3 "$TIMED" runner "$log" "$WORK/runner.out" "$app" "$served"
+  "$BENCH_TOOL" timed runner "$log" "$WORK/runner.out" "$app" "$served"
   IMAGES+=("$(docker ps --filter "label=ouro.platform=$PLATFORM" --filter "label=ouro.app=$app" --filter label=ouro.type=web --format '{{.Image}}' | head -1)")
   # The previous release's dyno drains and stops before the next run starts.
   wait_for 90 one_web_container "$app"
@@ -136,7 +135,7 @@ for col in 1 2 3 4 5; do
 done
 printf '%-8s receive %5s  build %5s  slug %5s  release %5s  boot %5s  (medians)\n' "warm" "${warm_phase_medians[@]}"
 echo "   the last warm push, line by line:"
-python3 "$TIMED" lines "$WORK/logs/warm-$WARM.push" | grep -v '^ *+ *[0-9.]*s  *remote: *$'
+"$BENCH_TOOL" timed lines "$WORK/logs/warm-$WARM.push" | grep -v '^ *+ *[0-9.]*s  *remote: *$'
 
 # The floor: the same app as a Dockerfile on the run stack that the app's slug image is built on.
 SLUG_IMAGE=${IMAGES[-1]}

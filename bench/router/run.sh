@@ -5,7 +5,7 @@
 # the ratios to the direct backend and to nginx.
 #
 # Usage: bench/router/run.sh   (env: DURATION=10s CONNECTIONS=50 THREADS=2 WARMUP=2s)
-# Needs: cargo, python3, curl; installs wrk and nginx with apt-get when missing.
+# Needs: cargo, curl; installs wrk and nginx with apt-get when missing.
 # Everything listens on 127.0.0.1 and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,8 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release -p ouro-router --bin ouro-router --example bench_backend >/dev/null 2>&1 \
-  || cargo build --release -p ouro-router --bin ouro-router --example bench_backend
+cargo build --release -p ouro-router -p ouro-bench --bin ouro-router --bin ouro-bench --example bench_backend >/dev/null 2>&1 \
+  || cargo build --release -p ouro-router -p ouro-bench --bin ouro-router --bin ouro-bench --example bench_backend
 BIN=target/release
 
 WORK=$(mktemp -d /tmp/ouro-bench-router.XXXXXX)
@@ -50,7 +50,7 @@ wait_for() {
   done
 }
 listen_line() { grep -o "$1 listening on http://[0-9.:]*" "$2" | head -1 | sed 's/.*http:\/\///'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() { $BIN/ouro-bench free-port; }
 answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $HOST" "http://$1/")" = 200 ]; }
 
 # The backend.
@@ -60,7 +60,7 @@ BACKEND=$(listen_line bench-backend "$WORK/backend.out")
 
 # ouro-router, following a static route source. Its request log goes to /dev/null, so the port
 # is chosen here rather than read from its stdout.
-python3 bench/router/route_source.py "$HOST" "$BACKEND" >"$WORK/routes.out" 2>&1 & PIDS+=($!)
+$BIN/ouro-bench route-source "$HOST" "$BACKEND" >"$WORK/routes.out" 2>&1 & PIDS+=($!)
 wait_for 10 grep -q listening "$WORK/routes.out"
 ROUTES=$(listen_line route-source "$WORK/routes.out")
 ROUTER=127.0.0.1:$(free_port)

@@ -4,13 +4,13 @@
 # all 20 answer on their port. Also: seconds from killing a dyno until its replacement answers.
 # Loopback and local containers only; bounded by timeouts.
 #
-# Usage: bench/scale/run.sh [N]   (N dynos, default 20). Needs Docker, curl, python3.
+# Usage: bench/scale/run.sh [N]   (N dynos, default 20). Needs Docker, curl, bc.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-20}
 BIN=target/release
-cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router >/dev/null 2>&1 \
-  || cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router
+cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router -p ouro-builder -p ouro-addons -p ouro-bench >/dev/null 2>&1 \
+  || cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router -p ouro-builder -p ouro-addons -p ouro-bench
 
 WORK=$(mktemp -d /tmp/ouro-bench-scale.XXXXXX)
 PLATFORM=benchscale$$
@@ -59,8 +59,7 @@ mkdir -p "$WORK/src" && cp -r tests/apps/python-web/app/. "$WORK/src/"
 $BIN/ouro deploy "$WORK/src" -a bench >/dev/null
 
 up_in_api() { # web dynos `up` per the API
-  curl -s -H "Authorization: Bearer $TOKEN" "$API/apps/bench/dynos" \
-    | python3 -c 'import json,sys; print(sum(1 for d in json.load(sys.stdin) if d["state"]=="up"))'
+  curl -s -H "Authorization: Bearer $TOKEN" "$API/apps/bench/dynos" | $BIN/ouro-bench json-count state=up
 }
 all_up() { [ "$(up_in_api)" -ge "$1" ]; }
 

@@ -8,16 +8,15 @@
 #
 # Usage: bench/selfupgrade/run.sh [PROFILE]   (PROFILE `release`, the default, builds as a user
 # would; `fast` sets CARGO_PROFILE_RELEASE_OPT_LEVEL=0 on the source app, as the test does).
-# Needs Docker, git, curl, bc, python3 and crates.io from containers. KEEP_LOGS=DIR keeps logs.
+# Needs Docker, git, curl, bc and crates.io from containers. KEEP_LOGS=DIR keeps logs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=../lib.sh
 source "$PWD/bench/lib.sh"
 PROFILE=${1:-release}
 BIN=$PWD/target/release
-TIMED=$PWD/bench/push/timed.py
-cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router >/dev/null 2>&1 \
-  || cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router
+cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router -p ouro-builder -p ouro-addons -p ouro-bench >/dev/null 2>&1 \
+  || cargo build --release --locked -p ouro-api -p ouro-cli -p ouro-dyno-runner -p ouro-router -p ouro-builder -p ouro-addons -p ouro-bench
 
 WORK=$(mktemp -d /tmp/ouro-bench-upgrade.XXXXXX)
 PLATFORM=benchupgrade$$
@@ -78,12 +77,12 @@ upgrade() {
   local name=$1 log="$WORK/push-$1.log" api_next router_next
   api_next=$(( $(version ouro-api) + 1 )); router_next=$(( $(version ouro-router) + 1 ))
   push_start=$(now)
-  env "${GIT_ENV[@]}" python3 "$TIMED" push "$log" -- git -C "$WORK/ouro" push ouro HEAD:main \
+  env "${GIT_ENV[@]}" "$BENCH_TOOL" timed push "$log" -- git -C "$WORK/ouro" push ouro HEAD:main \
     || { echo "the push failed:" >&2; tail -40 "$log" >&2; exit 1; }
   pushed=$(now)
   wait_for 600 rolled ouro-api api.1 "$api_next"; api_done=$(now)
   wait_for 600 rolled ouro-router router.1 "$router_next"; router_done=$(now)
-  python3 "$TIMED" lines "$log" >"$WORK/lines-$name.txt"
+  "$BENCH_TOOL" timed lines "$log" >"$WORK/lines-$name.txt"
   at() { grep -m1 -- "$1" "$WORK/lines-$name.txt" | sed -E 's/^ *\+ *([0-9.]+)s.*/\1/'; }
   local receive built launch upgrading
   receive=$(at 'Building on'); built=$(at 'Discovering process types'); launch=$(at 'Launching'); upgrading=$(at 'Upgrading the platform')
