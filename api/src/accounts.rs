@@ -36,17 +36,9 @@ impl Store {
         secret_sha256: &str,
         description: &str,
     ) -> Result<String> {
-        let user_id = uuid::Uuid::new_v4().to_string();
         let now = now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO users (id, email, admin, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&user_id)
-            .bind(email)
-            .bind(i64::from(admin))
-            .bind(&now)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_on_unique)?;
+        let user_id = insert_user(&mut *tx, email, admin, &now).await?;
         sqlx::query(
             "INSERT INTO tokens (id, user_id, description, secret_sha256, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -76,18 +68,7 @@ impl Store {
         let user = sqlx::query("SELECT id FROM users WHERE email = $1").bind(email).fetch_optional(&self.pool).await?;
         let user_id: String = match user {
             Some(user) => user.try_get("id")?,
-            None => {
-                let user_id = uuid::Uuid::new_v4().to_string();
-                sqlx::query("INSERT INTO users (id, email, admin, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(&user_id)
-                    .bind(email)
-                    .bind(i64::from(admin))
-                    .bind(now())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(conflict_on_unique)?;
-                user_id
-            }
+            None => insert_user(&self.pool, email, admin, &now()).await?,
         };
         sqlx::query(
             "INSERT INTO tokens (id, user_id, description, secret_sha256, created_at, scope) \
@@ -146,18 +127,7 @@ impl Store {
                 }
                 id
             }
-            None => {
-                let id = uuid::Uuid::new_v4().to_string();
-                sqlx::query("INSERT INTO users (id, email, admin, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(&id)
-                    .bind(email)
-                    .bind(i64::from(admin))
-                    .bind(now())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(conflict_on_unique)?;
-                id
-            }
+            None => insert_user(&self.pool, email, admin, &now()).await?,
         };
         Ok(UserRow { id, email: email.into(), admin })
     }
@@ -169,4 +139,23 @@ impl Store {
             .await?;
         row.map(|r| Ok(UserRow { id: r.try_get("id")?, email: r.try_get("email")?, admin: true })).transpose()
     }
+}
+
+/// Inserts a new user (a taken email is a conflict); answers its id.
+async fn insert_user<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    email: &str,
+    admin: bool,
+    at: &str,
+) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query("INSERT INTO users (id, email, admin, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(email)
+        .bind(i64::from(admin))
+        .bind(at)
+        .execute(executor)
+        .await
+        .map_err(conflict_on_unique)?;
+    Ok(id)
 }

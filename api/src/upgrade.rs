@@ -233,10 +233,12 @@ async fn provider(state: &AppState, kind: &str) -> Result<(), String> {
                 ));
             }
             Some(_) => {}
-            // An older build was running when this API started: start this one once it ends.
-            None => {
+            // An older build was running when this API started: start this one once it ends
+            // (ensure packs the program again: not while that build runs).
+            None if builds.iter().all(|b| b.status != BuildStatus::Pending) => {
                 crate::system_addons::ensure(state, kind).await.map_err(|e| e.to_string())?;
             }
+            None => {}
         }
         if Instant::now() > deadline {
             return Err(format!("{name}'s build did not end in time; the upgrade stopped there"));
