@@ -105,6 +105,12 @@ pub fn check_slug_archive(path: &Path, max_unpacked: u64) -> Result<(), String> 
             return Err(format!("entry `{shown}` points outside the slug"));
         }
         let normal = normalized(&path);
+        // `./` itself is the archive's root, not an entry of the slug.
+        if let Some(reason) =
+            Some(&normal).filter(|n| !n.as_os_str().is_empty()).and_then(|n| ouro_types::slug_entry_refused(n))
+        {
+            return Err(format!("entry `{shown}` {reason}"));
+        }
         if let Some(link) = normal.ancestors().skip(1).find(|a| symlinks.contains(*a)) {
             return Err(format!("entry `{shown}` is beneath the symlink `{}`", link.display()));
         }
@@ -215,6 +221,7 @@ mod tests {
     #[test]
     fn accepts_an_ordinary_slug() {
         let file = archive(|b| {
+            add_file(b, "./");
             add_file(b, "./app/web.py");
             add_link(b, tar::EntryType::Symlink, "app/current", "web.py");
             add_link(b, tar::EntryType::Symlink, "app/lib/up", "../web.py");
@@ -250,7 +257,7 @@ mod tests {
                     b.append(
                         &{
                             let mut h = header(tar::EntryType::Char, 0);
-                            h.set_path("dev").unwrap();
+                            h.set_path("app/dev").unwrap();
                             h.set_cksum();
                             h
                         },
@@ -261,6 +268,9 @@ mod tests {
                 "special file",
             ),
             (archive(|_| {}), "empty"),
+            (archive(|b| add_file(b, "./etc/passwd")), "entry `./etc/passwd` is not under app/"),
+            (archive(|b| add_file(b, "app/../etc/cron.d/x")), "is not under app/"),
+            (archive(|b| add_file(b, "app/bin/.wh.python")), "would be a layer whiteout"),
             (
                 archive(|b| {
                     b.append(

@@ -10,10 +10,9 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::{
     Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use bollard::errors::Error as DockerError;
-use bollard::image::CommitContainerOptions;
 use bollard::models::{HostConfig, HostConfigLogConfig};
 use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
 use futures_util::StreamExt;
@@ -237,9 +236,11 @@ pub async fn leave_network(docker: &Docker, platform: &str, other: &str, id: &st
     }
 }
 
-/// The volume `<platform>-<name>`, made on first use with its root owned by the dyno user
-/// (a short root container of `image` chowns it; Docker makes volume roots root-owned).
-pub async fn ensure_volume(docker: &Docker, platform: &str, name: &str, image: &str) -> Result<String> {
+/// The volume `<platform>-<name>`, made on first use. No helper container touches it: its
+/// root gets the dyno user as owner from the slug image's mount point (see
+/// `slug_layer::MOUNT_POINTS`), which Docker copies into an empty volume when a dyno first
+/// mounts it, so there is no moment when it is made but not yet the dyno user's.
+pub async fn ensure_volume(docker: &Docker, platform: &str, name: &str) -> Result<String> {
     let full = format!("{platform}-{name}");
     match docker.inspect_volume(&full).await {
         Ok(_) => return Ok(full),
@@ -252,37 +253,6 @@ pub async fn ensure_volume(docker: &Docker, platform: &str, name: &str, image: &
         ..Default::default()
     };
     docker.create_volume(options).await.map_err(docker_error)?;
-    let config = Config {
-        image: Some(image.to_string()),
-        cmd: Some(vec!["chown".into(), DYNO_USER.into(), "/volume".into()]),
-        user: Some("0:0".to_string()),
-        labels: Some(HashMap::from([
-            (LABEL_PLATFORM.to_string(), platform.to_string()),
-            ("ouro.volume".to_string(), full.clone()),
-        ])),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            mounts: Some(vec![volume_mount(&full, "/volume")]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let result = async {
-        let created =
-            docker.create_container(None::<CreateContainerOptions<String>>, config).await.map_err(docker_error)?;
-        let started = docker.start_container::<String>(&created.id, None).await.map_err(docker_error);
-        let waited = match started {
-            Ok(()) => wait_success(docker, &created.id).await,
-            Err(e) => Err(e),
-        };
-        remove(docker, &created.id).await;
-        waited
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = docker.remove_volume(&full, None).await;
-        return Err(Error::Docker(format!("preparing volume {full} failed: {e}")));
-    }
     Ok(full)
 }
 
@@ -326,19 +296,11 @@ pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool> {
 }
 
 /// Builds `image` from the stack and a slug tar.gz: the slug becomes one layer on top of the
-/// stack's (owned by the dyno user), loaded with `docker load` (see `slug_layer.rs`); if that
-/// fails, a container of the stack gets the slug and is committed (slower: seconds).
+/// stack's (owned by the dyno user), loaded with `docker load` (see `slug_layer.rs`). The
+/// layer and the archive go through temporary files, so a slug that unpacks to gigabytes
+/// costs disk, not memory. A slug that cannot be a layer (an entry outside `app/`: the API
+/// refuses those) makes no image: nothing of a slug ever runs as root.
 pub async fn build_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
-    match load_slug_image(docker, stack, slug.clone(), image).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            tracing::warn!(%image, error = %e, "loading the slug as a layer failed; committing a container instead");
-            commit_slug_image(docker, stack, slug, image).await
-        }
-    }
-}
-
-async fn load_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
     let base = docker.inspect_image(stack).await.map_err(docker_error)?;
     let layers = base.root_fs.and_then(|r| r.layers).unwrap_or_default();
     if layers.is_empty() {
@@ -356,7 +318,11 @@ async fn load_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image
     let labels = stack_config.labels.unwrap_or_default();
     let tag = image.to_string();
     let archive = tokio::task::spawn_blocking(move || {
-        let (layer, diff_id) = crate::slug_layer::slug_layer(&slug)?;
+        let failed = |e: std::io::Error| format!("writing the image's layer: {e}");
+        let mut layer = tempfile::tempfile().map_err(failed)?;
+        let diff_id = crate::slug_layer::write_slug_layer(&slug[..], std::io::BufWriter::new(&mut layer))?;
+        let layer_len = std::io::Seek::seek(&mut layer, std::io::SeekFrom::End(0)).map_err(failed)?;
+        std::io::Seek::rewind(&mut layer).map_err(failed)?;
         let config = crate::slug_layer::ImageConfig {
             architecture: &architecture,
             env,
@@ -364,13 +330,19 @@ async fn load_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image
             working_dir: "/app",
             labels,
         };
-        Ok::<_, String>(crate::slug_layer::load_archive(&tag, &layers, &layer, &diff_id, &config))
+        let mut archive = tempfile::tempfile().map_err(failed)?;
+        let out = std::io::BufWriter::new(&mut archive);
+        let layer = std::io::BufReader::new(layer);
+        crate::slug_layer::write_load_archive(out, &tag, &layers, layer, layer_len, &diff_id, &config)
+            .map_err(failed)?;
+        std::io::Seek::rewind(&mut archive).map_err(failed)?;
+        Ok::<_, String>(archive)
     })
     .await
     .map_err(|e| Error::Docker(e.to_string()))?
-    .map_err(Error::Docker)?;
+    .map_err(|e| Error::Docker(format!("the slug cannot be an image: {e}")))?;
     let options = bollard::image::ImportImageOptions { quiet: true };
-    let mut progress = docker.import_image(options, archive.into(), None);
+    let mut progress = docker.import_image_stream(options, file_chunks(archive), None);
     while let Some(item) = progress.next().await {
         let info = item.map_err(docker_error)?;
         if let Some(error) = info.error {
@@ -383,52 +355,21 @@ async fn load_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image
     Ok(())
 }
 
-/// The slow path: the slug is extracted at `/` in a container of the stack (its entries are
-/// `./app/...`), `/app` is handed to the dyno user, and the container is committed.
-async fn commit_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
-    let config = Config {
-        image: Some(stack.to_string()),
-        cmd: Some(vec!["chown".into(), "-R".into(), DYNO_USER.into(), "/app".into()]),
-        user: Some("0:0".to_string()),
-        labels: Some(HashMap::from([("ouro.build".to_string(), image.to_string())])),
-        host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
-        ..Default::default()
-    };
-    let created =
-        docker.create_container(None::<CreateContainerOptions<String>>, config).await.map_err(docker_error)?;
-    let id = created.id;
-    let result = async {
-        let upload = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
-        docker.upload_to_container(&id, Some(upload), slug).await.map_err(docker_error)?;
-        docker.start_container::<String>(&id, None).await.map_err(docker_error)?;
-        wait_success(docker, &id).await?;
-        let (repo, tag) = image.split_once(':').unwrap_or((image, "latest"));
-        let commit = CommitContainerOptions { container: id.as_str(), repo, tag, pause: false, ..Default::default() };
-        let image_config = Config::<String> {
-            user: Some(DYNO_USER.into()),
-            working_dir: Some("/app".into()),
-            env: Some(vec!["HOME=/app".into(), "PATH=/app/bin:/usr/local/bin:/usr/bin:/bin".into()]),
-            ..Default::default()
-        };
-        docker.commit_container(commit, image_config).await.map_err(docker_error)?;
-        Ok(())
-    }
-    .await;
-    remove(docker, &id).await;
-    result
-}
-
-async fn wait_success(docker: &Docker, id: &str) -> Result<()> {
-    let mut waits = docker.wait_container(id, None::<WaitContainerOptions<String>>);
-    match waits.next().await {
-        None => Ok(()),
-        Some(Ok(exit)) if exit.status_code == 0 => Ok(()),
-        Some(Ok(exit)) => Err(Error::Docker(format!("preparing the slug failed with status {}", exit.status_code))),
-        Some(Err(DockerError::DockerContainerWaitError { code, .. })) => {
-            Err(Error::Docker(format!("preparing the slug failed with status {code}")))
+/// A file's bytes as a stream of chunks of at most 1 MiB (a read error ends it early, which
+/// Docker then reports as a damaged archive).
+fn file_chunks(file: std::fs::File) -> impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::from_std(file);
+    futures_util::stream::unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; 1 << 20];
+        match file.read(&mut chunk).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((bytes::Bytes::from(chunk), file))
+            }
         }
-        Some(Err(e)) => Err(docker_error(e)),
-    }
+    })
 }
 
 /// What a dyno needs to start.

@@ -15,19 +15,22 @@ use tokio::sync::Notify;
 use crate::logs::LogQueue;
 use crate::{Launch, Result, attach, docker, follow, stack};
 
-/// Where slug images live: `ouro/slug:<sha256 of the slug>`.
+/// Where slug images live: `ouro/slug:2-<sha256 of the slug>`.
 const SLUG_REPO: &str = "ouro/slug";
+/// The layout of slug images, in their tags: 2 has the mount points `/data` and `/cache`
+/// owned by the dyno user. An image of an older layout is made again, not reused.
+const SLUG_LAYOUT: &str = "2";
 
 /// The port every dyno listens on (`$PORT`) on its app's network.
 pub const DYNO_PORT: u16 = 5000;
 
-/// The image of a slug on its stack, named by the slug's checksum: `ouro/slug:<sha256>`, or
-/// `ouro/slug:build-<sha256>` on the build stack.
+/// The image of a slug on its stack, named by the slug's checksum: `ouro/slug:2-<sha256>`, or
+/// `ouro/slug:build-2-<sha256>` on the build stack.
 pub fn slug_image(checksum: &str, stack: &str) -> String {
     let sha = checksum.trim_start_matches("SHA256:").to_ascii_lowercase();
     match stack {
-        ouro_types::BUILD_STACK => format!("{SLUG_REPO}:build-{sha}"),
-        _ => format!("{SLUG_REPO}:{sha}"),
+        ouro_types::BUILD_STACK => format!("{SLUG_REPO}:build-{SLUG_LAYOUT}-{sha}"),
+        _ => format!("{SLUG_REPO}:{SLUG_LAYOUT}-{sha}"),
     }
 }
 
@@ -226,7 +229,7 @@ impl DockerRuntime {
     async fn mounts(&self, launch: &Launch) -> Result<Vec<(String, String)>> {
         let mut mounts = Vec::new();
         for mount in &launch.volumes {
-            let volume = docker::ensure_volume(&self.docker, &self.platform, &mount.volume, &launch.image).await?;
+            let volume = docker::ensure_volume(&self.docker, &self.platform, &mount.volume).await?;
             mounts.push((volume, mount.path.clone()));
         }
         Ok(mounts)

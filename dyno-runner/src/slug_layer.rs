@@ -1,23 +1,29 @@
 //! A slug as an image layer: the slug's tar.gz rewritten into a layer tar (every entry under
-//! `app/`, owned by the dyno user), and the `docker load` archive that puts it on top of the
-//! stack's layers. Docker reuses layers it already has (the stack's, by chain id) and only
-//! applies the new one, which takes a fraction of a second, where committing a container
-//! diffs the whole file system (seconds on fuse-overlayfs). Pure: bytes in, bytes out.
+//! `app/`, owned by the dyno user, plus the mount points `/data` and `/cache`), and the
+//! `docker load` archive that puts it on top of the stack's layers. Docker reuses layers it
+//! already has (the stack's, by chain id) and only applies the new one, which takes a fraction
+//! of a second, where committing a container diffs the whole file system (seconds on
+//! fuse-overlayfs) and ran the slug's content through a root container. Pure: bytes in, bytes
+//! out, streamed (a slug may unpack to gigabytes; memory stays bounded).
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use sha2::{Digest, Sha256};
 
-/// The largest unpacked slug made into a layer in memory; bigger ones take the slower path.
-pub const MAX_LAYER_BYTES: u64 = 1024 * 1024 * 1024;
 const DYNO_ID: u64 = 1000;
 
-/// The layer tar of a slug tar.gz and its diff id (`sha256:<hex>` of the tar).
-pub fn slug_layer(slug_tar_gz: &[u8]) -> Result<(Vec<u8>, String), String> {
+/// Where volumes mount (`ouro_types::MOUNT_PATHS`): directories of the image owned by the dyno
+/// user, so that Docker gives a new volume mounted there the same owner when it first mounts
+/// it (it copies the image's directory into an empty volume). No root helper has to chown it.
+const MOUNT_POINTS: [&str; 2] = ["data", "cache"];
+
+/// Writes the layer tar of a slug tar.gz to `out` and returns its diff id (`sha256:<hex>` of
+/// the tar). Refuses what a layer must not hold (an entry outside `app/`, a whiteout, a
+/// special file), with a one-line reason.
+pub fn write_slug_layer(slug_tar_gz: impl Read, out: impl Write) -> Result<String, String> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(slug_tar_gz));
-    let mut layer = tar::Builder::new(Vec::new());
+    let mut layer = tar::Builder::new(Hashing { inner: out, hasher: Sha256::new() });
     layer.mode(tar::HeaderMode::Complete);
-    let mut total = 0u64;
     let mut has_app = false;
     for entry in archive.entries().map_err(|e| format!("not a tar.gz: {e}"))? {
         let mut entry = entry.map_err(|e| format!("damaged slug: {e}"))?;
@@ -31,18 +37,10 @@ pub fn slug_layer(slug_tar_gz: &[u8]) -> Result<(Vec<u8>, String), String> {
         if path.as_os_str().is_empty() {
             continue;
         }
-        let mut parts = path.components();
-        if parts.next().map(|c| c.as_os_str()) != Some("app".as_ref()) {
-            return Err(format!("entry `{}` is not under app/", raw.display()));
-        }
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".wh.")) {
-            return Err(format!("entry `{}` would be a layer whiteout", raw.display()));
+        if let Some(reason) = ouro_types::slug_entry_refused(&path) {
+            return Err(format!("entry `{}` {reason}", raw.display()));
         }
         has_app |= path.as_os_str() == "app";
-        total = total.saturating_add(entry.size());
-        if total > MAX_LAYER_BYTES {
-            return Err(format!("the slug unpacks to more than {} MiB", MAX_LAYER_BYTES >> 20));
-        }
         let mut header = entry.header().clone();
         header.set_uid(DYNO_ID);
         header.set_gid(DYNO_ID);
@@ -59,26 +57,41 @@ pub fn slug_layer(slug_tar_gz: &[u8]) -> Result<(Vec<u8>, String), String> {
             };
             layer.append_link(&mut header, &path, &target).map_err(|e| format!("writing the layer: {e}"))?;
         } else if kind.is_file() || kind.is_dir() {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).map_err(|e| format!("damaged slug: {e}"))?;
-            layer.append_data(&mut header, &path, &data[..]).map_err(|e| format!("writing the layer: {e}"))?;
+            layer.append_data(&mut header, &path, &mut entry).map_err(|e| format!("writing the layer: {e}"))?;
         } else {
             return Err(format!("entry `{}` is not a file, directory or link", raw.display()));
         }
     }
-    if !has_app {
-        // /app stays the dyno user's even when the slug lists only its contents.
+    // /app stays the dyno user's even when the slug lists only its contents.
+    let directories = MOUNT_POINTS.iter().copied().chain((!has_app).then_some("app"));
+    for directory in directories {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_mode(0o755);
         header.set_uid(DYNO_ID);
         header.set_gid(DYNO_ID);
         header.set_size(0);
-        layer.append_data(&mut header, "app", std::io::empty()).map_err(|e| format!("writing the layer: {e}"))?;
+        layer.append_data(&mut header, directory, std::io::empty()).map_err(|e| format!("writing the layer: {e}"))?;
     }
-    let layer = layer.into_inner().map_err(|e| format!("writing the layer: {e}"))?;
-    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&layer)));
-    Ok((layer, diff_id))
+    let hashing = layer.into_inner().map_err(|e| format!("writing the layer: {e}"))?;
+    Ok(format!("sha256:{}", hex::encode(hashing.hasher.finalize())))
+}
+
+/// A writer that hashes what it writes.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// What the image runs with, besides its layers.
@@ -90,9 +103,17 @@ pub struct ImageConfig<'a> {
     pub labels: std::collections::HashMap<String, String>,
 }
 
-/// A `docker load` archive of image `tag`: the base layers (by diff id, not included: Docker
-/// must have them) and `layer` on top.
-pub fn load_archive(tag: &str, base_layers: &[String], layer: &[u8], diff_id: &str, config: &ImageConfig) -> Vec<u8> {
+/// Writes a `docker load` archive of image `tag` to `out`: the base layers (by diff id, not
+/// included: Docker must have them) and the layer `layer` (`layer_len` bytes) on top.
+pub fn write_load_archive(
+    out: impl Write,
+    tag: &str,
+    base_layers: &[String],
+    layer: impl Read,
+    layer_len: u64,
+    diff_id: &str,
+    config: &ImageConfig,
+) -> std::io::Result<()> {
     let mut diff_ids: Vec<&str> = base_layers.iter().map(String::as_str).collect();
     diff_ids.push(diff_id);
     let image = serde_json::json!({
@@ -110,27 +131,30 @@ pub fn load_archive(tag: &str, base_layers: &[String], layer: &[u8], diff_id: &s
     let mut layers: Vec<String> = (0..base_layers.len()).map(|i| format!("base{i}/layer.tar")).collect();
     layers.push("slug/layer.tar".into());
     let manifest = serde_json::json!([{ "Config": "config.json", "RepoTags": [tag], "Layers": layers }]);
-    let mut archive = tar::Builder::new(Vec::new());
-    let files: [(&str, Vec<u8>); 3] = [
-        ("manifest.json", manifest.to_string().into_bytes()),
-        ("config.json", image.to_string().into_bytes()),
-        ("slug/layer.tar", layer.to_vec()),
-    ];
-    for (name, data) in files {
+    let mut archive = tar::Builder::new(out);
+    let header = |len: u64| {
         let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
+        header.set_size(len);
         header.set_mode(0o644);
         header.set_entry_type(tar::EntryType::Regular);
-        // Writing into a Vec cannot fail.
-        let _ = archive.append_data(&mut header, name, &data[..]);
+        header
+    };
+    for (name, data) in [("manifest.json", manifest.to_string()), ("config.json", image.to_string())] {
+        archive.append_data(&mut header(data.len() as u64), name, data.as_bytes())?;
     }
-    archive.into_inner().unwrap_or_default()
+    archive.append_data(&mut header(layer_len), "slug/layer.tar", layer.take(layer_len))?;
+    archive.into_inner()?.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+
+    fn slug_layer(input: &[u8]) -> Result<(Vec<u8>, String), String> {
+        let mut layer = Vec::new();
+        let diff_id = write_slug_layer(input, &mut layer)?;
+        Ok((layer, diff_id))
+    }
 
     fn slug(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
         let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
@@ -171,7 +195,7 @@ mod tests {
             })
             .collect();
         let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-        assert_eq!(names, ["app", "app/web.py", "app/.venv/bin/python"]);
+        assert_eq!(names, ["app", "app/web.py", "app/.venv/bin/python", "data", "cache"]);
         assert!(seen.iter().all(|s| s.1 == 1000 && s.2 == 1000), "{seen:?}");
     }
 
@@ -193,7 +217,10 @@ mod tests {
             working_dir: "/app",
             labels: Default::default(),
         };
-        let archive = load_archive("ouro/slug:ab", &["sha256:base".into()], b"LAYER", "sha256:new", &config);
+        let mut archive = Vec::new();
+        let layer = &b"LAYER, and what follows is not the layer's"[..];
+        write_load_archive(&mut archive, "ouro/slug:ab", &["sha256:base".into()], layer, 5, "sha256:new", &config)
+            .unwrap();
         let mut files = std::collections::BTreeMap::new();
         for e in tar::Archive::new(&archive[..]).entries().unwrap() {
             let mut e = e.unwrap();

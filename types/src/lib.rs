@@ -471,6 +471,25 @@ pub const STACK: &str = "debian-13";
 /// images.
 pub const BUILD_STACK: &str = "debian-13-build";
 
+/// Where volumes may mount in a dyno. Slug images hold these directories owned by the dyno
+/// user, and Docker gives a new volume the owner of the directory it first mounts on, so no
+/// root helper ever has to chown a volume.
+pub const MOUNT_PATHS: [&str; 2] = ["/data", "/cache"];
+
+/// Why a slug may not hold the entry at `path` (relative, `.` and `..` already resolved), or
+/// `None`: every entry of a slug is `app` or beneath it (Heroku's slug layout), and none is
+/// an image layer's whiteout (`.wh.<name>`), which would delete a file of the stack.
+pub fn slug_entry_refused(path: &std::path::Path) -> Option<&'static str> {
+    let mut parts = path.components();
+    if parts.next().map(|c| c.as_os_str()) != Some("app".as_ref()) {
+        return Some("is not under app/");
+    }
+    if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".wh.")) {
+        return Some("would be a layer whiteout");
+    }
+    None
+}
+
 fn default_stack() -> String {
     STACK.to_string()
 }
