@@ -17,13 +17,14 @@ use sqlx::any::AnyRow;
 use crate::Result;
 use crate::formation::{FormationRow, formation_row};
 use crate::one_offs::{OneOffRow, one_off_row};
+use crate::platform_key::PlatformKey;
 use crate::releases::{ReleaseRow, SlugRow, release_row, slug_row};
 use crate::store::Store;
 
 /// The whole desired state. `public_url` is the API's address as dynos and the runner reach it:
 /// slugs are fetched from under it.
-pub async fn desired_state(store: &Store, public_url: &str) -> Result<DesiredState> {
-    let mut tables = store.desired_tables().await?;
+pub async fn desired_state(store: &Store, public_url: &str, platform_key: &PlatformKey) -> Result<DesiredState> {
+    let mut tables = store.desired_tables(platform_key).await?;
     let mut apps = Vec::new();
     let mut volumes = Vec::new();
     for app in std::mem::take(&mut tables.apps) {
@@ -146,7 +147,7 @@ fn group<T>(rows: &[AnyRow], key: &str, each: impl Fn(&AnyRow) -> Result<T>) -> 
 
 impl Store {
     /// Reads the tables of the desired state, one query each, in one transaction.
-    async fn desired_tables(&self) -> Result<Tables> {
+    async fn desired_tables(&self, platform_key: &PlatformKey) -> Result<Tables> {
         let mut tx = self.pool.begin().await?;
         let apps = sqlx::query(
             "SELECT id, name, service_mounts, service_joins, service_api_access, service_host_network, \
@@ -184,7 +185,7 @@ impl Store {
         let restarts =
             sqlx::query("SELECT app_id, target, requested_at_ms FROM dyno_restarts").fetch_all(&mut *tx).await?;
         let certificates = sqlx::query(
-            "SELECT app_id, certificate_chain, private_key FROM certificates ORDER BY app_id, created_at, id",
+            "SELECT app_id, id, certificate_chain, private_key FROM certificates ORDER BY app_id, created_at, id",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -224,7 +225,14 @@ impl Store {
             .map(|(app, targets)| (app, targets.into_iter().collect()))
             .collect(),
             certificates: group(&certificates, "app_id", |r| {
-                Ok(TlsCert { chain_pem: r.try_get("certificate_chain")?, key_pem: r.try_get("private_key")? })
+                let place = crate::domains::private_key_place(&r.try_get::<String, _>("id")?);
+                // One key that does not open (a replaced platform key) costs its certificate
+                // (the router then serves its default one), not the whole desired state.
+                let key_pem = platform_key.open(&place, &r.try_get::<String, _>("private_key")?).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "a TLS private key cannot be opened; its certificate is left out");
+                    String::new()
+                });
+                Ok(TlsCert { chain_pem: r.try_get("certificate_chain")?, key_pem })
             })?,
             attached: group(&attached, "service_app", |r| Ok(r.try_get("name")?))?,
         })

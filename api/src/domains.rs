@@ -1,9 +1,10 @@
 //! Apps' custom domains and SNI certificates, as records: an `impl Store` block of their own.
-//! A hostname belongs to one app at most; a certificate's private key is stored but never read
-//! back here (the desired state hands it to the runner).
+//! A hostname belongs to one app at most; a certificate's private key is stored sealed with the
+//! platform key and never read back here (the desired state opens it for the runner).
 
 use sqlx::Row;
 
+use crate::platform_key::PlatformKey;
 use crate::store::{Store, conflict_on_unique};
 use crate::{Result, now};
 
@@ -87,9 +88,10 @@ impl Store {
             .collect()
     }
 
-    /// Stores a checked certificate chain and key.
+    /// Stores a checked certificate chain and its key, sealed with the platform key.
     pub async fn add_certificate(
         &self,
+        platform_key: &PlatformKey,
         app_id: &str,
         hostnames: Vec<String>,
         expires_at: String,
@@ -97,6 +99,7 @@ impl Store {
         key_pem: &str,
     ) -> Result<CertificateRow> {
         let row = CertificateRow { id: uuid::Uuid::new_v4().to_string(), hostnames, expires_at, created_at: now() };
+        let key_pem = platform_key.seal(&private_key_place(&row.id), key_pem);
         sqlx::query(
             "INSERT INTO certificates (id, app_id, hostnames, expires_at, certificate_chain, private_key, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -106,11 +109,31 @@ impl Store {
         .bind(serde_json::to_string(&row.hostnames).unwrap_or_else(|_| "[]".into()))
         .bind(&row.expires_at)
         .bind(chain_pem)
-        .bind(key_pem)
+        .bind(&key_pem)
         .bind(&row.created_at)
         .execute(&self.pool)
         .await?;
         Ok(row)
+    }
+
+    /// Seals the private keys kept in clear by a version before sealing; how many.
+    pub async fn seal_private_keys(&self, platform_key: &PlatformKey) -> Result<usize> {
+        let rows = sqlx::query("SELECT id, private_key FROM certificates").fetch_all(&self.pool).await?;
+        let mut sealed = 0;
+        for row in rows {
+            let (id, key_pem): (String, String) = (row.try_get("id")?, row.try_get("private_key")?);
+            if PlatformKey::is_sealed(&key_pem) {
+                continue;
+            }
+            sqlx::query("UPDATE certificates SET private_key = $2 WHERE id = $1 AND private_key = $3")
+                .bind(&id)
+                .bind(platform_key.seal(&private_key_place(&id), &key_pem))
+                .bind(&key_pem)
+                .execute(&self.pool)
+                .await?;
+            sealed += 1;
+        }
+        Ok(sealed)
     }
 
     /// Removes a certificate; `false` if the app had no such certificate.
@@ -122,4 +145,9 @@ impl Store {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Where a certificate's private key is kept, as the platform key seals it.
+pub(crate) fn private_key_place(certificate_id: &str) -> String {
+    format!("certificates.private_key {certificate_id}")
 }

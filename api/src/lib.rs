@@ -24,6 +24,7 @@ pub mod hook;
 mod logs;
 mod one_offs;
 mod pipeline;
+mod platform_key;
 mod releases;
 mod routes;
 mod services;
@@ -93,6 +94,9 @@ pub struct Config {
     /// `OURO_ADMIN_TOKEN`: the first admin's token, when the API makes the first user (else a
     /// random one); `ouro up` sets it.
     pub admin_token: Option<String>,
+    /// `OURO_PLATFORM_KEY` (64 hex digits): seals secrets kept in SQL (`platform_key.rs`);
+    /// default: `<data dir>/platform-key`, made at the first start.
+    pub platform_key: Option<String>,
 }
 
 impl Config {
@@ -133,6 +137,7 @@ impl Config {
             router_url: var("OURO_ROUTER_URL"),
             addon_providers: addon_providers(std::env::var("OURO_ADDON_PROVIDERS").ok())?,
             admin_token: var("OURO_ADMIN_TOKEN"),
+            platform_key: var("OURO_PLATFORM_KEY"),
         })
     }
 }
@@ -184,6 +189,8 @@ pub struct AppState {
     /// build of Ouro itself here, the upgrade module takes them (`upgrade::take_requests`), so
     /// that the pipeline need not know how an upgrade goes.
     pub platform_builds: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Seals the secrets the API keeps in SQL and must read back (TLS private keys).
+    pub platform_key: Arc<platform_key::PlatformKey>,
 }
 
 impl AppState {
@@ -252,6 +259,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     if let Some(path) = auth::bootstrap_admin(&store, &config.data_dir, config.admin_token.as_deref()).await? {
         println!("ouro-api: created the first admin token; it is in {}", path.display());
     }
+    store.claim_mounted_volumes().await?;
+    let platform_key = Arc::new(platform_key::PlatformKey::load(config.platform_key.as_deref(), &config.data_dir)?);
+    let sealed = store.seal_private_keys(&platform_key).await?;
+    if sealed > 0 {
+        tracing::info!(sealed, "TLS private keys kept in clear by an earlier version are now sealed");
+    }
     // Shared with a successor (`SO_REUSEPORT`): when Ouro runs on itself, the new API dyno
     // listens beside the old one, which drains.
     let socket = match config.listen {
@@ -297,6 +310,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
         sessions: Arc::default(),
         platform_builds,
+        platform_key,
     };
     let mut drains = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (app, url) in store.all_log_drains().await? {

@@ -84,7 +84,8 @@ pub async fn ensure(state: &AppState, kind: &str) -> Result<Option<String>> {
     let mut service = state.store.service(&app.id).await?;
     if !service.api_access {
         service.api_access = true;
-        state.store.set_service(&app.id, &service).await?;
+        // The provider app mounts no volume: none can be taken.
+        let _ = state.store.set_service(&app.id, &service).await?;
     }
     let buildpacks = vec![format!("{kind}-server")];
     if state.store.buildpacks(&app.id).await? != buildpacks {

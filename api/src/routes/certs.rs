@@ -46,7 +46,14 @@ async fn add(
     let checked = check(&body.certificate_chain, &body.private_key).map_err(ApiError::invalid_params)?;
     let row = state
         .store
-        .add_certificate(&app.id, checked.hostnames, checked.expires_at, &body.certificate_chain, &body.private_key)
+        .add_certificate(
+            &state.platform_key,
+            &app.id,
+            checked.hostnames,
+            checked.expires_at,
+            &body.certificate_chain,
+            &body.private_key,
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(wire(row))))
 }

@@ -64,7 +64,9 @@ async fn desired_state(
     Extension(user): Extension<User>,
 ) -> Result<axum::Json<DesiredState>, ApiError> {
     require_admin(&user)?;
-    Ok(axum::Json(crate::desired_state::desired_state(&state.store, &state.settings.public_url).await?))
+    Ok(axum::Json(
+        crate::desired_state::desired_state(&state.store, &state.settings.public_url, &state.platform_key).await?,
+    ))
 }
 
 /// Replaces the live dynos of every app with the runner's report.

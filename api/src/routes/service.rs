@@ -45,8 +45,8 @@ async fn replace(
                 "an add-on provider may not put an app on the host's network or give it the API",
             ));
         }
-        // Volumes are named platform-wide: a provider's bear its app's name, so it never
-        // mounts another app's (the API's `ouro-data`, say).
+        // A naming convention (its volumes bear its app's name); who owns a volume is recorded
+        // (`volume_owners`), not inferred from the name: see below.
         if let Some(mount) = body.mounts.iter().find(|m| !m.volume.starts_with(&format!("{}-", app.name))) {
             return Err(ApiError::forbidden(format!(
                 "volume `{}`: an add-on provider's volumes are named `{}-…`",
@@ -54,22 +54,27 @@ async fn replace(
             )));
         }
     }
-    if body.mounts.len() > 4 || body.joins.len() > 100 {
-        return Err(ApiError::invalid_params("at most 4 volumes and 100 joined apps"));
+    if body.joins.len() > 100 {
+        return Err(ApiError::invalid_params("at most 100 joined apps"));
     }
-    for mount in &body.mounts {
+    for (i, mount) in body.mounts.iter().enumerate() {
         let volume_ok = (1..=60).contains(&mount.volume.len())
             && mount.volume.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        let path = std::path::Path::new(&mount.path);
-        let path_ok = path.is_absolute()
-            && path.components().count() >= 2
-            && path.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
-            && !mount.path.starts_with("/app");
+        let path_ok = ouro_types::MOUNT_PATHS.contains(&mount.path.as_str())
+            && !body.mounts[..i].iter().any(|m| m.path == mount.path);
         if !volume_ok || !path_ok {
             return Err(ApiError::invalid_params(format!(
-                "mount {}:{} is invalid: a volume name of a-z, 0-9 and `-`, at an absolute path outside /app",
-                mount.volume, mount.path
+                "mount {}:{} is invalid: a volume name of a-z, 0-9 and `-`, at {} (one volume each)",
+                mount.volume,
+                mount.path,
+                ouro_types::MOUNT_PATHS.join(" or ")
             )));
+        }
+        // The runner's build caches, and the platform's own data for any app but the API.
+        let reserved = mount.volume.starts_with("cache-")
+            || (mount.volume == ouro_types::platform::DATA_VOLUME && app.name != ouro_types::platform::API_APP);
+        if reserved {
+            return Err(ApiError::forbidden(format!("volume `{}` is the platform's", mount.volume)));
         }
     }
     if body.host_network && !body.joins.is_empty() {
@@ -87,6 +92,11 @@ async fn replace(
             Some(_) => {}
         }
     }
-    state.store.set_service(&app.id, &body).await?;
+    if let Err(taken) = state.store.set_service(&app.id, &body).await? {
+        return Err(ApiError::conflict(format!(
+            "volume `{}` belongs to another app: choose another name (`{}-data`, say)",
+            taken.0, app.name
+        )));
+    }
     Ok(axum::Json(body))
 }
