@@ -50,11 +50,12 @@ OURO_DATA_DIR=$WORK/data OURO_LISTEN=0.0.0.0:0 OURO_ROUTER_URL=http://$ROUTER OU
 wait_for 60 grep -q 'ouro-api listening' "$WORK/api.out"
 API=http://127.0.0.1:$(listen_line ouro-api "$WORK/api.out" | sed 's/.*://')
 TOKEN=$(cat "$WORK/data/admin-token")
-OURO_API_URL=$API OURO_API_TOKEN=$TOKEN OURO_PLATFORM=$PLATFORM OURO_RUNNER_LISTEN=127.0.0.1:0 \
+SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+OURO_RUNNER_SECRET=$SECRET OURO_API_URL=$API OURO_API_TOKEN=$TOKEN OURO_PLATFORM=$PLATFORM OURO_RUNNER_LISTEN=127.0.0.1:0 \
   "$BIN"/ouro-dyno-runner >"$WORK/runner.out" 2>&1 & PIDS+=($!)
 wait_for 60 grep -q 'ouro-dyno-runner listening' "$WORK/runner.out"
 RUNNER=$(listen_line ouro-dyno-runner "$WORK/runner.out")
-OURO_ROUTES_URL=http://$RUNNER/routes OURO_ROUTER_LISTEN=$ROUTER \
+OURO_RUNNER_SECRET=$SECRET OURO_ROUTES_URL=http://$RUNNER/routes OURO_ROUTER_LISTEN=$ROUTER \
   "$BIN"/ouro-router >"$WORK/router.out" 2>&1 & PIDS+=($!)
 wait_for 60 grep -q 'ouro-router listening' "$WORK/router.out"
 

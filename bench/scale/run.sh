@@ -44,11 +44,12 @@ OURO_DATA_DIR=$WORK/data OURO_LISTEN=127.0.0.1:0 $BIN/ouro-api >"$WORK/api.out" 
 wait_for 30 grep -q listening "$WORK/api.out"
 API=http://$(listen_line ouro-api "$WORK/api.out")
 TOKEN=$(cat "$WORK/data/admin-token")
-OURO_API_URL=$API OURO_API_TOKEN=$TOKEN OURO_PLATFORM=$PLATFORM OURO_RUNNER_LISTEN=127.0.0.1:0 \
+SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+OURO_RUNNER_SECRET=$SECRET OURO_API_URL=$API OURO_API_TOKEN=$TOKEN OURO_PLATFORM=$PLATFORM OURO_RUNNER_LISTEN=127.0.0.1:0 \
   OURO_DRAIN_SECONDS=0 OURO_STOP_GRACE_SECONDS=2 $BIN/ouro-dyno-runner >"$WORK/runner.out" 2>&1 & PIDS+=($!)
 wait_for 30 grep -q listening "$WORK/runner.out"
 RUNNER=$(listen_line ouro-dyno-runner "$WORK/runner.out")
-OURO_ROUTES_URL=http://$RUNNER/routes OURO_ROUTER_LISTEN=127.0.0.1:0 $BIN/ouro-router >"$WORK/router.out" 2>&1 & PIDS+=($!)
+OURO_RUNNER_SECRET=$SECRET OURO_ROUTES_URL=http://$RUNNER/routes OURO_ROUTER_LISTEN=127.0.0.1:0 $BIN/ouro-router >"$WORK/router.out" 2>&1 & PIDS+=($!)
 wait_for 30 grep -q listening "$WORK/router.out"
 ROUTER=$(listen_line ouro-router "$WORK/router.out")
 

@@ -308,7 +308,9 @@ fn start_runner(bin: &Path, data: &Path, settings: &Settings, token: &str, state
     let log =
         fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| local("open", &log_path, e))?;
     let err = log.try_clone().map_err(|e| local("open", &log_path, e))?;
+    // Supervised: a runner that crashes is started again by its supervisor (this pid).
     let child = Command::new(bin.join("ouro-dyno-runner"))
+        .arg("--supervise")
         .env("OURO_API_URL", format!("http://127.0.0.1:{}", settings.api_port))
         .env("OURO_API_TOKEN", token)
         .env("OURO_RUNNER_LISTEN", format!("127.0.0.1:{}", settings.runner_port))

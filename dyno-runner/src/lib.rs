@@ -25,8 +25,10 @@ pub mod plan;
 mod reconcile_tests;
 mod routes;
 mod runtime;
+mod secret;
 mod slug_layer;
 pub mod stack;
+pub mod supervise;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -92,6 +94,9 @@ pub struct Config {
     /// that a runner started while the API is down (after a host restart, say) brings the
     /// dynos back from it.
     pub state_file: Option<PathBuf>,
+    /// What routers must show to read `/routes` and send `/logs` (see `secret.rs`):
+    /// `OURO_RUNNER_SECRET`, else kept in `runner-secret` beside the state file.
+    pub secret: String,
 }
 
 impl Config {
@@ -109,6 +114,25 @@ impl Config {
         let listen = var("OURO_RUNNER_LISTEN").unwrap_or_else(|| "127.0.0.1:7701".into());
         let api_url = var("OURO_API_URL").unwrap_or_else(|| "http://127.0.0.1:7700".into());
         let platform = var("OURO_PLATFORM").unwrap_or_else(|| "ouro".into());
+        let state_file = match var("OURO_RUNNER_STATE") {
+            Some(path) => Some(PathBuf::from(path)),
+            None => var("HOME")
+                .map(|home| PathBuf::from(home).join(".local/state/ouro").join(&platform).join("desired-state.json")),
+        };
+        let secret = match (var(secret::VARIABLE), &state_file) {
+            (Some(secret), _) => secret,
+            (None, Some(state)) => {
+                let file = state.with_file_name("runner-secret");
+                secret::kept_in(&file)
+                    .map_err(|e| Error::Config(format!("cannot keep the runner's secret in {}: {e}", file.display())))?
+            }
+            (None, None) => {
+                tracing::warn!(
+                    "no state file and no OURO_RUNNER_SECRET: routers must be given a new secret at every start"
+                );
+                secret::random()
+            }
+        };
         Ok(Config {
             api_url_for_dynos: var("OURO_API_URL_FOR_DYNOS").unwrap_or_else(|| url_for_containers(&api_url)),
             api_url,
@@ -123,12 +147,8 @@ impl Config {
             stop_grace: secs("OURO_STOP_GRACE_SECONDS", 30)?,
             boot_timeout: secs("OURO_BOOT_TIMEOUT_SECONDS", 60)?,
             tick: Duration::from_secs(1),
-            state_file: match var("OURO_RUNNER_STATE") {
-                Some(path) => Some(PathBuf::from(path)),
-                None => var("HOME").map(|home| {
-                    PathBuf::from(home).join(".local/state/ouro").join(&platform).join("desired-state.json")
-                }),
-            },
+            state_file,
+            secret,
             platform,
         })
     }
@@ -232,8 +252,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (log_queue, log_receiver) = logs::queue(logs::QUEUE_LINES);
     let problems = health::Problems::default();
-    let app = routes::router(routes_rx)
+    let guarded = routes::router(routes_rx)
         .merge(logs::routes(log_queue.clone()))
+        .layer(axum::middleware::from_fn_with_state(secret::digest(&config.secret), secret::require));
+    let app = guarded
         .merge(axum::Router::new().route("/health", axum::routing::get(health::serve)).with_state(problems.clone()));
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -827,7 +849,13 @@ impl<R: Runtime> Runner<R> {
         let launches: Vec<Launch> = starts
             .iter()
             .map(|(app, release, process_type, index, size)| {
-                Launch::new(app, *release, process_type, *index, size, api_url)
+                let mut launch = Launch::new(app, *release, process_type, *index, size, api_url);
+                // The platform's own components on the host's network: the router reads the
+                // route table with it (see `secret.rs`).
+                if launch.host_network {
+                    launch.config.insert(secret::VARIABLE.to_string(), self.config.secret.clone());
+                }
+                launch
             })
             .collect();
         let (attached, launches): (Vec<Launch>, Vec<Launch>) = launches.into_iter().partition(|l| l.attach);

@@ -1,5 +1,6 @@
 //! `ouro-dyno-runner`: reconciles dynos with the API's desired state until SIGTERM or Ctrl-C.
-//! Configuration from the environment (see `ouro_dyno_runner::Config`).
+//! Configuration from the environment (see `ouro_dyno_runner::Config`). With `--supervise`, it
+//! keeps such a runner running instead (see `ouro_dyno_runner::supervise`).
 
 use std::process::ExitCode;
 
@@ -7,6 +8,9 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
+    if std::env::args().nth(1).as_deref() == Some(ouro_dyno_runner::supervise::FLAG) {
+        return ouro_dyno_runner::supervise::supervise(shutdown_signal()).await;
+    }
     let config = match ouro_dyno_runner::Config::from_env() {
         Ok(config) => config,
         Err(e) => {

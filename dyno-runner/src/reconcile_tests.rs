@@ -274,6 +274,7 @@ impl Harness {
             boot_timeout: Duration::from_secs(60),
             tick: Duration::from_millis(50),
             state_file: None,
+            secret: "test-secret".into(),
         };
         let runtime = FakeRuntime::default();
         let (routes_tx, routes) = watch::channel(RouteTable { version: 1, routes: Vec::new() });

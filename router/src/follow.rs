@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{ACCEPT, HeaderValue};
+use hyper::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -33,6 +33,7 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 /// Runs until aborted.
 pub(crate) async fn follow_routes(state: Arc<State>, routes_url: Uri) {
     let client: Client<HttpConnector, Empty<Bytes>> = control_client(state.config.connect_timeout);
+    let authorization = crate::runner_authorization(&state.config);
 
     let mut delay = FIRST_RETRY;
     let mut failing_since: Option<Instant> = None;
@@ -42,9 +43,12 @@ pub(crate) async fn follow_routes(state: Arc<State>, routes_url: Uri) {
         let after = if current.loaded { Some(current.version) } else { None };
         drop(current);
         let asked = Instant::now();
-        let result = tokio::time::timeout(state.config.routes_poll_timeout, fetch(&client, &routes_url, after))
-            .await
-            .unwrap_or_else(|_| Err("no answer within the poll timeout".to_string()));
+        let result = tokio::time::timeout(
+            state.config.routes_poll_timeout,
+            fetch(&client, &routes_url, after, authorization.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| Err("no answer within the poll timeout".to_string()));
         match result {
             Ok(wire) => {
                 delay = FIRST_RETRY;
@@ -113,12 +117,14 @@ async fn fetch(
     client: &Client<HttpConnector, Empty<Bytes>>,
     routes_url: &Uri,
     after: Option<u64>,
+    authorization: Option<&HeaderValue>,
 ) -> Result<RouteTable, String> {
     let uri = with_after(routes_url, after)?;
-    let request = Request::get(uri)
-        .header(ACCEPT, HeaderValue::from_static("application/json"))
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
+    let mut request = Request::get(uri).header(ACCEPT, HeaderValue::from_static("application/json"));
+    if let Some(authorization) = authorization {
+        request = request.header(AUTHORIZATION, authorization.clone());
+    }
+    let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
     let response = client.request(request).await.map_err(|e| format!("request failed: {}", error_chain(&e)))?;
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_TABLE_BYTES)

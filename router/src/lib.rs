@@ -106,6 +106,10 @@ pub struct Config {
     /// Where request log lines are shipped, plain `http://` (`OURO_LOGS_URL`; by default the
     /// routes URL with its trailing `/routes` replaced by `/logs`). `None`: stdout only.
     pub logs_url: Option<String>,
+    /// The dyno runner's secret (`OURO_RUNNER_SECRET`), sent as a bearer token with every
+    /// request for routes and every batch of log lines. `None`: sent without (a route source
+    /// that asks for none, as the benchmark's).
+    pub runner_secret: Option<String>,
     /// Most log lines waiting to be shipped; more are dropped (counted, then an L10 line).
     /// Default [`DEFAULT_LOG_QUEUE`].
     pub log_queue: usize,
@@ -150,6 +154,7 @@ impl Config {
             listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
             tls_listen: None,
             logs_url: shipper::logs_url_from_routes(&routes_url),
+            runner_secret: None,
             log_queue: DEFAULT_LOG_QUEUE,
             routes_url,
             connect_timeout: Duration::from_secs(5),
@@ -183,6 +188,7 @@ impl Config {
                 reason: e.to_string(),
             })?);
         }
+        config.runner_secret = std::env::var("OURO_RUNNER_SECRET").ok().filter(|s| !s.is_empty());
         if let Ok(logs_url) = std::env::var("OURO_LOGS_URL") {
             config.logs_url = if logs_url.is_empty() { None } else { Some(logs_url) };
         }
@@ -261,7 +267,7 @@ pub async fn serve_with_tls(
         client: dyno_client(&config),
         forwarded_port: HeaderValue::from(port),
         tls_forwarded_port: HeaderValue::from(tls_port),
-        shipper: logs_url.map(|url| Arc::new(Shipper::new(url, config.log_queue))),
+        shipper: logs_url.map(|url| Arc::new(Shipper::new(url, config.log_queue, runner_authorization(&config)))),
         config,
     });
     let acceptor = match &tls_listener {
@@ -372,6 +378,14 @@ pub async fn serve_with_tls(
     drop(log_shipper);
     drop(follower);
     Ok(())
+}
+
+/// The `Authorization` header the dyno runner asks of its routers, if it has a secret.
+pub(crate) fn runner_authorization(config: &Config) -> Option<HeaderValue> {
+    let secret = config.runner_secret.as_deref()?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {secret}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// A plain `http://host:port/path` URL of the dyno runner, from the setting `name`.

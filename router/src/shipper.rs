@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -57,6 +57,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Shipper {
     url: Uri,
+    authorization: Option<HeaderValue>,
     tx: mpsc::Sender<LogLine>,
     /// Held by the running shipper task; a restarted task takes it over.
     rx: tokio::sync::Mutex<mpsc::Receiver<LogLine>>,
@@ -80,10 +81,12 @@ pub(crate) struct LogDrops {
 }
 
 impl Shipper {
-    pub fn new(url: Uri, capacity: usize) -> Shipper {
+    /// Ships to `url`, with `authorization` (the runner's secret) on every batch.
+    pub fn new(url: Uri, capacity: usize, authorization: Option<HeaderValue>) -> Shipper {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         Shipper {
             url,
+            authorization,
             tx,
             rx: tokio::sync::Mutex::new(rx),
             unfinished: AtomicUsize::new(0),
@@ -168,7 +171,13 @@ async fn run(state: Arc<State>) {
     let Some(shipper) = state.shipper.as_deref() else { return };
     let client = crate::follow::control_client::<Full<Bytes>>(state.config.connect_timeout);
     let mut rx = shipper.rx.lock().await;
-    let mut sender = BatchSender { client, url: &shipper.url, delay: BACKOFF_FIRST, failing: None };
+    let mut sender = BatchSender {
+        client,
+        url: &shipper.url,
+        authorization: shipper.authorization.as_ref(),
+        delay: BACKOFF_FIRST,
+        failing: None,
+    };
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         // Whatever is queued, up to BATCH; waits only while the queue is empty.
@@ -216,6 +225,7 @@ fn overflow_lines(table: &Table) -> Vec<(LogLine, u64)> {
 struct BatchSender<'a> {
     client: Client<HttpConnector, Full<Bytes>>,
     url: &'a Uri,
+    authorization: Option<&'a HeaderValue>,
     /// Next back-off; back to the first after a success.
     delay: Duration,
     /// Since when POSTs fail, and when that was last said.
@@ -269,10 +279,12 @@ impl BatchSender<'_> {
     }
 
     async fn post(&self, body: Bytes) -> Result<(), String> {
-        let request = Request::post(self.url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+        let mut request =
+            Request::post(self.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(authorization) = self.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
         let exchange = async {
             let response =
                 self.client.request(request).await.map_err(|e| format!("request failed: {}", error_chain(&e)))?;
@@ -314,7 +326,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_drops_counts_per_app_and_never_waits() {
-        let shipper = Shipper::new("http://127.0.0.1:1/logs".parse().unwrap(), 2);
+        let shipper = Shipper::new("http://127.0.0.1:1/logs".parse().unwrap(), 2, None);
         let (a, b) = (LogDrops::default(), LogDrops::default());
         for i in 0..5 {
             shipper.ship(LogLine::new("a", Source::Ouro, PROCESS, format!("a{i}")), &a);

@@ -136,12 +136,20 @@ impl Platform {
             ("OURO_ROUTER_LISTEN".to_string(), listen.to_string()),
             ("OURO_ROUTER_TLS_LISTEN".to_string(), tls_listen.to_string()),
             ("OURO_ROUTES_URL".to_string(), format!("{}/routes", self.runner_url)),
+            ("OURO_RUNNER_SECRET".to_string(), self.runner_secret()),
         ];
         let (child, url, tls_url) =
             spawn_service_with("ouro-router", &env, &self.logs.path().join("router.log"), Some("tls"));
         self.router = Some(child);
         self.router_addr = url.trim_start_matches("http://").to_string();
         self.router_tls_addr = tls_url.unwrap_or_default().trim_start_matches("https://").to_string();
+    }
+
+    /// The secret the runner keeps beside its state file, which its routers show.
+    pub fn runner_secret(&self) -> String {
+        let file = self.logs.path().join("runner-secret");
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("the runner keeps its secret in {}: {e}", file.display()))
     }
 
     /// Stops the runner (SIGTERM) and starts a new one on the same address.

@@ -137,6 +137,11 @@ impl RunnerUnderTest {
         self.url = url;
     }
 
+    /// The secret the runner keeps beside its state file (`POST /logs` needs it).
+    pub fn secret(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("runner-secret")).expect("the runner's secret")
+    }
+
     /// SIGTERM (its dynos keep running), then a new runner on the same address.
     pub fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -175,9 +175,11 @@ fn dyno_output_and_router_lines_reach_the_api_once_across_restarts_and_outages()
     );
     let line = json!([{"at": "2026-11-26T09:00:00.123456Z", "app": "logger", "source": "ouro", "process": "router",
         "text": "at=info method=GET path=\"/\" host=logger.localhost request_id=r1 status=200"}]);
+    let authorization = format!("Bearer {}", runner.secret());
     let posted = agent
         .post(&format!("{}/logs", runner.url))
         .header("Content-Type", "application/json")
+        .header("Authorization", &authorization)
         .send(line.to_string().as_bytes())
         .expect("POST /logs");
     assert_eq!(posted.status().as_u16(), 204);
@@ -189,8 +191,11 @@ fn dyno_output_and_router_lines_reach_the_api_once_across_restarts_and_outages()
         })
     });
     let too_many = Value::Array(vec![line[0].clone(); 1_001]);
-    let refused =
-        agent.post(&format!("{}/logs", runner.url)).send(too_many.to_string().as_bytes()).expect("POST /logs");
+    let refused = agent
+        .post(&format!("{}/logs", runner.url))
+        .header("Authorization", &authorization)
+        .send(too_many.to_string().as_bytes())
+        .expect("POST /logs");
     assert_eq!(refused.status().as_u16(), 422);
 
     // A new runner adopts the dyno: new lines come, none of the old ones again.
