@@ -18,6 +18,11 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A runner that lived this long ended for a new reason: the back-off starts over.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// A runner that ends this soon after its start, this many times in a row, cannot start (a
+/// setting, its port): the supervisor gives up and ends too, as systemd's start limit does, so
+/// that `ouro up` sees it stop and shows the runner's log.
+const QUICK_END: Duration = Duration::from_secs(10);
+const QUICK_ENDS_TO_GIVE_UP: u32 = 5;
 
 /// Runs the runner until `shutdown`, restarting it whenever it ends.
 pub async fn supervise(shutdown: impl Future<Output = ()>) -> ExitCode {
@@ -30,6 +35,7 @@ pub async fn supervise(shutdown: impl Future<Output = ()>) -> ExitCode {
     };
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = FIRST_BACKOFF;
+    let mut quick_ends = 0;
     loop {
         let started = Instant::now();
         let mut runner = match tokio::process::Command::new(&exe).stdin(Stdio::null()).spawn() {
@@ -51,10 +57,15 @@ pub async fn supervise(shutdown: impl Future<Output = ()>) -> ExitCode {
                 if started.elapsed() >= HEALTHY_RUN {
                     backoff = FIRST_BACKOFF;
                 }
+                quick_ends = if started.elapsed() < QUICK_END { quick_ends + 1 } else { 0 };
                 let how = match ended {
                     Ok(status) => status.to_string(),
                     Err(e) => e.to_string(),
                 };
+                if quick_ends >= QUICK_ENDS_TO_GIVE_UP {
+                    eprintln!("ouro-dyno-runner supervisor: the runner (pid {pid}) ended ({how}) within {QUICK_END:?} of its start {quick_ends} times in a row; giving up: see its lines above");
+                    return ExitCode::FAILURE;
+                }
                 eprintln!("ouro-dyno-runner supervisor: the runner (pid {pid}) ended ({how}); starting it again in {backoff:?}");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}

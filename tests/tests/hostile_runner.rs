@@ -156,3 +156,36 @@ fn zombie(pid: u32) -> bool {
         .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(true)
 }
+
+/// A runner that cannot start at all (here: an address that is not one) is not restarted
+/// forever: after five ends within seconds of their start the supervisor gives up and exits
+/// non-zero, so that `ouro up` sees it stop and shows the runner's log.
+#[test]
+fn a_supervisor_gives_up_on_a_runner_that_cannot_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = std::process::Command::new(ouro_tests::binary("ouro-dyno-runner"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OURO_")) {
+        command.env_remove(key);
+    }
+    let log = std::fs::File::create(dir.path().join("runner.log")).expect("log");
+    command
+        .arg("--supervise")
+        .env("OURO_API_TOKEN", "ouro_unused")
+        .env("OURO_RUNNER_LISTEN", "not an address")
+        .env("OURO_RUNNER_STATE", dir.path().join("desired-state.json"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let mut supervisor = Stopped(command.spawn().expect("the supervisor starts"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = supervisor.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the supervisor still runs after 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.path().join("runner.log")).unwrap_or_default();
+    assert!(log.contains("OURO_RUNNER_LISTEN `not an address` is not an address"), "{log}");
+    assert!(log.contains("5 times in a row; giving up"), "{log}");
+}
