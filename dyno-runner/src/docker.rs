@@ -180,7 +180,7 @@ pub fn network_name(platform: &str, app: &str) -> String {
 /// The app's own bridge network, so that its dynos cannot reach other apps' dynos. Docker
 /// allows two networks of one name (and then refuses to attach to either), so duplicates left
 /// by a race are removed, keeping the oldest.
-pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Result<()> {
+pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Result<String> {
     let name = network_name(platform, app);
     let filters = HashMap::from([("name", vec![name.as_str()])]);
     let found = docker.list_networks(Some(ListNetworksOptions { filters })).await.map_err(docker_error)?;
@@ -193,7 +193,7 @@ pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Resul
                 tracing::warn!(network = %name, error = %e, "could not remove a duplicate network");
             }
         }
-        return Ok(());
+        return Ok(same[0].id.clone().unwrap_or_default());
     }
     let options = CreateNetworkOptions {
         name: name.clone(),
@@ -205,8 +205,8 @@ pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Resul
         ]),
         ..Default::default()
     };
-    docker.create_network(options).await.map_err(docker_error)?;
-    Ok(())
+    let created = docker.create_network(options).await.map_err(docker_error)?;
+    Ok(created.id)
 }
 
 /// Puts container `id` (a dyno of `app`) on `other`'s network, reachable there as `app`.

@@ -17,6 +17,7 @@
 mod api;
 mod attach;
 mod docker;
+mod egress;
 mod follow;
 mod health;
 mod logs;
@@ -97,6 +98,8 @@ pub struct Config {
     /// What routers must show to read `/routes` and send `/logs` (see `secret.rs`):
     /// `OURO_RUNNER_SECRET`, else kept in `runner-secret` beside the state file.
     pub secret: String,
+    /// `OURO_EGRESS_ALLOW`: private ranges dynos may reach after all (see `egress.rs`).
+    pub egress_allow: Vec<String>,
 }
 
 impl Config {
@@ -149,6 +152,7 @@ impl Config {
             tick: Duration::from_secs(1),
             state_file,
             secret,
+            egress_allow: egress::parse_allow(&var("OURO_EGRESS_ALLOW").unwrap_or_default()).map_err(Error::Config)?,
             platform,
         })
     }
@@ -224,6 +228,16 @@ fn release_of(app: &DesiredApp, version: i64) -> Option<&ouro_types::DesiredRele
     app.one_offs.iter().filter_map(|o| o.release.as_ref()).find(|r| r.version == version)
 }
 
+/// The port of an `http(s)://host[:port]/…` URL.
+fn port_of(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    match authority.rsplit_once(':') {
+        Some((_, port)) if !authority.ends_with(']') => port.parse().ok(),
+        _ => Some(if scheme == "https" { 443 } else { 80 }),
+    }
+}
+
 /// `url` with a loopback or unspecified host replaced by `host.docker.internal`.
 pub fn url_for_containers(url: &str) -> String {
     for host in ["127.0.0.1", "localhost", "0.0.0.0", "[::1]", "[::]"] {
@@ -274,7 +288,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             return Ok(());
         }
     };
-    let runtime = DockerRuntime { docker, platform: config.platform.clone() };
+    let resolvers = egress::resolvers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let egress =
+        Arc::new(egress::Egress::new(port_of(&config.api_url_for_dynos), config.egress_allow.clone(), resolvers));
+    {
+        let egress = egress.clone();
+        let _ = tokio::task::spawn_blocking(move || egress.prune()).await;
+    }
+    let runtime = DockerRuntime { docker, platform: config.platform.clone(), egress };
     let stack = tokio::spawn(ensure_stack_forever(runtime.clone(), problems.clone()));
     let mut runner = Runner::new(config, runtime, routes_tx, log_queue, problems);
     let shipper = tokio::spawn(logs::ship_forever(Arc::new(tokio::sync::Mutex::new(log_receiver)), runner.api.clone()));
@@ -1166,6 +1187,15 @@ impl Launch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_of_urls() {
+        assert_eq!(port_of("http://host.docker.internal:7700"), Some(7700));
+        assert_eq!(port_of("http://host.docker.internal:7700/x:9"), Some(7700));
+        assert_eq!(port_of("https://api.example.com/"), Some(443));
+        assert_eq!(port_of("http://[::1]"), Some(80));
+        assert_eq!(port_of("not a url"), None);
+    }
 
     fn app(name: &str, volume: Option<&str>) -> DesiredApp {
         let mounts: Vec<serde_json::Value> =

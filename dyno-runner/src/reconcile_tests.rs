@@ -275,6 +275,7 @@ impl Harness {
             tick: Duration::from_millis(50),
             state_file: None,
             secret: "test-secret".into(),
+            egress_allow: Vec::new(),
         };
         let runtime = FakeRuntime::default();
         let (routes_tx, routes) = watch::channel(RouteTable { version: 1, routes: Vec::new() });

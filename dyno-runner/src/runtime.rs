@@ -111,6 +111,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 pub struct DockerRuntime {
     pub docker: Docker,
     pub platform: String,
+    /// What app networks may reach (see `egress.rs`).
+    pub egress: std::sync::Arc<crate::egress::Egress>,
 }
 
 impl Runtime for DockerRuntime {
@@ -165,11 +167,14 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_network(&self, app: &str) -> Result<()> {
-        docker::ensure_network(&self.docker, &self.platform, app).await
+        let id = docker::ensure_network(&self.docker, &self.platform, app).await?;
+        self.confine(app, &id).await;
+        Ok(())
     }
 
     async fn connect(&self, id: &str, app: &str, network_of: &str) -> Result<()> {
-        docker::ensure_network(&self.docker, &self.platform, network_of).await?;
+        let network = docker::ensure_network(&self.docker, &self.platform, network_of).await?;
+        self.confine(network_of, &network).await;
         docker::join_network(&self.docker, &self.platform, network_of, id, app).await
     }
 
@@ -225,6 +230,23 @@ impl Runtime for DockerRuntime {
 }
 
 impl DockerRuntime {
+    /// Puts app `app`'s network (`network_id`) under the egress policy. A failure is said and
+    /// not retried by this process (the network works, unconfined: the runner's log says so).
+    async fn confine(&self, app: &str, network_id: &str) {
+        if network_id.is_empty() {
+            return;
+        }
+        let (egress, bridge) = (self.egress.clone(), crate::egress::bridge_of(network_id));
+        let confined = tokio::task::spawn_blocking(move || egress.confine(&bridge)).await;
+        match confined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(%app, error = %e, "the app's network is not confined: its dynos may reach the host and private ranges")
+            }
+            Err(e) => tracing::error!(%app, error = %e, "confining the app's network failed"),
+        }
+    }
+
     /// The launch's volumes, made on first use: (volume name, path in the dyno).
     async fn mounts(&self, launch: &Launch) -> Result<Vec<(String, String)>> {
         let mut mounts = Vec::new();

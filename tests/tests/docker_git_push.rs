@@ -235,7 +235,11 @@ fn third_party_buildpack() -> Vec<u8> {
 /// link out of the tree, a slug over the limit.
 #[test]
 fn buildpack_urls_release_phase_and_refusals() {
-    let platform = Platform::start_with_api(&[("OURO_MAX_SLUG_BYTES", "8000000")], &ouro_tests::platform::runner_env());
+    // The buildpack is served from this host, which dynos reach only where the operator allows
+    // it (OURO_EGRESS_ALLOW): here Docker's default gateway, `host.docker.internal`.
+    let mut runner_env = ouro_tests::platform::runner_env();
+    runner_env.push(("OURO_EGRESS_ALLOW", "172.17.0.1/32"));
+    let platform = Platform::start_with_api(&[("OURO_MAX_SLUG_BYTES", "8000000")], &runner_env);
     let cli = logged_in(&platform.api);
 
     // Release phase: runs on the new slug before the release; a failure keeps the old one.

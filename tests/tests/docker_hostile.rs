@@ -64,3 +64,65 @@ fn volumes_are_the_dyno_users_and_no_root_helper_runs() {
     let helpers: Vec<_> = created.iter().filter(|attributes| !attributes.contains_key("ouro.app")).collect();
     assert!(helpers.is_empty(), "containers that are no dyno ran: {helpers:?}");
 }
+
+/// Dynos reach the internet, not the host nor private or link-local ranges: a dyno cannot
+/// open a connection to a port the host listens on (through its network's gateway, or the
+/// host's own address on another interface), while it still fetches from the internet and a
+/// dyno with API access reaches the API's port (and only that one). Checked to fail on the
+/// code before the fix: there the dyno connected to the host's listener at once.
+#[test]
+fn dynos_reach_the_internet_but_not_the_host_or_private_ranges() {
+    let platform = Platform::start();
+    let host = std::net::TcpListener::bind("0.0.0.0:0").expect("a port on the host");
+    let port = host.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("app")).expect("mkdir");
+    std::fs::write(dir.path().join("app/README"), "a dyno that tries to get out\n").expect("write");
+    let v = platform.create_and_deploy("probe", dir.path(), json!({"worker": "exec sleep 600"}));
+    platform.scale("probe", "worker", 1);
+    platform.wait_until(BOOT, "probe's worker is up", || platform.up("probe", "worker", v) == 1);
+    let network = format!("{}-app-probe", platform.id);
+    let gateway = platform.block_on(async {
+        let inspected = platform.docker.inspect_network::<String>(&network, None).await.expect("the app's network");
+        inspected.ipam.and_then(|i| i.config).and_then(|c| c.into_iter().find_map(|c| c.gateway)).expect("a gateway")
+    });
+    let others: Vec<String> =
+        local_ipv4_addresses().into_iter().filter(|a| a != &gateway && a != "127.0.0.1").collect();
+    assert!(!others.is_empty(), "the host has an address besides the bridge's");
+    let connects = |address: &str| {
+        let script = format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}' && echo connected || echo refused");
+        platform.exec("probe", "worker.1", &script).1
+    };
+    for address in std::iter::once(&gateway).chain(&others) {
+        let said = connects(address);
+        assert!(
+            said.contains("refused") && !said.contains("connected"),
+            "the dyno reached the host at {address}:{port}: {said}"
+        );
+    }
+    // The internet still answers (a Debian mirror, as builds use).
+    let (code, said) = platform.exec(
+        "probe",
+        "worker.1",
+        "curl -sS -m 20 --retry 3 --retry-all-errors -o /dev/null -w '%{http_code}' http://deb.debian.org/debian/dists/trixie/Release",
+    );
+    assert_eq!((code, said.trim()), (0, "200"), "the dyno reaches the internet");
+    drop(host);
+}
+
+/// The host's IPv4 addresses, from `/proc/net/fib_trie`'s local routes.
+fn local_ipv4_addresses() -> Vec<String> {
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+    let lines: Vec<&str> = trie.lines().collect();
+    let mut found = Vec::new();
+    for pair in lines.windows(2) {
+        if pair[1].contains("/32 host LOCAL") {
+            if let Some(address) = pair[0].split_whitespace().last() {
+                if !found.iter().any(|f| f == address) {
+                    found.push(address.to_string());
+                }
+            }
+        }
+    }
+    found
+}
