@@ -34,6 +34,9 @@ pub struct Config {
     /// Where PostgreSQL's client tools and their libraries are.
     pub pg_bin: PathBuf,
     pub pg_lib: PathBuf,
+    /// The listener's bounds: [`crate::LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
+    /// `OURO_MAX_CONNECTIONS` if set.
+    pub limits: ouro_serve::Limits,
 }
 
 /// Where the provider connects to a server: by default the server app's name (its DNS alias
@@ -89,6 +92,7 @@ impl Config {
             servers: Servers::default(),
             pg_bin: PathBuf::from(PG_BIN),
             pg_lib: PathBuf::from(PG_LIB),
+            limits: ouro_serve::Limits::from_vars(crate::LIMITS, var).map_err(|e| format!("ouro-addons: {e}"))?,
         })
     }
 }
@@ -122,6 +126,20 @@ mod tests {
         assert_eq!((config.servers.port, config.servers.tls_port), (5000, 5001));
         assert_eq!(config.pg_bin, PathBuf::from("/app/.pg/usr/lib/postgresql/17/bin"));
         assert_eq!(config.pg_lib, PathBuf::from("/app/.pg/usr/lib/x86_64-linux-gnu"));
+        assert_eq!(config.limits, crate::LIMITS);
+    }
+
+    #[test]
+    fn the_listeners_limits_are_read() {
+        let mut vars = ALL.to_vec();
+        vars.extend([("OURO_HEADER_READ_TIMEOUT_SECONDS", "2"), ("OURO_MAX_CONNECTIONS", "50")]);
+        let limits = config(&vars).unwrap().limits;
+        assert_eq!((limits.header_read_timeout.as_secs(), limits.max_connections), (2, 50));
+        vars.push(("OURO_MAX_CONNECTIONS", "none"));
+        assert_eq!(
+            config(&vars).unwrap_err(),
+            "ouro-addons: OURO_MAX_CONNECTIONS `none` is not a number from 1 to 1000000"
+        );
     }
 
     #[test]

@@ -33,8 +33,17 @@ pub use config::Config;
 pub use error::Error;
 use platform::Platform;
 
-/// How long in-flight requests may finish after SIGTERM (a dyno gets 30 s before SIGKILL).
-const DRAIN_CAP: Duration = Duration::from_secs(25);
+/// The listener's bounds, unless `OURO_HEADER_READ_TIMEOUT_SECONDS` or `OURO_MAX_CONNECTIONS`
+/// say otherwise (see `ouro-serve`).
+pub const LIMITS: ouro_serve::Limits = ouro_serve::Limits {
+    header_read_timeout: ouro_serve::HEADER_READ_TIMEOUT,
+    // The provider's one client is the API (provisioning, backups, a tunnel per open
+    // `pg:psql` or `redis:cli`): a few dozen connections at a busy time; 1024 is far above
+    // that and bounds what a misbehaving client can hold.
+    max_connections: 1024,
+    // A dyno gets 30 s between SIGTERM and SIGKILL.
+    drain_timeout: Duration::from_secs(25),
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -63,32 +72,15 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app(state)` on `listener` until `shutdown`, then lets in-flight requests finish for
-/// at most [`DRAIN_CAP`].
+/// Serves `app(state)` on `listener` within the configuration's limits until `shutdown`, then
+/// lets in-flight requests finish for at most their drain time (25 s by default).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping_tx.send(());
-    });
-    let drain_cap = async {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(DRAIN_CAP).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = server => served,
-        () = drain_cap => {
-            tracing::warn!("requests still running after {} s; stopping anyway", DRAIN_CAP.as_secs());
-            Ok(())
-        }
-    }
+    let limits = state.config.limits;
+    ouro_serve::serve(listener, app(state), limits, shutdown).await
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {

@@ -22,6 +22,8 @@ async fn main() -> ExitCode {
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.port);
     tracing::info!("listening on port {port}");
+    // Tests read this line to learn the port (bound on every interface, loopback among them).
+    println!("ouro-addons listening on http://127.0.0.1:{port}");
     match ouro_addons::serve(listener, ouro_addons::AppState::new(config), shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

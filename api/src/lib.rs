@@ -97,7 +97,23 @@ pub struct Config {
     /// `OURO_PLATFORM_KEY` (64 hex digits): seals secrets kept in SQL (`platform_key.rs`);
     /// default: `<data dir>/platform-key`, made at the first start.
     pub platform_key: Option<String>,
+    /// The listener's bounds: [`LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
+    /// `OURO_MAX_CONNECTIONS` if set.
+    pub limits: ouro_serve::Limits,
 }
+
+/// The listener's bounds, unless the environment says otherwise (see `ouro-serve`).
+pub const LIMITS: ouro_serve::Limits = ouro_serve::Limits {
+    header_read_timeout: ouro_serve::HEADER_READ_TIMEOUT,
+    // The API's clients hold a few connections each (a runner's long poll and log shipping,
+    // the CLI's requests, `logs --tail`, attached one-offs and tunnels, pushes and builds):
+    // a few hundred at a busy time. 4096 leaves ten times that and bounds what they cost (a
+    // file descriptor, a task and its buffers each).
+    max_connections: 4096,
+    // After shutdown, requests in flight get 30 s; long polls and followed logs end at once
+    // (`AppState::stopping`).
+    drain_timeout: std::time::Duration::from_secs(30),
+};
 
 impl Config {
     pub fn from_env() -> Result<Config> {
@@ -138,6 +154,7 @@ impl Config {
             addon_providers: addon_providers(std::env::var("OURO_ADDON_PROVIDERS").ok())?,
             admin_token: var("OURO_ADMIN_TOKEN"),
             platform_key: var("OURO_PLATFORM_KEY"),
+            limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
         })
     }
 }
@@ -331,30 +348,17 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{local}");
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");
-    // Once `shutdown` fires, in-flight requests get DRAIN_CAP to finish; then we stop anyway.
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    // Once `shutdown` fires: no new connections, long polls and followed logs end
+    // (`stopping`), other requests get the drain time (30 s) to finish.
     let stopping = state.stopping.clone();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    let shutdown = async move {
         shutdown.await;
         stopping.send_replace(true);
-        let _ = stopping_tx.send(());
-    });
-    let drain_cap = async {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(DRAIN_CAP).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
     };
-    tokio::select! {
-        served = server => served?,
-        () = drain_cap => tracing::warn!("requests still running after {DRAIN_CAP:?}; stopping anyway"),
-    }
+    ouro_serve::serve(listener, app(state), config.limits, shutdown).await?;
     store.close().await;
     Ok(())
 }
-
-const DRAIN_CAP: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Now as RFC 3339 UTC with microseconds: fixed width, so stored times sort as text.
 pub(crate) fn now() -> String {

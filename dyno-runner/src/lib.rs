@@ -100,7 +100,21 @@ pub struct Config {
     pub secret: String,
     /// `OURO_EGRESS_ALLOW`: private ranges dynos may reach after all (see `egress.rs`).
     pub egress_allow: Vec<String>,
+    /// The listener's bounds: [`LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
+    /// `OURO_MAX_CONNECTIONS` if set.
+    pub limits: ouro_serve::Limits,
 }
+
+/// The listener's bounds, unless the environment says otherwise (see `ouro-serve`).
+pub const LIMITS: ouro_serve::Limits = ouro_serve::Limits {
+    header_read_timeout: ouro_serve::HEADER_READ_TIMEOUT,
+    // Its clients are the host's routers (a long poll of `/routes` and their log lines each;
+    // two routers during a handover) and `ouro up` (`/health`): 1024 is far above that and
+    // bounds what a misbehaving client can hold.
+    max_connections: 1024,
+    // Longer than a `/routes` long poll (25 s): stopping cuts none, as before there was a cap.
+    drain_timeout: Duration::from_secs(30),
+};
 
 impl Config {
     pub fn from_env() -> Result<Config> {
@@ -154,6 +168,7 @@ impl Config {
             secret,
             egress_allow: egress::parse_allow(&var("OURO_EGRESS_ALLOW").unwrap_or_default()).map_err(Error::Config)?,
             platform,
+            limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
         })
     }
 }
@@ -271,11 +286,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .layer(axum::middleware::from_fn_with_state(secret::digest(&config.secret), secret::require));
     let app = guarded
         .merge(axum::Router::new().route("/health", axum::routing::get(health::serve)).with_state(problems.clone()));
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        })
-        .into_future();
+    let server = ouro_serve::serve(listener, app, config.limits, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    });
     println!("ouro-dyno-runner listening on http://{addr}");
     enable_listener_handover();
     let server = tokio::spawn(server);

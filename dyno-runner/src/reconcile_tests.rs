@@ -276,6 +276,7 @@ impl Harness {
             state_file: None,
             secret: "test-secret".into(),
             egress_allow: Vec::new(),
+            limits: crate::LIMITS,
         };
         let runtime = FakeRuntime::default();
         let (routes_tx, routes) = watch::channel(RouteTable { version: 1, routes: Vec::new() });

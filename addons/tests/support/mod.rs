@@ -188,6 +188,7 @@ pub fn config(kind: Kind, api_url: &str) -> Config {
         servers: Servers { host: Some("127.0.0.1".into()), port: closed_port(), tls_port: closed_port() },
         pg_bin: PathBuf::from(PG_BIN),
         pg_lib: PathBuf::from(PG_LIB),
+        limits: ouro_addons::LIMITS,
     }
 }
 
