@@ -169,8 +169,9 @@ impl Config {
         }
     }
 
-    /// Defaults, with `OURO_ROUTER_LISTEN`, `OURO_ROUTER_TLS_LISTEN`, `OURO_ROUTES_URL` and
-    /// `OURO_LOGS_URL` (empty: do not ship logs) from the environment.
+    /// Defaults, with `OURO_ROUTER_LISTEN`, `OURO_ROUTER_TLS_LISTEN`, `OURO_ROUTES_URL`,
+    /// `OURO_LOGS_URL` (empty: do not ship logs), `OURO_HEADER_READ_TIMEOUT_SECONDS` and
+    /// `OURO_MAX_CONNECTIONS` (the names the other listeners read too) from the environment.
     pub fn from_env() -> Result<Config, Error> {
         let routes_url = std::env::var("OURO_ROUTES_URL").unwrap_or_else(|_| DEFAULT_ROUTES_URL.to_string());
         let mut config = Config::new(routes_url);
@@ -191,6 +192,26 @@ impl Config {
         config.runner_secret = std::env::var("OURO_RUNNER_SECRET").ok().filter(|s| !s.is_empty());
         if let Ok(logs_url) = std::env::var("OURO_LOGS_URL") {
             config.logs_url = if logs_url.is_empty() { None } else { Some(logs_url) };
+        }
+        if let Some(value) = std::env::var("OURO_HEADER_READ_TIMEOUT_SECONDS").ok().filter(|v| !v.is_empty()) {
+            config.header_read_timeout = value
+                .parse::<f64>()
+                .ok()
+                .filter(|seconds| *seconds > 0.0)
+                .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+                .ok_or_else(|| Error::InvalidSetting {
+                    name: "OURO_HEADER_READ_TIMEOUT_SECONDS",
+                    value: value.clone(),
+                    reason: "expected a positive number of seconds".into(),
+                })?;
+        }
+        if let Some(value) = std::env::var("OURO_MAX_CONNECTIONS").ok().filter(|v| !v.is_empty()) {
+            config.max_connections =
+                value.parse().ok().filter(|max| *max > 0).ok_or_else(|| Error::InvalidSetting {
+                    name: "OURO_MAX_CONNECTIONS",
+                    value: value.clone(),
+                    reason: "expected a positive number".into(),
+                })?;
         }
         parse_http_url("OURO_ROUTES_URL", &config.routes_url)?;
         if let Some(logs_url) = &config.logs_url {

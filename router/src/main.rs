@@ -4,6 +4,8 @@
 //! then drains in-flight requests (capped) and exits. Request log lines go to stdout and are
 //! shipped to `OURO_LOGS_URL` (default: `OURO_ROUTES_URL` with `/routes` → `/logs`; empty: not
 //! shipped) for the apps' logs; the router's own messages go to stderr.
+//! `OURO_HEADER_READ_TIMEOUT_SECONDS` (default 10) and `OURO_MAX_CONNECTIONS` (default 10 000)
+//! bound its listeners, as they do the API's, the runner's and the providers'.
 
 use std::process::ExitCode;
 
