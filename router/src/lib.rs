@@ -39,9 +39,11 @@
 //! Limits, outermost first (each layer protects the ones after it):
 //! 1. connections: at most `max_connections` open; beyond that the router stops accepting and
 //!    the kernel's accept queue pushes back, instead of spawning without bound;
-//! 2. request head: read within `header_read_timeout` (slow clients), at most 64 KiB and 100
-//!    header lines (hyper answers 431), each line at most 8 KiB and names at most 1000 bytes
-//!    (431/414 from the router);
+//! 2. request head: the first read within `header_read_timeout` of the connection's start (or
+//!    of the TLS handshake's end), on HTTP/1 each later one within it of the previous response
+//!    (slow clients, idle keep-alive connections); at most 64 KiB and 100 header lines (hyper
+//!    answers 431), each line at most 8 KiB and names at most 1000 bytes (431/414 from the
+//!    router);
 //! 3. routing: a request waits at most `hold_timeout` for a dyno to appear;
 //! 4. upstream: `connect_timeout` per connect, `request_timeout` to the response head across all
 //!    attempts.
@@ -59,6 +61,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -335,7 +338,10 @@ pub async fn serve_with_tls(
         let _ = stream.set_nodelay(true);
         let conn = ConnInfo { peer, tls };
         let request_state = Arc::clone(&state);
+        let asked = Arc::new(AtomicBool::new(false));
+        let first_request = FirstRequest { asked: Arc::clone(&asked), timeout: state.config.header_read_timeout };
         let service = service_fn(move |req| {
+            asked.store(true, Ordering::Relaxed);
             let state = Arc::clone(&request_state);
             async move { Ok::<_, Infallible>(proxy::handle(&state, conn, req).await) }
         });
@@ -358,7 +364,10 @@ pub async fn serve_with_tls(
                         }
                     };
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let _ = watcher.watch(connection).await;
+                    tokio::select! {
+                        _ = watcher.watch(connection) => {}
+                        () = first_request.missed() => tracing::debug!(%peer, "no request in time"),
+                    }
                 };
                 tokio::select! {
                     _ = serve => {}
@@ -374,6 +383,7 @@ pub async fn serve_with_tls(
             tokio::select! {
                 _ = connection => {}
                 _ = force_closed.wait_for(|&closed| closed) => {}
+                () = first_request.missed() => tracing::debug!(%peer, "no request in time"),
             }
             drop(permit);
         });
@@ -444,6 +454,28 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .max_buf_size(MAX_HEADER_BLOCK);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BLOCK as u32).max_concurrent_streams(256);
     builder
+}
+
+/// The deadline of a connection's first request, `header_read_timeout` after it starts serving.
+/// hyper's own header read timeout only runs once hyper-util's `auto` builder has told
+/// HTTP/1 from HTTP/2 by the first bytes, which it waits for without a limit: a client that
+/// connected and sent nothing, or only a part of the HTTP/2 preface, held its connection (and
+/// one of `max_connections`) forever. Later requests are hyper's business: on HTTP/1 its
+/// header read timeout also closes idle keep-alive connections.
+struct FirstRequest {
+    /// Set by the service at each request.
+    asked: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+impl FirstRequest {
+    /// Resolves once the deadline passed without a request; never if one came.
+    async fn missed(&self) {
+        tokio::time::sleep(self.timeout).await;
+        if self.asked.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Accepts on `listener`, or never when there is none.

@@ -149,3 +149,40 @@ async fn slow_clients_are_cut_off_after_the_header_read_timeout() {
     assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "cut after {waited:?}");
     assert_eq!(backend.hits(), 0);
 }
+
+#[tokio::test]
+async fn connections_without_a_request_are_cut_off_after_the_header_read_timeout() {
+    let backend = Backend::start("web.1").await;
+    let source = RouteSource::start(vec![route("demo", &["demo.localhost"], vec![backend.backend()])]).await;
+    let mut config = ouro_router::Config::new(source.url());
+    config.header_read_timeout = Duration::from_millis(500);
+    let router = Router::start(config).await;
+
+    // Nothing at all, and a part of the HTTP/2 preface: before a fix, hyper-util's protocol
+    // detection waited for more bytes without a limit and both stayed open.
+    let silent = TcpStream::connect(router.addr).await.unwrap();
+    let mut preface = TcpStream::connect(router.addr).await.unwrap();
+    preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    for mut stream in [silent, preface] {
+        let mut buf = [0u8; 1024];
+        let read = tokio::time::timeout(STEP, stream.read(&mut buf)).await.expect("the router closed the connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "cut after {waited:?}");
+    // A connection that asked in time is not cut at the first request's deadline.
+    router.wait_for_route(&TestClient::new(), "demo.localhost").await;
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: demo.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let head = String::from_utf8(read_head(&mut stream).await).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stream.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    tokio::time::timeout(STEP, stream.read_exact(&mut echoed)).await.expect("echo in time").unwrap();
+    assert_eq!(&echoed, b"ping");
+}

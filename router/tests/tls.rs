@@ -30,18 +30,17 @@ struct TlsRouter {
 
 impl TlsRouter {
     async fn following(source: &RouteSource) -> TlsRouter {
+        TlsRouter::start(Config::new(source.url())).await
+    }
+
+    async fn start(config: Config) -> TlsRouter {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, tls_addr) = (listener.local_addr().unwrap(), tls_listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
-        tokio::spawn(ouro_router::serve_with_tls(
-            listener,
-            Some(tls_listener),
-            Config::new(source.url()),
-            async move {
-                let _ = stop.await;
-            },
-        ));
+        tokio::spawn(ouro_router::serve_with_tls(listener, Some(tls_listener), config, async move {
+            let _ = stop.await;
+        }));
         TlsRouter { addr, tls_addr, _shutdown: shutdown }
     }
 }
@@ -242,4 +241,21 @@ async fn certificates_follow_the_route_table() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_tls_connection_without_a_request_is_cut_off_after_the_header_read_timeout() {
+    let source = RouteSource::start(Vec::new()).await;
+    let mut config = Config::new(source.url());
+    config.header_read_timeout = std::time::Duration::from_millis(500);
+    let router = TlsRouter::start(config).await;
+    let mut stream = connect(client_accepting_any(), router.tls_addr, "secure.example").await;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(STEP, tokio::io::AsyncReadExt::read(&mut stream, &mut buf))
+        .await
+        .expect("the router closed the connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(400), "cut after {waited:?}");
 }
