@@ -143,6 +143,11 @@ impl Store {
         sqlx::query("DELETE FROM releases WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM builds WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM log_drains WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        // Its kept log lines (by name: the journal keeps lines as the hub does).
+        sqlx::query("DELETE FROM log_lines WHERE app = (SELECT name FROM apps WHERE id = $1)")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM apps WHERE id = $1").bind(app_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())

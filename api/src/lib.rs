@@ -21,6 +21,7 @@ mod error;
 mod formation;
 mod git;
 pub mod hook;
+mod log_journal;
 mod logs;
 mod one_offs;
 mod pipeline;
@@ -336,6 +337,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     for (app, urls) in drains {
         state.logs.set_drains(&app, &urls);
     }
+    // Before anything publishes: the kept lines first, then the new ones after them.
+    let journal = log_journal::Journal::start(store.clone(), state.logs.hub().clone()).await?;
+    state.logs.keep_in(journal);
     let interrupted = store.fail_interrupted_builds().await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "builds left running by an earlier API process were marked failed");
@@ -355,7 +359,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         shutdown.await;
         stopping.send_replace(true);
     };
+    let logs = state.logs.clone();
     ouro_serve::serve(listener, app(state), config.limits, shutdown).await?;
+    logs.flush_journal(std::time::Duration::from_secs(5)).await;
     store.close().await;
     Ok(())
 }

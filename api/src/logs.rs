@@ -5,13 +5,14 @@
 //! Lines come from three places: the dyno runner ships its dynos' output and the router's
 //! request lines (`POST /runner/logs`); the API adds its own events (`ouro[api]: Release v5
 //! created by …`, scaling, builds); and the runner's dyno reports become state changes
-//! (`ouro[web.1]: State changed from starting to up`, `Process exited with status 3`). Lines
-//! live in memory only: the last 1,500 per app, across redeploys (not across the API's own
-//! restarts). Every line also goes to the app's drains, which never block (`ouro_logs::Drain`).
+//! (`ouro[web.1]: State changed from starting to up`, `Process exited with status 3`). The
+//! last 1,500 lines per app are kept in memory, across redeploys, and in the journal
+//! (`log_journal.rs`, SQL), across the API's own restarts and upgrades. Every line also goes to
+//! the app's drains, which never block (`ouro_logs::Drain`).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{OnceLock, RwLock};
 
 use ouro_logs::{Drain, DrainUrl, Hub, LogLine, Source};
 use ouro_types::{Dyno, DynoState};
@@ -27,11 +28,18 @@ pub struct Logs {
     /// Whether a dyno report came since this process started: the first one is a baseline,
     /// not a burst of "Starting process" for dynos that have long run.
     reported: AtomicBool,
+    /// Where lines are kept across restarts, once the API started it.
+    journal: OnceLock<crate::log_journal::Journal>,
 }
 
 impl Default for Logs {
     fn default() -> Logs {
-        Logs { hub: Hub::default(), drains: RwLock::default(), reported: AtomicBool::new(false) }
+        Logs {
+            hub: Hub::default(),
+            drains: RwLock::default(),
+            reported: AtomicBool::new(false),
+            journal: OnceLock::new(),
+        }
     }
 }
 
@@ -40,12 +48,27 @@ impl Logs {
         &self.hub
     }
 
+    /// Keeps lines in `journal` from now on (the API's start, once it restored them).
+    pub fn keep_in(&self, journal: crate::log_journal::Journal) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// Writes out the journal's queue, for at most `limit` (at shutdown).
+    pub async fn flush_journal(&self, limit: std::time::Duration) {
+        if let Some(journal) = self.journal.get() {
+            journal.flush(limit).await;
+        }
+    }
+
     /// Keeps `line` for its app's readers and hands it to the app's drains. Never blocks.
     pub fn publish(&self, line: LogLine) {
         if let Ok(drains) = self.drains.read() {
             for drain in drains.get(&line.app).into_iter().flatten() {
                 drain.send(&line);
             }
+        }
+        if let Some(journal) = self.journal.get() {
+            journal.keep(&line);
         }
         self.hub.publish(line);
     }

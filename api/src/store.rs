@@ -100,6 +100,7 @@ fn migrator() -> Migrator {
         migration(17, "attached one-offs", include_str!("../migrations/0017_attached_one_offs.sql")),
         migration(18, "service listens", include_str!("../migrations/0018_service_listens.sql")),
         migration(19, "volume owners", include_str!("../migrations/0019_volume_owners.sql")),
+        migration(20, "log lines", include_str!("../migrations/0020_log_lines.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -92,6 +92,12 @@ impl Api {
         self.url = url;
     }
 
+    /// A second API process on the same data dir and database, on a port of its own: two
+    /// processes at once, as during the handover of a self-upgrade. The caller stops it.
+    pub fn second_process(&self) -> (Child, String) {
+        spawn_api(self.data_dir.path(), &self.backend, &self.env)
+    }
+
     /// Stops the process gracefully (SIGTERM).
     pub fn stop(&mut self) {
         terminate(&mut self.child, Duration::from_secs(30));
