@@ -488,6 +488,11 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     // What the builder and the providers ran before: `ouro up` deployed them from the
     // checkout's debug binaries; the push builds every program anew.
     let builder_before = stdout(&ouro.ouro(&["releases", "-a", "ouro-builder", "-n", "1"]));
+    // The app's log before: the API that keeps it is replaced by the upgrade (issue 15: it
+    // must keep the lines).
+    let logs_before = stdout(&ouro.ouro(&["logs", "-a", "demo", "-n", "1500"]));
+    let release_line =
+        logs_before.lines().find(|l| l.contains("ouro[api]: Release v")).expect("a release line").to_string();
     let providers = ["ouro-postgresql", "ouro-redis"];
     let provider_builds: Vec<(String, String)> = providers.iter().map(|p| newest_build(&ouro, p)).collect();
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -510,6 +515,8 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     println!("during the self-upgrade: {served} requests served, {} failed", failed.len());
     assert!(served >= LOAD_MIN, "the load ran: {served}");
     assert!(failed.is_empty(), "failed requests during the self-upgrade: {failed:?}");
+    let logs_after = stdout(&ouro.ouro(&["logs", "-a", "demo", "-n", "1500"]));
+    assert!(logs_after.contains(&release_line), "the app's log lost {release_line:?} in the upgrade:\n{logs_after}");
     let builder_after = stdout(&ouro.ouro(&["releases", "-a", "ouro-builder", "-n", "1"]));
     assert!(builder_after.contains("Deploy builder") && builder_after != builder_before, "{builder_after}");
     for (provider, before) in providers.iter().zip(&provider_builds) {
