@@ -278,6 +278,45 @@ pub async fn remove_unwanted_volumes(docker: &Docker, platform: &str, wanted: &[
     Ok(())
 }
 
+/// Removes the images of `repository` (`ouro/slug`) that `wanted` does not name, no container
+/// uses (of any installation on this engine: they share slug images) and that were made more
+/// than `min_age` ago (another installation may have just made one for a dyno it is about to
+/// start). Returns the tags removed. An image Docker refuses to remove is left for later.
+pub async fn remove_unwanted_slug_images(
+    docker: &Docker,
+    repository: &str,
+    wanted: &std::collections::HashSet<String>,
+    min_age: Duration,
+) -> Result<Vec<String>> {
+    let filters = HashMap::from([("reference".to_string(), vec![repository.to_string()])]);
+    let images = docker
+        .list_images(Some(bollard::image::ListImagesOptions { filters, ..Default::default() }))
+        .await
+        .map_err(docker_error)?;
+    let containers = docker
+        .list_containers(Some(ListContainersOptions::<String> { all: true, ..Default::default() }))
+        .await
+        .map_err(docker_error)?;
+    let in_use: std::collections::HashSet<String> =
+        containers.iter().flat_map(|c| [c.image.clone(), c.image_id.clone()]).flatten().collect();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let images: Vec<crate::runtime::SlugImage> = images
+        .into_iter()
+        .map(|i| crate::runtime::SlugImage { id: i.id, tags: i.repo_tags, age_seconds: now - i.created })
+        .collect();
+    let mut removed = Vec::new();
+    for tag in crate::runtime::slug_images_to_remove(&images, wanted, &in_use, min_age) {
+        let options = bollard::image::RemoveImageOptions { force: false, noprune: false };
+        match docker.remove_image(&tag, Some(options), None).await {
+            Ok(_) => removed.push(tag),
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => {}
+            Err(e) => tracing::warn!(image = %tag, error = %e, "could not remove a slug image"),
+        }
+    }
+    Ok(removed)
+}
+
 fn volume_mount(volume: &str, path: &str) -> bollard::models::Mount {
     bollard::models::Mount {
         target: Some(path.to_string()),

@@ -100,6 +100,10 @@ pub struct Config {
     pub secret: String,
     /// `OURO_EGRESS_ALLOW`: private ranges dynos may reach after all (see `egress.rs`).
     pub egress_allow: Vec<String>,
+    /// `OURO_IMAGE_GC_SECONDS` (600): how often slug images nothing needs are removed.
+    pub image_gc_every: Duration,
+    /// `OURO_IMAGE_GC_AGE_SECONDS` (3600): the youngest slug image that may be removed.
+    pub image_gc_age: Duration,
     /// The listener's bounds: [`LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
     /// `OURO_MAX_CONNECTIONS` if set.
     pub limits: ouro_serve::Limits,
@@ -167,6 +171,8 @@ impl Config {
             state_file,
             secret,
             egress_allow: egress::parse_allow(&var("OURO_EGRESS_ALLOW").unwrap_or_default()).map_err(Error::Config)?,
+            image_gc_every: secs("OURO_IMAGE_GC_SECONDS", 600)?,
+            image_gc_age: secs("OURO_IMAGE_GC_AGE_SECONDS", 3600)?,
             platform,
             limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
         })
@@ -475,6 +481,8 @@ struct Runner<R: Runtime> {
     clock: Instant,
     /// When unneeded volumes were last looked for.
     volumes_checked: Option<Instant>,
+    /// When slug images were last collected.
+    images_collected: Option<Instant>,
     /// The desired state last written to `config.state_file`.
     saved: Option<DesiredState>,
     /// The apps of a bootstrap seed (`DesiredState::seed`), run beside the API's desired state
@@ -544,6 +552,7 @@ impl<R: Runtime> Runner<R> {
             last_report: None,
             clock: Instant::now(),
             volumes_checked: None,
+            images_collected: None,
             logs,
             followed: HashSet::new(),
             bridges: Arc::default(),
@@ -644,6 +653,30 @@ impl<R: Runtime> Runner<R> {
             self.volumes_checked = Some(Instant::now());
             if let Err(e) = self.runtime.prune_volumes(&desired.volumes).await {
                 tracing::warn!(error = %e, "could not list volumes");
+            }
+        }
+        // Slug images no desired release needs (old releases', deleted apps'): a rollback
+        // makes its image again from the slug in a fraction of a second.
+        if fresh && self.images_collected.is_none_or(|at| at.elapsed() > self.config.image_gc_every) {
+            self.images_collected = Some(Instant::now());
+            let wanted: HashSet<String> = desired
+                .apps
+                .iter()
+                .flat_map(|app| {
+                    std::iter::once(&app.release).chain(app.one_offs.iter().filter_map(|o| o.release.as_ref()))
+                })
+                .map(|release| runtime::slug_image(&release.slug_checksum, &release.stack))
+                .collect();
+            match self.runtime.prune_images(&wanted, self.config.image_gc_age).await {
+                Ok(removed) => {
+                    for image in &removed {
+                        self.images.remove(image);
+                    }
+                    if !removed.is_empty() {
+                        tracing::info!(removed = removed.len(), "removed slug images no release needs");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not collect slug images"),
             }
         }
         let booting = live.iter().any(|d| d.state == LiveState::Running { up: false });
@@ -905,7 +938,13 @@ impl<R: Runtime> Runner<R> {
                     tracing::info!(app = %launch.app, %dyno, container = %id, "dyno started");
                     self.follow(id, &launch.app, &launch.process_type, launch.index, follow::From::Start);
                 }
-                Err(e) => tracing::warn!(app = %launch.app, %dyno, error = %e, "dyno failed to start"),
+                Err(e) => {
+                    tracing::warn!(app = %launch.app, %dyno, error = %e, "dyno failed to start");
+                    // Its image may be gone (collected by another installation on this engine,
+                    // or removed by hand): the next tick asks the engine again, and makes it
+                    // again if so.
+                    self.images.remove(&launch.image);
+                }
             }
         }
     }

@@ -187,6 +187,10 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn prune_images(&self, _wanted: &HashSet<String>, _min_age: Duration) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     fn follow(&self, _queue: LogQueue, dyno: follow::Dyno, _from: follow::From) {
         self.call(format!("follow {} {}", dyno.app, dyno.name));
     }
@@ -276,6 +280,8 @@ impl Harness {
             state_file: None,
             secret: "test-secret".into(),
             egress_allow: Vec::new(),
+            image_gc_every: Duration::from_secs(600),
+            image_gc_age: Duration::from_secs(3600),
             limits: crate::LIMITS,
         };
         let runtime = FakeRuntime::default();

@@ -5,6 +5,7 @@
 //! itself is tested without Docker (see the tests of `lib.rs`). Another engine (Docker Swarm)
 //! is another implementation.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,32 @@ pub fn slug_image(checksum: &str, stack: &str) -> String {
         ouro_types::BUILD_STACK => format!("{SLUG_REPO}:build-{SLUG_LAYOUT}-{sha}"),
         _ => format!("{SLUG_REPO}:{SLUG_LAYOUT}-{sha}"),
     }
+}
+
+/// A slug image as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct SlugImage {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub age_seconds: i64,
+}
+
+/// Which tags of `images` may go: none wanted, no container using the image (by tag or id),
+/// and made at least `min_age` ago. Pure.
+pub fn slug_images_to_remove(
+    images: &[SlugImage],
+    wanted: &HashSet<String>,
+    in_use: &HashSet<String>,
+    min_age: Duration,
+) -> Vec<String> {
+    images
+        .iter()
+        .filter(|image| image.age_seconds >= min_age.as_secs() as i64)
+        .filter(|image| {
+            !in_use.contains(&image.id) && !image.tags.iter().any(|t| wanted.contains(t) || in_use.contains(t))
+        })
+        .flat_map(|image| image.tags.iter().cloned())
+        .collect()
 }
 
 /// A dyno as the engine lists it.
@@ -99,6 +126,13 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn remove(&self, id: &str) -> impl Future<Output = ()> + Send;
     /// Removes this platform's volumes that `wanted` does not name.
     fn prune_volumes(&self, wanted: &[String]) -> impl Future<Output = Result<()>> + Send;
+    /// Removes slug images that `wanted` does not name, that no container (of any
+    /// installation) uses, and that are older than `min_age`; returns the names removed.
+    fn prune_images(
+        &self,
+        wanted: &HashSet<String>,
+        min_age: Duration,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Follows a dyno's output into `queue`, in a task of its own.
     fn follow(&self, queue: LogQueue, dyno: follow::Dyno, from: follow::From);
     /// Creates an attached one-off and bridges it to the user's terminal through the API, in a
@@ -203,6 +237,10 @@ impl Runtime for DockerRuntime {
         docker::remove_unwanted_volumes(&self.docker, &self.platform, wanted).await
     }
 
+    async fn prune_images(&self, wanted: &HashSet<String>, min_age: Duration) -> Result<Vec<String>> {
+        docker::remove_unwanted_slug_images(&self.docker, SLUG_REPO, wanted, min_age).await
+    }
+
     fn follow(&self, queue: LogQueue, dyno: follow::Dyno, from: follow::From) {
         follow::spawn(self.docker.clone(), queue, dyno, from);
     }
@@ -276,5 +314,28 @@ impl DockerRuntime {
             attach: launch.attach,
             tty: launch.tty,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_images_go_when_nothing_wants_or_uses_them_and_they_are_old_enough() {
+        let image =
+            |id: &str, tag: &str, age_seconds: i64| SlugImage { id: id.into(), tags: vec![tag.into()], age_seconds };
+        let images = [
+            image("sha256:1", "ouro/slug:2-old", 7200),
+            image("sha256:2", "ouro/slug:2-current", 7200),
+            image("sha256:3", "ouro/slug:2-running", 7200),
+            image("sha256:4", "ouro/slug:2-by-id", 7200),
+            image("sha256:5", "ouro/slug:2-fresh", 60),
+            image("sha256:6", "ouro/slug:old-layout", 7200),
+        ];
+        let wanted: HashSet<String> = ["ouro/slug:2-current".to_string()].into();
+        let in_use: HashSet<String> = ["ouro/slug:2-running".to_string(), "sha256:4".to_string()].into();
+        let gone = slug_images_to_remove(&images, &wanted, &in_use, Duration::from_secs(3600));
+        assert_eq!(gone, ["ouro/slug:2-old", "ouro/slug:old-layout"]);
     }
 }
