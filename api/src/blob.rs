@@ -20,6 +20,10 @@ pub trait BlobStore: Send + Sync {
     fn commit<'a>(&'a self, staged: &'a Path, digest: &'a str) -> BoxFuture<'a, io::Result<()>>;
     /// Opens a stored blob for reading; `NotFound` if there is none.
     fn open<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, io::Result<tokio::fs::File>>;
+    /// Every stored blob: its digest and when it was stored (or last committed again).
+    fn list(&self) -> BoxFuture<'_, io::Result<Vec<(String, std::time::SystemTime)>>>;
+    /// Removes a stored blob (gone already is fine).
+    fn remove<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, io::Result<()>>;
 }
 
 /// Stores `bytes` (made in memory: a system app's slug or source) as a blob; returns the hex
@@ -67,6 +71,14 @@ impl BlobStore for LocalBlobStore {
         Box::pin(async move {
             let dest = self.path(digest)?;
             if tokio::fs::try_exists(&dest).await? {
+                // Stored again: young again, so that collection (which spares young blobs)
+                // cannot take it before whatever committed it refers to it.
+                let touched = dest.clone();
+                tokio::task::spawn_blocking(move || {
+                    std::fs::File::options().append(true).open(&touched)?.set_modified(std::time::SystemTime::now())
+                })
+                .await
+                .map_err(io::Error::other)??;
                 return tokio::fs::remove_file(staged).await;
             }
             tokio::fs::create_dir_all(dest.parent().expect("blob path has a parent")).await?;
@@ -77,6 +89,40 @@ impl BlobStore for LocalBlobStore {
 
     fn open<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, io::Result<tokio::fs::File>> {
         Box::pin(async move { tokio::fs::File::open(self.path(digest)?).await })
+    }
+
+    fn list(&self) -> BoxFuture<'_, io::Result<Vec<(String, std::time::SystemTime)>>> {
+        let root = self.root.join("sha256");
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut found = Vec::new();
+                for dir in std::fs::read_dir(&root)? {
+                    let dir = dir?;
+                    if !dir.file_type()?.is_dir() {
+                        continue;
+                    }
+                    for blob in std::fs::read_dir(dir.path())? {
+                        let blob = blob?;
+                        let name = blob.file_name().to_string_lossy().into_owned();
+                        if name.len() == 64 {
+                            found.push((name, blob.metadata()?.modified()?));
+                        }
+                    }
+                }
+                Ok(found)
+            })
+            .await
+            .map_err(io::Error::other)?
+        })
+    }
+
+    fn remove<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            match tokio::fs::remove_file(self.path(digest)?).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
     }
 }
 

@@ -11,6 +11,7 @@ mod attach;
 mod audit;
 mod auth;
 mod blob;
+mod blob_gc;
 mod builder_app;
 mod builds;
 mod dashboard;
@@ -98,6 +99,10 @@ pub struct Config {
     /// `OURO_PLATFORM_KEY` (64 hex digits): seals secrets kept in SQL (`platform_key.rs`);
     /// default: `<data dir>/platform-key`, made at the first start.
     pub platform_key: Option<String>,
+    /// `OURO_BLOB_GC_SECONDS` (3600): how often blobs nothing needs are removed
+    /// (`blob_gc.rs`); `OURO_BLOB_GC_GRACE_SECONDS` (3600): the youngest that may go.
+    pub blob_gc_every: std::time::Duration,
+    pub blob_gc_grace: std::time::Duration,
     /// The listener's bounds: [`LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
     /// `OURO_MAX_CONNECTIONS` if set.
     pub limits: ouro_serve::Limits,
@@ -155,6 +160,8 @@ impl Config {
             addon_providers: addon_providers(std::env::var("OURO_ADDON_PROVIDERS").ok())?,
             admin_token: var("OURO_ADMIN_TOKEN"),
             platform_key: var("OURO_PLATFORM_KEY"),
+            blob_gc_every: seconds("OURO_BLOB_GC_SECONDS", 3600)?,
+            blob_gc_grace: seconds("OURO_BLOB_GC_GRACE_SECONDS", 3600)?,
             limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
         })
     }
@@ -349,6 +356,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     addons::provisioning::resume_provisioning(&state).await?;
     upgrade::resume(&state).await?;
     tokio::spawn(upgrade::take_requests(state.clone(), upgrade_requests));
+    tokio::spawn(blob_gc::collect_forever(state.clone(), config.blob_gc_every, config.blob_gc_grace));
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{local}");
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");
@@ -364,6 +372,17 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     logs.flush_journal(std::time::Duration::from_secs(5)).await;
     store.close().await;
     Ok(())
+}
+
+/// Seconds from the variable `name` (a whole number), or `default`.
+fn seconds(name: &str, default: u64) -> Result<std::time::Duration> {
+    match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        Some(v) => v
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| Error::Config(format!("{name} `{v}` is not a whole number of seconds"))),
+        None => Ok(std::time::Duration::from_secs(default)),
+    }
 }
 
 /// Now as RFC 3339 UTC with microseconds: fixed width, so stored times sort as text.

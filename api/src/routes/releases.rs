@@ -94,6 +94,23 @@ async fn create(
                 None => state.store.release_by_id(&app.id, &key).await?,
             };
             let old = old.ok_or_else(|| release_not_found(&app, &key))?;
+            // Only the last releases keep their slugs (`blob_gc.rs`).
+            if let Some(slug) = match &old.slug_id {
+                Some(slug_id) => state.store.slug(&app.id, slug_id).await?,
+                None => None,
+            } {
+                let kept = match &slug.checksum {
+                    Some(checksum) => crate::blob_gc::slug_kept(state.blobs.as_ref(), checksum).await,
+                    None => true,
+                };
+                if !kept {
+                    return Err(ApiError::invalid_params(format!(
+                        "v{}'s slug was collected: only the last {} releases of an app keep theirs; deploy its commit again instead",
+                        old.version,
+                        crate::blob_gc::KEEP_RELEASES
+                    )));
+                }
+            }
             Change::Rollback { version: old.version }
         }
         _ => {
