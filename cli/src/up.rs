@@ -307,18 +307,21 @@ fn start_runner(bin: &Path, data: &Path, settings: &Settings, token: &str, state
     let log_path = data.join("runner.log");
     let log =
         fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| local("open", &log_path, e))?;
-    let err = log.try_clone().map_err(|e| local("open", &log_path, e))?;
-    // Supervised: a runner that crashes is started again by its supervisor (this pid).
+    // Supervised: a runner that crashes is started again by its supervisor (this pid), which
+    // writes the runner's output to the log and rotates it (10 MiB, three old files kept).
+    // Its own stderr goes there too, for what it cannot say otherwise (a panic).
     let child = Command::new(bin.join("ouro-dyno-runner"))
         .arg("--supervise")
+        .arg("--log")
+        .arg(&log_path)
         .env("OURO_API_URL", format!("http://127.0.0.1:{}", settings.api_port))
         .env("OURO_API_TOKEN", token)
         .env("OURO_RUNNER_LISTEN", format!("127.0.0.1:{}", settings.runner_port))
         .env("OURO_PLATFORM", &settings.platform)
         .env("OURO_RUNNER_STATE", state_file)
         .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
+        .stdout(Stdio::null())
+        .stderr(log)
         // Its own process group: a Ctrl-C in this terminal does not stop the platform.
         .process_group(0)
         .spawn()

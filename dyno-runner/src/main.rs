@@ -8,8 +8,17 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_target(false).init();
-    if std::env::args().nth(1).as_deref() == Some(ouro_dyno_runner::supervise::FLAG) {
-        return ouro_dyno_runner::supervise::supervise(shutdown_signal()).await;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(ouro_dyno_runner::supervise::FLAG) {
+        let log = match &args[1..] {
+            [] => None,
+            [flag, path] if flag == ouro_dyno_runner::supervise::LOG_FLAG => Some(std::path::PathBuf::from(path)),
+            _ => {
+                eprintln!("usage: ouro-dyno-runner [--supervise [--log PATH]]");
+                return ExitCode::from(2);
+            }
+        };
+        return ouro_dyno_runner::supervise::supervise(log, shutdown_signal()).await;
     }
     let config = match ouro_dyno_runner::Config::from_env() {
         Ok(config) => config,

@@ -189,3 +189,53 @@ fn a_supervisor_gives_up_on_a_runner_that_cannot_start() {
     assert!(log.contains("OURO_RUNNER_LISTEN `not an address` is not an address"), "{log}");
     assert!(log.contains("5 times in a row; giving up"), "{log}");
 }
+
+/// The runner's log does not grow without bound: the supervisor writes the runner's output to
+/// `--log PATH` and rotates it past `OURO_RUNNER_LOG_MAX_BYTES` (here 400 bytes) into three
+/// numbered files. Checked to fail on the code before: its supervisor took no `--log`.
+#[test]
+fn the_runners_log_is_rotated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("runner.log");
+    let mut command = std::process::Command::new(ouro_tests::binary("ouro-dyno-runner"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OURO_")) {
+        command.env_remove(key);
+    }
+    command
+        .args(["--supervise", "--log"])
+        .arg(&log)
+        .env("OURO_API_URL", "http://127.0.0.1:9")
+        .env("OURO_API_TOKEN", "ouro_unused")
+        .env("OURO_RUNNER_LISTEN", "127.0.0.1:0")
+        .env("OURO_PLATFORM", "hostile-rotated")
+        .env("OURO_STACK_IMAGE", "ouro/no-such-stack:hostile-runner")
+        .env("OURO_RUNNER_STATE", dir.path().join("state/desired-state.json"))
+        .env("OURO_RUNNER_LOG_MAX_BYTES", "400")
+        .stdout(std::process::Stdio::null());
+    let supervisor = Stopped(command.spawn().expect("the supervisor starts"));
+    let numbered = |n: u32| dir.path().join(format!("runner.log.{n}"));
+    // Each start writes a few lines; killing the runner makes it start again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !numbered(3).exists() {
+        assert!(std::time::Instant::now() < deadline, "no third rotated file within 60 s");
+        if let Some(runner) = children_of(supervisor.0.id()).first() {
+            if std::fs::read_to_string(&log).unwrap_or_default().contains(&format!("pid {runner})")) {
+                std::process::Command::new("kill").args(["-KILL", &runner.to_string()]).status().expect("kill");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for path in [log.clone(), numbered(1), numbered(2), numbered(3)] {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        // A line longer than the limit still goes whole into a file of its own.
+        let longest = std::fs::read_to_string(&path).unwrap_or_default().lines().map(|l| l.len() as u64 + 1).max();
+        assert!(size <= 400 || Some(size) == longest, "{}: {size} bytes", path.display());
+    }
+    assert!(!numbered(4).exists(), "three old files kept, no more");
+    let all: String = [numbered(3), numbered(2), numbered(1), log.clone()]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    assert!(all.contains("ouro-dyno-runner supervisor: started the runner"), "{all}");
+    assert!(all.contains("ouro-dyno-runner listening on"), "the runner's own lines: {all}");
+}
