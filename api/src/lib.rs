@@ -205,8 +205,6 @@ pub struct AppState {
     pub logs: Arc<logs::Logs>,
     /// Attached one-off dynos waiting for their other half (`ouro run`).
     pub attachments: Arc<attach::Rendezvous>,
-    /// The web dashboard's logged-in sessions.
-    pub sessions: Arc<dashboard::Sessions>,
     /// Turns true when the process starts to stop: long polls and followed logs end then, so
     /// a replaced API (a handover) is gone in moments instead of the drain cap.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
@@ -333,7 +331,6 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         logs: Arc::default(),
         attachments: Arc::default(),
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
-        sessions: Arc::default(),
         platform_builds,
         platform_key,
     };

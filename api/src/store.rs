@@ -4,8 +4,9 @@
 //! `releases.rs`, the formation and restarts in `formation.rs`, domains and certificates in
 //! `domains.rs`, one-off dynos in `one_offs.rs`, builds and buildpacks in `builds.rs`, the
 //! service settings of apps in `services.rs`, log drains in `logs.rs`, the audit log in
-//! `audit.rs`, add-ons in `addons/store.rs`, self-upgrades in `upgrade.rs`; the runner's
-//! desired state is read in `desired_state.rs`.
+//! `audit.rs`, add-ons in `addons/store.rs`, self-upgrades in `upgrade.rs`, the dashboard's
+//! sessions in `dashboard/session.rs`; the runner's desired state is read in
+//! `desired_state.rs`.
 //!
 //! One schema and one set of queries serve both backends through sqlx's `Any` driver: a SQLite
 //! file by default, PostgreSQL when `OURO_DATABASE_URL` says so. Writes that belong together
@@ -101,6 +102,7 @@ fn migrator() -> Migrator {
         migration(18, "service listens", include_str!("../migrations/0018_service_listens.sql")),
         migration(19, "volume owners", include_str!("../migrations/0019_volume_owners.sql")),
         migration(20, "log lines", include_str!("../migrations/0020_log_lines.sql")),
+        migration(21, "dashboard sessions", include_str!("../migrations/0021_dashboard_sessions.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

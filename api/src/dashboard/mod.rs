@@ -24,8 +24,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use ouro_types::{FormationBatch, FormationUpdate};
 
-pub use session::Sessions;
-
 use crate::accounts::TokenRow;
 use crate::apps::AppRow;
 use crate::apps::find_app;
@@ -64,9 +62,9 @@ impl Visitor {
 
 async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Option<Visitor>, ApiError> {
     let Some(id) = session::cookie(headers, session::COOKIE) else { return Ok(None) };
-    let Some(session) = state.sessions.find(id) else { return Ok(None) };
+    let Some(session) = session::find(&state.store, id).await? else { return Ok(None) };
     let Some(token) = session_token(state, &session).await? else {
-        state.sessions.remove(id);
+        session::remove(&state.store, id).await?;
         return Ok(None);
     };
     let user = User { id: token.user.id, email: token.user.email, admin: token.user.admin, scope: None };
@@ -82,7 +80,7 @@ async fn session_token(state: &AppState, session: &session::Session) -> Result<O
 
 /// Whether `visitor`'s session and the token it came from still exist.
 async fn still_logged_in(state: &AppState, visitor: &Visitor) -> bool {
-    state.sessions.find(&visitor.session_id).is_some()
+    matches!(session::find(&state.store, &visitor.session_id).await, Ok(Some(_)))
         && matches!(session_token(state, &visitor.session).await, Ok(Some(_)))
 }
 
@@ -158,7 +156,10 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         Ok(None) => return refuse("invalid token; `ouro login` stores a valid one"),
         Err(e) => return failure(None, StatusCode::INTERNAL_SERVER_ERROR, &ApiError::from(e).message),
     };
-    let (id, _) = state.sessions.create(token_id, &stored, &user.id);
+    let id = match session::create(&state.store, token_id, &stored, &user.id).await {
+        Ok((id, _)) => id,
+        Err(e) => return failure(None, StatusCode::INTERNAL_SERVER_ERROR, &ApiError::from(e).message),
+    };
     let cookie = session::set_cookie(&id, session::came_over_https(&headers));
     ([(header::SET_COOKIE, cookie)], Redirect::to("/dashboard")).into_response()
 }
@@ -168,7 +169,9 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(visitor) => visitor,
         Err(refused) => return refused,
     };
-    state.sessions.remove(&visitor.session_id);
+    if let Err(e) = session::remove(&state.store, &visitor.session_id).await {
+        return failure(visitor.who(), StatusCode::INTERNAL_SERVER_ERROR, &ApiError::from(e).message);
+    }
     ([(header::SET_COOKIE, session::clear_cookie())], Redirect::to("/dashboard")).into_response()
 }
 

@@ -1,28 +1,32 @@
 //! Dashboard sessions: a login trades a token for a random 32-byte session id, sent only as an
 //! `HttpOnly; SameSite=Strict` cookie. The server keeps SHA-256(id), never the id itself, with
-//! the token it came from, the user, a CSRF value and an expiry (12 hours), in memory: an API
-//! restart logs everyone out of the dashboard, which costs a login.
+//! the token it came from, the user, a CSRF value and an expiry (12 hours), in SQL (the
+//! `dashboard_sessions` table, an `impl Store` block of its own here): a session outlives an
+//! API restart, and the two API processes of a self-upgrade's handover share it.
+//!
+//! The CSRF value is kept in clear, on purpose: it is no credential by itself. A request is
+//! only ever checked against it after its cookie found the session, and the cookie's id is
+//! kept only as its SHA-256 (of 256 random bits: not to be guessed back), so whoever reads the
+//! table learns CSRF values that no request of theirs can use. The pages need the value itself
+//! to put it in their forms, so it could only be sealed, not hashed, and sealing would guard
+//! nothing the hashed id does not already.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderMap, header};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use sqlx::Row;
 use subtle::ConstantTimeEq;
+
+use crate::store::Store;
+use crate::{Result, now};
 
 /// How long a session lasts after its login.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// The cookie's name.
 pub(crate) const COOKIE: &str = "ouro_session";
-
-/// The live sessions by SHA-256 of their id.
-#[derive(Default)]
-pub struct Sessions {
-    by_digest: Mutex<HashMap<[u8; 32], Session>>,
-}
 
 /// What a session stands for.
 #[derive(Debug, Clone)]
@@ -34,43 +38,87 @@ pub(crate) struct Session {
     pub user_id: String,
     /// Sent back with every state-changing request, from a form field.
     pub csrf: String,
-    expires: Instant,
 }
 
-impl Sessions {
-    /// A new session; answers its id (for the cookie) and the session.
-    pub(crate) fn create(&self, token_id: &str, token_sha256: &str, user_id: &str) -> (String, Session) {
-        let id = random_hex();
-        let session = Session {
-            token_id: token_id.to_string(),
-            token_sha256: token_sha256.to_string(),
-            user_id: user_id.to_string(),
-            csrf: random_hex(),
-            expires: Instant::now() + LIFETIME,
-        };
-        let mut sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        sessions.retain(|_, s| s.expires > now);
-        sessions.insert(digest(&id), session.clone());
-        (id, session)
+/// A new session, recorded; answers its id (for the cookie) and the session. Expired sessions
+/// are deleted on the way, so the table holds at most a day's logins.
+pub(crate) async fn create(
+    store: &Store,
+    token_id: &str,
+    token_sha256: &str,
+    user_id: &str,
+) -> Result<(String, Session)> {
+    let id = random_hex();
+    let session = Session {
+        token_id: token_id.to_string(),
+        token_sha256: token_sha256.to_string(),
+        user_id: user_id.to_string(),
+        csrf: random_hex(),
+    };
+    let expires_at = humantime::format_rfc3339_micros(SystemTime::now() + LIFETIME).to_string();
+    store.purge_dashboard_sessions().await?;
+    store.insert_dashboard_session(&digest(&id), &session, &expires_at).await?;
+    Ok((id, session))
+}
+
+/// The unexpired session of cookie value `id`.
+pub(crate) async fn find(store: &Store, id: &str) -> Result<Option<Session>> {
+    store.dashboard_session(&digest(id)).await
+}
+
+/// Ends the session of cookie value `id` (its row goes).
+pub(crate) async fn remove(store: &Store, id: &str) -> Result<()> {
+    store.delete_dashboard_session(&digest(id)).await
+}
+
+impl Store {
+    async fn insert_dashboard_session(&self, id_sha256: &str, session: &Session, expires_at: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (id_sha256, token_id, token_sha256, user_id, csrf, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id_sha256)
+        .bind(&session.token_id)
+        .bind(&session.token_sha256)
+        .bind(&session.user_id)
+        .bind(&session.csrf)
+        .bind(now())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
-    /// The unexpired session of cookie value `id`.
-    pub(crate) fn find(&self, id: &str) -> Option<Session> {
-        let key = digest(id);
-        let mut sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
-        match sessions.get(&key) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                sessions.remove(&key);
-                None
-            }
-            None => None,
-        }
+    /// The session whose id has SHA-256 `id_sha256`, unless it has expired.
+    async fn dashboard_session(&self, id_sha256: &str) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT token_id, token_sha256, user_id, csrf FROM dashboard_sessions \
+             WHERE id_sha256 = $1 AND expires_at > $2",
+        )
+        .bind(id_sha256)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Session {
+                token_id: r.try_get("token_id")?,
+                token_sha256: r.try_get("token_sha256")?,
+                user_id: r.try_get("user_id")?,
+                csrf: r.try_get("csrf")?,
+            })
+        })
+        .transpose()
     }
 
-    pub(crate) fn remove(&self, id: &str) {
-        self.by_digest.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(id));
+    async fn delete_dashboard_session(&self, id_sha256: &str) -> Result<()> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE id_sha256 = $1").bind(id_sha256).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Deletes the expired sessions.
+    async fn purge_dashboard_sessions(&self) -> Result<()> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1").bind(now()).execute(&self.pool).await?;
+        Ok(())
     }
 }
 
@@ -107,8 +155,9 @@ pub(crate) fn came_over_https(headers: &HeaderMap) -> bool {
     headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-fn digest(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
+/// What the table keeps of a session id: its SHA-256, in hex.
+fn digest(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
 }
 
 fn random_hex() -> String {
@@ -121,20 +170,32 @@ fn random_hex() -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_are_found_by_their_id_only_and_end() {
-        let sessions = Sessions::default();
-        let (id, session) = sessions.create("tok", "sha", "user-1");
+    #[tokio::test]
+    async fn sessions_are_found_by_their_id_only_and_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::store::sqlite_url(dir.path())).await.unwrap();
+        store.create_user_with_token("a@example.com", true, "tok", "sha", "test").await.unwrap();
+        let user_id = store.token("tok").await.unwrap().unwrap().user.id;
+        let (id, session) = create(&store, "tok", "sha", &user_id).await.unwrap();
         assert_eq!(id.len(), 64);
         assert_ne!(id, session.csrf);
-        assert_eq!(sessions.find(&id).map(|s| s.user_id), Some("user-1".into()));
-        assert!(sessions.find(&session.csrf).is_none());
-        assert!(!sessions.by_digest.lock().unwrap().values().any(|s| s.csrf == id), "the id is not stored");
+        assert_eq!(find(&store, &id).await.unwrap().map(|s| s.user_id), Some(user_id.clone()));
+        assert!(find(&store, &session.csrf).await.unwrap().is_none());
+        let kept: Vec<String> =
+            sqlx::query_scalar("SELECT id_sha256 FROM dashboard_sessions").fetch_all(&store.pool).await.unwrap();
+        assert_eq!(kept, vec![digest(&id)], "only the id's SHA-256 is stored");
         assert!(csrf_matches(&session, &session.csrf));
         assert!(!csrf_matches(&session, "nope"));
         assert!(!csrf_matches(&session, ""));
-        sessions.remove(&id);
-        assert!(sessions.find(&id).is_none());
+        // An expired session is not found, and the next login deletes it.
+        sqlx::query("UPDATE dashboard_sessions SET expires_at = $1").bind(now()).execute(&store.pool).await.unwrap();
+        assert!(find(&store, &id).await.unwrap().is_none());
+        let (second, _) = create(&store, "tok", "sha", &user_id).await.unwrap();
+        let kept: Vec<String> =
+            sqlx::query_scalar("SELECT id_sha256 FROM dashboard_sessions").fetch_all(&store.pool).await.unwrap();
+        assert_eq!(kept, vec![digest(&second)]);
+        remove(&store, &second).await.unwrap();
+        assert!(find(&store, &second).await.unwrap().is_none());
     }
 
     #[test]
