@@ -2,12 +2,14 @@
 //! the rules for the process types its slugs declare; and the apps' records (an `impl Store`
 //! block at the bottom: an app, made with its release v1, and its current release).
 
+use ouro_types::platform::is_system_app;
 use ouro_types::{ConfigVars, valid_process_type};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::accounts::UserRow;
 use crate::auth::User;
+use crate::limits::APPS_PER_OWNER;
 use crate::releases::{ReleaseRow, insert_release};
 use crate::store::{Store, conflict_on_unique};
 use crate::{ApiError, AppState, Error, Result as StoreResult, now};
@@ -23,6 +25,14 @@ pub(crate) async fn find_app(state: &AppState, user: &User, name_or_id: &str) ->
         return Err(ApiError::forbidden(format!("you do not have access to app `{}`", app.name)));
     }
     Ok(app)
+}
+
+/// Makes app `name` for `user` (`POST /apps`): refused (`Error::Limit`) when the user owns
+/// [`APPS_PER_OWNER`] apps already, except for the platform's own app names and the add-on
+/// providers' users (see [`APPS_PER_OWNER`]); `Error::Conflict` when the name is taken.
+pub(crate) async fn create(store: &Store, user: &User, name: &str) -> StoreResult<AppRow> {
+    let capped = user.scope.as_deref() != Some("provider") && !is_system_app(name);
+    store.insert_app(name, &user.row(), capped.then_some(APPS_PER_OWNER)).await
 }
 
 /// Process types of a slug: at most 50, valid names (`run` is kept for one-off dynos), commands
@@ -68,12 +78,35 @@ pub struct AppRow {
 }
 
 impl Store {
-    /// Creates the app and its release v1 ("Initial release", no slug, no config) together.
+    /// Creates the app and its release v1 ("Initial release", no slug, no config) together,
+    /// without a cap: the platform's own apps. Users' apps are made by [`create`].
     pub async fn create_app(&self, name: &str, owner: &UserRow) -> StoreResult<AppRow> {
+        self.insert_app(name, owner, None).await
+    }
+
+    /// The app and its release v1; with a `cap`, refused when the owner has that many apps
+    /// (the platform's own not counted) already.
+    async fn insert_app(&self, name: &str, owner: &UserRow, cap: Option<usize>) -> StoreResult<AppRow> {
         let app_id = uuid::Uuid::new_v4().to_string();
         let release_id = uuid::Uuid::new_v4().to_string();
         let now = now();
         let mut tx = self.pool.begin().await?;
+        if let Some(cap) = cap {
+            // Written first, so that one owner's creations run one at a time (SQLite's write
+            // lock, PostgreSQL's row lock) and two of them cannot both take the last place.
+            sqlx::query("UPDATE users SET admin = admin WHERE id = $1").bind(&owner.id).execute(&mut *tx).await?;
+            let names =
+                sqlx::query("SELECT name FROM apps WHERE owner_id = $1").bind(&owner.id).fetch_all(&mut *tx).await?;
+            let mut owned = 0;
+            for row in &names {
+                owned += usize::from(!is_system_app(&row.try_get::<String, _>("name")?));
+            }
+            if owned >= cap {
+                return Err(Error::Limit(format!(
+                    "a user may own at most {cap} apps and you own {owned}; delete one first (`ouro apps:destroy`)"
+                )));
+            }
+        }
         sqlx::query(
             "INSERT INTO apps (id, name, owner_id, release_seq, current_release_id, created_at, \
              updated_at, released_at) VALUES ($1, $2, $3, 1, $4, $5, $5, $5)",

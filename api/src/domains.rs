@@ -1,12 +1,14 @@
 //! Apps' custom domains and SNI certificates, as records: an `impl Store` block of their own.
 //! A hostname belongs to one app at most; a certificate's private key is stored sealed with the
-//! platform key and never read back here (the desired state opens it for the runner).
+//! platform key and never read back here (the desired state opens it for the runner). An app
+//! has at most [`DOMAINS_PER_APP`] custom domains and [`SNI_ENDPOINTS_PER_APP`] certificates.
 
 use sqlx::Row;
 
+use crate::limits::{DOMAINS_PER_APP, SNI_ENDPOINTS_PER_APP};
 use crate::platform_key::PlatformKey;
 use crate::store::{Store, conflict_on_unique};
-use crate::{Result, now};
+use crate::{Error, Result, now};
 
 pub struct DomainRow {
     pub id: String,
@@ -41,17 +43,27 @@ impl Store {
             .collect()
     }
 
-    /// Adds a custom domain; `Conflict` if any app has it already.
+    /// Adds a custom domain; `Conflict` if any app has it already, `Limit` if the app has
+    /// [`DOMAINS_PER_APP`] already.
     pub async fn add_domain(&self, app_id: &str, hostname: &str) -> Result<DomainRow> {
         let row = DomainRow { id: uuid::Uuid::new_v4().to_string(), hostname: hostname.to_string(), created_at: now() };
+        let mut tx = self.pool.begin().await?;
+        let count = lock_and_count(&mut tx, "domains", app_id).await?;
+        if count >= DOMAINS_PER_APP as i64 {
+            return Err(Error::Limit(format!(
+                "an app has at most {DOMAINS_PER_APP} custom domains and this one has {count}; remove one first \
+                 (`ouro domains:remove`)"
+            )));
+        }
         sqlx::query("INSERT INTO domains (id, app_id, hostname, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&row.id)
             .bind(app_id)
             .bind(&row.hostname)
             .bind(&row.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique)?;
+        tx.commit().await?;
         Ok(row)
     }
 
@@ -88,7 +100,8 @@ impl Store {
             .collect()
     }
 
-    /// Stores a checked certificate chain and its key, sealed with the platform key.
+    /// Stores a checked certificate chain and its key, sealed with the platform key; `Limit`
+    /// if the app has [`SNI_ENDPOINTS_PER_APP`] already.
     pub async fn add_certificate(
         &self,
         platform_key: &PlatformKey,
@@ -100,6 +113,14 @@ impl Store {
     ) -> Result<CertificateRow> {
         let row = CertificateRow { id: uuid::Uuid::new_v4().to_string(), hostnames, expires_at, created_at: now() };
         let key_pem = platform_key.seal(&private_key_place(&row.id), key_pem);
+        let mut tx = self.pool.begin().await?;
+        let count = lock_and_count(&mut tx, "certificates", app_id).await?;
+        if count >= SNI_ENDPOINTS_PER_APP as i64 {
+            return Err(Error::Limit(format!(
+                "an app has at most {SNI_ENDPOINTS_PER_APP} SNI endpoints and this one has {count}; remove one \
+                 first (`ouro certs:remove`)"
+            )));
+        }
         sqlx::query(
             "INSERT INTO certificates (id, app_id, hostnames, expires_at, certificate_chain, private_key, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -111,8 +132,9 @@ impl Store {
         .bind(chain_pem)
         .bind(&key_pem)
         .bind(&row.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(row)
     }
 
@@ -145,6 +167,17 @@ impl Store {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Writes the app's row (so that additions to one app run one at a time: SQLite's write lock,
+/// PostgreSQL's row lock) and counts its rows of `table` (`domains` or `certificates`).
+async fn lock_and_count(tx: &mut sqlx::Transaction<'_, sqlx::Any>, table: &str, app_id: &str) -> Result<i64> {
+    sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1").bind(app_id).bind(now()).execute(&mut **tx).await?;
+    let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table} WHERE app_id = $1"))
+        .bind(app_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.try_get("n")?)
 }
 
 /// Where a certificate's private key is kept, as the platform key seals it.

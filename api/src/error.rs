@@ -48,6 +48,7 @@ impl From<Error> for ApiError {
         match e {
             Error::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             Error::Conflict => ApiError::conflict("already exists"),
+            Error::Limit(message) => ApiError::invalid_params(message),
             other => {
                 // Logged here, once; the client sees no internals.
                 tracing::error!(error = %other, "internal error");

@@ -23,6 +23,7 @@ mod formation;
 mod git;
 pub mod hook;
 mod log_journal;
+mod limits;
 mod logs;
 mod one_offs;
 mod pipeline;
@@ -64,6 +65,9 @@ pub enum Error {
     NotFound(String),
     #[error("already exists")]
     Conflict,
+    /// A cap of [`limits`] reached; the message names it and what to do.
+    #[error("{0}")]
+    Limit(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

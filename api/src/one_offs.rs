@@ -1,7 +1,8 @@
 //! One-off dynos (`run.N`: `ouro run`, build dynos, release-phase commands), as records: an
 //! `impl Store` block of their own. A one-off is desired from its creation until it is marked
 //! finished (the runner reports it ended, or the API stops waiting for it), and then keeps the
-//! reason it ended.
+//! reason it ended. A user's one-offs are capped ([`crate::limits`]): so many running at once
+//! per app, so large an `env`; the platform's own (builds, release commands) are not.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +10,9 @@ use ouro_types::VolumeMount;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::limits::{ONE_OFF_ENV_BYTES, ONE_OFFS_PER_APP};
 use crate::store::Store;
-use crate::{Result, now};
+use crate::{ApiError, Error, Result, now};
 
 pub struct OneOffRow {
     pub id: String,
@@ -41,13 +43,61 @@ pub struct NewOneOff<'a> {
     pub time_to_live_seconds: Option<i64>,
 }
 
+/// A one-off's own `env`, as a user gives it: config var names (as `PATCH /config-vars`
+/// takes), no NUL in a value, and at most [`ONE_OFF_ENV_BYTES`] of keys and values.
+pub(crate) fn check_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (key, value) in env {
+        if !ouro_types::valid_config_key(key) || key.len() > 256 || value.contains('\0') {
+            return Err(ApiError::invalid_params(format!(
+                "env var `{key}` is invalid: use letters, digits and underscores, not starting with a digit, \
+                 and no NUL in its value"
+            )));
+        }
+    }
+    let size: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > ONE_OFF_ENV_BYTES {
+        return Err(ApiError::invalid_params(format!(
+            "env takes {} KiB; a one-off dyno's env is at most {} KiB: set large values as config vars",
+            size.div_ceil(1024),
+            ONE_OFF_ENV_BYTES / 1024
+        )));
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Records a one-off dyno `run.N` with the next free N of the app.
+    /// Records a one-off dyno `run.N` with the next free N of the app, uncapped: the
+    /// platform's own (a build, a release command).
     pub async fn create_one_off(&self, app_id: &str, new: NewOneOff<'_>) -> Result<OneOffRow> {
+        self.insert_one_off(app_id, new, None).await
+    }
+
+    /// Records a one-off dyno a user asked for: refused (`Error::Limit`) while the app runs
+    /// [`ONE_OFFS_PER_APP`] one-offs (any, the platform's included) already.
+    pub async fn create_user_one_off(&self, app_id: &str, new: NewOneOff<'_>) -> Result<OneOffRow> {
+        self.insert_one_off(app_id, new, Some(ONE_OFFS_PER_APP)).await
+    }
+
+    async fn insert_one_off(&self, app_id: &str, new: NewOneOff<'_>, cap: Option<usize>) -> Result<OneOffRow> {
         let NewOneOff { command, size, env, mounts, api_access, slug_id, attach, tty, time_to_live_seconds } = new;
         let now = now();
         let mut tx = self.pool.begin().await?;
+        // The app's row first: one-offs of an app are made one at a time, so the count below
+        // stays true until this one is in.
         sqlx::query("UPDATE apps SET updated_at = $2 WHERE id = $1").bind(app_id).bind(&now).execute(&mut *tx).await?;
+        if let Some(cap) = cap {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM one_off_dynos WHERE app_id = $1 AND finished_at IS NULL")
+                .bind(app_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let running = row.try_get::<i64, _>("n")?;
+            if running >= cap as i64 {
+                return Err(Error::Limit(format!(
+                    "an app runs at most {cap} one-off dynos at once and this one runs {running}; wait for one \
+                     to finish (`ouro ps` lists them)"
+                )));
+            }
+        }
         let row = sqlx::query("SELECT COALESCE(MAX(number), 0) AS n FROM one_off_dynos WHERE app_id = $1")
             .bind(app_id)
             .fetch_one(&mut *tx)

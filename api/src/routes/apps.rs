@@ -31,7 +31,7 @@ async fn create(
                      starting with a letter and not ending with a dash"
                 )));
             }
-            match state.store.create_app(&name, &user.row()).await {
+            match crate::apps::create(&state.store, &user, &name).await {
                 Err(Error::Conflict) => {
                     return Err(ApiError::conflict(format!("app name `{name}` is already taken; pick another")));
                 }
@@ -48,7 +48,7 @@ async fn create(
 
 async fn create_with_generated_name(state: &AppState, user: &User) -> Result<AppRow, ApiError> {
     for _ in 0..10 {
-        match state.store.create_app(&generated_name(), &user.row()).await {
+        match crate::apps::create(&state.store, user, &generated_name()).await {
             Err(Error::Conflict) => continue,
             other => return Ok(other?),
         }

@@ -10,11 +10,9 @@ use ouro_types::{ConfigVars, ConfigVarsPatch, valid_config_key};
 use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
+use crate::limits::CONFIG_BYTES;
 use crate::releases::Change;
 use crate::{ApiError, AppState};
-
-/// Total size of an app's config (keys plus values), as Heroku's 64 kB.
-const CONFIG_LIMIT: usize = 64 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/apps/{app}/config-vars", get(show).patch(update))
@@ -48,11 +46,11 @@ async fn update(
         };
     }
     let size: usize = after.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if size > CONFIG_LIMIT {
+    if size > CONFIG_BYTES {
         return Err(ApiError::invalid_params(format!(
             "config vars would take {} KiB; the limit is {} KiB",
             size.div_ceil(1024),
-            CONFIG_LIMIT / 1024
+            CONFIG_BYTES / 1024
         )));
     }
     let config = match state.create_release(&app, &user.email, Change::Config(patch)).await? {

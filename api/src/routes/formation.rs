@@ -16,6 +16,7 @@ use crate::auth::User;
 use crate::error::Json;
 use crate::formation::FormationRow;
 use crate::formation::{commands, scale};
+use crate::limits::{MAX_ONE_OFF_TIME_TO_LIVE, ONE_OFF_TIME_TO_LIVE};
 use crate::one_offs::NewOneOff;
 use crate::{ApiError, AppState};
 
@@ -30,10 +31,7 @@ pub fn routes() -> Router<AppState> {
 
 /// `POST /apps/{app}/dynos {"command": "...", "size"?, "env"?}`: a one-off dyno `run.N` on the
 /// current release, run once by the dyno runner (detached: its output is not streamed yet).
-/// How long a one-off dyno runs at most unless asked otherwise, and the longest it may ask.
-const ONE_OFF_TIME_TO_LIVE: u64 = 3600;
-const MAX_ONE_OFF_TIME_TO_LIVE: u64 = 24 * 3600;
-
+/// Capped by [`crate::limits`]: so many at once per app, so large an `env`.
 async fn run_one_off(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -51,11 +49,7 @@ async fn run_one_off(
         }
         None => ouro_types::DEFAULT_DYNO_SIZE,
     };
-    for (key, value) in &body.env {
-        if !ouro_types::valid_config_key(key) || value.contains('\0') {
-            return Err(ApiError::invalid_params(format!("env var `{key}` is invalid")));
-        }
-    }
+    crate::one_offs::check_env(&body.env)?;
     let release = state.store.current_release(&app).await?;
     if commands(&state, &app).await?.is_none() {
         return Err(ApiError::invalid_params(format!(
@@ -83,7 +77,7 @@ async fn run_one_off(
         tty: body.tty,
         time_to_live_seconds: Some(time_to_live as i64),
     };
-    let one_off = state.store.create_one_off(&app.id, new).await?;
+    let one_off = state.store.create_user_one_off(&app.id, new).await?;
     let dyno = Dyno {
         id: one_off.id,
         app: app.name.clone(),

@@ -15,13 +15,12 @@ use ouro_logs::{DrainUrl, Filter, LogLine, RECENT_LINES};
 use crate::apps::find_app;
 use crate::auth::User;
 use crate::error::Json;
+use crate::limits::DRAINS_PER_APP;
 use crate::{ApiError, AppState};
 
 /// Most lines one `POST /runner/logs` carries, and its largest body.
 const SHIPPED_LINES: usize = 1000;
 const SHIPPED_BYTES: usize = 16 * 1024 * 1024;
-/// Most drains an app may have.
-const MAX_DRAINS: usize = 10;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -130,8 +129,8 @@ async fn add_drain(
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
     let app = find_app(&state, &user, &name).await?;
     let url = DrainUrl::parse(body.url.trim()).map_err(|e| ApiError::invalid_params(e.to_string()))?.to_string();
-    if state.store.log_drains(&app.id).await?.len() >= MAX_DRAINS {
-        return Err(ApiError::invalid_params(format!("an app has at most {MAX_DRAINS} drains; remove one first")));
+    if state.store.log_drains(&app.id).await?.len() >= DRAINS_PER_APP {
+        return Err(ApiError::invalid_params(format!("an app has at most {DRAINS_PER_APP} drains; remove one first")));
     }
     let drain = match state.store.add_log_drain(&app.id, &url).await {
         Err(crate::Error::Conflict) => return Err(ApiError::conflict(format!("{} drains to {url} already", app.name))),
