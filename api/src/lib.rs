@@ -22,8 +22,8 @@ mod error;
 mod formation;
 mod git;
 pub mod hook;
-mod log_journal;
 mod limits;
+mod log_journal;
 mod logs;
 mod one_offs;
 mod pipeline;
@@ -106,6 +106,9 @@ pub struct Config {
     /// `OURO_BLOB_GC_SECONDS` (3600): how often blobs nothing needs are removed
     /// (`blob_gc.rs`); `OURO_BLOB_GC_GRACE_SECONDS` (3600): the youngest that may go.
     pub blob_gc_every: std::time::Duration,
+    /// `OURO_EGRESS_ALLOW`: private ranges log drains may reach after all (the runner reads
+    /// the same variable for dynos): see `ouro_types::egress`.
+    pub egress_allow: Vec<ouro_types::egress::Cidr>,
     pub blob_gc_grace: std::time::Duration,
     /// The listener's bounds: [`LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
     /// `OURO_MAX_CONNECTIONS` if set.
@@ -165,6 +168,8 @@ impl Config {
             admin_token: var("OURO_ADMIN_TOKEN"),
             platform_key: var("OURO_PLATFORM_KEY"),
             blob_gc_every: seconds("OURO_BLOB_GC_SECONDS", 3600)?,
+            egress_allow: ouro_types::egress::parse_allow(&var("OURO_EGRESS_ALLOW").unwrap_or_default())
+                .map_err(Error::Config)?,
             blob_gc_grace: seconds("OURO_BLOB_GC_GRACE_SECONDS", 3600)?,
             limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
         })
@@ -342,6 +347,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     for (app, url) in store.all_log_drains().await? {
         drains.entry(app).or_default().push(url);
     }
+    state.logs.set_egress_allow(config.egress_allow.clone());
     for (app, urls) in drains {
         state.logs.set_drains(&app, &urls);
     }

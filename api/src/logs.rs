@@ -12,9 +12,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use ouro_logs::{Drain, DrainUrl, Hub, LogLine, Source};
+use ouro_types::egress::Cidr;
 use ouro_types::{Dyno, DynoState};
 use sqlx::Row;
 
@@ -30,6 +31,8 @@ pub struct Logs {
     reported: AtomicBool,
     /// Where lines are kept across restarts, once the API started it.
     journal: OnceLock<crate::log_journal::Journal>,
+    /// The private ranges drains may reach after all (`OURO_EGRESS_ALLOW`); none until set.
+    egress_allow: RwLock<Arc<[Cidr]>>,
 }
 
 impl Default for Logs {
@@ -39,6 +42,7 @@ impl Default for Logs {
             drains: RwLock::default(),
             reported: AtomicBool::new(false),
             journal: OnceLock::new(),
+            egress_allow: RwLock::new(Vec::new().into()),
         }
     }
 }
@@ -46,6 +50,19 @@ impl Default for Logs {
 impl Logs {
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The egress policy's allowed ranges for drains (set at start, before any drain).
+    pub fn set_egress_allow(&self, allow: Vec<Cidr>) {
+        if let Ok(mut current) = self.egress_allow.write() {
+            *current = allow.into();
+        }
+    }
+
+    /// Why drains may not go to `url` (the egress policy), if they may not.
+    pub async fn drain_refused(&self, url: &DrainUrl) -> Option<String> {
+        let allow = self.egress_allow.read().map(|a| a.clone()).unwrap_or_else(|_| Vec::new().into());
+        url.refused(&allow).await
     }
 
     /// Keeps lines in `journal` from now on (the API's start, once it restored them).
@@ -88,7 +105,10 @@ impl Logs {
             match old.iter().position(|d| d.url().to_string() == *url) {
                 Some(at) => kept.push(old.swap_remove(at)),
                 None => match DrainUrl::parse(url) {
-                    Ok(parsed) => kept.push(Drain::spawn(parsed, app)),
+                    Ok(parsed) => {
+                        let allow = self.egress_allow.read().map(|a| a.clone()).unwrap_or_else(|_| Vec::new().into());
+                        kept.push(Drain::spawn(parsed, app, allow))
+                    }
                     Err(e) => tracing::warn!(app, error = %e, "a stored log drain is not a drain URL; skipped"),
                 },
             }

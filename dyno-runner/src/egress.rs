@@ -26,9 +26,8 @@ const FORWARD_CHAIN: &str = "OURO-FORWARD";
 const INPUT_CHAIN: &str = "OURO-INPUT";
 
 /// Destinations no dyno reaches unless allowed: RFC 1918, shared address space (CGNAT),
-/// link-local, loopback, and the "this network" block.
-pub const PRIVATE_RANGES: [&str; 7] =
-    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8", "0.0.0.0/8"];
+/// link-local, loopback, and the "this network" block (one list with the API's drains).
+pub use ouro_types::egress::PRIVATE_RANGES;
 
 /// The policy, and which bridges already have it in this process.
 pub struct Egress {
@@ -134,20 +133,7 @@ pub fn rules(
 
 /// Ranges from `OURO_EGRESS_ALLOW` (comma-separated IPv4 CIDRs), each checked.
 pub fn parse_allow(value: &str) -> Result<Vec<String>, String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(|range| {
-            let (address, bits) = range.split_once('/').unwrap_or((range, "32"));
-            let valid = address.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32);
-            if valid {
-                Ok(format!("{address}/{bits}"))
-            } else {
-                Err(format!("OURO_EGRESS_ALLOW: `{range}` is not an IPv4 range like 10.1.0.0/16"))
-            }
-        })
-        .collect()
+    Ok(ouro_types::egress::parse_allow(value)?.iter().map(ToString::to_string).collect())
 }
 
 /// The IPv4 nameservers of a `resolv.conf`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ouro_types::egress::Cidr;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
@@ -142,16 +143,47 @@ impl fmt::Display for DrainUrl {
     }
 }
 
+impl DrainUrl {
+    /// The host and port the drain connects to.
+    fn host_port(&self) -> Option<(String, u16)> {
+        match self {
+            DrainUrl::SyslogTcp { host, port } => Some((host.clone(), *port)),
+            DrainUrl::Http { url } => {
+                let uri = url.parse::<ureq::http::Uri>().ok()?;
+                let https = uri.scheme_str() == Some("https");
+                let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+                Some((host, uri.port_u16().unwrap_or(if https { 443 } else { 80 })))
+            }
+        }
+    }
+
+    /// Why the egress policy keeps the platform from sending here (see
+    /// `ouro_types::egress`), judged on the addresses the host resolves to now; `None` if it
+    /// may, or if the name does not resolve (yet: it is judged again at each connection).
+    pub async fn refused(&self, allow: &[Cidr]) -> Option<String> {
+        let (host, port) = self.host_port()?;
+        let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await.ok()?.collect();
+        let refused = addresses.iter().find(|a| !ouro_types::egress::permits(a.ip(), allow))?;
+        Some(format!(
+            "{host} is {}, which log drains may not reach (private, loopback and link-local addresses are the platform's; an operator may allow a range with OURO_EGRESS_ALLOW)",
+            refused.ip()
+        ))
+    }
+}
+
 impl Drain {
-    /// Starts forwarding `app`'s lines to `url` on the current tokio runtime (panics outside one).
-    pub fn spawn(url: DrainUrl, app: &str) -> Drain {
+    /// Starts forwarding `app`'s lines to `url` on the current tokio runtime (panics outside one),
+    /// within the egress policy: `allow` are the private ranges an operator opened.
+    pub fn spawn(url: DrainUrl, app: &str, allow: Arc<[Cidr]>) -> Drain {
         let (tx, rx) = lossy_channel(DRAIN_QUEUE, app);
         let counters = Arc::new(Counters::default());
         let task = match &url {
             DrainUrl::SyslogTcp { host, port } => {
-                tokio::spawn(forward_syslog(host.clone(), *port, rx, counters.clone())).abort_handle()
+                tokio::spawn(forward_syslog(host.clone(), *port, rx, counters.clone(), allow)).abort_handle()
             }
-            DrainUrl::Http { url } => tokio::spawn(forward_http(url.clone(), rx, counters.clone())).abort_handle(),
+            DrainUrl::Http { .. } => {
+                tokio::spawn(forward_http(url.clone(), rx, counters.clone(), allow)).abort_handle()
+            }
         };
         Drain { url, tx, counters, task }
     }
@@ -221,7 +253,7 @@ impl Backoff {
     }
 }
 
-async fn forward_syslog(host: String, port: u16, mut rx: LossyReceiver, counters: Arc<Counters>) {
+async fn forward_syslog(host: String, port: u16, mut rx: LossyReceiver, counters: Arc<Counters>, allow: Arc<[Cidr]>) {
     let mut connection: Option<Connection> = None;
     let mut backoff = Backoff::new();
     while let Some(batch) = next_batch(&mut rx).await {
@@ -232,7 +264,7 @@ async fn forward_syslog(host: String, port: u16, mut rx: LossyReceiver, counters
                 connection = None;
             }
             if connection.is_none() {
-                match connect(&host, port).await {
+                match connect(&host, port, &allow).await {
                     Ok(c) => connection = Some(c),
                     Err(e) => {
                         tracing::warn!(%host, port, "log drain: connect failed: {e}");
@@ -264,8 +296,19 @@ struct Connection {
     probe: std::net::TcpStream,
 }
 
-async fn connect(host: &str, port: u16) -> std::io::Result<Connection> {
-    let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((host, port)))
+/// Connects to the first address of `host` the egress policy permits (resolved here, so that a
+/// name that later resolves to a private address is refused at that connection).
+async fn connect(host: &str, port: u16, allow: &[Cidr]) -> std::io::Result<Connection> {
+    let resolved = tokio::net::lookup_host((host, port)).await?;
+    let permitted: Vec<std::net::SocketAddr> =
+        resolved.filter(|address| ouro_types::egress::permits(address.ip(), allow)).collect();
+    if permitted.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{host} resolves to no address the egress policy permits"),
+        ));
+    }
+    let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(&permitted[..]))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     let stream = stream.into_std()?;
@@ -290,7 +333,9 @@ impl Connection {
     }
 }
 
-async fn forward_http(url: String, mut rx: LossyReceiver, counters: Arc<Counters>) {
+async fn forward_http(drain: DrainUrl, mut rx: LossyReceiver, counters: Arc<Counters>, allow: Arc<[Cidr]>) {
+    let DrainUrl::Http { url } = &drain else { return };
+    let url = url.clone();
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(IO_TIMEOUT))
@@ -306,6 +351,12 @@ async fn forward_http(url: String, mut rx: LossyReceiver, counters: Arc<Counters
         let mut backoff = Backoff::new();
         let mut attempt = 0;
         loop {
+            // Judged before each POST (ureq resolves the name again: a window of moments).
+            if let Some(why) = drain.refused(&allow).await {
+                tracing::warn!(%host, "log drain: dropping {count} lines: {why}");
+                counters.failed.fetch_add(count as u64, Ordering::Relaxed);
+                break;
+            }
             let (agent, url, body) = (agent.clone(), url.clone(), body.clone());
             let result = tokio::task::spawn_blocking(move || post(&agent, &url, &body, count))
                 .await

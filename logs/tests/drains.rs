@@ -67,7 +67,7 @@ async fn syslog_drain_writes_rfc5424_and_reconnects() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let url = DrainUrl::parse(&format!("syslog+tcp://127.0.0.1:{port}")).unwrap();
-    let drain = Drain::spawn(url, "shop");
+    let drain = Drain::spawn(url, "shop", loopback());
 
     let mut lines: Vec<LogLine> = (0..5).map(line).collect();
     lines.push(LogLine::new("shop", Source::Ouro, "web 1\n<13>1 évil", "multi\nline"));
@@ -105,7 +105,7 @@ async fn syslog_drain_writes_rfc5424_and_reconnects() {
 async fn syslog_drain_bounds_its_queue_and_reports_the_gap() {
     // Nothing listens at first: the drain retries its first batch while its queue fills.
     let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-    let drain = Drain::spawn(DrainUrl::parse(&format!("syslog+tcp://127.0.0.1:{port}")).unwrap(), "shop");
+    let drain = Drain::spawn(DrainUrl::parse(&format!("syslog+tcp://127.0.0.1:{port}")).unwrap(), "shop", loopback());
     let total = 2 * DRAIN_QUEUE + 500;
     for i in 0..total {
         drain.send(&line(i));
@@ -190,7 +190,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
 async fn http_drain_posts_logplex_batches() {
     let (port, mut requests) = http_receiver(vec![]).await;
     let url = DrainUrl::parse(&format!("http://user:secret@127.0.0.1:{port}/logs?token=t1")).unwrap();
-    let drain = Drain::spawn(url, "shop");
+    let drain = Drain::spawn(url, "shop", loopback());
     let lines: Vec<LogLine> = (0..250).map(line).collect();
     for line in &lines {
         drain.send(line);
@@ -218,7 +218,7 @@ async fn http_drain_posts_logplex_batches() {
 #[tokio::test]
 async fn http_drain_retries_a_failed_batch() {
     let (port, mut requests) = http_receiver(vec![500]).await;
-    let drain = Drain::spawn(DrainUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap(), "shop");
+    let drain = Drain::spawn(DrainUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap(), "shop", loopback());
     let one = line(7);
     drain.send(&one);
     let failed = within("the first POST", requests.recv()).await.unwrap();
@@ -232,7 +232,7 @@ async fn http_drain_retries_a_failed_batch() {
 #[tokio::test]
 async fn http_drain_drops_a_batch_after_its_retries() {
     let (port, mut requests) = http_receiver(vec![503; 4]).await;
-    let drain = Drain::spawn(DrainUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap(), "shop");
+    let drain = Drain::spawn(DrainUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap(), "shop", loopback());
     let started = SystemTime::now();
     drain.send(&line(1));
     for _ in 0..4 {
@@ -249,4 +249,36 @@ async fn http_drain_drops_a_batch_after_its_retries() {
     let request = within("the next POST", requests.recv()).await.unwrap();
     assert_eq!(split_framed(&request.body), [rfc5424(&next)]);
     until("1 sent", || drain.sent() == 1).await;
+}
+
+/// The test's receivers listen on loopback, which the egress policy keeps drains from unless
+/// an operator allows it: these tests allow it.
+fn loopback() -> std::sync::Arc<[ouro_types::egress::Cidr]> {
+    vec![ouro_types::egress::Cidr::parse("127.0.0.1").unwrap()].into()
+}
+
+/// Drains obey the egress policy as dynos do: without an operator's allowance a drain to a
+/// loopback (or private) address never connects, whatever the URL, and an HTTP drain drops
+/// its batches; the check is made on the addresses resolved at each connection. Checked to
+/// fail on the code before: there the receiver got the lines.
+#[tokio::test]
+async fn drains_do_not_reach_private_or_loopback_addresses() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let nothing: std::sync::Arc<[ouro_types::egress::Cidr]> = Vec::new().into();
+    for url in [
+        format!("syslog+tcp://127.0.0.1:{port}"),
+        format!("syslog+tcp://localhost:{port}"),
+        format!("http://localhost:{port}/"),
+    ] {
+        let parsed = DrainUrl::parse(&url).unwrap();
+        let why = parsed.refused(&nothing).await.expect("refused");
+        assert!(why.contains("127.0.0.1") && why.contains("OURO_EGRESS_ALLOW"), "{why}");
+        assert_eq!(parsed.refused(&loopback()).await, None, "allowed by the operator");
+        let drain = Drain::spawn(parsed, "shop", nothing.clone());
+        drain.send(&line(1));
+        let accepted = tokio::time::timeout(Duration::from_secs(2), listener.accept()).await;
+        assert!(accepted.is_err(), "{url}: the drain connected");
+        assert_eq!(drain.sent(), 0);
+    }
 }

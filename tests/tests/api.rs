@@ -812,7 +812,8 @@ fn provider_tokens_manage_only_their_own_server_apps(backend: Backend) {
 /// `tail`, and forwarded to a syslog drain (a real TCP receiver here) in RFC 5424.
 fn logs_gather_shipped_lines_and_platform_events_and_reach_drains(backend: Backend) {
     use std::io::{BufRead, BufReader, Read, Write};
-    let api = Api::start(backend);
+    // The drain receiver listens on loopback, which the egress policy opens only if told.
+    let api = Api::start_with(backend, &[("OURO_EGRESS_ALLOW", "127.0.0.1/32")]);
     assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
     assert_eq!(api.patch("/apps/shop/config-vars", json!({"GREETING": "hi"})).status, 200);
     let runner = api.post("/runner/tokens", json!({})).body["token"].as_str().expect("a runner token").to_string();

@@ -24,6 +24,7 @@ on_both_backends!(
     slugs_hold_only_the_app,
     volumes_belong_to_the_app_that_mounted_them_first,
     tls_private_keys_are_sealed_at_rest,
+    log_drains_obey_the_egress_policy,
 );
 
 fn put(api: &Api, path: &str, body: Value) -> ouro_tests::Answer {
@@ -169,4 +170,31 @@ fn tls_private_keys_are_sealed_at_rest(backend: Backend) {
         assert_eq!(certificates, json!([{"chain_pem": cert, "key_pem": key}]), "the runner gets the key in clear");
         api.restart();
     }
+}
+
+/// A log drain is the platform connecting somewhere on a tenant's word: like a dyno, it may
+/// not reach loopback, private or link-local addresses (the host's services, a cloud's metadata
+/// service) unless the operator allows a range; the refusal says why and stores nothing.
+/// Checked to fail on the code before: there each of these drains was added (201).
+fn log_drains_obey_the_egress_policy(backend: Backend) {
+    let api = Api::start(backend.clone());
+    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+    for url in [
+        "syslog+tcp://127.0.0.1:7701",
+        "syslog+tcp://localhost:5432",
+        "https://169.254.169.254/latest",
+        "http://10.0.0.8/logs",
+    ] {
+        refused(&api.post("/apps/shop/log-drains", json!({"url": url})), 422, "log drains may not reach");
+    }
+    assert_eq!(api.get("/apps/shop/log-drains").body, json!([]), "nothing stored");
+    // An operator's allowance opens a range, and only that one.
+    let fresh = match backend {
+        Backend::Sqlite => Backend::Sqlite,
+        Backend::Postgres(_) => Backend::postgres(),
+    };
+    let open = Api::start_with(fresh, &[("OURO_EGRESS_ALLOW", "10.0.0.0/24")]);
+    assert_eq!(open.post("/apps", json!({"name": "shop"})).status, 201);
+    assert_eq!(open.post("/apps/shop/log-drains", json!({"url": "http://10.0.0.8/logs"})).status, 201);
+    refused(&open.post("/apps/shop/log-drains", json!({"url": "http://10.0.1.8/logs"})), 422, "10.0.1.8");
 }

@@ -5,6 +5,7 @@
 //! This crate holds data shapes and pure validation only: no I/O, no HTTP, no database.
 
 pub mod attach;
+pub mod egress;
 pub mod http_upgrade;
 pub mod log_line;
 pub mod platform;

@@ -128,7 +128,11 @@ async fn add_drain(
     Json(body): Json<NewDrain>,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
     let app = find_app(&state, &user, &name).await?;
-    let url = DrainUrl::parse(body.url.trim()).map_err(|e| ApiError::invalid_params(e.to_string()))?.to_string();
+    let parsed = DrainUrl::parse(body.url.trim()).map_err(|e| ApiError::invalid_params(e.to_string()))?;
+    if let Some(why) = state.logs.drain_refused(&parsed).await {
+        return Err(ApiError::invalid_params(why));
+    }
+    let url = parsed.to_string();
     if state.store.log_drains(&app.id).await?.len() >= DRAINS_PER_APP {
         return Err(ApiError::invalid_params(format!("an app has at most {DRAINS_PER_APP} drains; remove one first")));
     }
