@@ -286,6 +286,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let (routes_tx, routes_rx) = watch::channel(RouteTable { version: epoch, routes: Vec::new() });
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let (log_queue, log_receiver) = logs::queue(logs::QUEUE_LINES);
+    // Lines an earlier runner could not ship before it stopped go first.
+    let spool = config.state_file.as_deref().map(logs::spool_path);
+    if let Some(spool) = &spool {
+        let queued = logs::unspool(spool, &log_queue);
+        if queued > 0 {
+            tracing::info!(lines = queued, "shipping the log lines the last runner kept at its stop");
+        }
+    }
+    let log_receiver = Arc::new(tokio::sync::Mutex::new(log_receiver));
     let problems = health::Problems::default();
     let guarded = routes::router(routes_rx)
         .merge(logs::routes(log_queue.clone()))
@@ -304,6 +313,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         () = &mut shutdown => {
             let _ = stop_tx.send(true);
             let _ = server.await;
+            keep_unsent_lines(spool.as_deref(), &log_receiver).await;
             return Ok(());
         }
     };
@@ -317,7 +327,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let runtime = DockerRuntime { docker, platform: config.platform.clone(), egress };
     let stack = tokio::spawn(ensure_stack_forever(runtime.clone(), problems.clone()));
     let mut runner = Runner::new(config, runtime, routes_tx, log_queue, problems);
-    let shipper = tokio::spawn(logs::ship_forever(Arc::new(tokio::sync::Mutex::new(log_receiver)), runner.api.clone()));
+    let shipper = tokio::spawn(logs::ship_forever(log_receiver.clone(), runner.api.clone()));
     let events = tokio::spawn(wake_on_events(runner.runtime.clone(), runner.wake.clone()));
     let changes = tokio::spawn(wake_on_api_changes(runner.api.clone(), runner.wake.clone()));
     tokio::select! {
@@ -328,9 +338,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     changes.abort();
     shipper.abort();
     stack.abort();
+    let _ = shipper.await;
     let _ = stop_tx.send(true);
     let _ = server.await;
+    keep_unsent_lines(spool.as_deref(), &log_receiver).await;
     Ok(())
+}
+
+/// Keeps what was not shipped for the next start (the API may be away: its own upgrade), once
+/// the listener (which takes the router's lines) has stopped.
+async fn keep_unsent_lines(spool: Option<&Path>, receiver: &tokio::sync::Mutex<logs::LogReceiver>) {
+    let Some(spool) = spool else { return };
+    let Ok(mut receiver) = tokio::time::timeout(Duration::from_secs(5), receiver.lock()).await else { return };
+    let unsent = receiver.unsent();
+    match logs::spool(spool, &unsent) {
+        Ok(()) if !unsent.is_empty() => {
+            tracing::info!(lines = unsent.len(), path = %spool.display(), "kept the log lines not shipped yet")
+        }
+        Ok(()) => {}
+        Err(e) => tracing::warn!(error = %e, lines = unsent.len(), "could not keep the log lines not shipped yet"),
+    }
 }
 
 /// The platform's components hand their ports over (`SO_REUSEPORT`, see `plan::Rollout`):

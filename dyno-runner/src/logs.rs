@@ -55,6 +55,9 @@ pub struct LogReceiver {
     gaps: Arc<Mutex<Gaps>>,
     /// A line taken from the queue that did not fit the last batch.
     carried: Option<LogLine>,
+    /// The batch being shipped, until the API took it (kept here so that a shipper stopped
+    /// mid-batch loses nothing: see [`LogReceiver::unsent`]).
+    in_flight: Vec<LogLine>,
 }
 
 /// Lines dropped per app since its reader last heard of it.
@@ -76,7 +79,7 @@ struct Gap {
 pub fn queue(capacity: usize) -> (LogQueue, LogReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let gaps = Arc::new(Mutex::new(Gaps::default()));
-    (LogQueue { tx, gaps: gaps.clone() }, LogReceiver { rx, gaps, carried: None })
+    (LogQueue { tx, gaps: gaps.clone() }, LogReceiver { rx, gaps, carried: None, in_flight: Vec::new() })
 }
 
 impl LogQueue {
@@ -128,6 +131,16 @@ fn l10(app: &str, gap: Gap) -> LogLine {
 }
 
 impl LogReceiver {
+    /// Every line not shipped yet, oldest first: the batch in flight, then the queue (at the
+    /// runner's stop, to keep them for its next start: see [`spool`]).
+    pub fn unsent(&mut self) -> Vec<LogLine> {
+        let mut lines = std::mem::take(&mut self.in_flight);
+        while let Ok(line) = self.try_next() {
+            lines.push(line);
+        }
+        lines
+    }
+
     /// The next line without waiting: a queued one, else an L10 line for a gap no producer
     /// has reported yet (the queue has room: it is empty). `Err(true)` when the queue is
     /// closed and read to its end, `Err(false)` when it is empty for now.
@@ -145,26 +158,39 @@ impl LogReceiver {
         }
     }
 
-    /// Waits for at least one line, lets more gather for a few ms, and returns what is queued
-    /// up to a full batch. `None` once every producer is gone and everything was read.
+    /// The batch in flight if there is one (a shipper stopped before the API took it);
+    /// else waits for at least one line, lets more gather for a few ms, and makes what is
+    /// queued up to a full batch the one in flight. `None` once every producer is gone and
+    /// everything was read. Lines taken from the queue are in flight at once, so that a
+    /// shipper stopped at any await loses none (see [`LogReceiver::unsent`]).
     pub async fn next_batch(&mut self) -> Option<Vec<LogLine>> {
+        if !self.in_flight.is_empty() {
+            return Some(self.in_flight.clone());
+        }
         let first = match self.try_next() {
             Ok(line) => line,
             Err(true) => return None,
             // Nothing queued and no gap: a gap can only open once the queue is full, and then
-            // `recv` returns its lines first.
+            // `recv` returns its lines first. (`recv` is cancel-safe.)
             Err(false) => self.rx.recv().await?,
         };
+        self.in_flight.push(first);
         tokio::time::sleep(COALESCE).await;
         // The first line fits an empty batch whatever its size.
-        let mut batch = Batch { bytes: json_size(&first), lines: vec![first] };
+        let mut batch = Batch { bytes: json_size(&self.in_flight[0]), lines: std::mem::take(&mut self.in_flight) };
         while let Ok(line) = self.try_next() {
             if let Err(line) = batch.push(line) {
                 self.carried = Some(line);
                 break;
             }
         }
-        Some(batch.lines)
+        self.in_flight = batch.lines;
+        Some(self.in_flight.clone())
+    }
+
+    /// The batch in flight reached the API (or was given up): the next one comes from the queue.
+    pub fn shipped(&mut self) {
+        self.in_flight.clear();
     }
 }
 
@@ -199,8 +225,16 @@ fn json_size(line: &LogLine) -> usize {
 /// task of its own, started again should it panic: the receiver lives behind a lock that a
 /// panic releases.
 pub async fn ship_forever(receiver: Arc<tokio::sync::Mutex<LogReceiver>>, api: ApiClient) {
+    /// Aborts the shipping task when `ship_forever` itself is stopped (dropped).
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     loop {
         let task = tokio::spawn(ship(receiver.clone(), api.clone()));
+        let _stop_with_me = AbortOnDrop(task.abort_handle());
         match task.await {
             Ok(()) => return,
             Err(e) => {
@@ -215,6 +249,7 @@ async fn ship(receiver: Arc<tokio::sync::Mutex<LogReceiver>>, api: ApiClient) {
     let mut receiver = receiver.lock().await;
     // While `Some`, the API has no log endpoint: batches are dropped until then.
     let mut no_endpoint_until: Option<Instant> = None;
+    // A batch left in flight by a shipper that stopped (a panic) comes first.
     while let Some(batch) = receiver.next_batch().await {
         if no_endpoint_until.is_some_and(|until| Instant::now() < until) {
             continue;
@@ -265,7 +300,46 @@ async fn ship(receiver: Arc<tokio::sync::Mutex<LogReceiver>>, api: ApiClient) {
                 }
             }
         }
+        receiver.shipped();
     }
+}
+
+/// Where the runner keeps the lines it could not ship before it stopped: beside its state.
+pub fn spool_path(state_file: &std::path::Path) -> std::path::PathBuf {
+    state_file.with_file_name("unsent-log-lines.jsonl")
+}
+
+/// Writes `lines` to `path` (JSON lines, mode 0600), for the next start to ship.
+pub fn spool(path: &std::path::Path, lines: &[LogLine]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if lines.is_empty() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out =
+        std::io::BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?);
+    for line in lines {
+        serde_json::to_writer(&mut out, line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// Queues the lines a previous runner spooled at `path` (at most the queue's size, oldest
+/// first) and removes the file; how many.
+pub fn unspool(path: &std::path::Path, queue: &LogQueue) -> usize {
+    let Ok(text) = std::fs::read_to_string(path) else { return 0 };
+    let _ = std::fs::remove_file(path);
+    let mut queued = 0;
+    for line in text.lines().filter_map(|l| serde_json::from_str::<LogLine>(l).ok()).take(QUEUE_LINES) {
+        queue.push(line);
+        queued += 1;
+    }
+    queued
 }
 
 /// `POST /logs`: the router's lines (a JSON array of log lines, at most [`BATCH_BYTES`] and
@@ -314,6 +388,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch, taken as shipped.
+    async fn next_batch(receiver: &mut LogReceiver) -> Option<Vec<LogLine>> {
+        let batch = receiver.next_batch().await;
+        receiver.shipped();
+        batch
+    }
     use ouro_types::log_line::Source;
 
     fn line(app: &str, text: &str) -> LogLine {
@@ -335,7 +416,7 @@ mod tests {
         assert!(!queue.push(line("shop", "e")));
         assert!(!queue.push(line("blog", "f")));
         assert_eq!(queue.dropped(), 3);
-        let batch = receiver.next_batch().await.expect("a batch");
+        let batch = next_batch(&mut receiver).await.expect("a batch");
         assert_eq!(texts(&batch)[..3], ["shop[web.1]: a", "shop[web.1]: b", "blog[web.1]: c"]);
         // The queue was empty with gaps open: the reader reports them itself, an app each.
         let l10: Vec<&LogLine> = batch[3..].iter().collect();
@@ -346,7 +427,7 @@ mod tests {
         assert!(l10[1].text.starts_with("Error L10 (output buffer overflow): 2 messages dropped since "));
         // Said once: the next lines come plain.
         assert!(queue.push(line("shop", "g")));
-        let batch = receiver.next_batch().await.expect("a batch");
+        let batch = next_batch(&mut receiver).await.expect("a batch");
         assert_eq!(texts(&batch), ["shop[web.1]: g"]);
     }
 
@@ -370,7 +451,7 @@ mod tests {
         assert_eq!(receiver.try_next().map(|l| l.text), Err(false));
         drop(queue);
         assert!(matches!(receiver.try_next(), Err(true)));
-        assert!(receiver.next_batch().await.is_none());
+        assert!(next_batch(&mut receiver).await.is_none());
     }
 
     #[tokio::test]
@@ -380,9 +461,9 @@ mod tests {
             queue.push(line("shop", &format!("line {i}")));
         }
         let sizes = [
-            receiver.next_batch().await.unwrap().len(),
-            receiver.next_batch().await.unwrap().len(),
-            receiver.next_batch().await.unwrap().len(),
+            next_batch(&mut receiver).await.unwrap().len(),
+            next_batch(&mut receiver).await.unwrap().len(),
+            next_batch(&mut receiver).await.unwrap().len(),
         ];
         assert_eq!(sizes, [1_000, 1_000, 500]);
         // Long lines: the byte bound cuts first, and the line that did not fit comes next.
@@ -390,11 +471,11 @@ mod tests {
         for _ in 0..150 {
             queue.push(line("shop", &long));
         }
-        let first = receiver.next_batch().await.unwrap();
+        let first = next_batch(&mut receiver).await.unwrap();
         assert!(first.len() < 150 && first.len() > 50, "{}", first.len());
         let json = serde_json::to_vec(&first).unwrap();
         assert!(json.len() <= BATCH_BYTES, "{} bytes", json.len());
-        let second = receiver.next_batch().await.unwrap();
+        let second = next_batch(&mut receiver).await.unwrap();
         assert_eq!(first.len() + second.len(), 150);
         // A single line (bounded by MAX_TEXT_BYTES) always fits an empty batch.
         let mut batch = Batch::default();
@@ -411,7 +492,7 @@ mod tests {
         ]);
         let answer = post(lines.to_string().into_bytes()).await;
         assert_eq!(answer.status(), StatusCode::NO_CONTENT);
-        let batch = receiver.next_batch().await.unwrap();
+        let batch = next_batch(&mut receiver).await.unwrap();
         assert_eq!(
             (batch[0].app.as_str(), batch[0].source, batch[0].process.as_str()),
             ("shop", Source::Ouro, "router")
@@ -428,5 +509,20 @@ mod tests {
         assert!(error.message.contains("JSON array of log lines") && !error.message.contains('\n'), "{error:?}");
         assert_eq!(post(vec![b' '; BATCH_BYTES + 1]).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(receiver.try_next().map(|l| l.text), Err(false), "nothing refused was queued");
+    }
+
+    #[tokio::test]
+    async fn lines_in_flight_or_queued_are_all_unsent_until_shipped() {
+        let (queue, mut receiver) = queue(QUEUE_LINES);
+        for text in ["a", "b"] {
+            queue.push(LogLine::new("shop", ouro_types::log_line::Source::App, "web.1", text));
+        }
+        let batch = receiver.next_batch().await.expect("a batch");
+        assert_eq!(batch.len(), 2);
+        queue.push(LogLine::new("shop", ouro_types::log_line::Source::App, "web.1", "c"));
+        // Not shipped yet (the API away, the shipper stopped): the same batch again, then all.
+        assert_eq!(receiver.next_batch().await.expect("the same batch").len(), 2);
+        let texts: Vec<String> = receiver.unsent().into_iter().map(|l| l.text).collect();
+        assert_eq!(texts, ["a", "b", "c"]);
     }
 }

@@ -191,8 +191,8 @@ fn a_supervisor_gives_up_on_a_runner_that_cannot_start() {
 }
 
 /// The runner's log does not grow without bound: the supervisor writes the runner's output to
-/// `--log PATH` and rotates it past `OURO_RUNNER_LOG_MAX_BYTES` (here 400 bytes) into three
-/// numbered files. Checked to fail on the code before: its supervisor took no `--log`.
+/// `--log PATH` and rotates it past `OURO_RUNNER_LOG_MAX_BYTES` (here 100 bytes, less than most
+/// of its lines: each goes to a file of its own) into three numbered files. Checked to fail on the code before: its supervisor took no `--log`.
 #[test]
 fn the_runners_log_is_rotated() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -210,32 +210,104 @@ fn the_runners_log_is_rotated() {
         .env("OURO_PLATFORM", "hostile-rotated")
         .env("OURO_STACK_IMAGE", "ouro/no-such-stack:hostile-runner")
         .env("OURO_RUNNER_STATE", dir.path().join("state/desired-state.json"))
-        .env("OURO_RUNNER_LOG_MAX_BYTES", "400")
+        .env("OURO_RUNNER_LOG_MAX_BYTES", "100")
         .stdout(std::process::Stdio::null());
     let supervisor = Stopped(command.spawn().expect("the supervisor starts"));
     let numbered = |n: u32| dir.path().join(format!("runner.log.{n}"));
-    // Each start writes a few lines; killing the runner makes it start again.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // A start writes a few lines, each past the limit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !numbered(3).exists() {
-        assert!(std::time::Instant::now() < deadline, "no third rotated file within 60 s");
-        if let Some(runner) = children_of(supervisor.0.id()).first() {
-            if std::fs::read_to_string(&log).unwrap_or_default().contains(&format!("pid {runner})")) {
-                std::process::Command::new("kill").args(["-KILL", &runner.to_string()]).status().expect("kill");
-            }
-        }
-        std::thread::sleep(Duration::from_millis(300));
+        assert!(std::time::Instant::now() < deadline, "no third rotated file within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
     }
+    drop(supervisor);
     for path in [log.clone(), numbered(1), numbered(2), numbered(3)] {
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         // A line longer than the limit still goes whole into a file of its own.
         let longest = std::fs::read_to_string(&path).unwrap_or_default().lines().map(|l| l.len() as u64 + 1).max();
-        assert!(size <= 400 || Some(size) == longest, "{}: {size} bytes", path.display());
+        assert!(size <= 100 || Some(size) == longest, "{}: {size} bytes", path.display());
     }
     assert!(!numbered(4).exists(), "three old files kept, no more");
     let all: String = [numbered(3), numbered(2), numbered(1), log.clone()]
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap_or_default())
         .collect();
-    assert!(all.contains("ouro-dyno-runner supervisor: started the runner"), "{all}");
-    assert!(all.contains("ouro-dyno-runner listening on"), "the runner's own lines: {all}");
+    // The runner's own lines, to its last (older ones may have rotated out already).
+    assert!(all.contains("stopping; dynos keep running"), "{all}");
+}
+
+/// The runner's unsent log lines survive its restart: lines it took while the API was away
+/// (the router's, here) are kept beside its state when it stops, and the next runner ships
+/// them first. Checked to fail on the code before: there the lines were gone with the process.
+#[test]
+fn log_lines_the_runner_could_not_ship_survive_its_restart() {
+    use std::io::BufReader;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state/desired-state.json");
+    let env = |api: &str| -> Vec<(String, String)> {
+        [
+            ("OURO_API_URL", api),
+            ("OURO_API_TOKEN", ouro_tests::stand_in::TOKEN),
+            ("OURO_RUNNER_LISTEN", "127.0.0.1:0"),
+            ("OURO_PLATFORM", "hostile-spool"),
+            ("OURO_STACK_IMAGE", "ouro/no-such-stack:hostile-runner"),
+            ("OURO_RUNNER_STATE", state.to_str().unwrap()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    // The API is away: nothing listens there.
+    let (runner, url) = spawn_service("ouro-dyno-runner", &env("http://127.0.0.1:9"), &dir.path().join("runner.log"));
+    let mut runner = Stopped(runner);
+    let secret = std::fs::read_to_string(state.with_file_name("runner-secret")).expect("the secret");
+    let lines: String = (0..3)
+        .map(|i| format!(r#"{{"at": "2026-12-07T09:00:0{i}.000001Z", "app": "shop", "source": "ouro", "process": "router", "text": "kept line {i}"}}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+    let posted = agent
+        .post(&format!("{url}/logs"))
+        .header("Authorization", &format!("Bearer {}", secret.trim()))
+        .header("Content-Type", "application/json")
+        .send(format!("[{lines}]").as_bytes())
+        .expect("POST /logs");
+    assert_eq!(posted.status().as_u16(), 204);
+    terminate(&mut runner.0, Duration::from_secs(30));
+    let spool = state.with_file_name("unsent-log-lines.jsonl");
+    let kept = std::fs::read_to_string(&spool).unwrap_or_default();
+    assert_eq!(kept.matches("kept line").count(), 3, "kept at the stop: {kept:?}");
+
+    // A stand-in API records what it is sent; the next runner ships the kept lines to it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let shipped = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let recorder = shipped.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            // One request per connection (the answer closes it).
+            if let Some(request) = ouro_tests::stand_in::read_request(&mut reader) {
+                if request.route() == "/runner/logs" && request.authorized() {
+                    recorder.lock().unwrap().push_str(&String::from_utf8_lossy(&request.body));
+                    ouro_tests::stand_in::respond(&mut stream, 204, "");
+                } else {
+                    ouro_tests::stand_in::respond(&mut stream, 404, "{}");
+                }
+            }
+        }
+    });
+    let (again, _) = spawn_service("ouro-dyno-runner", &env(&api), &dir.path().join("runner.log"));
+    let _again = Stopped(again);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while shipped.lock().unwrap().matches("kept line").count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kept lines were not shipped within 30 s: {:?}",
+            shipped.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!spool.exists(), "shipped, so no longer kept");
 }
