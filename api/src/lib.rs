@@ -123,9 +123,11 @@ pub const LIMITS: ouro_serve::Limits = ouro_serve::Limits {
     // a few hundred at a busy time. 4096 leaves ten times that and bounds what they cost (a
     // file descriptor, a task and its buffers each).
     max_connections: 4096,
-    // After shutdown, requests in flight get 30 s; long polls and followed logs end at once
-    // (`AppState::stopping`).
-    drain_timeout: std::time::Duration::from_secs(30),
+    // After shutdown (a handover to a new API, say), requests in flight get 16 minutes: a push
+    // waits for its build (15 minutes at most), an upload or a backup may be long; the new
+    // API takes every new connection meanwhile. Long polls and followed logs end at once
+    // (`AppState::stopping`), so an idle API leaves at once.
+    drain_timeout: std::time::Duration::from_secs(16 * 60),
 };
 
 impl Config {

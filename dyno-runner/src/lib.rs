@@ -86,6 +86,10 @@ pub struct Config {
     pub drain: Duration,
     /// SIGTERM to SIGKILL (Heroku: 30 s).
     pub stop_grace: Duration,
+    /// `OURO_COMPONENT_STOP_GRACE_SECONDS` (960): the same for the platform's own components
+    /// (host-network dynos): a replaced API finishes its long requests (a push waits for its
+    /// build, up to 15 minutes) instead of cutting them; it takes no new ones meanwhile.
+    pub component_stop_grace: Duration,
     /// A web dyno that does not accept on `$PORT` within this is crashed (R10; Heroku: 60 s).
     pub boot_timeout: Duration,
     /// Longest pause between two reconciles.
@@ -166,6 +170,7 @@ impl Config {
             domain: var("OURO_DOMAIN").unwrap_or_else(|| "localhost".into()),
             drain: secs("OURO_DRAIN_SECONDS", 5)?,
             stop_grace: secs("OURO_STOP_GRACE_SECONDS", 30)?,
+            component_stop_grace: secs("OURO_COMPONENT_STOP_GRACE_SECONDS", 960)?,
             boot_timeout: secs("OURO_BOOT_TIMEOUT_SECONDS", 60)?,
             tick: Duration::from_secs(1),
             state_file,
@@ -510,6 +515,8 @@ struct Runner<R: Runtime> {
     volumes_checked: Option<Instant>,
     /// When slug images were last collected.
     images_collected: Option<Instant>,
+    /// The containers of the platform's own components (host-network dynos), as last listed.
+    components: HashSet<String>,
     /// The desired state last written to `config.state_file`.
     saved: Option<DesiredState>,
     /// The apps of a bootstrap seed (`DesiredState::seed`), run beside the API's desired state
@@ -580,6 +587,7 @@ impl<R: Runtime> Runner<R> {
             clock: Instant::now(),
             volumes_checked: None,
             images_collected: None,
+            components: HashSet::new(),
             logs,
             followed: HashSet::new(),
             bridges: Arc::default(),
@@ -663,6 +671,7 @@ impl<R: Runtime> Runner<R> {
         }
         let desired = self.desired.clone().unwrap_or_default();
         let containers = self.runtime.list_dynos().await?;
+        self.components = containers.iter().filter(|c| c.host_network).map(|c| c.id.clone()).collect();
         self.listening = desired.apps.iter().filter(|a| a.listens).map(|a| a.app_name.clone()).collect();
         self.follow_adopted(&containers);
         let live = self.observe(&containers).await;
@@ -1086,7 +1095,10 @@ impl<R: Runtime> Runner<R> {
         }
         let (runtime, stopping, wake) = (self.runtime.clone(), self.stopping.clone(), self.wake.clone());
         let drain = if self.routed.contains(&id) { self.config.drain } else { Duration::ZERO };
-        let grace = self.config.stop_grace;
+        let grace = match self.components.contains(&id) {
+            true => self.config.component_stop_grace,
+            false => self.config.stop_grace,
+        };
         // Routes are republished at once (the dyno is now `Stopping`), before the drain starts.
         self.wake.notify_one();
         tokio::spawn(async move {

@@ -280,6 +280,7 @@ impl Harness {
             state_file: None,
             secret: "test-secret".into(),
             egress_allow: Vec::new(),
+            component_stop_grace: Duration::ZERO,
             image_gc_every: Duration::from_secs(600),
             image_gc_age: Duration::from_secs(3600),
             limits: crate::LIMITS,

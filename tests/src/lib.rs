@@ -108,6 +108,11 @@ impl Api {
         std::fs::read_to_string(self.data_dir.path().join(API_LOG)).unwrap_or_default()
     }
 
+    /// Tells the process to stop (SIGTERM) without waiting for it, as a handover does.
+    pub fn ask_to_stop(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -23,6 +23,47 @@ macro_rules! on_both_backends {
 
 on_both_backends!(app_logs_survive_restarts_and_reach_the_other_api_of_a_handover);
 
+/// A replaced API lets its long requests finish: an upload that is still coming in 40 s after
+/// the API was told to stop (longer than the 30 s it used to give) completes with 200, and the
+/// API leaves once it is done. Checked to fail on the code before: there the connection was
+/// cut at 30 s. SQLite only: the drain is the HTTP layer's, the same on both backends.
+#[test]
+fn a_replaced_api_lets_a_long_request_finish() {
+    use std::io::{Read, Write};
+    let mut api = Api::start(Backend::Sqlite);
+    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+    let slug = api.post("/apps/shop/slugs", json!({"process_types": {"web": "serve"}}));
+    let id = slug.body["id"].as_str().expect("a slug").to_string();
+    let body = ouro_tests::make_slug(&[("app/serve", "x")]);
+    let address = api.url.trim_start_matches("http://").to_string();
+    let mut upload = std::net::TcpStream::connect(&address).expect("connect");
+    let head = format!(
+        "PUT /apps/shop/slugs/{id}/blob HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        api.token,
+        body.len()
+    );
+    upload.write_all(head.as_bytes()).expect("head");
+    upload.write_all(&body[..body.len() / 2]).expect("half the body");
+    // The request is in flight; the API is told to stop (its successor would take new ones).
+    std::thread::sleep(Duration::from_millis(500));
+    api.ask_to_stop();
+    let asked = Instant::now();
+    while asked.elapsed() < Duration::from_secs(40) {
+        assert!(api.running(), "the API left after {:?} with a request in flight", asked.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    upload.write_all(&body[body.len() / 2..]).expect("the rest of the body");
+    let mut answer = String::new();
+    upload.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = upload.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api.running() {
+        assert!(Instant::now() < deadline, "the API did not leave once its last request was done");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn read_logs(url: &str, token: &str, app: &str) -> String {
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build(),
