@@ -33,6 +33,10 @@ pub const LABEL_STARTED: &str = "ouro.started";
 /// `true` on an attached one-off (`ouro run`): its stdin is open and its output goes to a
 /// terminal through the API, not to the app's log.
 pub const LABEL_ATTACHED: &str = "ouro.attached";
+/// `true` on a dyno reachable by its app's name on its app's own network (an alias given at
+/// creation: a dyno of another app that joins that network, an add-on provider joining its
+/// server's, finds it by that name). Dynos made by a runner from before have no such alias.
+pub const LABEL_NAMED: &str = "ouro.named";
 
 /// uid:gid of the `dyno` user of the stack image.
 const DYNO_USER: &str = "1000:1000";
@@ -111,6 +115,7 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
             started_ms: label(LABEL_STARTED).and_then(|s| s.parse().ok()).unwrap_or(0),
             joined,
             attached: label(LABEL_ATTACHED).as_deref() == Some("true"),
+            named: label(LABEL_NAMED).as_deref() == Some("true"),
             app,
             release,
             process_type,
@@ -477,6 +482,9 @@ pub async fn create_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String>
     if spec.attach {
         labels.insert(LABEL_ATTACHED.to_string(), "true".to_string());
     }
+    if !spec.host_network {
+        labels.insert(LABEL_NAMED.to_string(), "true".to_string());
+    }
     // `.profile.d` scripts run first, as on Heroku; then the command replaces the shell.
     let script =
         r#"for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; exec /bin/bash -c "$1""#;
@@ -518,6 +526,14 @@ pub async fn create_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String>
                 config: Some(HashMap::from([("max-size".to_string(), "10m".to_string())])),
             }),
             ..Default::default()
+        }),
+        // On its own network too, the dyno answers to its app's name: the apps that join that
+        // network (an add-on's provider) reach it there by that name.
+        networking_config: (!spec.host_network).then(|| bollard::container::NetworkingConfig {
+            endpoints_config: HashMap::from([(
+                network_name(spec.platform, spec.app),
+                bollard::models::EndpointSettings { aliases: Some(vec![spec.app.to_string()]), ..Default::default() },
+            )]),
         }),
         ..Default::default()
     };

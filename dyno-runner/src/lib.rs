@@ -777,6 +777,7 @@ impl<R: Runtime> Runner<R> {
                 state,
                 started_ms: c.started_ms,
                 joined: c.joined.clone(),
+                named: c.named,
             });
         }
         live

@@ -11,6 +11,9 @@
 //!   the old one stops first;
 //! - running formation dynos are on the networks of the apps in `joins` (none for an app on
 //!   the host's network, which has no network of its own);
+//! - a service that listens (an add-on server) and that another app joins (its provider) is
+//!   reached there by its app's name, an alias of its dynos on their own network: a running
+//!   dyno made without it (by a runner from before) is restarted once;
 //! - dynos of apps or process types that are no longer desired stop;
 //! - one-off dynos run once (never restarted) and stop once they have run out their time to
 //!   live; an attached one-off is left to its bridge (`attach.rs`) while it is not running.
@@ -38,6 +41,8 @@ pub struct LiveDyno {
     pub started_ms: u64,
     /// Other apps whose networks it is on (besides its own).
     pub joined: Vec<String>,
+    /// Reachable by its app's name on its app's own network.
+    pub named: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +144,13 @@ pub struct Context<'a> {
 pub fn plan(desired: &DesiredState, live: &[LiveDyno], ctx: &Context) -> Vec<Step> {
     let mut steps = Vec::new();
     let by_app: BTreeMap<&str, &DesiredApp> = desired.apps.iter().map(|a| (a.app_name.as_str(), a)).collect();
+    // The apps whose networks other apps' dynos join.
+    let joined: HashSet<&str> =
+        desired.apps.iter().filter(|a| !a.host_network).flat_map(|a| a.joins.iter().map(String::as_str)).collect();
     for app in desired.apps.iter() {
         let mine: Vec<&LiveDyno> = live.iter().filter(|d| d.app == app.app_name).collect();
-        plan_app(app, &mine, ctx, &mut steps);
+        let reached_by_name = app.listens && joined.contains(app.app_name.as_str());
+        plan_app(app, &mine, reached_by_name, ctx, &mut steps);
     }
     for dyno in live.iter().filter(|d| !by_app.contains_key(d.app.as_str())) {
         retire(dyno, StopReason::NotDesired, &mut steps);
@@ -174,7 +183,8 @@ impl Rollout {
     }
 }
 
-fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec<Step>) {
+/// `reached_by_name`: other apps' dynos on its network reach it by its name (see [`plan`]).
+fn plan_app(app: &DesiredApp, live: &[&LiveDyno], reached_by_name: bool, ctx: &Context, steps: &mut Vec<Step>) {
     let release = app.release.version;
     let image_ready = ctx.images_ready.contains(&(app.app_name.clone(), release));
     let (one_offs, live): (Vec<&LiveDyno>, Vec<&LiveDyno>) = live.iter().partition(|d| d.process_type == ONE_OFF);
@@ -230,7 +240,11 @@ fn plan_app(app: &DesiredApp, live: &[&LiveDyno], ctx: &Context, steps: &mut Vec
         }
         for dyno in current.iter().filter(|d| i64::from(d.index) <= quantity) {
             let requested = restart_requested(app, process_type, dyno.index);
-            if matches!(dyno.state, LiveState::Running { .. }) && requested.is_some_and(|at| dyno.started_ms < at) {
+            // A dyno without its name on its own network cannot be found there: made again.
+            let unnamed = reached_by_name && !dyno.named;
+            if matches!(dyno.state, LiveState::Running { .. })
+                && (requested.is_some_and(|at| dyno.started_ms < at) || unnamed)
+            {
                 retire(dyno, StopReason::Restart, steps);
             }
         }
@@ -415,6 +429,7 @@ pub(crate) mod tests {
             state,
             started_ms: 1000,
             joined: Vec::new(),
+            named: true,
         }
     }
 
@@ -650,6 +665,28 @@ pub(crate) mod tests {
         // Stopped dynos are left alone (they get the networks when started again).
         let stopped = dyno("s1", "db", 1, "web", 1, LiveState::Stopping);
         assert_eq!(run(vec![server], &[stopped], &[("db", 1)], &[], 0), vec![]);
+    }
+
+    #[test]
+    fn a_server_that_another_app_joins_is_restarted_once_to_be_named_on_its_own_network() {
+        let mut server = app("db", 1, &[("worker", 1)]);
+        server.listens = true;
+        let mut provider = app("ouro-db", 1, &[("web", 1)]);
+        provider.joins = vec!["db".into()];
+        let mut old = dyno("s1", "db", 1, "worker", 1, UP);
+        old.named = false;
+        let mut web = dyno("p1", "ouro-db", 1, "web", 1, UP);
+        web.joined = vec!["db".into()];
+        let both = vec![server.clone(), provider.clone()];
+        let ready = [("db", 1), ("ouro-db", 1)];
+        let stop = Step::Stop { container_id: "s1".into(), reason: StopReason::Restart };
+        assert_eq!(run(both.clone(), &[old.clone(), web.clone()], &ready, &[], 0), vec![stop]);
+        // Named, it stays; and nobody joining it, or a server that does not listen, stays too.
+        let named = dyno("s1", "db", 1, "worker", 1, UP);
+        assert_eq!(run(both, &[named, web.clone()], &ready, &[], 0), vec![]);
+        assert_eq!(run(vec![server.clone()], std::slice::from_ref(&old), &[("db", 1)], &[], 0), vec![]);
+        server.listens = false;
+        assert_eq!(run(vec![server, provider], &[old, web], &ready, &[], 0), vec![]);
     }
 
     #[test]

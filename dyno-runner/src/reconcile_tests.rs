@@ -159,6 +159,7 @@ impl Runtime for FakeRuntime {
             started_ms: now_ms,
             joined: launch.joins.clone(),
             attached: launch.attach,
+            named: !launch.host_network,
         });
         Ok(id)
     }

@@ -83,6 +83,8 @@ pub struct Container {
     pub joined: Vec<String>,
     /// An attached one-off (`ouro run`).
     pub attached: bool,
+    /// Reachable by its app's name on its app's own network (`docker::LABEL_NAMED`).
+    pub named: bool,
 }
 
 /// What the reconcile loop asks of a container engine. Every method's failure is an ordinary
