@@ -40,8 +40,9 @@ pub struct Config {
 }
 
 /// Where the provider connects to a server: by default the server app's name (its DNS alias
-/// on the networks it joins) on [`SERVER_PORT`] and [`REDIS_TLS_PORT`]. Only tests set
-/// `host`; the URLs apps get always name the server app and port 5000/5001.
+/// on its own network, which the provider's dynos join) on [`SERVER_PORT`] and
+/// [`REDIS_TLS_PORT`]. Only tests set `host`; the URLs apps get always name the server app and
+/// port 5000/5001.
 #[derive(Debug, Clone)]
 pub struct Servers {
     pub host: Option<String>,

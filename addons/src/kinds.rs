@@ -52,12 +52,17 @@ impl std::fmt::Display for Kind {
 }
 
 /// The config vars of a new server app `name`: random credentials, and the name its
-/// certificate is made for (`TLS_SERVER_NAME`).
+/// certificate is made for (`TLS_SERVER_NAME`). PostgreSQL's are two roles: the `initdb`
+/// superuser (`POSTGRES_USER`), which only the server's start script uses, over its local
+/// socket; and the app's role (`POSTGRES_APP_USER`: no superuser, owner of `POSTGRES_DB`),
+/// which the attached apps and the provider use.
 pub fn new_config(kind: Kind, name: &str) -> BTreeMap<String, String> {
     let vars: Vec<(&str, String)> = match kind {
         Kind::Postgresql => vec![
             ("POSTGRES_USER", format!("u{}", token_hex(6))),
             ("POSTGRES_PASSWORD", token_hex(24)),
+            ("POSTGRES_APP_USER", format!("a{}", token_hex(6))),
+            ("POSTGRES_APP_PASSWORD", token_hex(24)),
             ("POSTGRES_DB", format!("d{}", token_hex(6))),
             ("TLS_SERVER_NAME", name.to_string()),
         ],
@@ -97,13 +102,15 @@ impl Credentials {
 }
 
 impl PgCredentials {
-    /// From the PostgreSQL server app `name`'s config vars, as [`Credentials::from_vars`].
+    /// The app's role of the PostgreSQL server app `name`, from its config vars, as
+    /// [`Credentials::from_vars`]. A server made before servers had an app's role has only its
+    /// superuser: that one, then (its attached apps' URLs name it too).
     pub fn from_vars(name: &str, vars: &BTreeMap<String, String>) -> Result<PgCredentials, Error> {
-        Ok(PgCredentials {
-            user: var(name, vars, "POSTGRES_USER")?,
-            password: var(name, vars, "POSTGRES_PASSWORD")?,
-            db: var(name, vars, "POSTGRES_DB")?,
-        })
+        let (user, password) = match (vars.get("POSTGRES_APP_USER"), vars.get("POSTGRES_APP_PASSWORD")) {
+            (Some(user), Some(password)) => (user.clone(), password.clone()),
+            _ => (var(name, vars, "POSTGRES_USER")?, var(name, vars, "POSTGRES_PASSWORD")?),
+        };
+        Ok(PgCredentials { user, password, db: var(name, vars, "POSTGRES_DB")? })
     }
 }
 
@@ -288,10 +295,22 @@ mod tests {
     fn a_postgresql_server_gets_random_credentials_and_its_tls_name() {
         let vars = new_config(Kind::Postgresql, "postgresql-shiny-12345");
         let keys: Vec<&str> = vars.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["POSTGRES_DB", "POSTGRES_PASSWORD", "POSTGRES_USER", "TLS_SERVER_NAME"]);
+        assert_eq!(
+            keys,
+            [
+                "POSTGRES_APP_PASSWORD",
+                "POSTGRES_APP_USER",
+                "POSTGRES_DB",
+                "POSTGRES_PASSWORD",
+                "POSTGRES_USER",
+                "TLS_SERVER_NAME"
+            ]
+        );
         assert!(vars["POSTGRES_USER"].starts_with('u') && is_hex(&vars["POSTGRES_USER"][1..], 12));
+        assert!(vars["POSTGRES_APP_USER"].starts_with('a') && is_hex(&vars["POSTGRES_APP_USER"][1..], 12));
         assert!(vars["POSTGRES_DB"].starts_with('d') && is_hex(&vars["POSTGRES_DB"][1..], 12));
-        assert!(is_hex(&vars["POSTGRES_PASSWORD"], 48));
+        assert!(is_hex(&vars["POSTGRES_PASSWORD"], 48) && is_hex(&vars["POSTGRES_APP_PASSWORD"], 48));
+        assert_ne!(vars["POSTGRES_PASSWORD"], vars["POSTGRES_APP_PASSWORD"]);
         assert_eq!(vars["TLS_SERVER_NAME"], "postgresql-shiny-12345");
         assert_ne!(new_config(Kind::Postgresql, "x")["POSTGRES_PASSWORD"], vars["POSTGRES_PASSWORD"]);
     }
@@ -313,10 +332,19 @@ mod tests {
         assert_eq!(config.keys().collect::<Vec<_>>(), ["URL"]);
         let expected = format!(
             "postgres://{}:{}@pg-1:5000/{}",
-            vars["POSTGRES_USER"], vars["POSTGRES_PASSWORD"], vars["POSTGRES_DB"]
+            vars["POSTGRES_APP_USER"], vars["POSTGRES_APP_PASSWORD"], vars["POSTGRES_DB"]
         );
-        assert_eq!(config["URL"], expected);
+        assert_eq!(config["URL"], expected, "the app's role, not the superuser");
         assert!(!config["URL"].contains("sslmode"));
+    }
+
+    #[test]
+    fn a_server_made_before_app_roles_is_reached_as_its_superuser() {
+        let mut vars = new_config(Kind::Postgresql, "pg-1");
+        vars.remove("POSTGRES_APP_USER");
+        vars.remove("POSTGRES_APP_PASSWORD");
+        let pg = PgCredentials::from_vars("pg-1", &vars).unwrap();
+        assert_eq!((pg.user, pg.password), (vars["POSTGRES_USER"].clone(), vars["POSTGRES_PASSWORD"].clone()));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! It keeps no state: a server's credentials are its app's config vars, so the provider can
 //! restart or redeploy at any time. It never talks to Docker or to the API's database, and it
-//! reaches servers only by their app's name on the networks they join.
+//! reaches servers only by their app's name on their own networks, which its dynos join.
 
 mod auth;
 mod backups;

@@ -3,9 +3,10 @@
 //! the provider keeps no state of its own.
 //!
 //! - `POST /ouro/resources {uuid, plan, app_name, name}`: makes the server app `<name>`
-//!   (random credentials in its config vars, a volume at `/data`, joins `ouro-<kind>`, quantity
-//!   1 of its `server` process and 0 of `web`, a release of this provider's own slug) and
-//!   answers 202 `{id, service_app, message}`.
+//!   (random credentials in its config vars, a volume at `/data`, quantity 1 of its `server`
+//!   process and 0 of `web`, a release of this provider's own slug) and answers 202
+//!   `{id, service_app, message}`. The API then puts this provider's dynos on the server
+//!   app's network, where they reach it by its name.
 //! - `GET /ouro/resources/<id>`: `{state: provisioning}` until the server accepts connections,
 //!   then `{state: provisioned, config}`.
 //! - `DELETE /ouro/resources/<id>`: deletes the server app (its volume goes with it).
@@ -100,9 +101,11 @@ async fn make_server(state: &AppState, request: &ProvisionRequest) -> Result<Val
     api.call("POST", "/apps", Some(json!({ "name": name }))).await?;
     let configured = async {
         api.call("PATCH", &format!("/apps/{name}/config-vars"), Some(json!(kinds::new_config(kind, name)))).await?;
+        // It joins no network: the API puts this provider's dynos on the server's own network
+        // (and the server on those of the apps the add-on is attached to), so no two servers
+        // share one.
         let service = json!({
             "mounts": [{ "volume": format!("{name}-data"), "path": "/data" }],
-            "joins": [state.config.provider_app],
             // Up once it accepts connections: a restart is over when the server answers.
             "listens": true,
         });

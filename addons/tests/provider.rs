@@ -92,11 +92,22 @@ async fn provisioning_makes_the_server_app_through_the_platform_api() {
     assert_eq!(calls[2].body, json!({ "name": "pg-1" }));
     let vars = calls[3].body.as_object().unwrap();
     let keys: Vec<&str> = vars.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["POSTGRES_DB", "POSTGRES_PASSWORD", "POSTGRES_USER", "TLS_SERVER_NAME"]);
+    assert_eq!(
+        keys,
+        [
+            "POSTGRES_APP_PASSWORD",
+            "POSTGRES_APP_USER",
+            "POSTGRES_DB",
+            "POSTGRES_PASSWORD",
+            "POSTGRES_USER",
+            "TLS_SERVER_NAME"
+        ]
+    );
     assert_eq!(vars["TLS_SERVER_NAME"], "pg-1");
     assert_eq!(
         calls[4].body,
-        json!({ "mounts": [{ "volume": "pg-1-data", "path": "/data" }], "joins": ["ouro-postgresql"], "listens": true })
+        json!({ "mounts": [{ "volume": "pg-1-data", "path": "/data" }], "listens": true }),
+        "a server joins no network: the provider joins its"
     );
     assert_eq!(
         calls[5].body,
@@ -226,7 +237,7 @@ async fn a_postgresql_server_is_provisioned_once_psql_connects_over_tls() {
         "127.0.0.1",
         &port.to_string(),
         "-U",
-        &vars["POSTGRES_USER"],
+        &vars["POSTGRES_APP_USER"],
         "-d",
         &vars["POSTGRES_DB"],
         "-tAc",
@@ -237,14 +248,16 @@ async fn a_postgresql_server_is_provisioned_once_psql_connects_over_tls() {
     assert_eq!(args, expected_args);
     let env = tools.env("psql");
     assert_eq!(env["PGSSLMODE"], "require");
-    assert_eq!(env["PGPASSWORD"], vars["POSTGRES_PASSWORD"]);
+    assert_eq!(env["PGPASSWORD"], vars["POSTGRES_APP_PASSWORD"], "the app's role, not the superuser");
     assert_eq!(env["PGCONNECT_TIMEOUT"], "5");
     assert_eq!(env["LD_LIBRARY_PATH"], "/opt/pg/lib");
 
     std::fs::write(tools.path().join("psql.exit"), "0").unwrap();
     let answer = provider.call("GET", "/ouro/resources/pg-1", b"").await;
-    let url =
-        format!("postgres://{}:{}@pg-1:5000/{}", vars["POSTGRES_USER"], vars["POSTGRES_PASSWORD"], vars["POSTGRES_DB"]);
+    let url = format!(
+        "postgres://{}:{}@pg-1:5000/{}",
+        vars["POSTGRES_APP_USER"], vars["POSTGRES_APP_PASSWORD"], vars["POSTGRES_DB"]
+    );
     assert_eq!(answer.parts(), (200, json!({ "state": "provisioned", "config": { "URL": url } })));
 }
 
