@@ -1,10 +1,11 @@
 //! The desired state: what the dyno runner should run, built from the store.
 //!
 //! One read of each table involved (apps, current releases, running one-offs, their slugs,
-//! formations, domains, restarts, certificates, add-on attachments), in one transaction, then
-//! put together in memory: the number of queries does not grow with the number of apps. Per app
-//! the rules are those of the Platform API: an app runs its current release once that release's
-//! slug is uploaded; until then only a release-phase one-off on a slug of its own may run.
+//! formations, domains, restarts, certificates, add-on attachments and servers), in one
+//! transaction, then put together in memory: the number of queries does not grow with the
+//! number of apps. Per app the rules are those of the Platform API: an app runs its current
+//! release once that release's slug is uploaded; until then only a release-phase one-off on a
+//! slug of its own may run.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -86,11 +87,15 @@ fn desired_app(tables: &mut Tables, app: AppService, public_url: &str) -> Option
         Some(current) => (current, tables.formations.remove(&app.id).unwrap_or_default()),
         None => (one_offs.iter().find_map(|o| o.release.clone())?, Vec::new()),
     };
-    // An add-on server joins the apps its add-ons are attached to, besides any set by hand.
+    // An add-on server joins the apps its add-ons are attached to, and a provider that runs on
+    // Ouro joins its servers, besides any set by hand: each server's network holds its own
+    // dynos, its provider's and its attached apps', and no other server's.
     let mut joins = app.service.joins;
-    for attached in tables.attached.remove(&app.name).unwrap_or_default() {
-        if attached != app.name && !joins.contains(&attached) {
-            joins.push(attached);
+    let served = tables.attached.remove(&app.name).unwrap_or_default();
+    let servers = tables.servers.remove(&app.name).unwrap_or_default();
+    for other in served.into_iter().chain(servers) {
+        if other != app.name && !joins.contains(&other) {
+            joins.push(other);
         }
     }
     Some(DesiredApp {
@@ -134,6 +139,9 @@ struct Tables {
     certificates: HashMap<String, Vec<TlsCert>>,
     /// By the name of the app that runs an add-on's server: the apps attached to its add-ons.
     attached: HashMap<String, Vec<String>>,
+    /// By the name of a provider's app (its URL `app:<name>`): the apps that run its add-ons'
+    /// servers, when its owner owns them too.
+    servers: HashMap<String, Vec<String>>,
 }
 
 /// Rows grouped by the app column `key`, in query order.
@@ -195,6 +203,15 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
+        // The provider's owner must own the server app too: a provider cannot name another
+        // user's app as a service app and so put its own dynos on that app's network.
+        let servers = sqlx::query(
+            "SELECT DISTINCT x.name AS provider_app, s.name AS service_app FROM addons a \
+             JOIN addon_providers r ON r.id = a.provider_id JOIN apps x ON r.url = 'app:' || x.name \
+             JOIN apps s ON s.name = a.service_app WHERE s.owner_id = x.owner_id ORDER BY x.name, s.name",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Tables {
             apps: apps
@@ -235,6 +252,7 @@ impl Store {
                 Ok(TlsCert { chain_pem: r.try_get("certificate_chain")?, key_pem })
             })?,
             attached: group(&attached, "service_app", |r| Ok(r.try_get("name")?))?,
+            servers: group(&servers, "provider_app", |r| Ok(r.try_get("service_app")?))?,
         })
     }
 }

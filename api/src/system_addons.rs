@@ -9,6 +9,8 @@
 //!   too, see `routes/service.rs`);
 //! - the provider `<kind>` is registered at `app:ouro-<kind>` (a provider of that name already
 //!   registered elsewhere, by a third party, is left alone and no app is made);
+//! - no server app of its add-ons joins the provider app's network (servers made before each
+//!   had a network of its own did);
 //! - the app's last build is of the provider's source (the `ouro-addons` program of the
 //!   `addons/` crate, read from beside the API's binary, a `Procfile` running it and the
 //!   `.ouro-<kind>` marker its server buildpack detects): when not, it builds it like
@@ -87,12 +89,34 @@ pub async fn ensure(state: &AppState, kind: &str) -> Result<Option<String>> {
         // The provider app mounts no volume: none can be taken.
         let _ = state.store.set_service(&app.id, &service).await?;
     }
+    unjoin_servers(state, &provider.id, &name).await?;
     let buildpacks = vec![format!("{kind}-server")];
     if state.store.buildpacks(&app.id).await? != buildpacks {
         state.store.set_buildpacks(&app.id, &buildpacks).await?;
     }
     set_config(state, &app, kind, &provider.password).await?;
     build_when_changed(state, app, kind).await.map(Some)
+}
+
+/// Servers made before each had a network of its own joined their provider's app: all the
+/// servers of a kind shared its network, one hop from each other. That join goes (the provider
+/// now joins each server's network instead: `desired_state`); the runner takes the server's
+/// dynos off that network.
+async fn unjoin_servers(state: &AppState, provider_id: &str, provider_app: &str) -> Result<()> {
+    for server in state.store.service_apps(provider_id).await? {
+        let Some(app) = state.store.app(&server).await? else {
+            continue;
+        };
+        let mut service = state.store.service(&app.id).await?;
+        if !service.joins.iter().any(|j| j == provider_app) {
+            continue;
+        }
+        service.joins.retain(|j| j != provider_app);
+        // The mounts are the same: no volume can be taken.
+        let _ = state.store.set_service(&app.id, &service).await?;
+        tracing::info!(server = %server, "the add-on server no longer joins {provider_app}'s network");
+    }
+    Ok(())
 }
 
 /// Sets the provider's config vars that are missing or stale, in one release.

@@ -143,6 +143,18 @@ impl Store {
         rows.iter().map(addon_row).collect()
     }
 
+    /// The apps that run the servers of the provider's add-ons, by name.
+    pub async fn service_apps(&self, provider_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT service_app FROM addons WHERE provider_id = $1 AND service_app IS NOT NULL \
+             ORDER BY service_app",
+        )
+        .bind(provider_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("service_app")?)).collect()
+    }
+
     /// Add-ons whose provider has not finished provisioning them.
     pub async fn provisioning_addons(&self) -> Result<Vec<AddonRow>> {
         let rows = sqlx::query(&format!("SELECT {ADDON_COLUMNS} FROM addons a WHERE a.state = 'provisioning'"))
