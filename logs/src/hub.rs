@@ -12,6 +12,12 @@ pub const RECENT_LINES: usize = 1500;
 /// Apps remembered by default; past that, the app touched least recently is forgotten.
 pub const MAX_APPS: usize = 10_000;
 
+/// Bytes of kept lines (their texts and names) across every app, by default: past it, the
+/// apps touched least recently lose their oldest lines first. 1,500 lines of up to 10 KB for
+/// each of 10,000 apps would be 150 GB; this keeps the hub within a dyno's memory whatever the
+/// number of apps (the journal in SQL keeps each app's lines across restarts regardless).
+pub const MAX_BYTES: usize = 256 << 20;
+
 /// Lines queued for one follower; a follower that falls further behind loses lines (L10).
 pub const FOLLOW_QUEUE: usize = 1000;
 
@@ -39,9 +45,17 @@ impl Hub {
 
     /// A hub keeping `capacity` lines per app (at least 1) for up to `max_apps` apps (at least 1).
     pub fn with_max_apps(capacity: usize, max_apps: usize) -> Hub {
+        Hub::with_bounds(capacity, max_apps, MAX_BYTES)
+    }
+
+    /// A hub keeping `capacity` lines per app, `max_apps` apps and `max_bytes` of lines in all
+    /// (each at least 1).
+    pub fn with_bounds(capacity: usize, max_apps: usize, max_bytes: usize) -> Hub {
         let inner = Inner {
             capacity: capacity.max(1),
             max_apps: max_apps.max(1),
+            max_bytes: max_bytes.max(1),
+            bytes: 0,
             apps: HashMap::new(),
             by_touch: BTreeMap::new(),
             clock: 0,
@@ -62,10 +76,19 @@ impl Hub {
             true => follower.tx.send(line.clone()),
             false => !follower.tx.is_closed(),
         });
+        let mut freed = 0;
         if log.recent.len() >= capacity {
-            log.recent.pop_front();
+            freed = log.recent.pop_front().map_or(0, |old| size_of(&old));
         }
+        let added = size_of(&line);
         log.recent.push_back(line);
+        inner.bytes = inner.bytes + added - freed;
+        inner.shed();
+    }
+
+    /// Bytes of lines kept now, across apps.
+    pub fn bytes(&self) -> usize {
+        lock(&self.inner).bytes
     }
 
     /// The last `n` (at most the capacity) lines of `app` that match `filter`, oldest first.
@@ -133,6 +156,9 @@ impl Drop for Follower {
 struct Inner {
     capacity: usize,
     max_apps: usize,
+    max_bytes: usize,
+    /// Bytes of every app's kept lines ([`size_of`]).
+    bytes: usize,
     apps: HashMap<String, AppLog>,
     /// Apps by the `clock` of their last touch (publish or follow), oldest first.
     by_touch: BTreeMap<u64, String>,
@@ -161,6 +187,20 @@ impl Inner {
         lines
     }
 
+    /// Past `max_bytes`, drops the oldest lines of the apps touched least recently (the app
+    /// just published to last: a busy app keeps its lines longest).
+    fn shed(&mut self) {
+        let mut candidates = self.by_touch.values().cloned().collect::<Vec<_>>().into_iter();
+        while self.bytes > self.max_bytes {
+            let Some(app) = candidates.next() else { break };
+            let Some(log) = self.apps.get_mut(&app) else { continue };
+            while self.bytes > self.max_bytes {
+                let Some(old) = log.recent.pop_front() else { break };
+                self.bytes -= size_of(&old);
+            }
+        }
+    }
+
     /// The app's log, made if new (forgetting the least recently touched app past
     /// `max_apps`), marked as touched now.
     fn touch(&mut self, app: &str) -> &mut AppLog {
@@ -169,7 +209,9 @@ impl Inner {
         if !self.apps.contains_key(app) {
             while self.apps.len() >= self.max_apps {
                 let Some((_, oldest)) = self.by_touch.pop_first() else { break };
-                self.apps.remove(&oldest);
+                if let Some(forgotten) = self.apps.remove(&oldest) {
+                    self.bytes -= forgotten.recent.iter().map(size_of).sum::<usize>();
+                }
             }
             self.apps.insert(app.to_string(), AppLog { recent: VecDeque::new(), followers: Vec::new(), touched: 0 });
         }
@@ -179,6 +221,11 @@ impl Inner {
         self.by_touch.insert(now, app.to_string());
         log
     }
+}
+
+/// What a kept line costs, about: its strings and the struct around them.
+fn size_of(line: &LogLine) -> usize {
+    line.app.len() + line.process.len() + line.text.len() + 64
 }
 
 #[cfg(test)]
@@ -387,5 +434,31 @@ mod tests {
         // A follower outliving its hub drops quietly.
         drop(hub);
         drop(b);
+    }
+
+    #[test]
+    fn past_its_byte_budget_the_hub_drops_the_oldest_lines_of_the_quietest_apps_first() {
+        let each = size_of(&line("quiet", "web.1", "0123456789"));
+        let hub = Hub::with_bounds(1_000, 100, 20 * each);
+        for i in 0..10 {
+            hub.publish(line("quiet", "web.1", &format!("quiet {i:03}")));
+        }
+        for i in 0..15 {
+            hub.publish(line("busy", "web.1", &format!("busy {i:04}")));
+        }
+        assert!(hub.bytes() <= 20 * each, "{} > {}", hub.bytes(), 20 * each);
+        let busy = hub.recent("busy", &Filter::default(), 1_000);
+        assert_eq!(busy.len(), 15, "the app touched last keeps its lines");
+        let quiet = hub.recent("quiet", &Filter::default(), 1_000);
+        assert_eq!(texts(&quiet), ["quiet 005", "quiet 006", "quiet 007", "quiet 008", "quiet 009"], "oldest first");
+        // More of the busy app: the quiet one goes entirely, then the busy one's oldest.
+        for i in 15..40 {
+            hub.publish(line("busy", "web.1", &format!("busy {i:04}")));
+        }
+        assert!(hub.bytes() <= 20 * each);
+        assert!(hub.recent("quiet", &Filter::default(), 1_000).is_empty());
+        let busy = hub.recent("busy", &Filter::default(), 1_000);
+        assert_eq!(busy.len(), 20);
+        assert_eq!(busy.last().unwrap().text, "busy 0039");
     }
 }
