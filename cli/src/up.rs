@@ -305,34 +305,119 @@ fn seed_state(settings: &Settings, token: &str, checksum: &str, slug: &Path) -> 
 fn start_runner(bin: &Path, data: &Path, settings: &Settings, token: &str, state_file: &Path) -> Result<u32, CliError> {
     use std::os::unix::process::CommandExt;
     let log_path = data.join("runner.log");
-    let log =
-        fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| local("open", &log_path, e))?;
-    // Supervised: a runner that crashes is started again by its supervisor (this pid), which
-    // writes the runner's output to the log and rotates it (10 MiB, three old files kept).
-    // Its own stderr goes there too, for what it cannot say otherwise (a panic).
-    let child = Command::new(bin.join("ouro-dyno-runner"))
-        .arg("--supervise")
-        .arg("--log")
-        .arg(&log_path)
-        .env("OURO_API_URL", format!("http://127.0.0.1:{}", settings.api_port))
-        .env("OURO_API_TOKEN", token)
-        .env("OURO_RUNNER_LISTEN", format!("127.0.0.1:{}", settings.runner_port))
-        .env("OURO_PLATFORM", &settings.platform)
-        .env("OURO_RUNNER_STATE", state_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        // Its own process group: a Ctrl-C in this terminal does not stop the platform.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| CliError::local(format!("cannot start ouro-dyno-runner: {e}")))?;
-    let pid = child.id();
+    let env: Vec<(String, String)> = vec![
+        ("OURO_API_URL".into(), format!("http://127.0.0.1:{}", settings.api_port)),
+        ("OURO_API_TOKEN".into(), token.into()),
+        ("OURO_RUNNER_LISTEN".into(), format!("127.0.0.1:{}", settings.runner_port)),
+        ("OURO_PLATFORM".into(), settings.platform.clone()),
+        ("OURO_RUNNER_STATE".into(), state_file.display().to_string()),
+    ];
+    let pid = if systemd_runs() {
+        start_runner_unit(bin, data, settings, &env)?
+    } else {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| local("open", &log_path, e))?;
+        // Supervised: a runner that crashes is started again by its supervisor (this pid), which
+        // writes the runner's output to the log and rotates it (10 MiB, three old files kept).
+        // Its own stderr goes there too, for what it cannot say otherwise (a panic).
+        let child = Command::new(bin.join("ouro-dyno-runner"))
+            .arg("--supervise")
+            .arg("--log")
+            .arg(&log_path)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            // Its own process group: a Ctrl-C in this terminal does not stop the platform.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| CliError::local(format!("cannot start ouro-dyno-runner: {e}")))?;
+        child.id()
+    };
     write_private(&data.join("runner.pid"), format!("{pid}\n").as_bytes())?;
     write_private(
         &data.join("runner.sha256"),
         format!("{}\n", file_digest(&bin.join("ouro-dyno-runner"))?).as_bytes(),
     )?;
     Ok(pid)
+}
+
+/// Whether systemd manages this machine (its runtime directory exists) and `ouro up` may
+/// install a unit (root): then the runner is a systemd service, which comes back after a crash
+/// and after a reboot. Otherwise `--supervise` brings it back after a crash, and a reboot needs
+/// `ouro up` again (README).
+fn systemd_runs() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    Path::new("/run/systemd/system").is_dir()
+        && fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+        && Command::new("systemctl").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn unit_name(platform: &str) -> String {
+    format!("ouro-runner-{platform}.service")
+}
+
+/// The runner's systemd unit: started after Docker, again 1 s after any end, at every boot;
+/// its settings (a token among them) in an environment file only root reads.
+fn runner_unit(bin: &Path, data: &Path, platform: &str) -> String {
+    let log = data.join("runner.log");
+    format!(
+        "# Made by `ouro up`; it makes it again when run.\n\
+         [Unit]\n\
+         Description=Ouro dyno runner ({platform})\n\
+         After=docker.service network-online.target\n\
+         Wants=docker.service network-online.target\n\
+         \n\
+         [Service]\n\
+         EnvironmentFile={env}\n\
+         ExecStart={exe} --supervise --log {log}\n\
+         Restart=always\n\
+         RestartSec=1\n\
+         # Dynos are containers, not children: stopping the runner leaves them running.\n\
+         KillMode=mixed\n\
+         TimeoutStopSec=60\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        env = data.join("runner.env").display(),
+        exe = bin.join("ouro-dyno-runner").display(),
+        log = log.display(),
+    )
+}
+
+/// Installs (or updates) the runner's unit and (re)starts it; its main pid.
+fn start_runner_unit(bin: &Path, data: &Path, settings: &Settings, env: &[(String, String)]) -> Result<u32, CliError> {
+    // The runner gets what it would have inherited from `ouro up` (OURO_* settings), with ours
+    // over them.
+    let mut all: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("OURO_")).collect();
+    all.extend(env.iter().cloned());
+    let lines: String = all.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    write_private(&data.join("runner.env"), lines.as_bytes())?;
+    let unit = unit_name(&settings.platform);
+    let path = Path::new("/etc/systemd/system").join(&unit);
+    fs::write(&path, runner_unit(bin, data, &settings.platform)).map_err(|e| local("write", &path, e))?;
+    for args in [vec!["daemon-reload"], vec!["enable", unit.as_str()], vec!["restart", unit.as_str()]] {
+        let out =
+            Command::new("systemctl").args(&args).output().map_err(|e| CliError::local(format!("systemctl: {e}")))?;
+        if !out.status.success() {
+            return Err(CliError::local(format!(
+                "systemctl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    let out = Command::new("systemctl")
+        .args(["show", "-p", "MainPID", "--value", unit.as_str()])
+        .output()
+        .map_err(|e| CliError::local(format!("systemctl: {e}")))?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| CliError::local(format!("systemd says no pid for {unit}")))
 }
 
 /// Whether the runner running is not the binary at `binary` (by the SHA-256 recorded when
@@ -352,6 +437,17 @@ fn file_digest(path: &Path) -> Result<String, CliError> {
 /// Stops the runner `ouro up` started (SIGTERM; its dynos keep running and the next runner
 /// adopts them), waiting until it is gone.
 fn stop_runner(data: &Path) -> Result<(), CliError> {
+    // A unit `ouro up` installed: systemd stops it (a kill would only make it start again).
+    let platform = fs::read_to_string(data.join("runner.env"))
+        .ok()
+        .and_then(|env| env.lines().find_map(|l| l.strip_prefix("OURO_PLATFORM=").map(str::to_string)));
+    if let Some(platform) = platform.filter(|_| systemd_runs()) {
+        let unit = unit_name(&platform);
+        if Path::new("/etc/systemd/system").join(&unit).is_file() {
+            let _ = Command::new("systemctl").args(["stop", unit.as_str()]).status();
+            return Ok(());
+        }
+    }
     let Ok(pid) = fs::read_to_string(data.join("runner.pid")) else { return Ok(()) };
     let pid = pid.trim().to_string();
     let _ = Command::new("kill").arg(&pid).stderr(Stdio::null()).status();
@@ -618,6 +714,23 @@ mod tests {
             https_port: 8443,
             runner_port: 7701,
         }
+    }
+
+    #[test]
+    fn the_runner_unit_restarts_it_after_docker_at_every_boot() {
+        let unit = runner_unit(Path::new("/opt/ouro/bin"), Path::new("/var/lib/ouro"), "ouro");
+        for line in [
+            "After=docker.service network-online.target",
+            "EnvironmentFile=/var/lib/ouro/runner.env",
+            "ExecStart=/opt/ouro/bin/ouro-dyno-runner --supervise --log /var/lib/ouro/runner.log",
+            "Restart=always",
+            "RestartSec=1",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line:?} in:\n{unit}");
+        }
+        assert!(!unit.contains("OURO_API_TOKEN"), "the token stays in the environment file");
+        assert_eq!(unit_name("ouro"), "ouro-runner-ouro.service");
     }
 
     #[test]
