@@ -17,6 +17,25 @@ pub mod build_box;
 pub mod platform;
 pub mod stand_in;
 
+/// Runs each scenario once per backend: `on_both_backends!(name, …)` makes, for each
+/// `fn name(backend: Backend)` of the file, `mod name { fn sqlite(); fn postgres(); }`, two
+/// tests: every API scenario runs on SQLite and on a real PostgreSQL server.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::Backend::Sqlite);
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::Backend::postgres());
+            }
+        }
+    )*};
+}
+
 /// Where the API keeps its state.
 #[derive(Debug, Clone)]
 pub enum Backend {

@@ -3,23 +3,7 @@
 
 use ouro_tests::{Api, Backend, Value, json, make_slug, openssl_certificate, sha256sum};
 
-/// Runs a scenario once per backend: `mod name { fn sqlite(); fn postgres(); }`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(ouro_tests::Backend::Sqlite);
-            }
-            #[test]
-            fn postgres() {
-                super::$name(ouro_tests::Backend::postgres());
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+ouro_tests::on_both_backends!(
     addons_set_config_vars_attach_detach_and_destroy,
     slow_addons_are_provisioned_in_the_background,
     runner_tokens_reach_only_the_runners_endpoints,

@@ -6,22 +6,7 @@ use std::time::{Duration, Instant};
 
 use ouro_tests::{Api, Backend, json, terminate};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(ouro_tests::Backend::Sqlite);
-            }
-            #[test]
-            fn postgres() {
-                super::$name(ouro_tests::Backend::postgres());
-            }
-        }
-    )*};
-}
-
-on_both_backends!(app_logs_survive_restarts_and_reach_the_other_api_of_a_handover);
+ouro_tests::on_both_backends!(app_logs_survive_restarts_and_reach_the_other_api_of_a_handover);
 
 /// A replaced API lets its long requests finish: an upload that is still coming in 40 s after
 /// the API was told to stop (longer than the 30 s it used to give) completes with 200, and the

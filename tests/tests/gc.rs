@@ -6,22 +6,7 @@ use std::time::{Duration, Instant};
 
 use ouro_tests::{Api, Backend, json, make_slug};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(ouro_tests::Backend::Sqlite);
-            }
-            #[test]
-            fn postgres() {
-                super::$name(ouro_tests::Backend::postgres());
-            }
-        }
-    )*};
-}
-
-on_both_backends!(blobs_of_old_releases_and_deleted_apps_are_collected);
+ouro_tests::on_both_backends!(blobs_of_old_releases_and_deleted_apps_are_collected);
 
 /// Deploys a slug holding `content`; returns (release version, blob path on disk).
 fn deploy(api: &Api, app: &str, content: &str) -> (i64, std::path::PathBuf) {

@@ -5,22 +5,7 @@
 
 use ouro_tests::{Api, Backend, Value, json, make_slug, openssl_certificate};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(ouro_tests::Backend::Sqlite);
-            }
-            #[test]
-            fn postgres() {
-                super::$name(ouro_tests::Backend::postgres());
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+ouro_tests::on_both_backends!(
     slugs_hold_only_the_app,
     volumes_belong_to_the_app_that_mounted_them_first,
     tls_private_keys_are_sealed_at_rest,

@@ -6,22 +6,7 @@
 
 use ouro_tests::{Answer, Api, Backend, Value, json, make_slug, openssl_certificate};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(ouro_tests::Backend::Sqlite);
-            }
-            #[test]
-            fn postgres() {
-                super::$name(ouro_tests::Backend::postgres());
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+ouro_tests::on_both_backends!(
     a_user_owns_at_most_100_apps,
     an_app_runs_at_most_10_one_offs_at_once,
     a_one_off_env_holds_config_var_names_and_at_most_64_kib,

@@ -7,22 +7,7 @@ use std::process::Command;
 
 use ouro_tests::{Api, Backend, json};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(ouro_tests::Backend::Sqlite);
-            }
-            #[test]
-            fn postgres() {
-                super::$name(ouro_tests::Backend::postgres());
-            }
-        }
-    )*};
-}
-
-on_both_backends!(dashboard_sessions_survive_a_restart_and_still_end);
+ouro_tests::on_both_backends!(dashboard_sessions_survive_a_restart_and_still_end);
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
