@@ -109,6 +109,42 @@ impl Installation {
         http_get(&format!("127.0.0.1:{}", self.ports[1]), &format!("{app}.localhost"), path)
     }
 
+    /// Logs in to the dashboard with the admin token (the form a browser POSTs); answers the
+    /// session cookie's value.
+    fn dashboard_session(&self) -> String {
+        let token = std::fs::read_to_string(self.data.path().join("admin-token")).expect("the admin token");
+        let page = self.dashboard("POST", "/dashboard/login", None, Some(&format!("token={}", token.trim())));
+        assert_eq!(page.0, 303, "{}", page.2);
+        let cookie = page.1.strip_prefix("ouro_session=").and_then(|rest| rest.split(';').next());
+        cookie.unwrap_or_else(|| panic!("a session cookie: {}", page.1)).to_string()
+    }
+
+    /// One dashboard request to the API, redirects not followed: (status, Set-Cookie, body).
+    fn dashboard(&self, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> (u16, String, String) {
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build(),
+        );
+        let uri = format!("http://127.0.0.1:{}{path}", self.ports[0]);
+        let mut request = ureq::http::Request::builder().method(method).uri(uri);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", format!("ouro_session={cookie}"));
+        }
+        let result = match form {
+            Some(form) => agent.run(
+                request
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(form.as_bytes().to_vec())
+                    .expect("request"),
+            ),
+            None => agent.run(request.body(()).expect("request")),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let set_cookie =
+            response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), set_cookie, body)
+    }
+
     /// Containers of this installation: id → name.
     fn containers(&self) -> HashMap<String, String> {
         let label = format!("ouro.platform={}", self.platform);
@@ -491,6 +527,8 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     // The app's log before: the API that keeps it is replaced by the upgrade (issue 15: it
     // must keep the lines).
     let logs_before = stdout(&ouro.ouro(&["logs", "-a", "demo", "-n", "1500"]));
+    // A dashboard session, which must outlive the API's replacement as well.
+    let session = ouro.dashboard_session();
     let release_line =
         logs_before.lines().find(|l| l.contains("ouro[api]: Release v")).expect("a release line").to_string();
     let providers = ["ouro-postgresql", "ouro-redis"];
@@ -515,6 +553,9 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
     println!("during the self-upgrade: {served} requests served, {} failed", failed.len());
     assert!(served >= LOAD_MIN, "the load ran: {served}");
     assert!(failed.is_empty(), "failed requests during the self-upgrade: {failed:?}");
+    let (status, _, page) = ouro.dashboard("GET", "/dashboard", Some(&session), None);
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"apps\"") && page.contains(">demo<"), "the session outlived the upgrade: {page}");
     let logs_after = stdout(&ouro.ouro(&["logs", "-a", "demo", "-n", "1500"]));
     assert!(logs_after.contains(&release_line), "the app's log lost {release_line:?} in the upgrade:\n{logs_after}");
     let builder_after = stdout(&ouro.ouro(&["releases", "-a", "ouro-builder", "-n", "1"]));
