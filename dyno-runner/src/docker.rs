@@ -182,11 +182,18 @@ pub fn network_name(platform: &str, app: &str) -> String {
     format!("{platform}-app-{app}")
 }
 
+/// Docker's bridge option that, `false`, keeps the containers of one network from reaching
+/// each other (they still reach the internet and the host as the egress policy allows).
+const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+
 /// The app's own bridge network, so that its dynos cannot reach other apps' dynos. Docker
 /// allows two networks of one name (and then refuses to attach to either), so duplicates left
-/// by a race are removed, keeping the oldest.
+/// by a race are removed, keeping the oldest. The builder's network (every build is a one-off
+/// of `ouro-builder`) also keeps its dynos apart: one app's build cannot reach another's; a
+/// builder network made before that is made again once no build runs on it.
 pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Result<String> {
     let name = network_name(platform, app);
+    let apart = app == ouro_types::platform::BUILDER_APP;
     let filters = HashMap::from([("name", vec![name.as_str()])]);
     let found = docker.list_networks(Some(ListNetworksOptions { filters })).await.map_err(docker_error)?;
     let mut same: Vec<_> = found.into_iter().filter(|n| n.name.as_deref() == Some(name.as_str())).collect();
@@ -198,7 +205,13 @@ pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Resul
                 tracing::warn!(network = %name, error = %e, "could not remove a duplicate network");
             }
         }
-        return Ok(same[0].id.clone().unwrap_or_default());
+        let id = same[0].id.clone().unwrap_or_default();
+        let kept_apart = same[0].options.as_ref().and_then(|o| o.get(ICC_OPTION)).is_some_and(|v| v == "false");
+        // Docker refuses while a container is on it (a build): then it stays until later.
+        if !apart || kept_apart || docker.remove_network(&id).await.is_err() {
+            return Ok(id);
+        }
+        tracing::info!(network = %name, "made the builder's network again, its builds kept apart");
     }
     let options = CreateNetworkOptions {
         name: name.clone(),
@@ -208,6 +221,10 @@ pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Resul
             (LABEL_PLATFORM.to_string(), platform.to_string()),
             (LABEL_APP.to_string(), app.to_string()),
         ]),
+        options: match apart {
+            true => HashMap::from([(ICC_OPTION.to_string(), "false".to_string())]),
+            false => HashMap::new(),
+        },
         ..Default::default()
     };
     let created = docker.create_network(options).await.map_err(docker_error)?;

@@ -126,3 +126,31 @@ fn local_ipv4_addresses() -> Vec<String> {
     }
     found
 }
+
+/// Builds run as one-offs of `ouro-builder`, all on its network: one app's build must not reach
+/// another's (a build listening, say, for a test server). The builder's network keeps its dynos
+/// apart while each still reaches the internet. Checked to fail on the code before: there a
+/// builder one-off connected to another's listener.
+#[test]
+fn builds_cannot_reach_each_other() {
+    let platform = Platform::start();
+    let run = |command: &str| {
+        let made = platform.api.post("/apps/ouro-builder/dynos", json!({"command": command}));
+        assert_eq!(made.status, 201, "{:?}", made.body);
+        made.body["name"].as_str().expect("a name").to_string()
+    };
+    let listener = run("python3 -m http.server 8000 --bind 0.0.0.0");
+    let other = run("exec sleep 600");
+    let running = |name: &str| {
+        platform.containers().values().any(|(app, dyno, _, running)| app == "ouro-builder" && dyno == name && *running)
+    };
+    platform.wait_until(BOOT, "both builder one-offs run", || running(&listener) && running(&other));
+    // The listener answers itself (it is up), at its address on the builder's network.
+    let address = platform.exec("ouro-builder", &listener, "hostname -i | cut -d' ' -f1").1.trim().to_string();
+    let ask = format!("curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://{address}:8000/");
+    platform.wait_until(Duration::from_secs(30), "the listener answers itself", || {
+        platform.exec("ouro-builder", &listener, &ask).1.trim() == "200"
+    });
+    let (code, said) = platform.exec("ouro-builder", &other, &ask);
+    assert!(code != 0 || said.trim() != "200", "one build reached another at {address}: {said}");
+}
