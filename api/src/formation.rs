@@ -167,6 +167,18 @@ impl Store {
             .await?;
             touched.push(formation_row(&row)?);
         }
+        let total: i64 =
+            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM formations WHERE app_id = $1")
+                .bind(app_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if total > crate::limits::DYNOS_PER_APP {
+            // Dropping the transaction undoes the batch.
+            return Err(crate::Error::Limit(format!(
+                "an app runs at most {} dynos in all (this would be {total}); scale another process type down first",
+                crate::limits::DYNOS_PER_APP
+            )));
+        }
         tx.commit().await?;
         Ok(touched)
     }

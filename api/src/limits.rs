@@ -37,5 +37,9 @@ pub const DOMAINS_PER_APP: usize = 100;
 /// SNI endpoints (TLS certificates) of an app.
 pub const SNI_ENDPOINTS_PER_APP: usize = 10;
 
+/// Dynos of an app's formation, all process types together (Heroku's default: 100). Each
+/// process type is also at most 100 on its own.
+pub const DYNOS_PER_APP: i64 = 100;
+
 /// Log drains of an app.
 pub const DRAINS_PER_APP: usize = 10;

@@ -13,6 +13,7 @@ ouro_tests::on_both_backends!(
     an_app_has_at_most_100_custom_domains,
     an_app_has_at_most_10_sni_endpoints,
     an_app_has_at_most_10_drains,
+    an_app_runs_at_most_100_dynos_in_all,
 );
 
 /// `answer` is a 422 `invalid_params` whose one-line message says `says`.
@@ -180,4 +181,29 @@ fn an_app_has_at_most_10_drains(backend: Backend) {
     let refused = api.post("/apps/shop/log-drains", json!({"url": "syslog+tcp://more.example.com:514"}));
     capped(&refused, "an app has at most 10 drains");
     assert_eq!(count(api.get("/apps/shop/log-drains")), 10);
+}
+
+/// An app's formation holds at most 100 dynos in all (each process type at most 100 alone
+/// already): a batch past it is refused whole and changes nothing; scaling another type down
+/// makes room. Checked to fail on the code before the cap: 60 web and 60 worker dynos were
+/// taken (200).
+fn an_app_runs_at_most_100_dynos_in_all(backend: Backend) {
+    let api = Api::start(backend);
+    created(api.post("/apps", json!({"name": "shop"})));
+    let scale = |updates: Value| api.patch("/apps/shop/formation", json!({"updates": updates}));
+    assert_eq!(scale(json!([{"type": "web", "quantity": 60}])).status, 200);
+    capped(&scale(json!([{"type": "worker", "quantity": 60}])), "an app runs at most 100 dynos in all");
+    capped(
+        &scale(json!([{"type": "web", "quantity": 50}, {"type": "worker", "quantity": 51}])),
+        "this would be 101",
+    );
+    let formation = api.get("/apps/shop/formation").body;
+    let quantities: Vec<(String, i64)> = formation
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["type"].as_str().unwrap().to_string(), f["quantity"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(quantities, [("web".to_string(), 60)], "nothing changed");
+    assert_eq!(scale(json!([{"type": "web", "quantity": 50}, {"type": "worker", "quantity": 50}])).status, 200);
 }
