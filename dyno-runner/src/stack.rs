@@ -38,7 +38,7 @@ pub const STACK_REPO: &str = "ouro/stack";
 pub const STACK_SUITE: &str = "trixie";
 /// Bump when the way the image is built changes in code (not just in the data below), so that
 /// hosts build the new image instead of reusing the old one.
-pub const RECIPE_VERSION: &str = "1";
+pub const RECIPE_VERSION: &str = "2";
 /// The package list, one per line, `#` comments (`dyno-runner/stack/packages`).
 pub const PACKAGES: &str = include_str!("../stack/packages");
 /// Environment variable naming an existing image to use instead of building the stack.
@@ -55,6 +55,10 @@ pub const BUILD_STACK_IMAGE_ENV: &str = "OURO_BUILD_STACK_IMAGE";
 pub const MIRROR_ENV: &str = "OURO_STACK_MIRROR";
 /// Debian mirror used unless `OURO_STACK_MIRROR` is set.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+/// Environment variable naming the Debian security mirror (`trixie-security`).
+pub const SECURITY_MIRROR_ENV: &str = "OURO_STACK_SECURITY_MIRROR";
+/// Debian security mirror used unless `OURO_STACK_SECURITY_MIRROR` is set.
+pub const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 /// The user dynos run as, and its ids.
 pub const DYNO_USER: &str = "dyno";
 pub const DYNO_UID: u32 = 1000;
@@ -73,6 +77,22 @@ const IMPORT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const APT_INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Committing the build stack container (writing its layer, ~1 GB).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// What runs (as root, `bash -c`) in a container of the freshly imported run stack, which is then
+/// committed as the stack: the updates of `trixie-updates` and `trixie-security` (Heroku's stacks
+/// follow their distribution's security updates too). The host's CA bundle is put back.
+const STACK_UPGRADE_SCRIPT: &str = r#"set -eu
+export DEBIAN_FRONTEND=noninteractive
+ca=/etc/ssl/certs/ca-certificates.crt
+cp "$ca" /tmp/ouro-host-ca.crt
+apt="apt-get -q -o Acquire::Retries=5 -o Acquire::http::Timeout=30"
+$apt update
+$apt -y -o Dpkg::Options::=--force-confold dist-upgrade
+cp /tmp/ouro-host-ca.crt "$ca"
+rm -f /tmp/ouro-host-ca.crt
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/log/alternatives.log /var/cache/debconf/*-old
+"#;
 
 /// What runs (as root, `bash -c`, packages as arguments) in the run stack container that becomes the
 /// build stack. A package's dpkg trigger may regenerate the CA bundle: the host's is put back.
@@ -204,6 +224,14 @@ pub enum StackError {
         "installing the build stack packages took longer than {minutes} minutes: check that containers reach the Debian mirror quickly enough, then retry"
     )]
     BuildStackTimeout { minutes: u64 },
+    #[error(
+        "installing Debian's updates into the stack image {base} failed ({status}): {detail}; check that containers reach the Debian mirror and the security mirror (OURO_STACK_SECURITY_MIRROR), then retry"
+    )]
+    StackUpgrade { base: String, status: String, detail: String },
+    #[error(
+        "installing Debian's updates into the stack took longer than {minutes} minutes: check that containers reach the Debian mirrors quickly enough, then retry"
+    )]
+    StackUpgradeTimeout { minutes: u64 },
 }
 
 fn io_err(step: impl Into<String>) -> impl FnOnce(io::Error) -> StackError {
@@ -240,6 +268,8 @@ pub fn recipe_text(package_list: &str) -> String {
     };
     line("recipe-version", RECIPE_VERSION);
     line("debootstrap", &format!("--variant={VARIANT} {STACK_SUITE}"));
+    line("suites", &format!("{STACK_SUITE} {STACK_SUITE}-updates {STACK_SUITE}-security"));
+    line("upgrade", &format!("{STACK_UPGRADE_SCRIPT:?}"));
     line("packages", &parse_packages(package_list).join(","));
     line("ca-bundle", HOST_CA_BUNDLE);
     for (key, value) in
@@ -429,7 +459,104 @@ async fn build_stack_image(docker: &Docker, tag: &str) -> Result<(), StackError>
     if !image_exists(docker, tag).await? {
         return Err(StackError::ImportLost(tag.to_owned()));
     }
+    tracing::info!(%tag, elapsed = ?started.elapsed(), "stack imported; installing Debian's updates and security updates");
+    let imported = docker.inspect_image(tag).await.map_err(docker_err(format!("inspecting image {tag}")))?;
+    let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+    let name = format!("ouro-stack-upgrade-{hash}");
+    let config = Config::<String> {
+        image: Some(tag.to_owned()),
+        user: Some("root".into()),
+        cmd: Some(vec!["bash".into(), "-c".into(), STACK_UPGRADE_SCRIPT.into()]),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions { name: name.clone(), platform: None };
+    let created = match docker.create_container(Some(options.clone()), config.clone()).await {
+        Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
+            remove_container(docker, &name).await;
+            docker.create_container(Some(options), config).await
+        }
+        other => other,
+    };
+    let id = created.map_err(docker_err(format!("creating the stack upgrade container from {tag}")))?.id;
+    let mut labels = vec![
+        ("ouro.stack.suite".to_owned(), STACK_SUITE.to_owned()),
+        ("ouro.stack.recipe".to_owned(), hash.to_owned()),
+        ("ouro.stack.upgraded".to_owned(), humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+    ];
+    labels.sort();
+    let result = run_and_commit(docker, &id, tag, repo, tag_part, labels, "Ouro stack").await;
+    remove_container(docker, &id).await;
+    result?;
+    // The image as imported, now untagged, is not needed any more.
+    if let Some(old) = imported.id {
+        let _ = docker.remove_image(&old, None, None).await;
+    }
     tracing::info!(%tag, elapsed = ?started.elapsed(), "stack image built");
+    Ok(())
+}
+
+/// Runs the container `id` (made from `base`) to its end and commits it as `repo:tag` with
+/// `base`'s env, working directory and command and `labels`; fails with the container's last
+/// error line when it ends otherwise than 0.
+async fn run_and_commit(
+    docker: &Docker,
+    id: &str,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    labels: Vec<(String, String)>,
+    comment: &str,
+) -> Result<(), StackError> {
+    docker.start_container::<String>(id, None).await.map_err(docker_err("starting the stack upgrade container"))?;
+    let waiter = docker.clone().with_timeout(APT_INSTALL_TIMEOUT + Duration::from_secs(60));
+    let wait = async {
+        let mut waits = waiter.wait_container(id, None::<WaitContainerOptions<String>>);
+        match waits.next().await {
+            None => Ok(0),
+            Some(Ok(exit)) => Ok(exit.status_code),
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(err)) => Err(docker_err("waiting for the stack's updates to install")(err)),
+        }
+    };
+    let status = match tokio::time::timeout(APT_INSTALL_TIMEOUT, wait).await {
+        Ok(status) => status?,
+        Err(_) => return Err(StackError::StackUpgradeTimeout { minutes: APT_INSTALL_TIMEOUT.as_secs() / 60 }),
+    };
+    let output = container_log_tail(docker, id, 40).await;
+    if status != 0 {
+        for line in output.lines() {
+            tracing::warn!(%line, "stack apt");
+        }
+        return Err(StackError::StackUpgrade {
+            base: base.to_owned(),
+            status: format!("exit status {status}"),
+            detail: error_detail(&output),
+        });
+    }
+    let base_config = docker
+        .inspect_image(base)
+        .await
+        .map_err(docker_err(format!("inspecting image {base}")))?
+        .config
+        .unwrap_or_default();
+    let mut all_labels = base_config.labels.unwrap_or_default();
+    all_labels.extend(labels);
+    let image_config = Config::<String> {
+        working_dir: base_config.working_dir.filter(|d| !d.is_empty()).or_else(|| Some(APP_DIR.into())),
+        env: base_config.env.filter(|env| !env.is_empty()).or_else(|| {
+            Some(IMAGE_CHANGES.iter().filter_map(|change| change.strip_prefix("ENV ")).map(str::to_owned).collect())
+        }),
+        cmd: Some(vec!["/bin/bash".into()]),
+        labels: Some(all_labels),
+        ..Default::default()
+    };
+    let commit = CommitContainerOptions { container: id, repo, tag, comment, pause: false, ..Default::default() };
+    docker
+        .clone()
+        .with_timeout(COMMIT_TIMEOUT)
+        .commit_container(commit, image_config)
+        .await
+        .map_err(docker_err(format!("committing the stack image {repo}:{tag}")))?;
     Ok(())
 }
 
@@ -615,7 +742,7 @@ fn build_rootfs_tar(mirror: &str) -> Result<Vec<u8>, StackError> {
         }
     }
 
-    customize_rootfs(&root, &ca_bundle)?;
+    customize_rootfs(&root, &ca_bundle, &apt_sources(mirror))?;
     let tar = tar_rootfs(&root)?;
     let dir = temp.path().display().to_string();
     if let Err(err) = temp.close() {
@@ -683,8 +810,9 @@ fn tail(text: &str, n: usize) -> Vec<&str> {
 }
 
 /// The steps after debootstrap, on the root file system at `root`.
-fn customize_rootfs(root: &Path, ca_bundle: &[u8]) -> Result<(), StackError> {
+fn customize_rootfs(root: &Path, ca_bundle: &[u8], sources: &str) -> Result<(), StackError> {
     write_file(root, "etc/ssl/certs/ca-certificates.crt", ca_bundle, 0o644)?;
+    write_file(root, "etc/apt/sources.list", sources.as_bytes(), 0o644)?;
 
     for (file, line) in [
         ("etc/passwd", PASSWD_LINE),
@@ -712,6 +840,17 @@ fn customize_rootfs(root: &Path, ca_bundle: &[u8]) -> Result<(), StackError> {
     write_file(root, DPKG_SLIM_CFG_PATH, DPKG_SLIM_CFG.as_bytes(), 0o644)?;
     write_file(root, APT_RETRIES_CFG_PATH, APT_RETRIES_CFG.as_bytes(), 0o644)?;
     Ok(())
+}
+
+/// The stack's apt sources: the suite, its updates and its security updates.
+fn apt_sources(mirror: &str) -> String {
+    let security = std::env::var(SECURITY_MIRROR_ENV)
+        .ok()
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_SECURITY_MIRROR.to_owned());
+    format!(
+        "deb {mirror} {STACK_SUITE} main\ndeb {mirror} {STACK_SUITE}-updates main\ndeb {security} {STACK_SUITE}-security main\n"
+    )
 }
 
 /// Replaces `root/rel` with `content`, never writing through a symlink (it could point to the host).
