@@ -199,6 +199,8 @@ pub struct AppState {
     /// The dyno runner's last report, by app name: live state, kept in memory only (the
     /// runner reports again within seconds after an API restart).
     pub dynos: Arc<std::sync::RwLock<std::collections::HashMap<String, Vec<ouro_types::Dyno>>>>,
+    /// The stacks as the runner last reported them (`GET /stacks`), in memory.
+    pub stacks: Arc<std::sync::RwLock<Vec<ouro_types::Stack>>>,
     /// One lock per app's git repository: pushes to one app run one at a time, so the refs
     /// read before and after a push are that push's.
     pub pushes: Arc<git::PushLocks>,
@@ -334,6 +336,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             addon_providers: config.addon_providers.clone(),
         }),
         dynos: Arc::default(),
+        stacks: Arc::default(),
         pushes: Arc::default(),
         push_sessions: Arc::default(),
         active_builds: Arc::default(),

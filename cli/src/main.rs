@@ -34,6 +34,7 @@ mod ps;
 mod releases;
 mod run;
 mod slug;
+mod stack;
 mod table;
 mod tunnel;
 mod up;
@@ -88,6 +89,8 @@ enum Command {
     },
     /// List the platform's self-upgrades (admins): how far each went and how it ended
     Upgrades,
+    /// Show the stack dynos run on: its image and when Debian's updates were installed in it
+    Stack,
     /// Check an API token and store it for the other commands
     Login {
         /// API base URL [default: $OURO_API_URL or http://127.0.0.1:7700]
@@ -445,6 +448,7 @@ fn run(cli: Cli) -> Result<Done, CliError> {
             up::up(&up::Settings { data_dir, platform, api_port, http_port, https_port, runner_port })
         }
         Command::Upgrades => up::upgrades(&ctx),
+        Command::Stack => stack::show(&ctx),
         Command::Login { api, token } => login::login(&ctx, api, token),
         Command::Apps => apps::list(&ctx),
         Command::AppsCreate { name } => apps::create(&ctx, name),

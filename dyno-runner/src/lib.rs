@@ -330,8 +330,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         let _ = tokio::task::spawn_blocking(move || egress.prune()).await;
     }
     let runtime = DockerRuntime { docker, platform: config.platform.clone(), egress };
-    let stack = tokio::spawn(ensure_stack_forever(runtime.clone(), problems.clone()));
+    let stacks = Arc::new(Mutex::new(Vec::new()));
+    let stack = tokio::spawn(ensure_stack_forever(runtime.clone(), problems.clone(), stacks.clone()));
     let mut runner = Runner::new(config, runtime, routes_tx, log_queue, problems);
+    runner.stacks = stacks;
     let shipper = tokio::spawn(logs::ship_forever(log_receiver.clone(), runner.api.clone()));
     let events = tokio::spawn(wake_on_events(runner.runtime.clone(), runner.wake.clone()));
     let changes = tokio::spawn(wake_on_api_changes(runner.api.clone(), runner.wake.clone()));
@@ -420,13 +422,22 @@ async fn connect_docker(problems: &health::Problems) -> bollard::Docker {
 /// may all exist): a stack that cannot be had stops every deploy to come, so it is a problem
 /// for `GET /health` at once rather than at the next push. Tried again every 30 s until it
 /// is there; slug image builds wait for it (the stack's lock) instead of building it twice.
-async fn ensure_stack_forever(runtime: impl Runtime, problems: health::Problems) {
+async fn ensure_stack_forever(
+    runtime: impl Runtime,
+    problems: health::Problems,
+    stacks: Arc<Mutex<Vec<ouro_types::Stack>>>,
+) {
     let mut throttle = health::Throttle::default();
     loop {
         match runtime.ensure_stack().await {
             Ok(image) => {
                 if problems.clear(STACK_PROBLEM) {
                     tracing::info!(%image, "the stack image is there now");
+                }
+                // What the reports say of it (`ouro stack`).
+                let found = runtime.stacks().await;
+                if let Ok(mut stacks) = stacks.lock() {
+                    *stacks = found;
                 }
                 return;
             }
@@ -517,6 +528,8 @@ struct Runner<R: Runtime> {
     images_collected: Option<Instant>,
     /// The containers of the platform's own components (host-network dynos), as last listed.
     components: HashSet<String>,
+    /// The stacks, once made sure of (sent with each report).
+    stacks: Arc<Mutex<Vec<ouro_types::Stack>>>,
     /// The desired state last written to `config.state_file`.
     saved: Option<DesiredState>,
     /// The apps of a bootstrap seed (`DesiredState::seed`), run beside the API's desired state
@@ -588,6 +601,7 @@ impl<R: Runtime> Runner<R> {
             volumes_checked: None,
             images_collected: None,
             components: HashSet::new(),
+            stacks: Arc::default(),
             logs,
             followed: HashSet::new(),
             bridges: Arc::default(),
@@ -1200,7 +1214,8 @@ impl<R: Runtime> Runner<R> {
                 }
             })
             .collect();
-        let report = DynoReport { dynos };
+        let stacks = self.stacks.lock().map(|s| s.clone()).unwrap_or_default();
+        let report = DynoReport { dynos, stacks };
         let fresh = self
             .last_report
             .as_ref()

@@ -188,6 +188,10 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn stacks(&self) -> Vec<ouro_types::Stack> {
+        Vec::new()
+    }
+
     async fn prune_images(&self, _wanted: &HashSet<String>, _min_age: Duration) -> Result<Vec<String>> {
         Ok(Vec::new())
     }

@@ -108,6 +108,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn output_tail(&self, id: &str, lines: usize) -> impl Future<Output = Vec<String>> + Send;
     /// The run stack is there (made if need be): what every slug image is based on.
     fn ensure_stack(&self) -> impl Future<Output = Result<String>> + Send;
+    /// The stacks there are now (for the report): name, image, when their updates went in.
+    fn stacks(&self) -> impl Future<Output = Vec<ouro_types::Stack>> + Send;
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Makes `image` of a slug (its tar.gz) on `stack` (`STACK` or `BUILD_STACK`).
     fn build_image(&self, stack: &str, slug: bytes::Bytes, image: &str) -> impl Future<Output = Result<()>> + Send;
@@ -188,6 +190,14 @@ impl Runtime for DockerRuntime {
 
     async fn ensure_stack(&self) -> Result<String> {
         Ok(stack::ensure_stack_image(&self.docker).await?)
+    }
+
+    async fn stacks(&self) -> Vec<ouro_types::Stack> {
+        // The run stack (the build stack is made from it, with its updates).
+        let Ok(image) = stack::ensure_stack_image(&self.docker).await else { return Vec::new() };
+        let Ok(found) = self.docker.inspect_image(&image).await else { return Vec::new() };
+        let updated_at = found.config.and_then(|c| c.labels).and_then(|l| l.get("ouro.stack.upgraded").cloned());
+        vec![ouro_types::Stack { name: ouro_types::STACK.to_string(), image, updated_at }]
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool> {

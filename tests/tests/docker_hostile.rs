@@ -39,6 +39,21 @@ fn volumes_are_the_dyno_users_and_no_root_helper_runs() {
     let (code, said) = platform.exec("vault", "server.1", "stat -c '%u %a' /data && id -u && cat /data/log");
     assert_eq!(code, 0, "{said}");
     assert_eq!(said.split_whitespace().collect::<Vec<_>>(), ["1000", "755", "1000", "started"], "{said}");
+    // The stack follows Debian's security suite: its sources name it, and its image says when
+    // the updates were installed (issue 15's last finding, in part).
+    let (code, sources) = platform.exec("vault", "server.1", "cat /etc/apt/sources.list");
+    assert_eq!(code, 0, "{sources}");
+    assert!(sources.contains("trixie-security") && sources.contains("trixie-updates"), "{sources}");
+    let stack =
+        platform.block_on(platform.docker.inspect_image(&ouro_dyno_runner::stack::stack_tag())).expect("the stack");
+    let upgraded = stack.config.and_then(|c| c.labels).and_then(|l| l.get("ouro.stack.upgraded").cloned());
+    assert!(upgraded.is_some_and(|at| at.starts_with("20")), "the stack's updates are installed at its build");
+    // `ouro stack` says so, as the runner reported it.
+    let cli = ouro_tests::logged_in(&platform.api);
+    platform.wait_until(Duration::from_secs(60), "ouro stack shows the stack's updates", || {
+        let said = ouro_tests::stdout(&cli.run(&["stack"]));
+        said.contains("* debian-13  ouro/stack:trixie-") && said.contains("updates installed 20")
+    });
 
     // Every container this platform's runner created is a dyno of an app.
     let until = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 1;

@@ -193,10 +193,7 @@ fn an_app_runs_at_most_100_dynos_in_all(backend: Backend) {
     let scale = |updates: Value| api.patch("/apps/shop/formation", json!({"updates": updates}));
     assert_eq!(scale(json!([{"type": "web", "quantity": 60}])).status, 200);
     capped(&scale(json!([{"type": "worker", "quantity": 60}])), "an app runs at most 100 dynos in all");
-    capped(
-        &scale(json!([{"type": "web", "quantity": 50}, {"type": "worker", "quantity": 51}])),
-        "this would be 101",
-    );
+    capped(&scale(json!([{"type": "web", "quantity": 50}, {"type": "worker", "quantity": 51}])), "this would be 101");
     let formation = api.get("/apps/shop/formation").body;
     let quantities: Vec<(String, i64)> = formation
         .as_array()

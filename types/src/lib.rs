@@ -598,6 +598,22 @@ pub fn valid_hostname(name: &str) -> bool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DynoReport {
     pub dynos: Vec<Dyno>,
+    /// The stacks the runner's dynos and builds run on, once it has them.
+    #[serde(default)]
+    pub stacks: Vec<Stack>,
+}
+
+/// A stack as `GET /stacks` shows it (Heroku's resource, with what Ouro knows of it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stack {
+    /// [`STACK`] or [`BUILD_STACK`].
+    pub name: String,
+    /// The Docker image of it.
+    pub image: String,
+    /// When Debian's updates and security updates were last installed in it (RFC 3339), if
+    /// the image says.
+    #[serde(default)]
+    pub updated_at: Option<String>,
 }
 
 /// The router's view: which hosts go to which dynos. Served by the dyno runner, which alone

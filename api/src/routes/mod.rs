@@ -19,6 +19,7 @@ mod releases;
 mod runner;
 mod service;
 mod slugs;
+mod stacks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(certs::routes())
         .merge(releases::routes())
         .merge(slugs::routes())
+        .merge(stacks::routes())
         .merge(formation::routes())
         .merge(audit::routes())
         .merge(runner::routes())

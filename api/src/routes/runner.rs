@@ -76,6 +76,11 @@ async fn report(
     Json(report): Json<DynoReport>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     require_admin(&user)?;
+    if !report.stacks.is_empty() {
+        if let Ok(mut stacks) = state.stacks.write() {
+            *stacks = report.stacks.clone();
+        }
+    }
     let mut by_app = std::collections::HashMap::<String, Vec<ouro_types::Dyno>>::new();
     for dyno in report.dynos {
         // A one-off that has exited is done: it leaves the desired state.
