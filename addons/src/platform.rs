@@ -26,8 +26,11 @@ pub struct Platform {
 impl Platform {
     /// A client of the API at `url` (no trailing `/`) with the bearer `token`.
     pub fn new(url: &str, token: &str) -> Platform {
-        let config =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(API_TIMEOUT)).build();
+        let config = ureq::Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
+            .http_status_as_error(false)
+            .timeout_global(Some(API_TIMEOUT))
+            .build();
         Platform {
             agent: ureq::Agent::new_with_config(config),
             url: url.trim_end_matches('/').to_string(),

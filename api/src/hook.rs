@@ -109,6 +109,7 @@ fn build(update: &Update) -> Result<bool, String> {
         .map_err(|e| format!("cannot run git archive: {e}"))?;
     let mut tree = archive.stdout.take().expect("piped stdout");
     let config = ureq::Agent::config_builder()
+        .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
         .build();

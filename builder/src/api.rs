@@ -45,7 +45,12 @@ pub struct BuildResult {
 impl Api {
     /// The client of build `build_id`'s endpoints under `api_url`, with its `token`.
     pub fn new(api_url: &str, build_id: &str, token: &str) -> Api {
-        let config = ureq::Agent::config_builder().http_status_as_error(false).build();
+        // A pooled connection idle 5 s is dropped: the API closes idle ones at 10 s
+        // (`ouro_types::CLIENT_IDLE_SECONDS`; the builder keeps to std and ureq).
+        let config = ureq::Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(5))
+            .http_status_as_error(false)
+            .build();
         Api {
             base: format!("{}/build-api/{build_id}", api_url.trim_end_matches('/')),
             token: token.to_string(),

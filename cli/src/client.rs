@@ -27,6 +27,7 @@ pub struct Client {
 impl Client {
     pub fn new(credentials: &Credentials) -> Self {
         let config = Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
             .http_status_as_error(false)
             .timeout_global(Some(TIMEOUT))
             .user_agent(concat!("ouro-cli/", env!("CARGO_PKG_VERSION")))

@@ -167,6 +167,7 @@ fn post_slowly(path: &str) -> Result<Value, CliError> {
     let base = credentials.api_url.trim_end_matches('/');
     let unreachable = |e: ureq::Error| CliError::local(format!("cannot reach the Ouro API at {base}: {e}"));
     let config = Agent::config_builder()
+        .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
         .http_status_as_error(false)
         .timeout_global(Some(BACKUP_TIMEOUT))
         .user_agent(concat!("ouro-cli/", env!("CARGO_PKG_VERSION")))

@@ -572,7 +572,10 @@ fn components_run_their_releases(client: &Client) -> bool {
 }
 
 fn healthy(base: &str) -> bool {
-    let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build();
+    let config = ureq::Agent::config_builder()
+        .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build();
     ureq::Agent::new_with_config(config).get(format!("{base}/health")).call().is_ok()
 }
 
@@ -626,7 +629,10 @@ impl RunnerWatch {
                 log.display()
             )));
         }
-        let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build();
+        let config = ureq::Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build();
         let health = ureq::Agent::new_with_config(config)
             .get(format!("{}/health", self.url))
             .call()

@@ -21,6 +21,7 @@ pub struct ApiClient {
 impl ApiClient {
     pub fn new(base: &str, token: &str) -> ApiClient {
         let config = ureq::Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
             .timeout_connect(Some(Duration::from_secs(5)))

@@ -197,7 +197,11 @@ fn start_api(data_dir: tempfile::TempDir, backend: Backend, env: Vec<(String, St
         .map(|t| t.trim().to_string())
         .unwrap_or_default();
     let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build(),
+        ureq::Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build(),
     );
     Api { child, url, token, data_dir, backend, env, agent }
 }

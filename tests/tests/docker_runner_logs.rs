@@ -171,7 +171,11 @@ fn dyno_output_and_router_lines_reach_the_api_once_across_restarts_and_outages()
 
     // A router's line, posted to the runner's listener, is shipped the same way.
     let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build(),
+        ureq::Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build(),
     );
     let line = json!([{"at": "2026-11-26T09:00:00.123456Z", "app": "logger", "source": "ouro", "process": "router",
         "text": "at=info method=GET path=\"/\" host=logger.localhost request_id=r1 status=200"}]);

@@ -466,6 +466,12 @@ pub struct DesiredRelease {
     pub stack: String,
 }
 
+/// How long a client of Ouro's own listeners (the API, the runner, the router, the add-on
+/// providers) keeps an idle pooled connection, in seconds: less than the 10 s after which those
+/// listeners close an idle keep-alive connection, so that no request is sent on a connection
+/// the server is closing at that moment.
+pub const CLIENT_IDLE_SECONDS: u64 = 5;
+
 /// The stack apps run on: Debian 13 "trixie".
 pub const STACK: &str = "debian-13";
 /// The stack plus compilers (gcc, rustc, cargo): what builds run on, like Heroku's `-build`

@@ -74,8 +74,11 @@ pub(crate) async fn provider_request(
     let url = format!("{base}{path}");
     let (name, password) = (provider.name.clone(), provider.password.clone());
     let result = tokio::task::spawn_blocking(move || {
-        let config =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(PROVIDER_TIMEOUT)).build();
+        let config = ureq::Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
+            .http_status_as_error(false)
+            .timeout_global(Some(PROVIDER_TIMEOUT))
+            .build();
         let agent = ureq::Agent::new_with_config(config);
         let mut request = ureq::http::Request::builder()
             .method(method)
@@ -127,7 +130,10 @@ pub(crate) async fn provider_transfer<T: Send + 'static>(
     let url = format!("{base}{path}");
     let authorization = crate::auth::basic_authorization(&provider.name, &provider.password);
     let done = tokio::task::spawn_blocking(move || -> Result<T, (u16, String)> {
-        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(BACKUP_TIMEOUT));
+        let config = ureq::Agent::config_builder()
+            .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
+            .http_status_as_error(false)
+            .timeout_global(Some(BACKUP_TIMEOUT));
         let agent = ureq::Agent::new_with_config(config.build());
         let mut request =
             ureq::http::Request::builder().method("POST").uri(&url).header("Authorization", authorization);
