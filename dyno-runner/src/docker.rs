@@ -390,6 +390,7 @@ pub async fn build_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, 
             user: DYNO_USER,
             working_dir: "/app",
             labels,
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         };
         let mut archive = tempfile::tempfile().map_err(failed)?;
         let out = std::io::BufWriter::new(&mut archive);

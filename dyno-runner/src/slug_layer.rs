@@ -101,6 +101,9 @@ pub struct ImageConfig<'a> {
     pub user: &'a str,
     pub working_dir: &'a str,
     pub labels: std::collections::HashMap<String, String>,
+    /// When the image is made (RFC 3339): what the engine lists as its creation time, by which
+    /// slug images nothing needs are collected only once old enough (see `runtime.rs`).
+    pub created: String,
 }
 
 /// Writes a `docker load` archive of image `tag` to `out`: the base layers (by diff id, not
@@ -118,6 +121,7 @@ pub fn write_load_archive(
     diff_ids.push(diff_id);
     let image = serde_json::json!({
         "architecture": config.architecture,
+        "created": config.created,
         "os": "linux",
         "config": {
             "User": config.user,
@@ -216,6 +220,7 @@ mod tests {
             user: "1000:1000",
             working_dir: "/app",
             labels: Default::default(),
+            created: "2026-12-07T07:00:00Z".into(),
         };
         let mut archive = Vec::new();
         let layer = &b"LAYER, and what follows is not the layer's"[..];
@@ -232,6 +237,7 @@ mod tests {
         let image: serde_json::Value = serde_json::from_str(&files["config.json"]).unwrap();
         assert_eq!(image["rootfs"]["diff_ids"], serde_json::json!(["sha256:base", "sha256:new"]));
         assert_eq!(image["config"]["User"], "1000:1000");
+        assert_eq!(image["created"], "2026-12-07T07:00:00Z", "the engine lists the image as made now, not in 1970");
         let manifest: serde_json::Value = serde_json::from_str(&files["manifest.json"]).unwrap();
         assert_eq!(manifest[0]["RepoTags"][0], "ouro/slug:ab");
         assert_eq!(manifest[0]["Layers"], serde_json::json!(["base0/layer.tar", "slug/layer.tar"]));

@@ -22,7 +22,9 @@ fn exists(platform: &Platform, image: &str) -> bool {
     platform.block_on(platform.docker.inspect_image(image)).is_ok()
 }
 
-/// Checked to fail on the code before collection: there the first release's image stayed.
+/// Checked to fail on the code before collection (there the first release's image stayed, and
+/// the rollback did not run: the runner thought it still had the image), and on images that
+/// said they were made in 1970 (then an unused image of any age went).
 #[test]
 fn slug_images_of_old_releases_are_collected_and_made_again_on_rollback() {
     let mut env = runner_env();
@@ -46,6 +48,12 @@ fn slug_images_of_old_releases_are_collected_and_made_again_on_rollback() {
     assert_ne!(first, second);
     platform.wait_until(Duration::from_secs(60), "v1's image is collected", || !exists(&platform, &first));
     assert!(exists(&platform, &second), "the current release's image stays");
+    // The engine lists a slug image as made when it was made (not in 1970), or every unused
+    // one would be old enough to go, however young: one made for a start about to happen, one
+    // another installation on this engine wants.
+    let created =
+        platform.block_on(platform.docker.inspect_image(&second)).expect("v2's image").created.unwrap_or_default();
+    assert!(created.as_str() >= "2026-", "v2's image says it was made at {created:?}");
 
     // A rollback to v1 makes its image again from the slug.
     let rollback = platform.api.post("/apps/keeper/releases", json!({"release": v1}));
