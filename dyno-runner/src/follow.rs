@@ -4,9 +4,14 @@
 //!
 //! Times: the runner asks Docker for its timestamps (`timestamps: true`), and a line's time is
 //! the one Docker gave it when the dyno wrote it, not when the runner read it. The same
-//! timestamps say where to resume without shipping a line twice: a follower keeps the time of
-//! the last line it queued (and how many lines had that very time), resumes a broken stream
-//! from that second (`since`, whole seconds) and skips what it had already queued. A container
+//! timestamps say where to resume without shipping a line twice: a follower keeps, for each of
+//! stdout and stderr, the time of the last line it queued (and how many lines had that very
+//! time), resumes a broken stream a little before the later of the two (`since`, whole seconds,
+//! [`OVERLAP`] earlier) and skips what it had already queued. One cursor per stream, because
+//! only within a stream are Docker's lines in the order of their times: the engine stamps each
+//! stream's lines in a copier of its own and writes them as they come, so a stderr line can sit
+//! in the log after a stdout line stamped later (a full CI run lost a dyno's first stdout line
+//! that way, behind its first stderr line). A container
 //! the runner starts is followed from its start; one it adopts (the runner restarted) from the
 //! moment it was adopted, so that what the previous runner shipped is not shipped again.
 //!
@@ -14,7 +19,7 @@
 //! again from the cursor: a follow stream of the Docker Engine can stall without ending (a
 //! full CI run once saw a ticking dyno whose lines never came for 240 s), and a stalled
 //! follower would lose the dyno's output for good. A quiet dyno costs one `logs` call per
-//! [`QUIET`], which replays at most the lines of the cursor's second (skipped).
+//! [`QUIET`], which replays at most the lines of the last [`OVERLAP`] and a second (skipped).
 //!
 //! Bounds: a line is at most [`ouro_types::log_line::MAX_TEXT_BYTES`] (the rest of a longer one is
 //! dropped); a follower holds at most one unfinished line per stream; it never waits on the
@@ -38,6 +43,9 @@ const RESUME_MIN: Duration = Duration::from_millis(200);
 const RESUME_MAX: Duration = Duration::from_secs(5);
 /// A stream silent this long is opened again (see the module's doc).
 const QUIET: Duration = Duration::from_secs(30);
+/// How far before its cursors a resumed stream starts: more than the skew between the times of
+/// stdout's and stderr's lines and their order in the log.
+const OVERLAP: Duration = Duration::from_secs(2);
 
 /// The app whose one-off dynos are builds: their output reaches the user through the build,
 /// not through the app's log.
@@ -82,8 +90,8 @@ pub fn spawn(docker: Docker, queue: LogQueue, dyno: Dyno, from: From) {
 
 async fn follow(docker: Docker, queue: LogQueue, dyno: Dyno, from: From) {
     let mut cursor = match from {
-        From::Start => Cursor::default(),
-        From::Time(at) => Cursor { after: at, queued_at_after: 0 },
+        From::Start => Cursors::default(),
+        From::Time(at) => Cursors::at(at),
     };
     let mut delay = RESUME_MIN;
     loop {
@@ -105,8 +113,8 @@ async fn follow(docker: Docker, queue: LogQueue, dyno: Dyno, from: From) {
 
 /// One `logs` stream from the cursor's second to its end (the container stopped, the stream
 /// broke, or it said nothing for [`QUIET`]); returns how many lines it queued.
-async fn read_stream(docker: &Docker, queue: &LogQueue, dyno: &Dyno, cursor: &mut Cursor) -> usize {
-    let since = cursor.after.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+async fn read_stream(docker: &Docker, queue: &LogQueue, dyno: &Dyno, cursor: &mut Cursors) -> usize {
+    let since = cursor.since();
     let options = LogsOptions::<String> {
         follow: true,
         stdout: true,
@@ -126,17 +134,14 @@ async fn read_lines<E>(
     quiet: Duration,
     queue: &LogQueue,
     dyno: &Dyno,
-    cursor: &mut Cursor,
+    cursor: &mut Cursors,
 ) -> usize {
-    let (mut out, mut err) = (Splitter::default(), Splitter::default());
-    let mut replay = Replay::default();
+    let mut out = Reading { splitter: Splitter::default(), cursor: &mut cursor.out, replay: Replay::default() };
+    let mut err = Reading { splitter: Splitter::default(), cursor: &mut cursor.err, replay: Replay::default() };
     let mut queued = 0usize;
-    let mut ship = |raw: &[u8]| {
-        let (at, text) = parse_docker_line(raw);
-        if cursor.admit(at, &mut replay) {
-            queue.push(LogLine::at(at.unwrap_or_else(SystemTime::now), &dyno.app, Source::App, &dyno.name, text));
-            queued += 1;
-        }
+    let mut ship = |at: Option<SystemTime>, text: String| {
+        queue.push(LogLine::at(at.unwrap_or_else(SystemTime::now), &dyno.app, Source::App, &dyno.name, text));
+        queued += 1;
     };
     while let Ok(Some(Ok(chunk))) = tokio::time::timeout(quiet, stream.next()).await {
         match chunk {
@@ -148,6 +153,33 @@ async fn read_lines<E>(
     out.finish(&mut ship);
     err.finish(&mut ship);
     queued
+}
+
+/// One of a container's two streams within one `logs` stream: its lines, and which of them
+/// are new.
+struct Reading<'a> {
+    splitter: Splitter,
+    cursor: &'a mut Cursor,
+    replay: Replay,
+}
+
+impl Reading<'_> {
+    fn push(&mut self, bytes: &[u8], ship: &mut impl FnMut(Option<SystemTime>, String)) {
+        let (cursor, replay) = (&mut *self.cursor, &mut self.replay);
+        self.splitter.push(bytes, &mut |raw: &[u8]| admit_line(raw, cursor, replay, ship));
+    }
+
+    fn finish(&mut self, ship: &mut impl FnMut(Option<SystemTime>, String)) {
+        let (cursor, replay) = (&mut *self.cursor, &mut self.replay);
+        self.splitter.finish(&mut |raw: &[u8]| admit_line(raw, cursor, replay, ship));
+    }
+}
+
+fn admit_line(raw: &[u8], cursor: &mut Cursor, replay: &mut Replay, ship: &mut impl FnMut(Option<SystemTime>, String)) {
+    let (at, text) = parse_docker_line(raw);
+    if cursor.admit(at, replay) {
+        ship(at, text);
+    }
 }
 
 /// Cuts a byte stream into lines (without their `\n`), at most [`MAX_LINE_BYTES`] each: the
@@ -222,6 +254,35 @@ struct Cursor {
 impl Default for Cursor {
     fn default() -> Cursor {
         Cursor { after: UNIX_EPOCH, queued_at_after: 0 }
+    }
+}
+
+/// Where a follower is in each of a container's streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cursors {
+    out: Cursor,
+    err: Cursor,
+}
+
+impl Cursors {
+    /// Nothing queued before `at`, on either stream.
+    fn at(at: SystemTime) -> Cursors {
+        let cursor = Cursor { after: at, queued_at_after: 0 };
+        Cursors { out: cursor, err: cursor }
+    }
+
+    /// The second a resumed `logs` stream starts at (0: from the container's start).
+    fn since(&self) -> i64 {
+        let later = self.out.after.max(self.err.after);
+        if later == UNIX_EPOCH {
+            return 0;
+        }
+        later
+            .checked_sub(OVERLAP)
+            .unwrap_or(UNIX_EPOCH)
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
     }
 }
 
@@ -352,14 +413,58 @@ mod tests {
         // One line, then a stream that neither ends nor says anything more: a stalled follow.
         let line = LogOutput::StdOut { message: "2026-11-26T09:00:00.5Z hello\n".into() };
         let stalled = futures_util::stream::iter([Ok::<_, ()>(line)]).chain(futures_util::stream::pending());
-        let mut cursor = Cursor::default();
+        let mut cursor = Cursors::default();
         let read = read_lines(Box::pin(stalled), Duration::from_millis(100), &queue, &dyno, &mut cursor);
         let queued = tokio::time::timeout(Duration::from_secs(10), read).await.expect("left the stalled stream");
         assert_eq!(queued, 1);
         let batch = receiver.next_batch().await.expect("a batch");
         assert_eq!(batch.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["hello"]);
         // Where the next stream resumes: after that line.
-        assert_eq!(cursor.after, humantime::parse_rfc3339("2026-11-26T09:00:00.5Z").unwrap());
+        assert_eq!(cursor.out.after, humantime::parse_rfc3339("2026-11-26T09:00:00.5Z").unwrap());
+    }
+
+    /// The lines `read_lines` queues from `chunks`, from `cursor`.
+    async fn queued(chunks: Vec<LogOutput>, cursor: &mut Cursors) -> Vec<String> {
+        let (queue, mut receiver) = crate::logs::queue(100);
+        let dyno = Dyno { container_id: "c".into(), app: "a".into(), name: "web.1".into() };
+        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, ()>));
+        let count = read_lines(Box::pin(stream), Duration::from_secs(5), &queue, &dyno, cursor).await;
+        if count == 0 {
+            return Vec::new();
+        }
+        let batch = receiver.next_batch().await.expect("a batch");
+        batch.into_iter().map(|l| l.text).collect()
+    }
+
+    #[tokio::test]
+    async fn a_line_of_one_stream_behind_a_later_line_of_the_other_is_kept() {
+        let out = |line: &str| LogOutput::StdOut { message: format!("{line}\n").into() };
+        let err = |line: &str| LogOutput::StdErr { message: format!("{line}\n").into() };
+        // As the engine wrote them: stderr's first line before stdout's, which was stamped
+        // earlier.
+        let chunks = vec![
+            err("2026-11-26T09:00:00.002Z hello from stderr"),
+            out("2026-11-26T09:00:00.001Z hello from stdout"),
+            out("2026-11-26T09:00:00.300Z tick 1"),
+        ];
+        let mut cursor = Cursors::default();
+        assert_eq!(queued(chunks, &mut cursor).await, ["hello from stderr", "hello from stdout", "tick 1"]);
+        // Resumed a little before the later cursor; the replay queues only what is new, on
+        // both streams.
+        assert_eq!(
+            cursor.since(),
+            humantime::parse_rfc3339("2026-11-26T08:59:58Z").unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs()
+                as i64
+        );
+        let replay = vec![
+            err("2026-11-26T09:00:00.002Z hello from stderr"),
+            out("2026-11-26T09:00:00.001Z hello from stdout"),
+            out("2026-11-26T09:00:00.300Z tick 1"),
+            out("2026-11-26T09:00:00.600Z tick 2"),
+            err("2026-11-26T09:00:00.599Z oops"),
+        ];
+        assert_eq!(queued(replay, &mut cursor).await, ["tick 2", "oops"]);
+        assert_eq!(Cursors::default().since(), 0, "a started container is read from its start");
     }
 
     fn to_strings(list: &[&str]) -> Vec<String> {
