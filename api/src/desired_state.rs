@@ -52,6 +52,7 @@ fn desired_app(tables: &mut Tables, app: AppService, public_url: &str) -> Option
             process_types: slug.process_types.clone(),
             config: config.clone(),
             stack: slug.stack.clone(),
+            stack_update: tables.stack_update.clone().filter(|_| slug.stack == ouro_types::STACK),
         })
     };
     let mut one_offs = Vec::new();
@@ -142,6 +143,8 @@ struct Tables {
     /// By the name of a provider's app (its URL `app:<name>`): the apps that run its add-ons'
     /// servers, when its owner owns them too.
     servers: HashMap<String, Vec<String>>,
+    /// The latest stack update's id (`stack_updates.rs`).
+    stack_update: Option<String>,
 }
 
 /// Rows grouped by the app column `key`, in query order.
@@ -212,6 +215,11 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let stack_update = sqlx::query("SELECT id FROM stack_updates ORDER BY requested_ms DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<String, _>("id"))
+            .transpose()?;
         tx.commit().await?;
         Ok(Tables {
             apps: apps
@@ -253,6 +261,7 @@ impl Store {
             })?,
             attached: group(&attached, "service_app", |r| Ok(r.try_get("name")?))?,
             servers: group(&servers, "provider_app", |r| Ok(r.try_get("service_app")?))?,
+            stack_update,
         })
     }
 }

@@ -31,6 +31,7 @@ mod platform_key;
 mod releases;
 mod routes;
 mod services;
+mod stack_updates;
 pub mod store;
 mod system_addons;
 mod upgrade;
@@ -110,6 +111,9 @@ pub struct Config {
     /// the same variable for dynos): see `ouro_types::egress`.
     pub egress_allow: Vec<ouro_types::egress::Cidr>,
     pub blob_gc_grace: std::time::Duration,
+    /// `OURO_STACK_UPDATE_SECONDS`: how old the stack's updates may grow before the API asks
+    /// for a stack update by itself (`stack_updates.rs`); unset: only `ouro stack:update`.
+    pub stack_update_every: Option<std::time::Duration>,
     /// The listener's bounds: [`LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
     /// `OURO_MAX_CONNECTIONS` if set.
     pub limits: ouro_serve::Limits,
@@ -173,6 +177,10 @@ impl Config {
             egress_allow: ouro_types::egress::parse_allow(&var("OURO_EGRESS_ALLOW").unwrap_or_default())
                 .map_err(Error::Config)?,
             blob_gc_grace: seconds("OURO_BLOB_GC_GRACE_SECONDS", 3600)?,
+            stack_update_every: match var("OURO_STACK_UPDATE_SECONDS") {
+                Some(_) => Some(seconds("OURO_STACK_UPDATE_SECONDS", 0)?).filter(|every| !every.is_zero()),
+                None => None,
+            },
             limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
         })
     }
@@ -369,6 +377,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     upgrade::resume(&state).await?;
     tokio::spawn(upgrade::take_requests(state.clone(), upgrade_requests));
     tokio::spawn(blob_gc::collect_forever(state.clone(), config.blob_gc_every, config.blob_gc_grace));
+    tokio::spawn(stack_updates::schedule_forever(state.clone(), config.stack_update_every));
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{local}");
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");

@@ -47,6 +47,9 @@ pub enum Change {
     Deploy { slug_id: String, description: Option<String> },
     /// Copy slug and config of release `version`.
     Rollback { version: i64 },
+    /// The current slug and config again, onto the stack with a stack update installed
+    /// (`stack_updates.rs`): the runner rolls the dynos over as for any release.
+    StackUpdate { description: String },
 }
 
 pub(crate) const RELEASE_COLUMNS: &str =
@@ -148,6 +151,10 @@ impl Store {
                     }
                 }
                 (old.slug_id, old.config, format!("Rollback to v{target}"))
+            }
+            Change::StackUpdate { description } => {
+                let current = current.ok_or_else(|| Error::NotFound("current release".into()))?;
+                (current.slug_id, current.config, description)
             }
         };
         let release_id = uuid::Uuid::new_v4().to_string();

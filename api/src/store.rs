@@ -103,6 +103,7 @@ fn migrator() -> Migrator {
         migration(19, "volume owners", include_str!("../migrations/0019_volume_owners.sql")),
         migration(20, "log lines", include_str!("../migrations/0020_log_lines.sql")),
         migration(21, "dashboard sessions", include_str!("../migrations/0021_dashboard_sessions.sql")),
+        migration(22, "stack updates", include_str!("../migrations/0022_stack_updates.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -91,6 +91,9 @@ enum Command {
     Upgrades,
     /// Show the stack dynos run on: its image and when Debian's updates were installed in it
     Stack,
+    /// Rebuild the stack with Debian's latest updates and release every app onto it (admins)
+    #[command(name = "stack:update")]
+    StackUpdate,
     /// Check an API token and store it for the other commands
     Login {
         /// API base URL [default: $OURO_API_URL or http://127.0.0.1:7700]
@@ -449,6 +452,7 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         }
         Command::Upgrades => up::upgrades(&ctx),
         Command::Stack => stack::show(&ctx),
+        Command::StackUpdate => stack::update(&ctx),
         Command::Login { api, token } => login::login(&ctx, api, token),
         Command::Apps => apps::list(&ctx),
         Command::AppsCreate { name } => apps::create(&ctx, name),

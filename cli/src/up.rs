@@ -281,6 +281,7 @@ fn seed_state(settings: &Settings, token: &str, checksum: &str, slug: &Path) -> 
                     process_types: BTreeMap::from([(process_type.to_string(), command.to_string())]),
                     config: seed_config(settings, app, token),
                     stack: ouro_types::STACK.into(),
+                    stack_update: None,
                 },
                 formation: vec![DesiredProcess {
                     process_type: process_type.to_string(),

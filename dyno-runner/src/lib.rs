@@ -435,7 +435,7 @@ async fn ensure_stack_forever(
                     tracing::info!(%image, "the stack image is there now");
                 }
                 // What the reports say of it (`ouro stack`).
-                let found = runtime.stacks().await;
+                let found = runtime.stacks(None).await;
                 if let Ok(mut stacks) = stacks.lock() {
                     *stacks = found;
                 }
@@ -690,6 +690,7 @@ impl<R: Runtime> Runner<R> {
         self.follow_adopted(&containers);
         let live = self.observe(&containers).await;
         self.publish_routes(&desired, &containers);
+        self.note_stack_update(&desired).await;
         self.report(&containers).await;
 
         let images_ready = self.images_ready(&desired).await?;
@@ -715,7 +716,7 @@ impl<R: Runtime> Runner<R> {
                 .flat_map(|app| {
                     std::iter::once(&app.release).chain(app.one_offs.iter().filter_map(|o| o.release.as_ref()))
                 })
-                .map(|release| runtime::slug_image(&release.slug_checksum, &release.stack))
+                .map(runtime::slug_image)
                 .collect();
             match self.runtime.prune_images(&wanted, self.config.image_gc_age).await {
                 Ok(removed) => {
@@ -891,7 +892,7 @@ impl<R: Runtime> Runner<R> {
         for app in &desired.apps {
             let releases = std::iter::once(&app.release).chain(app.one_offs.iter().filter_map(|o| o.release.as_ref()));
             for release in releases {
-                let image = runtime::slug_image(&release.slug_checksum, &release.stack);
+                let image = runtime::slug_image(release);
                 if !self.images.contains(&image) && self.runtime.image_exists(&image).await? {
                     self.images.insert(image.clone());
                 }
@@ -1038,7 +1039,7 @@ impl<R: Runtime> Runner<R> {
     }
 
     fn spawn_build(&self, app: &str, release: &ouro_types::DesiredRelease) {
-        let image = runtime::slug_image(&release.slug_checksum, &release.stack);
+        let image = runtime::slug_image(release);
         {
             let Ok(mut building) = self.building.lock() else { return };
             if !building.insert(image.clone()) {
@@ -1049,13 +1050,13 @@ impl<R: Runtime> Runner<R> {
             (self.runtime.clone(), self.api.clone(), self.building.clone(), self.wake.clone());
         let (problems, throttles) = (self.problems.clone(), self.quiet.images.clone());
         let (url, checksum) = (release.slug_url.clone(), release.slug_checksum.clone());
-        let (name, on) = (app.to_string(), release.stack.clone());
+        let (name, on, update) = (app.to_string(), release.stack.clone(), release.stack_update.clone());
         tracing::info!(app = %name, %image, "building slug image");
         tokio::spawn(async move {
             let started = Instant::now();
             let result = async {
                 let slug = api.slug(&url, &checksum).await?;
-                runtime.build_image(&on, slug, &image).await
+                runtime.build_image(&on, update.as_deref(), slug, &image).await
             }
             .await;
             // A stack image that cannot be made stops every app: a problem for `GET /health`.
@@ -1177,6 +1178,34 @@ impl<R: Runtime> Runner<R> {
     }
 
     /// Sends the API the dynos as they are, when they changed or every 30 s.
+    /// While the reported run stack is not the one with the stack update the desired state asks
+    /// for, looks again (the update is made with the first slug image that needs it), so that
+    /// `ouro stack` shows it once it is there. Only once the stack image itself is known (the
+    /// start's [`ensure_stack_forever`]).
+    async fn note_stack_update(&mut self, desired: &DesiredState) {
+        let wanted = desired
+            .apps
+            .iter()
+            .map(|a| &a.release)
+            .find(|r| r.stack == ouro_types::STACK)
+            .and_then(|r| r.stack_update.clone());
+        let Some(wanted) = wanted else { return };
+        let known = match self.stacks.lock() {
+            Ok(stacks) if stacks.is_empty() => return,
+            Ok(stacks) => stacks.iter().any(|s| s.update.as_deref() == Some(wanted.as_str())),
+            Err(_) => return,
+        };
+        if known {
+            return;
+        }
+        let found = self.runtime.stacks(Some(&wanted)).await;
+        if !found.is_empty() {
+            if let Ok(mut stacks) = self.stacks.lock() {
+                *stacks = found;
+            }
+        }
+    }
+
     async fn report(&mut self, containers: &[Container]) {
         let stopping = self.stopping.lock().map(|s| s.clone()).unwrap_or_default();
         let dynos = containers
@@ -1279,7 +1308,7 @@ impl Launch {
             index,
             size: size.to_string(),
             command,
-            image: runtime::slug_image(&run_on.slug_checksum, &run_on.stack),
+            image: runtime::slug_image(run_on),
             config,
             volumes: one_off.map_or(&app.mounts, |o| &o.mounts).clone(),
             api_url: api_access.then(|| api_url.to_string()),

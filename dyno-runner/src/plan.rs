@@ -402,6 +402,7 @@ pub(crate) mod tests {
                     .collect(),
                 config: Default::default(),
                 stack: ouro_types::STACK.into(),
+                stack_update: None,
             },
             formation: formation
                 .iter()

@@ -102,7 +102,7 @@ impl Runtime for FakeRuntime {
         Ok(self.engine().images.contains(image))
     }
 
-    async fn build_image(&self, _stack: &str, _slug: bytes::Bytes, image: &str) -> Result<()> {
+    async fn build_image(&self, _stack: &str, _update: Option<&str>, _slug: bytes::Bytes, image: &str) -> Result<()> {
         let mut engine = self.engine();
         engine.images.insert(image.to_string());
         engine.calls.push(format!("build {image}"));
@@ -188,7 +188,7 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn stacks(&self) -> Vec<ouro_types::Stack> {
+    async fn stacks(&self, _update: Option<&str>) -> Vec<ouro_types::Stack> {
         Vec::new()
     }
 

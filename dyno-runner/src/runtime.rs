@@ -25,12 +25,17 @@ const SLUG_LAYOUT: &str = "2";
 /// The port every dyno listens on (`$PORT`) on its app's network.
 pub const DYNO_PORT: u16 = 5000;
 
-/// The image of a slug on its stack, named by the slug's checksum: `ouro/slug:2-<sha256>`, or
-/// `ouro/slug:build-2-<sha256>` on the build stack.
-pub fn slug_image(checksum: &str, stack: &str) -> String {
-    let sha = checksum.trim_start_matches("SHA256:").to_ascii_lowercase();
-    match stack {
-        ouro_types::BUILD_STACK => format!("{SLUG_REPO}:build-{SLUG_LAYOUT}-{sha}"),
+/// The image of a release's slug on its stack, named by the slug's checksum:
+/// `ouro/slug:2-<sha256>`, `ouro/slug:2-<sha256>-u<update>` on the run stack with a stack update
+/// (`ouro stack:update`), or `ouro/slug:build-2-<sha256>` on the build stack (which updates do
+/// not touch).
+pub fn slug_image(release: &ouro_types::DesiredRelease) -> String {
+    let sha = release.slug_checksum.trim_start_matches("SHA256:").to_ascii_lowercase();
+    match (release.stack.as_str(), release.stack_update.as_deref()) {
+        (ouro_types::BUILD_STACK, _) => format!("{SLUG_REPO}:build-{SLUG_LAYOUT}-{sha}"),
+        (_, Some(update)) if ouro_types::valid_stack_update(update) => {
+            format!("{SLUG_REPO}:{SLUG_LAYOUT}-{sha}-u{update}")
+        }
         _ => format!("{SLUG_REPO}:{SLUG_LAYOUT}-{sha}"),
     }
 }
@@ -108,11 +113,19 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn output_tail(&self, id: &str, lines: usize) -> impl Future<Output = Vec<String>> + Send;
     /// The run stack is there (made if need be): what every slug image is based on.
     fn ensure_stack(&self) -> impl Future<Output = Result<String>> + Send;
-    /// The stacks there are now (for the report): name, image, when their updates went in.
-    fn stacks(&self) -> impl Future<Output = Vec<ouro_types::Stack>> + Send;
+    /// The stacks there are now (for the report): name, image, when their updates went in; the
+    /// run stack with stack update `update` once that is made.
+    fn stacks(&self, update: Option<&str>) -> impl Future<Output = Vec<ouro_types::Stack>> + Send;
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool>> + Send;
-    /// Makes `image` of a slug (its tar.gz) on `stack` (`STACK` or `BUILD_STACK`).
-    fn build_image(&self, stack: &str, slug: bytes::Bytes, image: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Makes `image` of a slug (its tar.gz) on `stack` (`STACK` or `BUILD_STACK`), with stack
+    /// update `update` on `STACK` (made first when missing).
+    fn build_image(
+        &self,
+        stack: &str,
+        update: Option<&str>,
+        slug: bytes::Bytes,
+        image: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// App `app` has a network of its own: its dynos reach each other and nobody else.
     fn ensure_network(&self, app: &str) -> impl Future<Output = Result<()>> + Send;
     /// Dyno `id` (of `app`) reaches the dynos of `network_of`, which reach it as `app`.
@@ -192,22 +205,36 @@ impl Runtime for DockerRuntime {
         Ok(stack::ensure_stack_image(&self.docker).await?)
     }
 
-    async fn stacks(&self) -> Vec<ouro_types::Stack> {
-        // The run stack (the build stack is made from it, with its updates).
-        let Ok(image) = stack::ensure_stack_image(&self.docker).await else { return Vec::new() };
+    async fn stacks(&self, update: Option<&str>) -> Vec<ouro_types::Stack> {
+        // The run stack (the build stack is made from it, with its updates), with the update
+        // asked for once it is made.
+        let Ok(base) = stack::ensure_stack_image(&self.docker).await else { return Vec::new() };
+        let updated = update.map(|u| stack::updated_stack_tag(&base, u));
+        let mut image = base;
+        if let Some(updated) = updated {
+            if docker::image_exists(&self.docker, &updated).await.unwrap_or(false) {
+                image = updated;
+            }
+        }
         let Ok(found) = self.docker.inspect_image(&image).await else { return Vec::new() };
-        let updated_at = found.config.and_then(|c| c.labels).and_then(|l| l.get("ouro.stack.upgraded").cloned());
-        vec![ouro_types::Stack { name: ouro_types::STACK.to_string(), image, updated_at }]
+        let labels = found.config.and_then(|c| c.labels).unwrap_or_default();
+        vec![ouro_types::Stack {
+            name: ouro_types::STACK.to_string(),
+            image,
+            updated_at: labels.get("ouro.stack.upgraded").cloned(),
+            update: labels.get("ouro.stack.update").cloned(),
+            pending_update: None,
+        }]
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool> {
         docker::image_exists(&self.docker, image).await
     }
 
-    async fn build_image(&self, on: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
+    async fn build_image(&self, on: &str, update: Option<&str>, slug: bytes::Bytes, image: &str) -> Result<()> {
         let stack = match on {
             ouro_types::BUILD_STACK => stack::ensure_build_stack_image(&self.docker).await?,
-            _ => stack::ensure_stack_image(&self.docker).await?,
+            _ => stack::ensure_updated_stack_image(&self.docker, update).await?,
         };
         docker::build_slug_image(&self.docker, &stack, slug, image).await
     }
@@ -332,6 +359,30 @@ impl DockerRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slug_image_names_its_stack_update() {
+        let mut release = ouro_types::DesiredRelease {
+            id: "r".into(),
+            version: 2,
+            slug_id: "s".into(),
+            slug_checksum: "SHA256:ABC123".into(),
+            slug_url: "http://api/slug".into(),
+            process_types: Default::default(),
+            config: Default::default(),
+            stack: ouro_types::STACK.into(),
+            stack_update: None,
+        };
+        assert_eq!(slug_image(&release), "ouro/slug:2-abc123");
+        release.stack_update = Some("1796000000000".into());
+        assert_eq!(slug_image(&release), "ouro/slug:2-abc123-u1796000000000");
+        // Nothing but digits goes into a tag; the build stack has no updates.
+        release.stack_update = Some("1:latest".into());
+        assert_eq!(slug_image(&release), "ouro/slug:2-abc123");
+        release.stack = ouro_types::BUILD_STACK.into();
+        release.stack_update = Some("1796000000000".into());
+        assert_eq!(slug_image(&release), "ouro/slug:build-2-abc123");
+    }
 
     #[test]
     fn slug_images_go_when_nothing_wants_or_uses_them_and_they_are_old_enough() {

@@ -232,6 +232,10 @@ pub enum StackError {
         "installing Debian's updates into the stack took longer than {minutes} minutes: check that containers reach the Debian mirrors quickly enough, then retry"
     )]
     StackUpgradeTimeout { minutes: u64 },
+    #[error(
+        "stack update {0:?} is not an update's id (digits): the API sent something else; upgrade the runner or the API"
+    )]
+    BadUpdate(String),
 }
 
 fn io_err(step: impl Into<String>) -> impl FnOnce(io::Error) -> StackError {
@@ -461,38 +465,113 @@ async fn build_stack_image(docker: &Docker, tag: &str) -> Result<(), StackError>
     }
     tracing::info!(%tag, elapsed = ?started.elapsed(), "stack imported; installing Debian's updates and security updates");
     let imported = docker.inspect_image(tag).await.map_err(docker_err(format!("inspecting image {tag}")))?;
-    let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
-    let name = format!("ouro-stack-upgrade-{hash}");
-    let config = Config::<String> {
-        image: Some(tag.to_owned()),
-        user: Some("root".into()),
-        cmd: Some(vec!["bash".into(), "-c".into(), STACK_UPGRADE_SCRIPT.into()]),
-        ..Default::default()
-    };
-    let options = CreateContainerOptions { name: name.clone(), platform: None };
-    let created = match docker.create_container(Some(options.clone()), config.clone()).await {
-        Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
-            remove_container(docker, &name).await;
-            docker.create_container(Some(options), config).await
-        }
-        other => other,
-    };
-    let id = created.map_err(docker_err(format!("creating the stack upgrade container from {tag}")))?.id;
-    let mut labels = vec![
+    let labels = vec![
         ("ouro.stack.suite".to_owned(), STACK_SUITE.to_owned()),
         ("ouro.stack.recipe".to_owned(), hash.to_owned()),
-        ("ouro.stack.upgraded".to_owned(), humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
     ];
-    labels.sort();
-    let result = run_and_commit(docker, &id, tag, repo, tag_part, labels, "Ouro stack").await;
-    remove_container(docker, &id).await;
-    result?;
+    upgrade_image(docker, tag, tag, &format!("ouro-stack-upgrade-{hash}"), labels).await?;
     // The image as imported, now untagged, is not needed any more.
     if let Some(old) = imported.id {
         let _ = docker.remove_image(&old, None, None).await;
     }
     tracing::info!(%tag, elapsed = ?started.elapsed(), "stack image built");
     Ok(())
+}
+
+/// Installs Debian's updates and security updates ([`STACK_UPGRADE_SCRIPT`]) in a container of
+/// `from` (named `name`: one left by a process that died mid-way is replaced) and commits it as
+/// `tag` with `labels` and the time (`ouro.stack.upgraded`); the container is removed whatever
+/// happens.
+async fn upgrade_image(
+    docker: &Docker,
+    from: &str,
+    tag: &str,
+    name: &str,
+    mut labels: Vec<(String, String)>,
+) -> Result<(), StackError> {
+    let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+    let config = Config::<String> {
+        image: Some(from.to_owned()),
+        user: Some("root".into()),
+        cmd: Some(vec!["bash".into(), "-c".into(), STACK_UPGRADE_SCRIPT.into()]),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions { name: name.to_owned(), platform: None };
+    let created = match docker.create_container(Some(options.clone()), config.clone()).await {
+        Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
+            remove_container(docker, name).await;
+            docker.create_container(Some(options), config).await
+        }
+        other => other,
+    };
+    let id = created.map_err(docker_err(format!("creating the stack upgrade container from {from}")))?.id;
+    labels.push((
+        "ouro.stack.upgraded".to_owned(),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    ));
+    labels.sort();
+    let result = run_and_commit(docker, &id, from, repo, tag_part, labels, "Ouro stack").await;
+    remove_container(docker, &id).await;
+    result
+}
+
+/// The tag of `base` (a run stack image) with stack update `update` installed:
+/// `ouro/stack:trixie-<hash>-u<update>`, or, for an image named by `OURO_STACK_IMAGE`,
+/// `ouro/stack:custom-<hash of its name>-u<update>`.
+pub fn updated_stack_tag(base: &str, update: &str) -> String {
+    match base.strip_prefix(&format!("{STACK_REPO}:")) {
+        Some(_) => format!("{base}-u{update}"),
+        None => format!("{STACK_REPO}:custom-{}-u{update}", recipe_hash(base)),
+    }
+}
+
+/// One stack update build at a time per process.
+static UPDATE_LOCK: Mutex<()> = Mutex::const_new(());
+
+/// The run stack image with stack update `update` (`ouro stack:update`) installed, made when
+/// missing: Debian's updates and security updates installed in a container of the run stack
+/// ([`ensure_stack_image`]) and committed (a minute or two; the dynos keep running meanwhile).
+/// Without an update, the run stack itself. Images of this stack's older updates are untagged
+/// once the new one is there (the dynos still on them keep their layers until they stop).
+pub async fn ensure_updated_stack_image(docker: &Docker, update: Option<&str>) -> Result<String, StackError> {
+    let base = ensure_stack_image(docker).await?;
+    let Some(update) = update else { return Ok(base) };
+    if !ouro_types::valid_stack_update(update) {
+        return Err(StackError::BadUpdate(update.to_owned()));
+    }
+    let tag = updated_stack_tag(&base, update);
+    if image_exists(docker, &tag).await? {
+        return Ok(tag);
+    }
+    let labels =
+        vec![("ouro.stack.update".to_owned(), update.to_owned()), ("ouro.stack.base".to_owned(), base.clone())];
+    let update = update.to_owned();
+    let made = build_once(&UPDATE_LOCK, docker, tag, move |docker, tag| async move {
+        let started = Instant::now();
+        tracing::info!(%tag, %base, "updating the stack: installing Debian's latest updates");
+        upgrade_image(&docker, &base, &tag, &format!("ouro-stack-update-{update}"), labels).await?;
+        tracing::info!(%tag, elapsed = ?started.elapsed(), "stack updated");
+        untag_older_updates(&docker, &base, &tag).await;
+        Ok(())
+    })
+    .await?;
+    Ok(made)
+}
+
+/// Untags the images of `base`'s stack updates other than `keep`. Docker keeps what a container
+/// or a slug image still stands on.
+async fn untag_older_updates(docker: &Docker, base: &str, keep: &str) {
+    let prefix = updated_stack_tag(base, "");
+    let filters = std::collections::HashMap::from([("reference".to_string(), vec![STACK_REPO.to_string()])]);
+    let options = bollard::image::ListImagesOptions { filters, ..Default::default() };
+    let Ok(images) = docker.list_images(Some(options)).await else { return };
+    for tag in images.iter().flat_map(|i| i.repo_tags.iter()).filter(|t| t.starts_with(&prefix) && *t != keep) {
+        let options = bollard::image::RemoveImageOptions { noprune: true, ..Default::default() };
+        match docker.remove_image(tag, Some(options), None).await {
+            Ok(_) => tracing::info!(%tag, "untagged an older stack update"),
+            Err(e) => tracing::debug!(%tag, error = %e, "an older stack update stays"),
+        }
+    }
 }
 
 /// Runs the container `id` (made from `base`) to its end and commits it as `repo:tag` with
@@ -1056,6 +1135,20 @@ mod tests {
         for needed in ["ca-certificates", "bash", "curl", "python3", "procps", "netbase", "git", "tar", "gzip"] {
             assert!(stack.iter().any(|p| p == needed), "{needed} missing from stack/packages");
         }
+    }
+
+    #[test]
+    fn an_updated_stack_is_tagged_after_its_base_and_update() {
+        assert_eq!(
+            updated_stack_tag("ouro/stack:trixie-5640189d52c3", "1796000000000"),
+            "ouro/stack:trixie-5640189d52c3-u1796000000000"
+        );
+        // An operator's image (OURO_STACK_IMAGE) is never retagged in its own repository.
+        let custom = updated_stack_tag("registry.example/debian:13", "7");
+        assert_eq!(custom, format!("ouro/stack:custom-{}-u7", recipe_hash("registry.example/debian:13")));
+        assert!(
+            updated_stack_tag("ouro/stack:trixie-1", "10").starts_with(&updated_stack_tag("ouro/stack:trixie-1", ""))
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ ouro_tests::on_both_backends!(
     domains_and_restarts_reach_the_desired_state,
     every_app_in_the_desired_state_has_its_own_parts,
     sni_endpoints_are_checked_listed_and_reach_the_desired_state,
+    stack_updates_release_every_app_on_the_run_stack,
+    the_schedule_updates_a_stack_whose_updates_are_too_old,
 );
 
 fn versions(api: &Api, app: &str) -> Vec<(i64, String, bool)> {
@@ -727,18 +729,24 @@ fn runner_tokens_reach_only_the_runners_endpoints(backend: Backend) {
 /// scoped to `provider`: it reads its own app and manages the server apps it makes, within
 /// bounds (volumes named after the app, joins only to its own apps, neither the host's network
 /// nor the API), and is refused everything else, other users' apps first.
-fn provider_tokens_manage_only_their_own_server_apps(backend: Backend) {
-    let api = Api::start_with(backend, &[("OURO_ADDON_PROVIDERS", "redis")]);
-    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+/// The token of the `ouro-redis` provider app (a user that is no admin), once the API made it
+/// (with `OURO_ADDON_PROVIDERS=redis`).
+fn provider_token(api: &Api) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let token = loop {
+    loop {
         let config = api.get("/apps/ouro-redis/config-vars");
         if let Some(token) = config.body["OURO_API_TOKEN"].as_str() {
-            break token.to_string();
+            return token.to_string();
         }
         assert!(std::time::Instant::now() < deadline, "the provider app got no token: {:?}", config.body);
         std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    }
+}
+
+fn provider_tokens_manage_only_their_own_server_apps(backend: Backend) {
+    let api = Api::start_with(backend, &[("OURO_ADDON_PROVIDERS", "redis")]);
+    assert_eq!(api.post("/apps", json!({"name": "shop"})).status, 201);
+    let token = provider_token(&api);
     let call =
         |method: &str, path: &str, body: Value| api.call(method, path, Some(&token), Some(body.to_string().as_bytes()));
 
@@ -1151,4 +1159,112 @@ fn addons_set_config_vars_attach_detach_and_destroy(backend: Backend) {
     assert!(last[calls..].iter().all(|c| c.starts_with("DELETE /ouro/resources/res-")), "{last:?}");
     assert!(api.get("/apps/blog/addons").body.as_array().is_some_and(|a| a.is_empty()), "{second_name} went with shop");
     assert_eq!(joins(), json!([]), "{served_name} went too");
+}
+
+/// Deploys a slug (web only) to a new app `name`; returns the slug's id.
+fn deploy_web_slug(api: &Api, name: &str) -> String {
+    assert_eq!(api.post("/apps", json!({"name": name})).status, 201);
+    let slug = api.post(&format!("/apps/{name}/slugs"), json!({"process_types": {"web": "python3 web.py"}}));
+    assert_eq!(slug.status, 201, "{:?}", slug.body);
+    let slug_id = slug.body["id"].as_str().unwrap().to_string();
+    let blob_path = format!("/apps/{name}/slugs/{slug_id}/blob");
+    let tarball = make_slug(&[("app/web.py", &format!("print('{name}')\n"))]);
+    assert_eq!(api.raw("PUT", &blob_path, Some(&api.token), Some(&tarball), "application/gzip").0, 200);
+    assert_eq!(api.post(&format!("/apps/{name}/releases"), json!({"slug": slug_id})).status, 201);
+    slug_id
+}
+
+/// `ouro stack:update`'s call: an admin's update releases every app whose slug runs on the run
+/// stack (same slug, same config) and the desired state names the update for those releases
+/// only; others may not; a stack that is not there is a 404.
+fn stack_updates_release_every_app_on_the_run_stack(backend: Backend) {
+    let api = Api::start_with(backend, &[("OURO_ADDON_PROVIDERS", "redis")]);
+    let slug_id = deploy_web_slug(&api, "shop");
+    api.patch("/apps/shop/config-vars", json!({"GREETING": "hej"}));
+    assert_eq!(api.post("/apps", json!({"name": "empty"})).status, 201);
+    let stack_update_of = |app: &str| {
+        let desired = api.get("/runner/desired-state").body;
+        let apps = desired["apps"].as_array().cloned().unwrap_or_default();
+        let entry = apps.into_iter().find(|a| a["app_name"] == app).unwrap_or_else(|| panic!("{app} is desired"));
+        entry["release"]["stack_update"].clone()
+    };
+    assert_eq!(stack_update_of("shop"), Value::Null);
+
+    // Not an admin: refused, and nothing released.
+    let provider = provider_token(&api);
+    let refused = api.call("POST", "/stacks/debian-13/actions/update", Some(&provider), Some(b"{}"));
+    assert_error(&refused, 403, "forbidden");
+    assert_eq!(versions(&api, "shop").len(), 3);
+    assert_error(&api.post("/stacks/heroku-24/actions/update", json!({})), 404, "not_found");
+
+    let update = api.post("/stacks/debian-13/actions/update", json!({}));
+    assert_eq!(update.status, 202, "{:?}", update.body);
+    let id = update.body["update"]["id"].as_str().expect("an update id").to_string();
+    assert!(!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()), "{id}");
+    assert_eq!(update.body["update"]["actor"], "admin@ouro.local");
+    let released: Vec<(String, i64)> = update.body["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["app"].as_str().unwrap().to_string(), r["version"].as_i64().unwrap()))
+        .collect();
+    // The provider app has no slug yet (no runner here) and the builder runs on the build stack.
+    assert_eq!(released, [("shop".to_string(), 4)], "{:?}", update.body);
+    let v4 = api.get("/apps/shop/releases/v4").body;
+    assert_eq!(v4["slug"]["id"], slug_id);
+    assert_eq!(v4["description"], format!("Stack update: debian-13 with Debian's latest updates (update {id})"));
+    assert_eq!(api.get("/apps/shop/config-vars").body, json!({"GREETING": "hej"}));
+    assert_eq!(versions(&api, "empty").len(), 1, "an app with no slug is left alone");
+    assert_eq!(stack_update_of("shop"), json!(id));
+    assert_eq!(stack_update_of("ouro-builder"), Value::Null, "the build stack is not updated");
+
+    // A second update is later than the first, and so is every release made after it.
+    let again = api.post("/stacks/debian-13/actions/update", json!({}));
+    let second = again.body["update"]["id"].as_str().unwrap().to_string();
+    assert!(second.parse::<u64>().unwrap() > id.parse::<u64>().unwrap(), "{id} then {second}");
+    deploy_web_slug(&api, "blog");
+    assert_eq!(stack_update_of("blog"), json!(second));
+    assert_eq!(stack_update_of("shop"), json!(second));
+}
+
+/// `OURO_STACK_UPDATE_SECONDS`: once the stack the runner reports has updates older than that,
+/// the API asks for a stack update by itself (and not before the runner reported any), and
+/// `GET /stacks` says it is pending until the runner reports the updated stack.
+fn the_schedule_updates_a_stack_whose_updates_are_too_old(backend: Backend) {
+    let api = Api::start_with(backend, &[("OURO_STACK_UPDATE_SECONDS", "2")]);
+    deploy_web_slug(&api, "shop");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(versions(&api, "shop").len(), 2, "no stack reported yet: nothing to judge");
+
+    let report = |update: Value| {
+        let stack = json!({"name": "debian-13", "image": "ouro/stack:trixie-x", "updated_at": "2026-01-01T00:00:00Z", "update": update});
+        let body = json!({"dynos": [], "stacks": [stack]}).to_string();
+        let answer = api.call("PUT", "/runner/dynos", Some(&api.token), Some(body.as_bytes()));
+        assert!(answer.status < 300, "{:?}", answer.body);
+    };
+    report(Value::Null);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let release = loop {
+        let releases = api.get("/apps/shop/releases").body;
+        if let Some(r) = releases.as_array().and_then(|r| r.get(2)) {
+            break r.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no scheduled update: {releases:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let description = release["description"].as_str().unwrap().to_string();
+    assert!(description.starts_with("Stack update: debian-13"), "{description}");
+    assert_eq!(release["user"]["email"], "ouro (schedule)", "{release:?}");
+    let update = description.rsplit("(update ").next().unwrap().trim_end_matches(')').to_string();
+    // Pending until the runner reports a stack with it (the schedule goes on every 2 s here:
+    // a later one may be pending by then, never this one).
+    let pending = api.get("/stacks").body[0]["pending_update"].as_str().expect("an update is pending").to_string();
+    assert!(pending.parse::<u64>().unwrap() >= update.parse::<u64>().unwrap(), "{pending} {update}");
+    report(json!(pending));
+    let after = api.get("/stacks").body[0].clone();
+    assert_eq!(after["update"], json!(pending));
+    assert!(
+        after["pending_update"].as_str().is_none_or(|later| later.parse::<u64>().unwrap() > pending.parse().unwrap()),
+        "{after:?}"
+    );
 }

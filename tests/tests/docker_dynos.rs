@@ -118,6 +118,88 @@ fn redeploy_under_load_fails_no_request() {
     });
 }
 
+/// `ouro stack:update` under load: the runner rebuilds the stack with Debian's latest updates
+/// (a container of the stack runs apt and is committed), makes the app's slug image on it, and
+/// the app's web dynos move onto it as for a release, old ones serving until the new ones are up:
+/// no request fails. Then the dynos run on an image of that update and `ouro stack` shows it.
+#[test]
+fn stack_update_moves_an_app_under_load_onto_the_rebuilt_stack_without_a_failed_request() {
+    let platform = Platform::start();
+    let cli = ouro_tests::logged_in(&platform.api);
+    let v1 = platform.create_and_deploy("patched", &sample_app("python-web"), web_app());
+    platform.scale("patched", "web", 2);
+    platform.wait_until(BOOT, "2 web dynos are up", || platform.up("patched", "web", v1) == 2);
+
+    let stop = AtomicBool::new(false);
+    let (ok, failed) = (AtomicU32::new(0), AtomicU32::new(0));
+    let update = std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                // Bounded: at most 50 requests a second per loop, for at most 7 minutes.
+                let deadline = std::time::Instant::now() + Duration::from_secs(420);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    match http_get(&platform.router_addr, "patched.localhost", "/") {
+                        Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            eprintln!("failed request: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+        let said = ouro_tests::ok(&cli.run(&["stack:update"]));
+        assert!(said.contains(&format!("\n  patched  v{}\n", v1 + 1)), "{said}");
+        let update = said
+            .split("(update ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap_or_else(|| panic!("no update id in {said:?}"))
+            .to_string();
+        // Making the stack (apt from the mirror, a commit) takes a minute or two.
+        platform.wait_until(Duration::from_secs(400), "both web dynos of the new release are up", || {
+            platform.up("patched", "web", v1 + 1) == 2
+        });
+        platform.wait_until(Duration::from_secs(60), "the old release's dynos are gone", || {
+            platform.containers().values().all(|(_, _, release, _)| *release == v1 + 1)
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, Ordering::Relaxed);
+        update
+    });
+    let (ok, failed) = (ok.into_inner(), failed.into_inner());
+    assert!(ok > 100, "{ok} requests succeeded");
+    assert_eq!(failed, 0, "{failed} of {} requests failed during the stack update", ok + failed);
+
+    // The dynos run an image made on the updated stack, which was made from the stack anew.
+    for (id, (_, name, _, running)) in platform.containers() {
+        assert!(running, "{name} runs");
+        let image =
+            platform.block_on(platform.docker.inspect_container(&id, None)).expect("inspect").config.unwrap().image;
+        let image = image.unwrap_or_default();
+        assert!(image.ends_with(&format!("-u{update}")), "{name} runs {image}");
+        let labels = platform.block_on(platform.docker.inspect_image(&image)).expect("image").config.unwrap().labels;
+        let labels = labels.unwrap_or_default();
+        assert_eq!(labels.get("ouro.stack.update"), Some(&update), "{labels:?}");
+        let base = labels.get("ouro.stack.base").expect("the stack it was made from").clone();
+        let base_labels =
+            platform.block_on(platform.docker.inspect_image(&base)).expect("base").config.unwrap().labels.unwrap();
+        let (made, base_made) = (&labels["ouro.stack.upgraded"], &base_labels["ouro.stack.upgraded"]);
+        assert!(made > base_made, "updates installed {made}, on a stack whose were {base_made}");
+    }
+    // `ouro stack` says so once the runner has reported it.
+    platform.wait_until(Duration::from_secs(60), "ouro stack shows the update", || {
+        let shown = ouro_tests::ok(&cli.run(&["stack"]));
+        shown.contains(&format!("-u{update}  updates installed")) && !shown.contains("asked for")
+    });
+    let release = platform.api.get(&format!("/apps/patched/releases/v{}", v1 + 1)).body;
+    assert_eq!(
+        release["description"],
+        format!("Stack update: debian-13 with Debian's latest updates (update {update})")
+    );
+}
+
 #[test]
 fn a_failed_boot_leaves_the_old_release_serving() {
     let platform = Platform::start();

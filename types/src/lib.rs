@@ -464,6 +464,17 @@ pub struct DesiredRelease {
     /// The slug's stack: [`STACK`] or [`BUILD_STACK`] (the stack plus compilers).
     #[serde(default = "default_stack")]
     pub stack: String,
+    /// The latest stack update an admin asked for (`ouro stack:update`, see [`valid_stack_update`]),
+    /// for a slug on [`STACK`]: its dyno image is made on the stack with that update installed.
+    /// `None`: the stack as this version of Ouro first made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_update: Option<String>,
+}
+
+/// Whether `id` can name a stack update: the ms since the epoch when it was asked for (it goes
+/// into image tags, so nothing else).
+pub fn valid_stack_update(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// How long a client of Ouro's own listeners (the API, the runner, the router, the add-on
@@ -620,6 +631,13 @@ pub struct Stack {
     /// the image says.
     #[serde(default)]
     pub updated_at: Option<String>,
+    /// The stack update (`ouro stack:update`) the image has, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    /// `GET /stacks`: the stack update asked for that the runner has not reported yet (being
+    /// made, then rolled out as a release of every app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_update: Option<String>,
 }
 
 /// The router's view: which hosts go to which dynos. Served by the dyno runner, which alone
