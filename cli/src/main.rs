@@ -18,6 +18,7 @@ mod apps;
 mod buildpacks;
 mod builds;
 mod certs;
+mod chaos;
 mod client;
 mod config;
 mod context;
@@ -94,6 +95,31 @@ enum Command {
     /// Rebuild the stack with Debian's latest updates and release every app onto it (admins)
     #[command(name = "stack:update")]
     StackUpdate,
+    /// Kill the app's dynos and the platform's parts at random under a load of its own, and
+    /// report how each healed, the failed requests and any data lost (admins, where `ouro up` runs)
+    Chaos {
+        /// How long to run, in seconds (at most 3600)
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        duration: u64,
+        /// Seconds between two kills
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        every: u64,
+        /// What to kill: dynos (at every kill), and router, api, runner, addons (once each)
+        #[arg(long, default_value = "dynos", value_name = "LIST")]
+        targets: String,
+        /// Run even though the platform runs other users' apps
+        #[arg(long)]
+        confirm: bool,
+        /// The data dir of `ouro up` (for the runner's secret) [default: $OURO_DATA_DIR or ~/.local/share/ouro]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The runner's port on 127.0.0.1 (as given to `ouro up`)
+        #[arg(long, default_value_t = 7701, value_name = "PORT")]
+        runner_port: u16,
+        /// Load loops (each at most 100 requests a second)
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        concurrency: usize,
+    },
     /// Check an API token and store it for the other commands
     Login {
         /// API base URL [default: $OURO_API_URL or http://127.0.0.1:7700]
@@ -453,6 +479,9 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::Upgrades => up::upgrades(&ctx),
         Command::Stack => stack::show(&ctx),
         Command::StackUpdate => stack::update(&ctx),
+        Command::Chaos { duration, every, targets, confirm, data_dir, runner_port, concurrency } => {
+            chaos::chaos(&ctx, &chaos::Args { duration, every, targets, confirm, data_dir, runner_port, concurrency })
+        }
         Command::Login { api, token } => login::login(&ctx, api, token),
         Command::Apps => apps::list(&ctx),
         Command::AppsCreate { name } => apps::create(&ctx, name),

@@ -44,7 +44,7 @@ pub fn psql(ctx: &Ctx, addon: Option<&str>, sql: Option<&str>) -> Result<u8, Cli
 /// The database's URL with the tunnel's end (127.0.0.1:`port`) for host, without the
 /// password (it goes in `PGPASSWORD`) and without TLS (the tunnel carries the bytes as they
 /// are). Options that would override the host or carry the password are dropped.
-fn local_url(url: &ServerUrl, port: u16) -> String {
+pub(crate) fn local_url(url: &ServerUrl, port: u16) -> String {
     let user = if url.user.is_empty() { String::new() } else { format!("{}@", url.user) };
     let mut options: Vec<&str> = url
         .query
@@ -56,7 +56,7 @@ fn local_url(url: &ServerUrl, port: u16) -> String {
 }
 
 /// The password from the URL's userinfo, else from a `password=` option.
-fn password(url: &ServerUrl) -> Option<String> {
+pub(crate) fn password(url: &ServerUrl) -> Option<String> {
     url.password.clone().or_else(|| {
         url.query
             .split('&')

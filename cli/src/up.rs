@@ -56,6 +56,18 @@ const COMPONENTS: [(&str, &str, &str); 2] =
 /// The first start builds the stack image (debootstrap) before anything runs.
 const API_WAIT: Duration = Duration::from_secs(900);
 
+/// `--data-dir`, else `$OURO_DATA_DIR`, else `~/.local/share/ouro`.
+pub fn data_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
+    Ok(match given {
+        Some(dir) => dir.clone(),
+        None => match std::env::var_os("OURO_DATA_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| CliError::local("set HOME or --data-dir"))?)
+                .join(".local/share/ouro"),
+        },
+    })
+}
+
 pub fn up(settings: &Settings) -> Result<String, CliError> {
     let bin = std::env::current_exe()
         .ok()
@@ -69,14 +81,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
             )));
         }
     }
-    let data = match &settings.data_dir {
-        Some(dir) => dir.clone(),
-        None => match std::env::var_os("OURO_DATA_DIR").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| CliError::local("set HOME or --data-dir"))?)
-                .join(".local/share/ouro"),
-        },
-    };
+    let data = data_dir(settings.data_dir.as_ref())?;
     fs::create_dir_all(data.join("bootstrap")).map_err(|e| local("make", &data, e))?;
     let token = admin_token(&data)?;
     // Packed only when a first start or a first registration needs it: not on every run.

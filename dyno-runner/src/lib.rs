@@ -16,6 +16,7 @@
 
 mod api;
 mod attach;
+mod chaos;
 mod docker;
 mod egress;
 mod follow;
@@ -303,6 +304,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let problems = health::Problems::default();
     let guarded = routes::router(routes_rx)
         .merge(logs::routes(log_queue.clone()))
+        .merge(chaos::routes(&config.platform))
         .layer(axum::middleware::from_fn_with_state(secret::digest(&config.secret), secret::require));
     let app = guarded
         .merge(axum::Router::new().route("/health", axum::routing::get(health::serve)).with_state(problems.clone()));
