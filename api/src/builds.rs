@@ -70,6 +70,35 @@ impl Store {
         source_blob: &str,
         source_size: i64,
     ) -> Result<BuildRow> {
+        let made = self.insert_build(app_id, commit, git_ref, source_blob, source_size, false).await?;
+        made.ok_or_else(|| Error::NotFound("app".into()))
+    }
+
+    /// As [`Store::create_build`], unless a build of the same source is pending: then `None`
+    /// and nothing changes. Decided under the app's write lock, so that of two API processes
+    /// (a handover) asking at once for the same build, one makes it: two builds of one app at
+    /// once share its cache volume and break each other (a provider's build failed so in a
+    /// benchmark run, `tar: ./usr: Cannot mkdir`).
+    pub async fn create_build_once(
+        &self,
+        app_id: &str,
+        commit: &str,
+        git_ref: &str,
+        source_blob: &str,
+        source_size: i64,
+    ) -> Result<Option<BuildRow>> {
+        self.insert_build(app_id, commit, git_ref, source_blob, source_size, true).await
+    }
+
+    async fn insert_build(
+        &self,
+        app_id: &str,
+        commit: &str,
+        git_ref: &str,
+        source_blob: &str,
+        source_size: i64,
+        once: bool,
+    ) -> Result<Option<BuildRow>> {
         let now = now();
         let row = BuildRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -91,6 +120,17 @@ impl Store {
             .await?;
         if locked.rows_affected() != 1 {
             return Err(Error::NotFound("app".into()));
+        }
+        if once {
+            let pending =
+                sqlx::query("SELECT id FROM builds WHERE app_id = $1 AND status = 'pending' AND source_blob = $2")
+                    .bind(app_id)
+                    .bind(source_blob)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if pending.is_some() {
+                return Ok(None); // dropping `tx` rolls back (it changed nothing)
+            }
         }
         sqlx::query(
             "UPDATE builds SET status = 'failed', output = $1, updated_at = $2 \
@@ -118,7 +158,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(row)
+        Ok(Some(row))
     }
 
     /// Ends a build: `succeeded` or `failed`, its whole log, the release it made. Only a

@@ -173,7 +173,11 @@ async fn build_when_changed(state: &AppState, app: AppRow, kind: &str) -> Result
     };
     crate::blob::put_bytes(state.blobs.as_ref(), &source, "provider").await?;
     let version = format!("{}-{}", env!("CARGO_PKG_VERSION"), &digest[..12]);
-    let build = state.store.create_build(&app.id, &version, "ouro", &blob, source.len() as i64).await?;
+    // Another API process (a handover's) may have started this very build meanwhile.
+    let Some(build) = state.store.create_build_once(&app.id, &version, "ouro", &blob, source.len() as i64).await?
+    else {
+        return Ok(blob);
+    };
     tracing::info!(app = %app.name, build = %build.id, "building the add-on provider");
     crate::pipeline::spawn_unwatched(state.clone(), app, build, "ouro".into(), guard);
     Ok(blob)
