@@ -96,13 +96,29 @@ pub fn detect(buildpack: &Path, app: &Path, env: &Env) -> Result<Option<String>>
     Ok(Some(stdout.trim().lines().next().map_or_else(|| dir_name(buildpack), str::to_string)))
 }
 
+/// What runs `bin/compile` (`$1`, with BUILD, CACHE and ENV_DIR as `$2`..`$4`): it takes the
+/// app's build cache for itself first (`flock` on `CACHE/.ouro-build.lock`, held by the
+/// compile and what it starts until they end), waiting, with a line in the log, while another
+/// build of the app holds it: two builds of one app at once (a build the API lost track of in
+/// a handover, still running, and the one that replaced it) broke each other's files in the
+/// shared cache (`tar: ./usr: Cannot mkdir`, in CI and in a benchmark run). Then it makes
+/// stderr the same pipe as stdout and becomes bin/compile.
+const COMPILE_SCRIPT: &str = r#"if command -v flock >/dev/null 2>&1; then
+  exec 9>"$3/.ouro-build.lock"
+  if ! flock -n 9; then
+    echo "       Waiting for another build of this app, which uses its build cache..."
+    flock 9
+  fi
+fi
+exec "$@" 2>&1"#;
+
 /// Runs `bin/compile BUILD CACHE ENV_DIR` in the app directory, its stdout and stderr (one
-/// stream, in the order written) going to the log line by line; whether it exited 0. Not
-/// bounded: the API's build timeout ends it.
+/// stream, in the order written) going to the log line by line; whether it exited 0. One
+/// build of an app at a time uses its cache ([`COMPILE_SCRIPT`]). Not bounded: the API's build
+/// timeout ends it.
 pub fn compile(buildpack: &Path, paths: &Paths, env: &Env, log: &Log) -> Result<bool> {
-    // `sh` makes stderr the same pipe as stdout, then becomes bin/compile.
     let mut command = Command::new("/bin/sh");
-    command.args(["-c", r#"exec "$@" 2>&1"#, "compile"]);
+    command.args(["-c", COMPILE_SCRIPT, "compile"]);
     command.arg(buildpack.join("bin/compile")).arg(&paths.app).arg(&paths.cache).arg(paths.env_dir());
     command.current_dir(&paths.app).env_clear().envs(env);
     let shown = process::shown(&command);
@@ -534,5 +550,44 @@ mod tests {
             default_process_types(buildpack.path(), app.path(), &env),
             Err(Failure::build(format!("bin/release of {name} failed: no YAML for you")))
         );
+    }
+
+    /// Two builds of one app never use its cache at once: a compile waits, saying so, while
+    /// another holds the cache's lock, and starts once it is let go.
+    #[test]
+    fn a_compile_waits_for_another_build_that_holds_the_cache() {
+        let api = StandIn::start(|_| Reply::status(204));
+        let buildpack = tempfile::tempdir().unwrap();
+        let compile_script = buildpack.path().join("bin/compile");
+        fs::create_dir_all(compile_script.parent().unwrap()).unwrap();
+        fs::write(&compile_script, "#!/bin/sh\necho \"compiled at $(date +%s%N)\"\ntouch \"$2/used\"\n").unwrap();
+        fs::set_permissions(&compile_script, fs::Permissions::from_mode(0o755)).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let paths =
+            Paths { app: root.path().join("app"), cache: root.path().join("cache"), work: root.path().join("work") };
+        fs::create_dir_all(&paths.app).unwrap();
+        fs::create_dir_all(&paths.cache).unwrap();
+        let env = Env::from([("PATH".into(), "/usr/bin:/bin".into())]);
+        // Another build holds the cache for 1.5 s.
+        let lock = paths.cache.join(".ouro-build.lock");
+        let mut other = std::process::Command::new("flock").arg(&lock).args(["sleep", "1.5"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let log = log_to(&api);
+        assert_eq!(compile(buildpack.path(), &paths, &env, &log), Ok(true));
+        let waited = started.elapsed();
+        other.wait().unwrap();
+        log.close();
+        assert!(waited >= std::time::Duration::from_millis(900), "compiled after {waited:?}, while the lock was held");
+        let said = sent(&api);
+        assert!(said.contains("Waiting for another build of this app"), "{said}");
+        assert!(said.contains("compiled at"), "{said}");
+        assert!(paths.cache.join("used").exists());
+        // Free: no wait, no line.
+        let api = StandIn::start(|_| Reply::status(204));
+        let log = log_to(&api);
+        assert_eq!(compile(buildpack.path(), &paths, &env, &log), Ok(true));
+        log.close();
+        assert!(!sent(&api).contains("Waiting"), "{}", sent(&api));
     }
 }

@@ -108,6 +108,42 @@ fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     });
     assert!(said.lines().any(|l| l.trim() == "2"), "{said}");
 
+    // The chaos monkey's hand (`ouro chaos --targets addons`): the runner's `POST /chaos/kill`,
+    // behind its secret, SIGKILLs one of the add-on servers on shop's network; the server comes
+    // back in a new container with its data.
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build(),
+    );
+    let kill_url = format!("{}/chaos/kill", platform.runner_url);
+    let body = json!({"target": "addons", "app": "shop"}).to_string();
+    let refused = agent.post(&kill_url).header("Content-Type", "application/json").send(body.as_bytes()).expect("POST");
+    assert_eq!(refused.status().as_u16(), 401, "no secret, no kill");
+    let kill = |body: &str| {
+        let mut answer = agent
+            .post(&kill_url)
+            .header("Content-Type", "application/json")
+            .header("Authorization", &format!("Bearer {}", platform.runner_secret()))
+            .send(body.as_bytes())
+            .expect("POST /chaos/kill");
+        (answer.status().as_u16(), answer.body_mut().read_json::<serde_json::Value>().unwrap_or_default())
+    };
+    let (status, unknown) = kill(&json!({"target": "database", "app": "shop"}).to_string());
+    assert_eq!(status, 422, "{unknown}");
+    let (status, killed) = kill(&body);
+    assert_eq!(status, 202, "{killed}");
+    let server = killed["app"].as_str().expect("the killed server's app").to_string();
+    assert!(server == database || server == cache, "{killed}");
+    assert_eq!(killed["dyno"], "server.1");
+    let container = killed["container"].as_str().expect("its container").to_string();
+    platform.wait_until(Duration::from_secs(120), "the killed server runs again in a new container", || {
+        platform
+            .containers()
+            .iter()
+            .any(|(id, (app, name, _, running))| *app == server && name == "server.1" && *running && *id != container)
+    });
+    page(&platform, "shop", "/pg", "items: apple,pear\n");
+    page(&platform, "shop", "/redis", "counter: 2");
+
     // Another app cannot reach the servers, by name or by address, even with the URLs.
     let other_dir = sample_app("python-web");
     platform.create_and_deploy("other", &other_dir, serde_json::json!({"web": "python3 /app/web.py"}));

@@ -583,6 +583,16 @@ fn git_push_of_ouro_to_itself_upgrades_the_platform_without_a_failed_request() {
         assert!(said.contains("Upgrading the platform"), "{said}");
         // API, builder, both providers, router: each on the pushed programs.
         let newest = upgrade_ended(&ouro, Duration::from_secs(1800));
+        if !newest.contains("succeeded") {
+            // What failed, for the record: the failed build's log, and every provider's builds.
+            if let Some(info) = newest.split("(ouro ").nth(1).and_then(|rest| rest.split(')').next()) {
+                let args: Vec<&str> = info.split_whitespace().collect();
+                println!("--- ouro {info} ---\n{}", stdout(&ouro.ouro(&args)));
+            }
+            for provider in providers {
+                println!("--- {provider} ---\n{}", stdout(&ouro.ouro(&["builds", "-a", provider])));
+            }
+        }
         assert!(newest.contains("succeeded") && newest.contains("all 5 components"), "{newest}");
         rolled(&ouro, "ouro-api", "api.1", "Upgrade to");
         rolled(&ouro, "ouro-router", "router.1", "Upgrade to");
