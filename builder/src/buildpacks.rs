@@ -97,14 +97,15 @@ pub fn detect(buildpack: &Path, app: &Path, env: &Env) -> Result<Option<String>>
 }
 
 /// What runs `bin/compile` (`$1`, with BUILD, CACHE and ENV_DIR as `$2`..`$4`): it takes the
-/// app's build cache for itself first (`flock` on `CACHE/.ouro-build.lock`, held by the
-/// compile and what it starts until they end), waiting, with a line in the log, while another
+/// app's build cache for itself first (`flock` on the CACHE directory itself, so that no file
+/// of Ouro's appears in it; held by the compile and what it starts until they end), waiting,
+/// with a line in the log, while another
 /// build of the app holds it: two builds of one app at once (a build the API lost track of in
 /// a handover, still running, and the one that replaced it) broke each other's files in the
 /// shared cache (`tar: ./usr: Cannot mkdir`, in CI and in a benchmark run). Then it makes
 /// stderr the same pipe as stdout and becomes bin/compile.
 const COMPILE_SCRIPT: &str = r#"if command -v flock >/dev/null 2>&1; then
-  exec 9>"$3/.ouro-build.lock"
+  exec 9<"$3"
   if ! flock -n 9; then
     echo "       Waiting for another build of this app, which uses its build cache..."
     flock 9
@@ -569,8 +570,7 @@ mod tests {
         fs::create_dir_all(&paths.cache).unwrap();
         let env = Env::from([("PATH".into(), "/usr/bin:/bin".into())]);
         // Another build holds the cache for 1.5 s.
-        let lock = paths.cache.join(".ouro-build.lock");
-        let mut other = std::process::Command::new("flock").arg(&lock).args(["sleep", "1.5"]).spawn().unwrap();
+        let mut other = std::process::Command::new("flock").arg(&paths.cache).args(["sleep", "1.5"]).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         let started = std::time::Instant::now();
         let log = log_to(&api);
@@ -582,7 +582,9 @@ mod tests {
         let said = sent(&api);
         assert!(said.contains("Waiting for another build of this app"), "{said}");
         assert!(said.contains("compiled at"), "{said}");
-        assert!(paths.cache.join("used").exists());
+        // The buildpack's file, and nothing of Ouro's: the cache is the buildpacks'.
+        let files: Vec<_> = fs::read_dir(&paths.cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files, ["used"]);
         // Free: no wait, no line.
         let api = StandIn::start(|_| Reply::status(204));
         let log = log_to(&api);
