@@ -28,3 +28,10 @@ free_port() { "$BENCH_TOOL" free-port; }
 machine() {
   echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Docker $(docker version -f '{{.Server.Version}}'), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
 }
+# remove_platform PLATFORM: every container, network and volume of an installation (label
+# ouro.platform=PLATFORM), as a benchmark's cleanup.
+remove_platform() {
+  docker ps -aq --filter "label=ouro.platform=$1" | xargs -r docker rm -f >/dev/null
+  docker network ls -q --filter "label=ouro.platform=$1" | xargs -r docker network rm >/dev/null
+  docker volume ls -q --filter "label=ouro.platform=$1" | xargs -r docker volume rm >/dev/null
+}

@@ -215,7 +215,7 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let stack_update = sqlx::query("SELECT id FROM stack_updates ORDER BY requested_ms DESC LIMIT 1")
+        let stack_update = sqlx::query(crate::stack_updates::LATEST)
             .fetch_optional(&mut *tx)
             .await?
             .map(|r| r.try_get::<String, _>("id"))

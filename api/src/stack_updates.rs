@@ -19,6 +19,9 @@ use crate::releases::Change;
 use crate::store::Store;
 use crate::{AppState, Result, now};
 
+/// The latest stack update (the desired state reads it in its own transaction).
+pub(crate) const LATEST: &str = "SELECT id, actor, created_at FROM stack_updates ORDER BY requested_ms DESC LIMIT 1";
+
 /// One stack update, as `POST /stacks/debian-13/actions/update` answers it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StackUpdateRow {
@@ -38,9 +41,7 @@ pub struct Released {
 impl Store {
     /// The latest stack update, if any was asked for.
     pub async fn latest_stack_update(&self) -> Result<Option<StackUpdateRow>> {
-        let row = sqlx::query("SELECT id, actor, created_at FROM stack_updates ORDER BY requested_ms DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(LATEST).fetch_optional(&self.pool).await?;
         row.map(|r| {
             Ok(StackUpdateRow {
                 id: r.try_get("id")?,

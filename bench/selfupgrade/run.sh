@@ -27,9 +27,7 @@ cleanup() {
   [ -f "$WORK/data/runner.pid" ] && kill "$(cat "$WORK/data/runner.pid")" 2>/dev/null || true
   sleep 1
   if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp -r "$WORK"/*.log "$WORK/data/runner.log" "$KEEP_LOGS"/ 2>/dev/null || true; fi
-  docker ps -aq --filter "label=ouro.platform=$PLATFORM" | xargs -r docker rm -f >/dev/null
-  docker network ls -q --filter "label=ouro.platform=$PLATFORM" | xargs -r docker network rm >/dev/null
-  docker volume ls -q --filter "label=ouro.platform=$PLATFORM" | xargs -r docker volume rm >/dev/null
+  remove_platform "$PLATFORM"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
