@@ -13,7 +13,14 @@
 //!    nothing is closed too: the connection is HTTP/1 from its first byte, with no protocol
 //!    sniffing before hyper's timer runs (hyper-util's `auto` builder reads the first bytes
 //!    without one);
-//! 3. shutdown: stop accepting at once (a successor on the same `SO_REUSEPORT` port takes the
+//! 3. a request body left unread: a response sent while the request's body was dropped before
+//!    its end (a 401 or 403 before the upload, a 413 in the middle of it) carries
+//!    `Connection: close`, and the connection closes after it. Hyper would otherwise try one
+//!    read to drain the rest and, when the rest has not arrived yet, close the connection
+//!    without saying so, and a client that reuses it for its next request finds it closed
+//!    (`Peer disconnected`): a race that depends on whether the body came in the head's
+//!    packet;
+//! 4. shutdown: stop accepting at once (a successor on the same `SO_REUSEPORT` port takes the
 //!    new connections), let requests in flight finish, idle connections close, and after
 //!    [`Limits::drain_timeout`] close whatever is still open.
 //!
@@ -27,10 +34,19 @@
 //! provider client) speaks it, and axum is built with `http1` alone.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use hyper::body::{Body as _, Frame, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -106,7 +122,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    let service = TowerToHyperService::new(router);
+    let service = TowerToHyperService::new(router.layer(axum::middleware::from_fn(close_when_a_body_is_left_unread)));
     // One permit per open connection; all of them back means every connection is closed.
     let max_connections = limits.max_connections.clamp(1, MAX_CONNECTIONS_CEILING);
     let connections = Arc::new(Semaphore::new(max_connections));
@@ -181,3 +197,66 @@ pub async fn serve(
 /// Highest [`Limits::max_connections`]: far above what a process can hold open, and what the
 /// drain can count in one go (`u32` permits).
 const MAX_CONNECTIONS_CEILING: usize = 1_000_000;
+
+/// Runs the request and, when its body was announced but dropped before its end by the time
+/// the response is ready (and the connection is not being upgraded), adds `Connection: close`
+/// to the response (bound 3 of the module's documentation). A body still held, by a task that
+/// streams it while the response streams too, is not counted as left.
+async fn close_when_a_body_is_left_unread(request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let progress = Arc::new(BodyProgress::default());
+    let request = request.map(|inner| Body::new(TrackedBody { inner, progress: Arc::clone(&progress) }));
+    let mut response = next.run(request).await;
+    if progress.left_unread() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// How far a request body got: read to its end, dropped.
+#[derive(Default)]
+struct BodyProgress {
+    ended: AtomicBool,
+    dropped: AtomicBool,
+}
+
+impl BodyProgress {
+    fn left_unread(&self) -> bool {
+        self.dropped.load(Ordering::Acquire) && !self.ended.load(Ordering::Acquire)
+    }
+}
+
+/// A request body that reports to its [`BodyProgress`].
+struct TrackedBody {
+    inner: Body,
+    progress: Arc<BodyProgress>,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.progress.ended.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.progress.dropped.store(true, Ordering::Release);
+    }
+}

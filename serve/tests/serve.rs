@@ -60,6 +60,38 @@ async fn slow_responses_and_slow_bodies_are_not_cut() {
 }
 
 #[tokio::test]
+async fn a_response_that_leaves_the_request_body_unread_closes_the_connection_and_says_so() {
+    let server = Server::start(limits(Duration::from_secs(10), 10)).await;
+    // Refused before the body came: the client learns the connection will not be reused
+    // instead of finding it closed under its next request.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{head}");
+    let _ = stream.write_all(b"bytes").await;
+    closed_within(&mut stream, Duration::from_secs(3)).await;
+
+    // A body read to its end, a request without one, even refused: the connection is kept.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nbytes").await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert!(
+        response.ends_with("5 bytes") && !response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    stream.write_all(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert!(
+        response.starts_with("HTTP/1.1 403") && !response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert!(response.ends_with("hello"), "{response}");
+}
+
+#[tokio::test]
 async fn an_upgraded_connection_outlives_the_header_read_timeout() {
     let server = Server::start(limits(SHORT, 10)).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
@@ -160,7 +192,8 @@ impl Server {
             )
             .route("/forever", get(std::future::pending::<()>))
             .route("/count", post(|body: axum::body::Bytes| async move { format!("{} bytes", body.len()) }))
-            .route("/echo", get(echo));
+            .route("/echo", get(echo))
+            .route("/refuse", post(|| async { (axum::http::StatusCode::FORBIDDEN, "no") }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
