@@ -2,6 +2,8 @@
 //! `pending` from the accepted push until it ends `succeeded` or `failed`; at most one build of
 //! an app is pending. How a build runs is `pipeline.rs`.
 
+use std::time::{Duration, SystemTime};
+
 use ouro_types::BuildStatus;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -194,18 +196,43 @@ impl Store {
         Ok(())
     }
 
-    /// Marks every pending build failed: run at start, since a build cannot outlive the API
-    /// process that streams it.
-    pub async fn fail_interrupted_builds(&self) -> Result<u64> {
+    /// Marks a running build alive (its `updated_at`): the API process running it does so every
+    /// [`BUILD_HEARTBEAT`].
+    pub async fn touch_build(&self, build_id: &str) -> Result<()> {
+        sqlx::query("UPDATE builds SET updated_at = $2 WHERE id = $1 AND status = 'pending'")
+            .bind(build_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks failed every pending build not marked alive since `stale_before` (RFC 3339, as
+    /// [`now`]): the API process that ran it is gone (a build cannot outlive the process that
+    /// streams it). A build that another API process still runs, as the old one does during a
+    /// handover, is marked alive and kept.
+    pub async fn fail_interrupted_builds(&self, stale_before: &str) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE builds SET status = 'failed', output = output || $1, updated_at = $2 WHERE status = 'pending'",
+            "UPDATE builds SET status = 'failed', output = output || $1, updated_at = $2 \
+             WHERE status = 'pending' AND updated_at < $3",
         )
-        .bind("\n !     The build was interrupted: the API restarted while it ran. Push again.\n")
+        .bind("\n !     The build was interrupted: the API process that ran it stopped. Push again.\n")
         .bind(now())
+        .bind(stale_before)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// How often the API process running a build marks it alive.
+pub const BUILD_HEARTBEAT: Duration = Duration::from_secs(15);
+/// A pending build not marked alive for this long is one whose API process is gone.
+pub const BUILD_STALE: Duration = Duration::from_secs(60);
+
+/// When a pending build last marked alive before now is stale: [`BUILD_STALE`] ago.
+pub fn stale_before() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now() - BUILD_STALE).to_string()
 }
 
 const BUILD_COLUMNS: &str = "id, status, source_commit, source_ref, source_blob, source_size, output, \
@@ -224,4 +251,52 @@ fn build_row(r: &AnyRow) -> Result<BuildRow> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_build_not_marked_alive_lately_is_failed_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::store::sqlite_url(dir.path())).await.unwrap();
+        store.create_user_with_token("a@example.com", true, "tok", "sha", "test").await.unwrap();
+        let owner = store.first_admin().await.unwrap().unwrap();
+        let mut builds = Vec::new();
+        for name in ["left", "running"] {
+            let app = store.create_app(name, &owner).await.unwrap();
+            let commit = "0".repeat(40);
+            builds.push(store.create_build(&app.id, &commit, "refs/heads/main", "SHA256:00", 1).await.unwrap());
+        }
+        let status = |id: String| {
+            let store = store.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT status FROM builds WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&store.pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        // Both last marked alive two minutes ago; one of them is marked alive now, as its API
+        // process does while it runs.
+        let long_ago = humantime::format_rfc3339_micros(SystemTime::now() - Duration::from_secs(120)).to_string();
+        sqlx::query("UPDATE builds SET updated_at = $1").bind(&long_ago).execute(&store.pool).await.unwrap();
+        store.touch_build(&builds[1].id).await.unwrap();
+        assert_eq!(store.fail_interrupted_builds(&stale_before()).await.unwrap(), 1);
+        assert_eq!(status(builds[0].id.clone()).await, "failed");
+        assert_eq!(status(builds[1].id.clone()).await, "pending");
+        let output: String = sqlx::query_scalar("SELECT output FROM builds WHERE id = $1")
+            .bind(&builds[0].id)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert!(output.contains("The build was interrupted"), "{output}");
+        // Once its process stops marking it, it is failed too; a finished build never is.
+        sqlx::query("UPDATE builds SET updated_at = $1").bind(&long_ago).execute(&store.pool).await.unwrap();
+        assert_eq!(store.fail_interrupted_builds(&stale_before()).await.unwrap(), 1);
+        assert_eq!(store.fail_interrupted_builds(&stale_before()).await.unwrap(), 0);
+        assert_eq!(status(builds[1].id.clone()).await, "failed");
+    }
 }

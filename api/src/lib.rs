@@ -367,7 +367,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     // Before anything publishes: the kept lines first, then the new ones after them.
     let journal = log_journal::Journal::start(store.clone(), state.logs.hub().clone()).await?;
     state.logs.keep_in(journal);
-    let interrupted = store.fail_interrupted_builds().await?;
+    // Builds of an API process that is gone; not those another one still runs (a handover's).
+    let interrupted = store.fail_interrupted_builds(&builds::stale_before()).await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "builds left running by an earlier API process were marked failed");
     }
@@ -376,6 +377,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     addons::provisioning::resume_provisioning(&state).await?;
     upgrade::resume(&state).await?;
     tokio::spawn(upgrade::take_requests(state.clone(), upgrade_requests));
+    tokio::spawn(pipeline::sweep_interrupted_builds_forever(state.clone()));
     tokio::spawn(blob_gc::collect_forever(state.clone(), config.blob_gc_every, config.blob_gc_grace));
     tokio::spawn(stack_updates::schedule_forever(state.clone(), config.stack_update_every));
     // Tests and scripts read this line to learn the port.

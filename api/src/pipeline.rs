@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::apps::AppRow;
 use crate::builder_app::{BUILD_COMMAND, BUILDER_APP};
-use crate::builds::BuildRow;
+use crate::builds::{BUILD_HEARTBEAT, BuildRow};
 use crate::one_offs::NewOneOff;
 use crate::releases::{Change, SlugRow};
 use crate::{AppState, auth, now};
@@ -141,9 +141,40 @@ pub fn spawn_unwatched(
     });
 }
 
+/// Every [`BUILD_HEARTBEAT`] × 2, fails the pending builds whose API process is gone (not
+/// marked alive for [`crate::builds::BUILD_STALE`]: crashed, or killed at the end of a
+/// handover's grace) and, when there were any, makes sure the add-on providers' builds run
+/// again (an interrupted one would otherwise wait for the next start of the API). The API's
+/// start runs the first sweep itself, before it looks at the providers' builds.
+pub async fn sweep_interrupted_builds_forever(state: AppState) {
+    loop {
+        tokio::time::sleep(BUILD_HEARTBEAT * 2).await;
+        match state.store.fail_interrupted_builds(&crate::builds::stale_before()).await {
+            Ok(0) => {}
+            Ok(failed) => {
+                tracing::warn!(failed, "builds whose API process stopped were marked failed");
+                crate::system_addons::ensure_all(&state).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not look for interrupted builds; trying again later"),
+        }
+    }
+}
+
 /// Runs build `build` of `app` to its end and streams its log to `out`, ending with the
-/// status line. Never fails: every problem is a failed build with a reason.
+/// status line, marking it alive every [`BUILD_HEARTBEAT`] meanwhile. Never fails: every
+/// problem is a failed build with a reason.
 pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, out: mpsc::Sender<Bytes>) {
+    let heartbeat = {
+        let (store, build_id) = (state.store.clone(), build.id.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(BUILD_HEARTBEAT).await;
+                if let Err(e) = store.touch_build(&build_id).await {
+                    tracing::warn!(build = %build_id, error = %e, "could not mark a running build alive");
+                }
+            }
+        }))
+    };
     let mut log = Transcript {
         out,
         kept: String::new(),
@@ -187,7 +218,17 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
             _ => tracing::error!("the platform's source app is gone"),
         }
     }
+    drop(heartbeat);
     let _ = log.out.send(Bytes::from(format!("{STATUS_MARK}{status}\n"))).await;
+}
+
+/// Aborts its task when dropped: the heartbeat ends with the build, however `run` ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The build proper; `Err` is the reason it failed, for the user.
