@@ -71,6 +71,21 @@ pub fn new_config(kind: Kind, name: &str) -> BTreeMap<String, String> {
     vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// The config vars that rotate the credentials of a server app whose vars are `vars`: a new
+/// password for the role the apps use (PostgreSQL's app's role, Redis's one password). A
+/// PostgreSQL server made before app roles gets one (a name and a password), which its next
+/// start makes and hands the database (`postgresql-server`), so its apps leave the superuser.
+pub fn rotated_config(kind: Kind, vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let vars: Vec<(&str, String)> = match kind {
+        Kind::Postgresql => {
+            let user = vars.get("POSTGRES_APP_USER").cloned().unwrap_or_else(|| format!("a{}", token_hex(6)));
+            vec![("POSTGRES_APP_USER", user), ("POSTGRES_APP_PASSWORD", token_hex(24))]
+        }
+        Kind::Redis => vec![("REDIS_PASSWORD", token_hex(24))],
+    };
+    vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
 /// `bytes` random bytes as lowercase hex (Python's `secrets.token_hex`).
 fn token_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
@@ -336,6 +351,27 @@ mod tests {
         );
         assert_eq!(config["URL"], expected, "the app's role, not the superuser");
         assert!(!config["URL"].contains("sslmode"));
+    }
+
+    #[test]
+    fn a_rotation_makes_new_passwords_and_gives_an_old_server_an_app_role() {
+        let vars = new_config(Kind::Postgresql, "postgresql-shiny-12345");
+        let rotated = rotated_config(Kind::Postgresql, &vars);
+        assert_eq!(rotated.keys().collect::<Vec<_>>(), ["POSTGRES_APP_PASSWORD", "POSTGRES_APP_USER"]);
+        assert_eq!(rotated["POSTGRES_APP_USER"], vars["POSTGRES_APP_USER"]);
+        assert_ne!(rotated["POSTGRES_APP_PASSWORD"], vars["POSTGRES_APP_PASSWORD"]);
+        assert_eq!(rotated["POSTGRES_APP_PASSWORD"].len(), 48);
+
+        let old: BTreeMap<String, String> =
+            vars.iter().filter(|(k, _)| !k.starts_with("POSTGRES_APP_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let rotated = rotated_config(Kind::Postgresql, &old);
+        assert!(rotated["POSTGRES_APP_USER"].starts_with('a') && rotated["POSTGRES_APP_USER"].len() == 13);
+        assert_ne!(rotated["POSTGRES_APP_USER"], old["POSTGRES_USER"]);
+
+        let vars = new_config(Kind::Redis, "redis-shiny-12345");
+        let rotated = rotated_config(Kind::Redis, &vars);
+        assert_eq!(rotated.keys().collect::<Vec<_>>(), ["REDIS_PASSWORD"]);
+        assert_ne!(rotated["REDIS_PASSWORD"], vars["REDIS_PASSWORD"]);
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //!   app's network, where they reach it by its name.
 //! - `GET /ouro/resources/<id>`: `{state: provisioning}` until the server accepts connections,
 //!   then `{state: provisioned, config}`.
+//! - `POST /ouro/resources/<id>/actions/rotate-credentials`: new credentials for the apps (a
+//!   new password; for a PostgreSQL server made before app roles, an app's role) in the server
+//!   app's config vars, after a release of this provider's slug (the server's own may predate
+//!   rotations), which restarts the server, and the server takes them as it starts;
+//!   answers 202. `GET` answers `provisioning` until the server takes them, then the new config.
 //! - `DELETE /ouro/resources/<id>`: deletes the server app (its volume goes with it).
 
 use std::collections::BTreeMap;
@@ -30,6 +35,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ouro/resources", post(provision).fallback(crate::no_such_route))
         .route("/ouro/resources/{id}", get(show).delete(deprovision).fallback(crate::no_such_route))
+        .route(
+            "/ouro/resources/{id}/actions/rotate-credentials",
+            post(rotate_credentials).fallback(crate::no_such_route),
+        )
 }
 
 /// Whether `name` can name a server app: 3 to 30 of `a-z`, `0-9` and `-`, starting with a
@@ -170,6 +179,23 @@ async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result
         return Ok(Json(json!({ "state": "provisioned", "config": kinds::addon_config(&name, &credentials) })));
     }
     Ok(Json(json!({ "state": "provisioning" })))
+}
+
+async fn rotate_credentials(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let vars = find_server(&state, &name).await?;
+    let rotated = kinds::rotated_config(state.config.kind, &vars);
+    // The server runs the slug it was made with, whose start script may predate rotations (or
+    // app roles): first this provider's own slug, then the new credentials. Both are releases;
+    // the runner rolls onto the last, and the server restarts once or twice.
+    let slug = own_slug(&state).await?;
+    let release = json!({ "slug": slug, "description": format!("{} server, new credentials", state.config.kind) });
+    state.platform.call("POST", &format!("/apps/{name}/releases"), Some(release)).await?;
+    state.platform.call("PATCH", &format!("/apps/{name}/config-vars"), Some(json!(rotated))).await?;
+    tracing::info!("rotated the credentials of {name}");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": name, "message": "restarting the server with new credentials" }))))
 }
 
 async fn deprovision(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>> {

@@ -408,6 +408,15 @@ enum Command {
         #[arg(long, value_name = "APP")]
         confirm: Option<String>,
     },
+    /// Give a database new credentials and its attached apps the new URL (default: DATABASE)
+    #[command(name = "pg:credentials:rotate")]
+    PgCredentialsRotate {
+        #[arg(value_name = "ADDON")]
+        addon: Option<String>,
+        /// Name of the app, to confirm that connections with the old credentials are cut
+        #[arg(long, value_name = "APP")]
+        confirm: Option<String>,
+    },
     /// Open redis-cli on a Redis add-on, through a tunnel (default: REDIS)
     #[command(name = "redis:cli")]
     RedisCli {
@@ -537,6 +546,9 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::PgBackupsRestore { backup, addon, confirm } => {
             pg::restore(&ctx, backup.as_deref(), addon.as_deref(), confirm.as_deref())
         }
+        Command::PgCredentialsRotate { addon, confirm } => {
+            pg::rotate_credentials(&ctx, addon.as_deref(), confirm.as_deref())
+        }
         Command::RedisCli { addon, args } => return tunnel::redis_cli(&ctx, addon.as_deref(), &args).map(Done::Exit),
         Command::Buildpacks => buildpacks::list(&ctx),
         Command::BuildpacksSet { url, index } => buildpacks::change(&ctx, buildpacks::Change::Set { url, index }),
@@ -652,6 +664,11 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["ouro", "pg:backups:restore", "b1", "PG2"]).unwrap();
         assert!(matches!(cli.command, Command::PgBackupsRestore { addon: Some(a), confirm: None, .. } if a == "PG2"));
+        let cli = Cli::try_parse_from(["ouro", "pg:credentials:rotate", "--confirm", "demo", "-a", "demo"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::PgCredentialsRotate { addon: None, confirm: Some(c) } if c == "demo"
+        ));
         let cli = Cli::try_parse_from(["ouro", "pg:backups:capture"]).unwrap();
         assert!(matches!(cli.command, Command::PgBackupsCapture { addon: None }));
         assert!(matches!(Cli::try_parse_from(["ouro", "pg:backups"]).unwrap().command, Command::PgBackups { .. }));

@@ -1,5 +1,6 @@
-//! `pg:psql`, `pg:backups`, `pg:backups:capture` and `pg:backups:restore`: a PostgreSQL
-//! add-on's database, through a tunnel (`tunnel.rs`) or through the API's backups.
+//! `pg:psql`, `pg:backups`, `pg:backups:capture`, `pg:backups:restore` and
+//! `pg:credentials:rotate`: a PostgreSQL add-on's database, through a tunnel (`tunnel.rs`) or
+//! through the API.
 
 use std::io::{self, IsTerminal};
 use std::process::Command;
@@ -8,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use ureq::Agent;
 
-use ouro_types::AddonBackup;
+use ouro_types::{Addon, AddonBackup};
 
 use crate::client::{app_path, decode, segment};
 use crate::context::{Ctx, Output, pretty};
@@ -129,6 +130,27 @@ pub fn restore(ctx: &Ctx, backup: Option<&str>, addon: Option<&str>, confirm: Op
         return Ok(pretty(&raw));
     }
     Ok(format!("Restoring {backup} to {addon} on {app}... done\n"))
+}
+
+/// `ouro pg:credentials:rotate [ADDON] --confirm APP`: new credentials for the database (a new
+/// password; a server made before app roles gets a role of the app's, no longer the
+/// superuser); the server restarts, and every attached app gets the new URL in a release.
+pub fn rotate_credentials(ctx: &Ctx, addon: Option<&str>, confirm: Option<&str>) -> Output {
+    let addon = addon.unwrap_or(DEFAULT_ADDON);
+    let app = ctx.app()?;
+    if confirm != Some(app.as_str()) {
+        return Err(CliError::usage(format!(
+            "rotating the credentials of {addon} restarts its server and cuts connections made with the old \
+             ones; the attached apps restart with the new URL: run again with --confirm {app}"
+        )));
+    }
+    note(&format!("Rotating the credentials of {addon} on {app}; the server restarts..."));
+    let raw = post_slowly(&app_path(&app, &format!("/addons/{}/actions/rotate-credentials", segment(addon))))?;
+    if ctx.json {
+        return Ok(pretty(&raw));
+    }
+    let rotated: Addon = decode(raw)?;
+    Ok(format!("Rotating the credentials of {}... done\n", rotated.name))
 }
 
 fn backups_path(app: &str, addon: &str) -> String {

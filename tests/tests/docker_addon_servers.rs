@@ -14,19 +14,20 @@ use ouro_tests::build_box::{BuildBox, assert_built, release_yaml};
 /// part of it.
 const QUICK_STOP: Duration = Duration::from_secs(5);
 
-/// `psql` from the slug against the server at `$SERVER`, as the user `ouro` of the database
-/// `shop` (password in PGPASSWORD), with sslmode `$1`, running `$2`; bounded by 10 s.
+/// `psql` from the slug against the server at `$SERVER`, as the user `$DBUSER` (default `ouro`)
+/// of the database `shop` (password in PGPASSWORD), with sslmode `$1`, running `$2`; bounded by
+/// 10 s.
 const PSQL: &str = r#"
 for f in /app/.profile.d/*.sh; do . "$f"; done
-exec timeout 10 psql "host=$SERVER port=5000 user=ouro dbname=shop sslmode=$1 connect_timeout=5" -X -q -tA \
+exec timeout 10 psql "host=$SERVER port=5000 user=${DBUSER:-ouro} dbname=shop sslmode=$1 connect_timeout=5" -X -q -tA \
   -v ON_ERROR_STOP=1 -c "$2" 2>&1
 "#;
 
-/// Waits until the server at `$SERVER` accepts a TLS session (`sslmode=require`), for `$1` s at
-/// most; then says why not.
+/// Waits until the server at `$SERVER` accepts a TLS session (`sslmode=require`) as `$DBUSER`
+/// (default `ouro`), for `$1` s at most; then says why not.
 const PSQL_READY: &str = r#"
 for f in /app/.profile.d/*.sh; do . "$f"; done
-conninfo="host=$SERVER port=5000 user=ouro dbname=shop sslmode=require connect_timeout=2"
+conninfo="host=$SERVER port=5000 user=${DBUSER:-ouro} dbname=shop sslmode=require connect_timeout=2"
 deadline=$((SECONDS + $1))
 while [ "$SECONDS" -lt "$deadline" ]; do
   timeout 5 psql "$conninfo" -X -tAc 'SELECT 1' >/dev/null 2>&1 && exit 0
@@ -116,8 +117,15 @@ fn postgresql_server_speaks_tls_and_stops_fast_without_recovery() {
         "{certificate}"
     );
 
-    let write =
-        psql(&at, password, "require", "CREATE TABLE orders (n int); INSERT INTO orders SELECT generate_series(1, 3)");
+    // Made by the superuser, as an app of a server made before app roles did.
+    let write = psql(
+        &at,
+        password,
+        "require",
+        "CREATE TABLE orders (n int); INSERT INTO orders SELECT generate_series(1, 3); \
+         CREATE TABLE items (id serial PRIMARY KEY, name text); \
+         CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'",
+    );
     assert_eq!(write.code, 0, "{}", write.output);
 
     // Two clients hold sessions, over TLS and plain: a smart shutdown would wait for them.
@@ -186,6 +194,84 @@ fn postgresql_server_speaks_tls_and_stops_fast_without_recovery() {
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("postgresql-server: making a self-signed TLS certificate for postgresql-test-42"), "{log}");
     assert!(log.contains("database system was shut down at"), "{log}");
+
+    // That server made before app roles, started with an app's role (`ouro
+    // pg:credentials:rotate`): the role is made, owns what the superuser made, and the
+    // superuser is refused over the network; then a new password (a rotation) replaces the old.
+    let as_app = |server: &str, password: &str, sql: &str| {
+        let env = [format!("SERVER={server}"), format!("PGPASSWORD={password}"), "DBUSER=shopapp".to_string()];
+        let env: Vec<&str> = env.iter().map(String::as_str).collect();
+        b.exec_in(&client, "dyno", &env, PSQL, &["require", sql])
+    };
+    let app_ready = |server: &str, password: &str| {
+        let env = [format!("SERVER={server}"), format!("PGPASSWORD={password}"), "DBUSER=shopapp".to_string()];
+        let env: Vec<&str> = env.iter().map(String::as_str).collect();
+        b.exec_in(&client, "dyno", &env, PSQL_READY, &["30"])
+    };
+    let with_role = |app_password: &str| -> Vec<String> {
+        let mut env: Vec<String> = env.iter().map(|v| v.to_string()).collect();
+        env.extend(["POSTGRES_APP_USER=shopapp".to_string(), format!("POSTGRES_APP_PASSWORD={app_password}")]);
+        env
+    };
+    let first = with_role("app pass'1");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let migrated = b.start_process("postgresql-server", &first, &mounts);
+    let at = b.address(&migrated);
+    let up = app_ready(&at, "app pass'1");
+    assert_eq!(up.code, 0, "{}\n--- server ---\n{}", up.output, b.stop(&migrated).1);
+    let owners = as_app(
+        &at,
+        "app pass'1",
+        "SELECT string_agg(o, ',' ORDER BY o) FROM (SELECT tablename || '=' || tableowner FROM pg_tables \
+         WHERE schemaname = 'public' UNION ALL SELECT 'twice=' || pg_get_userbyid(proowner) FROM pg_proc \
+         WHERE proname = 'twice' UNION ALL SELECT 'shop=' || pg_get_userbyid(datdba) FROM pg_database \
+         WHERE datname = 'shop') t(o)",
+    );
+    assert_eq!(owners.output, "items=shopapp,orders=shopapp,shop=shopapp,twice=shopapp\n", "{}", owners.output);
+    let used = as_app(
+        &at,
+        "app pass'1",
+        "INSERT INTO orders VALUES (4); INSERT INTO items (name) VALUES ('a'); \
+         SELECT sum(n) || ' ' || (SELECT max(id) FROM items) || ' ' || twice(21) FROM orders",
+    );
+    assert_eq!(used.output, "10 1 42\n", "the app's role uses what the superuser made: {}", used.output);
+    let not_super = as_app(&at, "app pass'1", "COPY (SELECT 1) TO PROGRAM 'true'");
+    assert!(not_super.code != 0 && not_super.output.contains("permission denied"), "{}", not_super.output);
+    let superuser = psql(&at, password, "require", "SELECT 1");
+    assert!(
+        superuser.code != 0
+            && superuser.output.contains("pg_hba.conf rejects connection")
+            && superuser.output.contains("user \"ouro\""),
+        "the superuser over the network: {}",
+        superuser.output
+    );
+    let (code, log) = b.stop(&migrated);
+    println!("--- server given an app's role ---\n{log}");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("postgresql-server: setting the app's role shopapp"), "{log}");
+    assert!(!log.contains("app pass'1"), "{log}");
+
+    // A new password: the old one is refused, the data is there. The next start with the same
+    // vars changes nothing and does not say it does.
+    let second = with_role("app pass'2");
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    for round in 0..2 {
+        let rotated = b.start_process("postgresql-server", &second, &mounts);
+        let at = b.address(&rotated);
+        let up = app_ready(&at, "app pass'2");
+        assert_eq!(up.code, 0, "{}\n--- server ---\n{}", up.output, b.stop(&rotated).1);
+        let old = as_app(&at, "app pass'1", "SELECT 1");
+        assert!(
+            old.code != 0 && old.output.contains("password authentication failed for user \"shopapp\""),
+            "the old password: {}",
+            old.output
+        );
+        assert_eq!(as_app(&at, "app pass'2", "SELECT sum(n) FROM orders").output, "10\n");
+        let (code, log) = b.stop(&rotated);
+        println!("--- server, round {round} with the new password ---\n{log}");
+        assert_eq!(code, 0, "{log}");
+        assert_eq!(log.contains("setting the app's role"), round == 0, "{log}");
+    }
 }
 
 /// `redis-cli` from the slug against `$SERVER` (the password in REDISCLI_AUTH, if any), bounded

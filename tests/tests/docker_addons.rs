@@ -31,6 +31,15 @@ fn reaches(platform: &Platform, app: &str, host: &str) -> bool {
     platform.exec(app, "web.1", &script).0 == 0
 }
 
+/// The user, password and database of a `postgres://USER:PASSWORD@HOST:PORT/DB` URL.
+fn pg_url_parts(url: &str) -> (String, String, String) {
+    let rest = url.strip_prefix("postgres://").expect("a postgres:// URL");
+    let (credentials, rest) = rest.split_once('@').expect("credentials");
+    let (user, password) = credentials.split_once(':').expect("a password");
+    let db = rest.rsplit('/').next().expect("a database");
+    (user.to_string(), password.to_string(), db.to_string())
+}
+
 #[test]
 fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     let platform = Platform::start_with_api(&[("OURO_ADDON_PROVIDERS", "postgresql,redis")], &[]);
@@ -79,6 +88,37 @@ fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     page(&platform, "shop", "/pg", "items: apple,pear,plum");
     ok(&cli.run(&["pg:backups:restore", "b001", "-a", "shop", "--confirm", "shop"]));
     page(&platform, "shop", "/pg", "items: apple,pear\n");
+
+    // `pg:credentials:rotate`: refused without --confirm; then the server restarts with a new
+    // password for the app's role, shop gets the new URL in a release, and the old password is
+    // refused by the server while the new one reads the data.
+    let refused = cli.run(&["pg:credentials:rotate", "-a", "shop"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--confirm shop"), "{}", stderr(&refused));
+    assert_eq!(config(&platform, "shop")["DATABASE_URL"].as_str(), Some(url.as_str()));
+    let before = platform.api.get("/apps/shop").body["current_release"].as_i64().expect("release");
+    let out = ok(&cli.run(&["pg:credentials:rotate", "-a", "shop", "--confirm", "shop"]));
+    assert!(out.contains(&format!("Rotating the credentials of {database}... done")), "{out}");
+    let rotated = config(&platform, "shop")["DATABASE_URL"].as_str().expect("DATABASE_URL").to_string();
+    let (old_user, old_password, db) = pg_url_parts(&url);
+    let (new_user, new_password, new_db) = pg_url_parts(&rotated);
+    assert_eq!((&new_user, &new_db), (&old_user, &db), "{rotated}");
+    assert_ne!(new_password, old_password);
+    assert!(rolled(&platform, "shop") > before);
+    page(&platform, "shop", "/pg", "items: apple,pear\n");
+    let server_psql = |password: &str| {
+        let script = format!(
+            "LD_LIBRARY_PATH=/app/.pg/usr/lib/x86_64-linux-gnu PGPASSWORD={password} timeout 10 \
+             /app/.pg/usr/lib/postgresql/17/bin/psql 'host=127.0.0.1 port=5000 user={new_user} dbname={db} \
+             sslmode=disable' -X -tAc 'SELECT count(*) FROM items' 2>&1"
+        );
+        platform.exec(&database, "server.1", &script)
+    };
+    let (code, said) = server_psql(&old_password);
+    assert!(code != 0 && said.contains("password authentication failed"), "the old password: {said}");
+    let (code, said) = server_psql(&new_password);
+    assert_eq!((code, said.trim()), (0, "2"), "the new password");
+    let url = rotated;
 
     // New releases of the servers (a config change: the old dyno stops before the new one
     // starts on the volume) and of the providers, then restarts of all four: the data stays.
@@ -162,6 +202,10 @@ fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     assert!(attached.contains("DATABASE"), "{attached}");
     assert_eq!(config(&platform, "other")["DATABASE_URL"].as_str(), Some(url.as_str()));
     rolled(&platform, "other");
+    // Only its owning app rotates it: its owners choose when the server restarts.
+    let refused = cli.run(&["pg:credentials:rotate", "-a", "other", "--confirm", "other"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("belongs to another app"), "{}", stderr(&refused));
+    assert_eq!(config(&platform, "other")["DATABASE_URL"].as_str(), Some(url.as_str()));
     platform
         .wait_until(Duration::from_secs(30), "other reaches the database", || reaches(&platform, "other", &database));
     let before = platform.api.get("/apps/other").body["current_release"].as_i64().expect("release");

@@ -113,6 +113,69 @@ async fn record_provisioned(
     Ok(())
 }
 
+/// How long a server may take to come back with new credentials.
+const ROTATION_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Rotates `addon`'s credentials (`pg:credentials:rotate`): the provider gives its server new
+/// ones and restarts it (`POST /ouro/resources/{id}/actions/rotate-credentials`); once the
+/// provider answers `provisioned` with a config that is not the old one, the add-on records it
+/// and every attached app gets it in a release. Runs in a task of its own: a client that goes
+/// away does not leave the apps on the old credentials. A server that does not come back in
+/// time leaves them there, and says so: the server's credentials changed, so rotating again is
+/// the way out.
+pub(crate) async fn rotate_credentials(state: &AppState, addon: AddonRow, actor: String) -> Result<AddonRow, ApiError> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let provider = super::provider::addon_provider(&state, &addon).await?;
+        let resource = format!("/ouro/resources/{}", addon.provider_resource_id);
+        call_provider(&state.settings, &provider, "POST", &format!("{resource}/actions/rotate-credentials"), None)
+            .await?;
+        let deadline = tokio::time::Instant::now() + ROTATION_DEADLINE;
+        let config = loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if tokio::time::Instant::now() > deadline {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway_timeout",
+                    format!(
+                        "`{}` did not come back with its new credentials within {} s; its apps keep the old ones                          until a rotation finishes: run it again",
+                        addon.name,
+                        ROTATION_DEADLINE.as_secs()
+                    ),
+                ));
+            }
+            let answer = match provider_request(&state.settings, &provider, "GET", &resource, None).await {
+                Ok((200, text)) => serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default(),
+                Ok((404, _)) => return Err(ApiError::not_found(format!("the provider no longer knows `{}`", addon.name))),
+                _ => continue,
+            };
+            if answer["state"].as_str().and_then(|s| s.parse().ok()) == Some(AddonState::Provisioned) {
+                let config = provider_config(&answer);
+                if !config.is_empty() && config != addon.config {
+                    break config;
+                }
+            }
+        };
+        let attachments = state.store.attachments_of_addon(&addon.id).await?;
+        for attachment in &attachments {
+            check_config(&provider, &attachment.name, &config)?;
+        }
+        if !state.store.set_addon_config(&addon.id, &config).await? {
+            return Err(ApiError::not_found(format!("`{}` was destroyed during the rotation", addon.name)));
+        }
+        for attachment in attachments {
+            if let Some(app) = state.store.app(&attachment.app_id).await? {
+                release_vars(&state, &app, &actor, &attachment.name, &config, true).await?;
+            }
+        }
+        tracing::info!(addon = %addon.name, "credentials rotated");
+        state.changed();
+        Ok(AddonRow { config, ..addon })
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("the rotation stopped: {e}")))?
+}
+
 /// Refuses a provider's config whose keys make invalid config var names.
 pub(crate) fn check_config(
     provider: &ProviderRow,

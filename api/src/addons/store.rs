@@ -176,6 +176,17 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Replaces a provisioned add-on's config (its credentials rotated); false when it is gone
+    /// or not provisioned.
+    pub async fn set_addon_config(&self, addon_id: &str, config: &BTreeMap<String, String>) -> Result<bool> {
+        let done = sqlx::query("UPDATE addons SET config = $2 WHERE id = $1 AND state = 'provisioned'")
+            .bind(addon_id)
+            .bind(serde_json::to_string(config)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records a backup of an add-on, numbered after its last one.
     pub async fn create_backup(&self, addon_id: &str, blob: &str, size: i64) -> Result<BackupRow> {
         let mut tx = self.pool.begin().await?;

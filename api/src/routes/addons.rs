@@ -9,7 +9,7 @@ use crate::addons::provider::{
 };
 use crate::addons::provisioning::{
     attachment_name, check_config, deprovision, find_addon, finish_provisioning, generated_suffix, provisioned_addon,
-    release_vars, var,
+    release_vars, rotate_credentials, var,
 };
 use crate::addons::store::{AddonRow, AttachmentRow, BackupRow, ProviderRow};
 use crate::apps::find_app;
@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/apps/{app}/addons", get(list).post(create))
         .route("/apps/{app}/addons/{addon}", get(info).delete(destroy))
         .route("/apps/{app}/addons/{addon}/tunnel", get(tunnel))
+        .route("/apps/{app}/addons/{addon}/actions/rotate-credentials", axum::routing::post(rotate))
         .route("/apps/{app}/addons/{addon}/backups", get(list_backups).post(capture_backup))
         .route("/apps/{app}/addons/{addon}/backups/{backup}/restore", axum::routing::post(restore_backup))
         .route("/apps/{app}/addon-attachments", axum::routing::post(attach))
@@ -423,6 +424,27 @@ async fn capture_backup(
 
 /// `POST /apps/{app}/addons/{addon}/backups/{backup}/restore`: the provider restores the
 /// backup over the add-on's data (`pg_restore --clean`, in one transaction).
+/// `POST /apps/{app}/addons/{addon}/actions/rotate-credentials` (`pg:credentials:rotate`,
+/// `redis:credentials --reset`): answers the add-on once its attached apps have the new
+/// credentials.
+async fn rotate(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Path((name, addon)): Path<(String, String)>,
+) -> Result<axum::Json<Addon>, ApiError> {
+    let app = find_app(&state, &user, &name).await?;
+    let addon = provisioned_addon(&state, &app, &addon).await?;
+    if addon.app_id != app.id {
+        // Attached here, owned by another app: its owners choose when its server restarts.
+        return Err(ApiError::forbidden(format!(
+            "`{}` belongs to another app: rotate its credentials from that app",
+            addon.name
+        )));
+    }
+    let addon = rotate_credentials(&state, addon, user.email.clone()).await?;
+    Ok(axum::Json(addon_json(&state, addon).await?))
+}
+
 async fn restore_backup(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
