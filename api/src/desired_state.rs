@@ -52,7 +52,10 @@ fn desired_app(tables: &mut Tables, app: AppService, public_url: &str) -> Option
             process_types: slug.process_types.clone(),
             config: config.clone(),
             stack: slug.stack.clone(),
-            stack_update: tables.stack_update.clone().filter(|_| slug.stack == ouro_types::STACK),
+            stack_update: tables
+                .stack_update
+                .clone()
+                .filter(|_| [ouro_types::STACK, ouro_types::BUILD_STACK].contains(&slug.stack.as_str())),
         })
     };
     let mut one_offs = Vec::new();

@@ -1,14 +1,13 @@
 //! Stack updates, as Heroku patches its stacks: `ouro stack:update` (an admin's
 //! `POST /stacks/debian-13/actions/update`), or the schedule an operator sets with
-//! `OURO_STACK_UPDATE_SECONDS`, records an update and releases every app on the run stack
-//! again (same slug, same config, description `Stack update …`). The desired state gives each
-//! such release the latest update's id (`DesiredRelease::stack_update`): the runner makes the
-//! stack with Debian's latest updates installed (`ouro/stack:…-u<id>`, once), the release's
-//! slug image on it, and rolls the dynos over as for any release: web dynos of the old release
-//! serve until the new ones are up, so no request fails.
-//!
-//! The build stack is left as it is (builds keep their compilers; the slugs they make run on
-//! the updated run stack).
+//! `OURO_STACK_UPDATE_SECONDS`, records an update and releases every app on the run stack or
+//! the build stack (the builder) again (same slug, same config, description `Stack update …`).
+//! The desired state gives each such release the latest update's id
+//! (`DesiredRelease::stack_update`): the runner makes the stack with Debian's latest updates
+//! installed (`ouro/stack:…-u<id>`, `ouro/stack-build:…-u<id>`, once each, when a release
+//! needs it), the release's slug image on it, and rolls the dynos over as for any release:
+//! web dynos of the old release serve until the new ones are up, so no request fails. Builds
+//! started after it run on the updated build stack.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -75,26 +74,26 @@ impl Store {
 }
 
 /// Records a stack update asked for by `actor` and releases every app whose current release
-/// runs a slug on the run stack onto it; returns the update and the releases made. The update
-/// is recorded first: from then on every release of the run stack (these and any later one)
+/// runs a slug on the run or the build stack onto it; returns the update and the releases
+/// made. The update is recorded first: from then on every release (these and any later one)
 /// is made on it.
 pub async fn request(state: &AppState, actor: &str) -> Result<(StackUpdateRow, Vec<Released>)> {
     let update = state.store.insert_stack_update(actor).await?;
     let description =
-        format!("Stack update: {} with Debian's latest updates (update {})", ouro_types::STACK, update.id);
+        |stack: &str| format!("Stack update: {stack} with Debian's latest updates (update {})", update.id);
     let mut released = Vec::new();
     for app in state.store.apps(None).await? {
         let Ok(current) = state.store.current_release(&app).await else { continue };
         let Some(slug_id) = &current.slug_id else { continue };
-        let on_run_stack = state
+        let stack = state
             .store
             .slug(&app.id, slug_id)
             .await?
-            .is_some_and(|slug| slug.checksum.is_some() && slug.stack == ouro_types::STACK);
-        if !on_run_stack {
-            continue;
-        }
-        let change = Change::StackUpdate { description: description.clone() };
+            .filter(|slug| slug.checksum.is_some())
+            .map(|slug| slug.stack)
+            .filter(|stack| [ouro_types::STACK, ouro_types::BUILD_STACK].contains(&stack.as_str()));
+        let Some(stack) = stack else { continue };
+        let change = Change::StackUpdate { description: description(&stack) };
         match state.create_release(&app, actor, change).await {
             Ok(Some(release)) => released.push(Released { app: app.name.clone(), version: release.version }),
             Ok(None) => {}

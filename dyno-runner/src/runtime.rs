@@ -26,17 +26,16 @@ const SLUG_LAYOUT: &str = "2";
 pub const DYNO_PORT: u16 = 5000;
 
 /// The image of a release's slug on its stack, named by the slug's checksum:
-/// `ouro/slug:2-<sha256>`, `ouro/slug:2-<sha256>-u<update>` on the run stack with a stack update
-/// (`ouro stack:update`), or `ouro/slug:build-2-<sha256>` on the build stack (which updates do
-/// not touch).
+/// `ouro/slug:2-<sha256>` on the run stack, `ouro/slug:build-2-<sha256>` on the build stack,
+/// each with `-u<update>` after it with a stack update (`ouro stack:update`).
 pub fn slug_image(release: &ouro_types::DesiredRelease) -> String {
     let sha = release.slug_checksum.trim_start_matches("SHA256:").to_ascii_lowercase();
-    match (release.stack.as_str(), release.stack_update.as_deref()) {
-        (ouro_types::BUILD_STACK, _) => format!("{SLUG_REPO}:build-{SLUG_LAYOUT}-{sha}"),
-        (_, Some(update)) if ouro_types::valid_stack_update(update) => {
-            format!("{SLUG_REPO}:{SLUG_LAYOUT}-{sha}-u{update}")
+    let stack = if release.stack == ouro_types::BUILD_STACK { "build-" } else { "" };
+    match release.stack_update.as_deref() {
+        Some(update) if ouro_types::valid_stack_update(update) => {
+            format!("{SLUG_REPO}:{stack}{SLUG_LAYOUT}-{sha}-u{update}")
         }
-        _ => format!("{SLUG_REPO}:{SLUG_LAYOUT}-{sha}"),
+        _ => format!("{SLUG_REPO}:{stack}{SLUG_LAYOUT}-{sha}"),
     }
 }
 
@@ -233,7 +232,7 @@ impl Runtime for DockerRuntime {
 
     async fn build_image(&self, on: &str, update: Option<&str>, slug: bytes::Bytes, image: &str) -> Result<()> {
         let stack = match on {
-            ouro_types::BUILD_STACK => stack::ensure_build_stack_image(&self.docker).await?,
+            ouro_types::BUILD_STACK => stack::ensure_updated_build_stack_image(&self.docker, update).await?,
             _ => stack::ensure_updated_stack_image(&self.docker, update).await?,
         };
         docker::build_slug_image(&self.docker, &stack, slug, image).await
@@ -376,12 +375,13 @@ mod tests {
         assert_eq!(slug_image(&release), "ouro/slug:2-abc123");
         release.stack_update = Some("1796000000000".into());
         assert_eq!(slug_image(&release), "ouro/slug:2-abc123-u1796000000000");
-        // Nothing but digits goes into a tag; the build stack has no updates.
+        // Nothing but digits goes into a tag.
         release.stack_update = Some("1:latest".into());
         assert_eq!(slug_image(&release), "ouro/slug:2-abc123");
         release.stack = ouro_types::BUILD_STACK.into();
-        release.stack_update = Some("1796000000000".into());
         assert_eq!(slug_image(&release), "ouro/slug:build-2-abc123");
+        release.stack_update = Some("1796000000000".into());
+        assert_eq!(slug_image(&release), "ouro/slug:build-2-abc123-u1796000000000");
     }
 
     #[test]

@@ -515,14 +515,13 @@ async fn upgrade_image(
     result
 }
 
-/// The tag of `base` (a run stack image) with stack update `update` installed:
-/// `ouro/stack:trixie-<hash>-u<update>`, or, for an image named by `OURO_STACK_IMAGE`,
+/// The tag of `base` (a run or build stack image) with stack update `update` installed:
+/// `ouro/stack:trixie-<hash>-u<update>` (`ouro/stack-build:…` for the build stack), or, for an
+/// image named by `OURO_STACK_IMAGE` or `OURO_BUILD_STACK_IMAGE`,
 /// `ouro/stack:custom-<hash of its name>-u<update>`.
 pub fn updated_stack_tag(base: &str, update: &str) -> String {
-    match base.strip_prefix(&format!("{STACK_REPO}:")) {
-        Some(_) => format!("{base}-u{update}"),
-        None => format!("{STACK_REPO}:custom-{}-u{update}", recipe_hash(base)),
-    }
+    let ours = [STACK_REPO, BUILD_STACK_REPO].iter().any(|repo| base.starts_with(&format!("{repo}:")));
+    if ours { format!("{base}-u{update}") } else { format!("{STACK_REPO}:custom-{}-u{update}", recipe_hash(base)) }
 }
 
 /// One stack update build at a time per process.
@@ -535,6 +534,17 @@ static UPDATE_LOCK: Mutex<()> = Mutex::const_new(());
 /// once the new one is there (the dynos still on them keep their layers until they stop).
 pub async fn ensure_updated_stack_image(docker: &Docker, update: Option<&str>) -> Result<String, StackError> {
     let base = ensure_stack_image(docker).await?;
+    ensure_updated(docker, base, update).await
+}
+
+/// [`ensure_updated_stack_image`] for the build stack ([`ensure_build_stack_image`]): builds
+/// get the same updates, their compilers and headers included.
+pub async fn ensure_updated_build_stack_image(docker: &Docker, update: Option<&str>) -> Result<String, StackError> {
+    let base = ensure_build_stack_image(docker).await?;
+    ensure_updated(docker, base, update).await
+}
+
+async fn ensure_updated(docker: &Docker, base: String, update: Option<&str>) -> Result<String, StackError> {
     let Some(update) = update else { return Ok(base) };
     if !ouro_types::valid_stack_update(update) {
         return Err(StackError::BadUpdate(update.to_owned()));
@@ -545,11 +555,12 @@ pub async fn ensure_updated_stack_image(docker: &Docker, update: Option<&str>) -
     }
     let labels =
         vec![("ouro.stack.update".to_owned(), update.to_owned()), ("ouro.stack.base".to_owned(), base.clone())];
-    let update = update.to_owned();
+    // The run and the build stack's updates have containers of their own.
+    let container = format!("ouro-stack-update-{update}-{}", &recipe_hash(&base)[..12]);
     let made = build_once(&UPDATE_LOCK, docker, tag, move |docker, tag| async move {
         let started = Instant::now();
         tracing::info!(%tag, %base, "updating the stack: installing Debian's latest updates");
-        upgrade_image(&docker, &base, &tag, &format!("ouro-stack-update-{update}"), labels).await?;
+        upgrade_image(&docker, &base, &tag, &container, labels).await?;
         tracing::info!(%tag, elapsed = ?started.elapsed(), "stack updated");
         untag_older_updates(&docker, &base, &tag).await;
         Ok(())
@@ -562,7 +573,8 @@ pub async fn ensure_updated_stack_image(docker: &Docker, update: Option<&str>) -
 /// or a slug image still stands on.
 async fn untag_older_updates(docker: &Docker, base: &str, keep: &str) {
     let prefix = updated_stack_tag(base, "");
-    let filters = std::collections::HashMap::from([("reference".to_string(), vec![STACK_REPO.to_string()])]);
+    let repo = prefix.split_once(':').map_or(STACK_REPO, |(repo, _)| repo).to_string();
+    let filters = std::collections::HashMap::from([("reference".to_string(), vec![repo])]);
     let options = bollard::image::ListImagesOptions { filters, ..Default::default() };
     let Ok(images) = docker.list_images(Some(options)).await else { return };
     for tag in images.iter().flat_map(|i| i.repo_tags.iter()).filter(|t| t.starts_with(&prefix) && *t != keep) {
@@ -1148,6 +1160,10 @@ mod tests {
         assert_eq!(custom, format!("ouro/stack:custom-{}-u7", recipe_hash("registry.example/debian:13")));
         assert!(
             updated_stack_tag("ouro/stack:trixie-1", "10").starts_with(&updated_stack_tag("ouro/stack:trixie-1", ""))
+        );
+        assert_eq!(
+            updated_stack_tag("ouro/stack-build:trixie-0badc0ffee00", "7"),
+            "ouro/stack-build:trixie-0badc0ffee00-u7"
         );
     }
 

@@ -21,7 +21,7 @@ ouro_tests::on_both_backends!(
     domains_and_restarts_reach_the_desired_state,
     every_app_in_the_desired_state_has_its_own_parts,
     sni_endpoints_are_checked_listed_and_reach_the_desired_state,
-    stack_updates_release_every_app_on_the_run_stack,
+    stack_updates_release_every_app_on_a_stack,
     the_schedule_updates_a_stack_whose_updates_are_too_old,
 );
 
@@ -1175,9 +1175,9 @@ fn deploy_web_slug(api: &Api, name: &str) -> String {
 }
 
 /// `ouro stack:update`'s call: an admin's update releases every app whose slug runs on the run
-/// stack (same slug, same config) and the desired state names the update for those releases
-/// only; others may not; a stack that is not there is a 404.
-fn stack_updates_release_every_app_on_the_run_stack(backend: Backend) {
+/// or the build stack (same slug, same config) and the desired state names the update for
+/// those releases only; others may not; a stack that is not there is a 404.
+fn stack_updates_release_every_app_on_a_stack(backend: Backend) {
     let api = Api::start_with(backend, &[("OURO_ADDON_PROVIDERS", "redis")]);
     let slug_id = deploy_web_slug(&api, "shop");
     api.patch("/apps/shop/config-vars", json!({"GREETING": "hej"}));
@@ -1197,26 +1197,33 @@ fn stack_updates_release_every_app_on_the_run_stack(backend: Backend) {
     assert_eq!(versions(&api, "shop").len(), 3);
     assert_error(&api.post("/stacks/heroku-24/actions/update", json!({})), 404, "not_found");
 
+    let builder = api.get("/apps/ouro-builder").body["current_release"].as_i64().expect("the builder's release");
     let update = api.post("/stacks/debian-13/actions/update", json!({}));
     assert_eq!(update.status, 202, "{:?}", update.body);
     let id = update.body["update"]["id"].as_str().expect("an update id").to_string();
     assert!(!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()), "{id}");
     assert_eq!(update.body["update"]["actor"], "admin@ouro.local");
-    let released: Vec<(String, i64)> = update.body["releases"]
+    let mut released: Vec<(String, i64)> = update.body["releases"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| (r["app"].as_str().unwrap().to_string(), r["version"].as_i64().unwrap()))
         .collect();
-    // The provider app has no slug yet (no runner here) and the builder runs on the build stack.
-    assert_eq!(released, [("shop".to_string(), 4)], "{:?}", update.body);
+    released.sort();
+    // The provider app has no slug yet (no runner here); the builder's is on the build stack.
+    assert_eq!(released, [("ouro-builder".to_string(), builder + 1), ("shop".to_string(), 4)], "{:?}", update.body);
     let v4 = api.get("/apps/shop/releases/v4").body;
     assert_eq!(v4["slug"]["id"], slug_id);
     assert_eq!(v4["description"], format!("Stack update: debian-13 with Debian's latest updates (update {id})"));
     assert_eq!(api.get("/apps/shop/config-vars").body, json!({"GREETING": "hej"}));
     assert_eq!(versions(&api, "empty").len(), 1, "an app with no slug is left alone");
     assert_eq!(stack_update_of("shop"), json!(id));
-    assert_eq!(stack_update_of("ouro-builder"), Value::Null, "the build stack is not updated");
+    assert_eq!(stack_update_of("ouro-builder"), json!(id), "builds run on the updated build stack");
+    let builder_release = api.get(&format!("/apps/ouro-builder/releases/v{}", builder + 1)).body;
+    assert_eq!(
+        builder_release["description"],
+        format!("Stack update: debian-13-build with Debian's latest updates (update {id})")
+    );
 
     // A second update is later than the first, and so is every release made after it.
     let again = api.post("/stacks/debian-13/actions/update", json!({}));

@@ -121,7 +121,8 @@ fn redeploy_under_load_fails_no_request() {
 /// `ouro stack:update` under load: the runner rebuilds the stack with Debian's latest updates
 /// (a container of the stack runs apt and is committed), makes the app's slug image on it, and
 /// the app's web dynos move onto it as for a release, old ones serving until the new ones are up:
-/// no request fails. Then the dynos run on an image of that update and `ouro stack` shows it.
+/// no request fails. Then the dynos run on an image of that update and `ouro stack` shows it,
+/// and a build after it runs on the build stack with the update installed.
 #[test]
 fn stack_update_moves_an_app_under_load_onto_the_rebuilt_stack_without_a_failed_request() {
     let platform = Platform::start();
@@ -198,6 +199,25 @@ fn stack_update_moves_an_app_under_load_onto_the_rebuilt_stack_without_a_failed_
         release["description"],
         format!("Stack update: debian-13 with Debian's latest updates (update {update})")
     );
+
+    // The builder was released onto the update too: a build after it runs on the build stack
+    // with the update installed (made when the build needs it).
+    let repo = ouro_tests::platform::sample_repo(&platform, &cli, "rebuilt", "static-site");
+    ouro_tests::platform::push(&repo, &["main"]);
+    let images = platform.block_on(platform.docker.list_images(Some(bollard::image::ListImagesOptions::<String> {
+        filters: std::collections::HashMap::from([("reference".to_string(), vec!["ouro/slug".to_string()])]),
+        ..Default::default()
+    })));
+    let tags: Vec<String> = images.expect("images").into_iter().flat_map(|i| i.repo_tags).collect();
+    let builder = tags
+        .iter()
+        .find(|t| t.starts_with("ouro/slug:build-") && t.ends_with(&format!("-u{update}")))
+        .unwrap_or_else(|| panic!("no builder image on the updated build stack in {tags:?}"));
+    let labels = platform.block_on(platform.docker.inspect_image(builder)).expect("image").config.unwrap().labels;
+    let labels = labels.unwrap_or_default();
+    assert_eq!(labels.get("ouro.stack.update"), Some(&update), "{labels:?}");
+    let base = labels.get("ouro.stack.base").expect("the stack it was made from");
+    assert!(base.starts_with("ouro/stack-build:"), "{base}");
 }
 
 #[test]
