@@ -377,7 +377,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     addons::provisioning::resume_provisioning(&state).await?;
     upgrade::resume(&state).await?;
     tokio::spawn(upgrade::take_requests(state.clone(), upgrade_requests));
-    tokio::spawn(pipeline::sweep_interrupted_builds_forever(state.clone()));
+    tokio::spawn(sweep_interrupted_builds_forever(state.clone()));
     tokio::spawn(blob_gc::collect_forever(state.clone(), config.blob_gc_every, config.blob_gc_grace));
     tokio::spawn(stack_updates::schedule_forever(state.clone(), config.stack_update_every));
     // Tests and scripts read this line to learn the port.
@@ -395,6 +395,25 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     logs.flush_journal(std::time::Duration::from_secs(5)).await;
     store.close().await;
     Ok(())
+}
+
+/// Every [`builds::BUILD_HEARTBEAT`] × 2, fails the pending builds whose API process is gone (not
+/// marked alive for [`builds::BUILD_STALE`]: crashed, or killed at the end of a
+/// handover's grace) and, when there were any, makes sure the add-on providers' builds run
+/// again (an interrupted one would otherwise wait for the next start of the API). The API's
+/// start runs the first sweep itself, before it looks at the providers' builds.
+async fn sweep_interrupted_builds_forever(state: AppState) {
+    loop {
+        tokio::time::sleep(builds::BUILD_HEARTBEAT * 2).await;
+        match state.store.fail_interrupted_builds(&builds::stale_before()).await {
+            Ok(0) => {}
+            Ok(failed) => {
+                tracing::warn!(failed, "builds whose API process stopped were marked failed");
+                system_addons::ensure_all(&state).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not look for interrupted builds; trying again later"),
+        }
+    }
 }
 
 /// Seconds from the variable `name` (a whole number), or `default`.

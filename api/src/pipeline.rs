@@ -141,25 +141,6 @@ pub fn spawn_unwatched(
     });
 }
 
-/// Every [`BUILD_HEARTBEAT`] × 2, fails the pending builds whose API process is gone (not
-/// marked alive for [`crate::builds::BUILD_STALE`]: crashed, or killed at the end of a
-/// handover's grace) and, when there were any, makes sure the add-on providers' builds run
-/// again (an interrupted one would otherwise wait for the next start of the API). The API's
-/// start runs the first sweep itself, before it looks at the providers' builds.
-pub async fn sweep_interrupted_builds_forever(state: AppState) {
-    loop {
-        tokio::time::sleep(BUILD_HEARTBEAT * 2).await;
-        match state.store.fail_interrupted_builds(&crate::builds::stale_before()).await {
-            Ok(0) => {}
-            Ok(failed) => {
-                tracing::warn!(failed, "builds whose API process stopped were marked failed");
-                crate::system_addons::ensure_all(&state).await;
-            }
-            Err(e) => tracing::warn!(error = %e, "could not look for interrupted builds; trying again later"),
-        }
-    }
-}
-
 /// Runs build `build` of `app` to its end and streams its log to `out`, ending with the
 /// status line, marking it alive every [`BUILD_HEARTBEAT`] meanwhile. Never fails: every
 /// problem is a failed build with a reason.
