@@ -19,6 +19,39 @@ pub struct TokenRow {
     pub user: UserRow,
     /// `runner`, or `None` for everything the user may do.
     pub scope: Option<String>,
+    /// RFC 3339, as [`now`]; `None`: never.
+    pub expires_at: Option<String>,
+}
+
+impl TokenRow {
+    /// When it expired, if it has.
+    pub fn expired_at(&self) -> Option<&str> {
+        self.expires_at.as_deref().filter(|at| *at <= now().as_str())
+    }
+}
+
+/// A token as its owner lists it (`ouro authorizations`): never its secret.
+pub struct Authorization {
+    pub id: String,
+    pub description: String,
+    pub scope: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: Option<String>,
+}
+
+const AUTHORIZATION_COLUMNS: &str = "id, description, scope, created_at, COALESCE(updated_at, created_at) AS updated_at, \
+                                     expires_at FROM tokens";
+
+fn authorization(r: &sqlx::any::AnyRow) -> Result<Authorization> {
+    Ok(Authorization {
+        id: r.try_get("id")?,
+        description: r.try_get("description")?,
+        scope: r.try_get("scope")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
 }
 
 impl Store {
@@ -87,7 +120,7 @@ impl Store {
 
     pub async fn token(&self, token_id: &str) -> Result<Option<TokenRow>> {
         let row = sqlx::query(
-            "SELECT t.secret_sha256, t.scope, u.id, u.email, u.admin FROM tokens t \
+            "SELECT t.secret_sha256, t.scope, t.expires_at, u.id, u.email, u.admin FROM tokens t \
              JOIN users u ON u.id = t.user_id WHERE t.id = $1",
         )
         .bind(token_id)
@@ -97,6 +130,7 @@ impl Store {
             Ok(TokenRow {
                 secret_sha256: r.try_get("secret_sha256")?,
                 scope: r.try_get("scope")?,
+                expires_at: r.try_get("expires_at")?,
                 user: UserRow {
                     id: r.try_get("id")?,
                     email: r.try_get("email")?,
@@ -105,6 +139,80 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// The user's tokens, oldest first.
+    pub async fn authorizations(&self, user_id: &str) -> Result<Vec<Authorization>> {
+        let rows = sqlx::query(&format!("SELECT {AUTHORIZATION_COLUMNS} WHERE user_id = $1 ORDER BY created_at, id"))
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(authorization).collect()
+    }
+
+    /// The user's token `id`, if it is theirs.
+    pub async fn authorization(&self, user_id: &str, id: &str) -> Result<Option<Authorization>> {
+        let row = sqlx::query(&format!("SELECT {AUTHORIZATION_COLUMNS} WHERE user_id = $1 AND id = $2"))
+            .bind(user_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(authorization).transpose()
+    }
+
+    /// A new token of the user's, unscoped, expiring at `expires_at` (RFC 3339) if given.
+    pub async fn create_authorization(
+        &self,
+        user_id: &str,
+        token_id: &str,
+        secret_sha256: &str,
+        description: &str,
+        expires_at: Option<&str>,
+    ) -> Result<Authorization> {
+        let now = now();
+        sqlx::query(
+            "INSERT INTO tokens (id, user_id, description, secret_sha256, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+        )
+        .bind(token_id)
+        .bind(user_id)
+        .bind(description)
+        .bind(secret_sha256)
+        .bind(&now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(Authorization {
+            id: token_id.into(),
+            description: description.into(),
+            scope: None,
+            created_at: now.clone(),
+            updated_at: now,
+            expires_at: expires_at.map(str::to_string),
+        })
+    }
+
+    /// A new secret for the user's token `id` (the old one is refused from now on); false when
+    /// it is not theirs.
+    pub async fn regenerate_authorization(&self, user_id: &str, id: &str, secret_sha256: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE tokens SET secret_sha256 = $3, updated_at = $4 WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(id)
+            .bind(secret_sha256)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes the user's token `id`: refused from now on. False when it is not theirs.
+    pub async fn revoke_authorization(&self, user_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tokens WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// The system user `email` with the powers `admin`, made when missing. A user whose admin

@@ -153,7 +153,7 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 /// A fresh token: (id, secret, full token string).
-fn new_token() -> (String, String, String) {
+pub(crate) fn new_token() -> (String, String, String) {
     let mut id = [0u8; 8];
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut id);
@@ -163,7 +163,7 @@ fn new_token() -> (String, String, String) {
     (id, secret, token)
 }
 
-fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
@@ -178,6 +178,11 @@ pub(crate) async fn authenticate(store: &Store, token: &str) -> Result<Option<Us
     let stored = hex::decode(&row.secret_sha256).unwrap_or_default();
     if !bool::from(presented.as_slice().ct_eq(&stored)) {
         return Ok(None);
+    }
+    if let Some(expired) = row.expired_at() {
+        return Err(ApiError::unauthorized(format!(
+            "this token expired at {expired}; `ouro login` stores a new one, `ouro authorizations:create` makes one"
+        )));
     }
     Ok(Some(User { id: row.user.id, email: row.user.email, admin: row.user.admin, scope: row.scope }))
 }

@@ -74,6 +74,16 @@ pub fn load() -> Result<Credentials, CliError> {
     Ok(Credentials { api_url, token })
 }
 
+/// Removes the credentials file (`ouro logout`); nothing to do when there is none.
+pub fn forget() -> Result<(), CliError> {
+    let path = credentials_path()?;
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::local(format!("cannot remove {}: {e}", path.display()))),
+    }
+}
+
 /// Writes the credentials file, readable by its owner only. Returns its path.
 pub fn save(credentials: &Credentials) -> Result<PathBuf, CliError> {
     let path = credentials_path()?;

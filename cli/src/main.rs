@@ -15,6 +15,7 @@
 
 mod addons;
 mod apps;
+mod authorizations;
 mod buildpacks;
 mod builds;
 mod certs;
@@ -129,6 +130,30 @@ enum Command {
         #[arg(long, value_name = "TOKEN")]
         token: Option<String>,
     },
+    /// Revoke the stored token at the API and forget it here
+    Logout,
+    /// List your API tokens
+    #[command(name = "authorizations")]
+    Authorizations,
+    /// Make an API token (shown once)
+    #[command(name = "authorizations:create")]
+    AuthorizationsCreate {
+        /// What it is for
+        #[arg(short, long, value_name = "DESCRIPTION")]
+        description: Option<String>,
+        /// Seconds until it expires [default: never]
+        #[arg(short, long, value_name = "SECONDS")]
+        expires_in: Option<u64>,
+    },
+    /// Show an API token of yours (not its secret)
+    #[command(name = "authorizations:info")]
+    AuthorizationsInfo { id: String },
+    /// Give an API token a new secret (shown once); the old one is refused at once
+    #[command(name = "authorizations:rotate")]
+    AuthorizationsRotate { id: String },
+    /// Revoke an API token: refused at once
+    #[command(name = "authorizations:revoke")]
+    AuthorizationsRevoke { id: String },
     /// List your apps
     #[command(name = "apps")]
     Apps,
@@ -492,6 +517,14 @@ fn run(cli: Cli) -> Result<Done, CliError> {
             chaos::chaos(&ctx, &chaos::Args { duration, every, targets, confirm, data_dir, runner_port, concurrency })
         }
         Command::Login { api, token } => login::login(&ctx, api, token),
+        Command::Logout => authorizations::logout(&ctx),
+        Command::Authorizations => authorizations::list(&ctx),
+        Command::AuthorizationsCreate { description, expires_in } => {
+            authorizations::create(&ctx, description.as_deref(), expires_in)
+        }
+        Command::AuthorizationsInfo { id } => authorizations::info(&ctx, &id),
+        Command::AuthorizationsRotate { id } => authorizations::rotate(&ctx, &id),
+        Command::AuthorizationsRevoke { id } => authorizations::revoke(&ctx, &id),
         Command::Apps => apps::list(&ctx),
         Command::AppsCreate { name } => apps::create(&ctx, name),
         Command::Open { path } => apps::open(&ctx, path),

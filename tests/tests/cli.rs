@@ -304,3 +304,95 @@ fn certs_add_list_and_remove() {
     fails(&cli.run(&["certs:remove", &id, "-a", "tlsapp"]), 1);
     assert_eq!(api.get("/apps/tlsapp/sni-endpoints").body, serde_json::json!([]));
 }
+
+/// Tokens with a life cycle (Heroku's authorizations): made with a description and a life,
+/// listed and shown without their secret, rotated (the old secret refused at once), revoked
+/// (refused at once), refused once expired with the reason; bad input changes nothing;
+/// `ouro logout` revokes the stored token and forgets it.
+fn tokens_are_made_rotated_revoked_and_expire(backend: Backend) {
+    let api = Api::start(backend);
+    let cli = logged_in(&api);
+    let account = |token: &str| api.call("GET", "/account", Some(token), None);
+
+    let made = json(&cli, &["authorizations:create", "-d", "ci deploys", "-e", "3600"]);
+    let (id, token) = (made["id"].as_str().unwrap().to_string(), made["access_token"]["token"].as_str().unwrap());
+    let token = token.to_string();
+    assert!(token.starts_with(&format!("ouro_{id}_")), "{made}");
+    assert_eq!(made["description"], "ci deploys");
+    assert_eq!(made["scope"], serde_json::json!(["global"]));
+    let left = made["access_token"]["expires_in"].as_i64().unwrap();
+    assert!((3590..=3600).contains(&left), "{made}");
+    assert_eq!(account(&token).status, 200);
+    assert_eq!(account(&token).body["email"], "admin@ouro.local");
+
+    // Listed and shown, never with a secret.
+    let listed = json(&cli, &["authorizations"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "the admin's first token and this one: {listed:?}");
+    assert!(listed.iter().all(|t| t["access_token"]["token"].is_null()), "{listed:?}");
+    let table = ok(&cli.run(&["authorizations"]));
+    assert!(table.contains("ci deploys") && table.contains(&id) && table.contains("never expires"), "{table}");
+    assert!(!table.contains(&token[25..]), "{table}");
+    let info = ok(&cli.run(&["authorizations:info", &id]));
+    assert!(info.contains("ci deploys") && info.contains("expires") && !info.contains("Token:"), "{info}");
+
+    // Rotated: a new secret, the old one refused at once.
+    let rotated = json(&cli, &["authorizations:rotate", &id]);
+    let new_token = rotated["access_token"]["token"].as_str().unwrap().to_string();
+    assert!(new_token.starts_with(&format!("ouro_{id}_")) && new_token != token, "{rotated}");
+    assert_eq!(account(&token).status, 401);
+    assert_eq!(account(&new_token).status, 200);
+    let shown = ok(&cli.run(&["authorizations:rotate", &id]));
+    assert!(shown.contains("Token:") && shown.contains(&format!("ouro_{id}_")), "{shown}");
+    assert_eq!(account(&new_token).status, 401, "rotated again");
+
+    // Revoked: refused at once, and gone.
+    let out = ok(&cli.run(&["authorizations:revoke", &id]));
+    assert!(out.contains(&format!("Revoking authorization {id}... done")), "{out}");
+    let err = fails(&cli.run(&["authorizations:info", &id]), 1);
+    assert!(err.contains("you have no token"), "{err}");
+    fails(&cli.run(&["authorizations:revoke", &id]), 1);
+    assert_eq!(json(&cli, &["authorizations"]).as_array().map(Vec::len), Some(1));
+
+    // Expired: refused, saying so.
+    let short = json(&cli, &["authorizations:create", "-e", "1"]);
+    let short_token = short["access_token"]["token"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let refused = account(&short_token);
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    assert!(refused.body["message"].as_str().unwrap_or_default().contains("expired"), "{:?}", refused.body);
+    let table = ok(&cli.run(&["authorizations"]));
+    assert!(table.contains("expired"), "{table}");
+
+    // Bad input: a clear error, nothing made.
+    let before = json(&cli, &["authorizations"]).as_array().map(Vec::len);
+    for args in [&["authorizations:create", "-e", "0"][..], &["authorizations:create", "-e", "999999999999"]] {
+        let err = fails(&cli.run(args), 1);
+        assert!(err.contains("expires_in"), "{err}");
+    }
+    let err = fails(&cli.run(&["authorizations:create", "-d", "two\nlines"]), 1);
+    assert!(err.contains("one line"), "{err}");
+    assert_eq!(json(&cli, &["authorizations"]).as_array().map(Vec::len), before);
+
+    // Logging out revokes the stored token and forgets it.
+    let other = Cli::new(&api);
+    let spare = json(&cli, &["authorizations:create", "-d", "laptop"]);
+    let spare_token = spare["access_token"]["token"].as_str().unwrap().to_string();
+    ok(&other.login(&spare_token));
+    assert!(ok(&other.run(&["logout"])).contains("Logging out... done"));
+    assert_eq!(account(&spare_token).status, 401);
+    let err = fails(&other.run(&["apps"]), 1);
+    assert!(err.contains("not logged in"), "{err}");
+    let err = fails(&other.run(&["logout"]), 1);
+    assert!(err.contains("not logged in"), "{err}");
+}
+
+#[test]
+fn tokens_on_sqlite() {
+    tokens_are_made_rotated_revoked_and_expire(Backend::Sqlite);
+}
+
+#[test]
+fn tokens_on_postgres() {
+    tokens_are_made_rotated_revoked_and_expire(Backend::postgres());
+}

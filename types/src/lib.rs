@@ -32,6 +32,39 @@ pub struct Account {
     pub admin: bool,
 }
 
+/// A token of the caller's, as Heroku's `/oauth/authorizations` answers it
+/// (`ouro authorizations`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Authorization {
+    pub id: String,
+    pub description: String,
+    /// `["global"]` for a user's token, `["runner"]` or `["provider"]` for a scoped one.
+    pub scope: Vec<String>,
+    pub created_at: String,
+    /// When its secret was last made (its creation or `authorizations:rotate`).
+    pub updated_at: String,
+    pub access_token: AccessToken,
+    pub user: AuthorizationUser,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessToken {
+    pub id: String,
+    /// The token itself: only in the answer that made it (create, regenerate); only its hash
+    /// is kept.
+    pub token: Option<String>,
+    /// Seconds until it expires; `None`: never.
+    pub expires_in: Option<i64>,
+    /// RFC 3339; `None`: never.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthorizationUser {
+    pub id: String,
+    pub email: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct App {
     pub id: String,

@@ -71,11 +71,13 @@ async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Option<Visitor
     Ok(Some(Visitor { user, session_id: id.to_string(), session }))
 }
 
-/// The token `session` logged in with, if it is still there (and the same): revoking it ends
-/// the session.
+/// The token `session` logged in with, if it is still there (and the same) and not expired:
+/// revoking or rotating it, or its expiry, ends the session.
 async fn session_token(state: &AppState, session: &session::Session) -> Result<Option<TokenRow>, ApiError> {
     let token = state.store.token(&session.token_id).await?;
-    Ok(token.filter(|t| t.user.id == session.user_id && t.secret_sha256 == session.token_sha256))
+    Ok(token.filter(|t| {
+        t.user.id == session.user_id && t.secret_sha256 == session.token_sha256 && t.expired_at().is_none()
+    }))
 }
 
 /// Whether `visitor`'s session and the token it came from still exist.

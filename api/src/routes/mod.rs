@@ -6,6 +6,7 @@ mod addons;
 mod apps;
 mod attach;
 mod audit;
+mod authorizations;
 pub(crate) mod build_api;
 mod buildpacks;
 mod builds;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stacks::routes())
         .merge(formation::routes())
         .merge(audit::routes())
+        .merge(authorizations::routes())
         .merge(runner::routes())
         .merge(service::routes())
         .merge(builds::routes())
