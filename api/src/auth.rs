@@ -3,10 +3,17 @@
 //! A token is `ouro_<id>_<secret>`: the id finds the row, the secret is checked by comparing its
 //! SHA-256 with the stored one in constant time. The secret itself is never stored.
 //! Every request but `/health` passes [`require_token`], which also records each mutating
-//! request (actor, method and route, target, status) in the audit log.
+//! request (actor, method and route, target, status) in the audit log. A response that is
+//! still streaming (`logs --tail`, a build's output) checks its token again every
+//! [`RECHECK`] and breaks off once the token is revoked, rotated or expired; attached sessions
+//! do the same ([`until_refused`], `routes/attach.rs`).
 
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
@@ -187,6 +194,60 @@ pub(crate) async fn authenticate(store: &Store, token: &str) -> Result<Option<Us
     Ok(Some(User { id: row.user.id, email: row.user.email, admin: row.user.admin, scope: row.scope }))
 }
 
+/// How often a stream still open checks its token again.
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+/// The token a request came with, for handlers whose work outlives the response (attach).
+#[derive(Clone)]
+pub struct PresentedToken(pub String);
+
+/// Resolves once `token` is refused (revoked, rotated, expired), checking every [`RECHECK`];
+/// a database that cannot answer is not a refusal.
+pub async fn until_refused(store: Store, token: String) {
+    loop {
+        tokio::time::sleep(RECHECK).await;
+        match authenticate(&store, &token).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => return,
+            Err(_) => {}
+        }
+    }
+}
+
+/// A response body that breaks off (an error: the connection is cut) once its token is
+/// refused.
+struct UntilRefused {
+    inner: axum::body::Body,
+    refused: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl hyper::body::Body for UntilRefused {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.refused.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new("the token was revoked or expired")))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        hyper::body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::Body::size_hint(&self.inner)
+    }
+}
+
 /// Middleware: 401 without a valid bearer token; records mutating requests once answered.
 pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(presented_token);
@@ -220,7 +281,12 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     let target = req.uri().path().to_string();
     let path_app = target.strip_prefix("/apps/").map(|rest| rest.split('/').next().unwrap_or_default().to_string());
     req.extensions_mut().insert(user.clone());
+    req.extensions_mut().insert(PresentedToken(presented.clone()));
     let response = next.run(req).await;
+    let response = {
+        let refused = Box::pin(until_refused(state.store.clone(), presented));
+        response.map(|inner| axum::body::Body::new(UntilRefused { inner, refused }))
+    };
     // The runner's periodic dyno reports are not user actions: they would drown the log.
     // Neither are fetches, which git sends as POSTs.
     let read_only = method == Method::GET || method == Method::HEAD || target.ends_with("/git-upload-pack");

@@ -374,6 +374,31 @@ fn tokens_are_made_rotated_revoked_and_expire(backend: Backend) {
     assert!(err.contains("one line"), "{err}");
     assert_eq!(json(&cli, &["authorizations"]).as_array().map(Vec::len), before);
 
+    // A `logs --tail` left open breaks off within seconds of its token's revocation.
+    ok(&cli.run(&["apps:create", "tailed"]));
+    let tailing = json(&cli, &["authorizations:create", "-d", "tail"]);
+    let tailer = Cli::new(&api);
+    ok(&tailer.login(tailing["access_token"]["token"].as_str().unwrap()));
+    let mut tail = tailer
+        .command(&["logs", "--tail", "-a", "tailed"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ouro logs --tail");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(tail.try_wait().unwrap().is_none(), "the tail follows while its token is good");
+    ok(&cli.run(&["authorizations:revoke", tailing["id"].as_str().unwrap()]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tail.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ended = tail.try_wait().unwrap();
+    if ended.is_none() {
+        let _ = tail.kill();
+    }
+    let said = tail.wait_with_output().map(|o| stderr(&o)).unwrap_or_default();
+    assert!(ended.is_some_and(|status| !status.success()), "the tail went on after its token was revoked: {said}");
+
     // Logging out revokes the stored token and forgets it.
     let other = Cli::new(&api);
     let spare = json(&cli, &["authorizations:create", "-d", "laptop"]);

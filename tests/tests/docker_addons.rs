@@ -77,6 +77,30 @@ fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "2");
 
+    // A tunnel left open closes within seconds of its token's revocation: `pg:psql` in a
+    // long query ends.
+    let made = ok(&cli.run(&["authorizations:create", "-d", "psql", "--json"]));
+    let made: serde_json::Value = serde_json::from_str(&made).expect("JSON");
+    let holder = ouro_tests::Cli::new(&platform.api);
+    ok(&holder.login(made["access_token"]["token"].as_str().expect("token")));
+    let mut held = holder
+        .command(&["pg:psql", "-a", "shop", "-c", "SELECT pg_sleep(120)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ouro pg:psql");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(held.try_wait().expect("wait").is_none(), "pg:psql holds its query while its token is good");
+    ok(&cli.run(&["authorizations:revoke", made["id"].as_str().expect("id")]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while held.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ended = held.try_wait().expect("wait");
+    let _ = held.kill();
+    let _ = held.wait();
+    assert!(ended.is_some_and(|status| !status.success()), "pg:psql went on after its token was revoked");
+
     // Backups: capture, change, restore.
     let out = cli.run(&["pg:backups:capture", "-a", "shop"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));

@@ -13,7 +13,7 @@ use crate::addons::provisioning::{
 };
 use crate::addons::store::{AddonRow, AttachmentRow, BackupRow, ProviderRow};
 use crate::apps::find_app;
-use crate::auth::User;
+use crate::auth::{PresentedToken, User};
 use crate::error::Json;
 use crate::{ApiError, AppState, now};
 use axum::extract::{Path, Query, State};
@@ -341,7 +341,10 @@ async fn tunnel(
     let (mut upstream, rest) = open_tunnel(&state.settings, &provider, &addon.provider_resource_id).await?;
     let client = hyper::upgrade::on(&mut request);
     let label = addon.name.clone();
-    tokio::spawn(async move {
+    // The tunnel closes once the token it was opened with is refused.
+    let token = request.extensions().get::<PresentedToken>().map(|t| t.0.clone()).unwrap_or_default();
+    let refused = crate::auth::until_refused(state.store.clone(), token);
+    let tunnel = async move {
         let client = match client.await {
             Ok(upgraded) => upgraded,
             Err(e) => return tracing::debug!(addon = %label, error = %e, "the client did not switch protocols"),
@@ -353,6 +356,12 @@ async fn tunnel(
         }
         let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         tracing::debug!(addon = %label, ?copied, "tunnel closed");
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tunnel => {}
+            () = refused => tracing::info!("an add-on tunnel closed: its token was revoked or expired"),
+        }
     });
     axum::response::Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

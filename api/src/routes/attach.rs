@@ -12,7 +12,7 @@ use ouro_types::attach::UPGRADE;
 use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::attach::Side;
-use crate::auth::User;
+use crate::auth::{PresentedToken, User};
 use crate::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -71,9 +71,19 @@ fn switch(state: AppState, mut request: Request, key: String, side: Side) -> Res
         )));
     }
     let upgrade = hyper::upgrade::on(&mut request);
+    // The session ends (both connections close) once the token it was opened with is refused.
+    let token = request.extensions().get::<PresentedToken>().map(|t| t.0.clone()).unwrap_or_default();
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(upgraded) => state.attachments.meet(key, side, hyper_util::rt::TokioIo::new(upgraded)).await,
+            Ok(upgraded) => {
+                let session = state.attachments.meet(key.clone(), side, hyper_util::rt::TokioIo::new(upgraded));
+                tokio::select! {
+                    () = session => {}
+                    () = crate::auth::until_refused(state.store.clone(), token) => {
+                        tracing::info!(%key, "attached session ended: its token was revoked or expired");
+                    }
+                }
+            }
             Err(e) => tracing::debug!(%key, error = %e, "the connection did not switch protocols"),
         }
     });
