@@ -30,6 +30,24 @@ impl TokenRow {
     }
 }
 
+/// A user as admins list them (`ouro users`).
+pub struct UserListing {
+    pub id: String,
+    pub email: String,
+    pub admin: bool,
+    pub password_set: bool,
+    pub created_at: String,
+}
+
+/// Why a user cannot be removed.
+pub enum Removal {
+    Removed,
+    NoSuchUser,
+    /// The apps they own (by name): transfer or destroy them first.
+    OwnsApps(Vec<String>),
+    LastAdmin,
+}
+
 /// A token as its owner lists it (`ouro authorizations`): never its secret.
 pub struct Authorization {
     pub id: String,
@@ -213,6 +231,121 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Every user, oldest first.
+    pub async fn users(&self) -> Result<Vec<UserListing>> {
+        let rows = sqlx::query("SELECT id, email, admin, password_hash, created_at FROM users ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserListing {
+                    id: r.try_get("id")?,
+                    email: r.try_get("email")?,
+                    admin: r.try_get::<i64, _>("admin")? == 1,
+                    password_set: r.try_get::<Option<String>, _>("password_hash")?.is_some(),
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A new user with an invitation: the code's SHA-256, valid until `expires_at`. A taken
+    /// email is a conflict.
+    pub async fn create_invited_user(
+        &self,
+        email: &str,
+        admin: bool,
+        code_sha256: &str,
+        expires_at: &str,
+    ) -> Result<UserRow> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let id = insert_user(&mut *tx, email, admin, &now).await?;
+        sqlx::query(
+            "INSERT INTO user_invitations (code_sha256, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(code_sha256)
+        .bind(&id)
+        .bind(expires_at)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(UserRow { id, email: email.into(), admin })
+    }
+
+    /// Sets the password hash of the user an unexpired invitation `code_sha256` is for, and
+    /// uses the invitation up; the user's email, or `None` when there is no such invitation.
+    pub async fn accept_invitation(&self, code_sha256: &str, password_hash: &str) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT u.id, u.email FROM user_invitations i JOIN users u ON u.id = i.user_id \
+             WHERE i.code_sha256 = $1 AND i.expires_at > $2",
+        )
+        .bind(code_sha256)
+        .bind(now())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (id, email): (String, String) = (row.try_get("id")?, row.try_get("email")?);
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .bind(&id)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM user_invitations WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(email))
+    }
+
+    /// The user `email` and their password hash, if they have one.
+    pub async fn user_with_password(&self, email: &str) -> Result<Option<(UserRow, String)>> {
+        let row = sqlx::query("SELECT id, email, admin, password_hash FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let Some(hash) = row.try_get::<Option<String>, _>("password_hash")? else { return Ok(None) };
+        let user = UserRow {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            admin: row.try_get::<i64, _>("admin")? == 1,
+        };
+        Ok(Some((user, hash)))
+    }
+
+    /// Removes the user `email` (or id) with their tokens, invitations and dashboard sessions,
+    /// unless they own apps or are the last admin.
+    pub async fn remove_user(&self, email_or_id: &str) -> Result<Removal> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT id, admin FROM users WHERE email = $1 OR id = $1")
+            .bind(email_or_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(Removal::NoSuchUser) };
+        let id: String = row.try_get("id")?;
+        if row.try_get::<i64, _>("admin")? == 1 {
+            let admins: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE admin = 1").fetch_one(&mut *tx).await?;
+            if admins <= 1 {
+                return Ok(Removal::LastAdmin);
+            }
+        }
+        let apps: Vec<String> = sqlx::query_scalar("SELECT name FROM apps WHERE owner_id = $1 ORDER BY name")
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?;
+        if !apps.is_empty() {
+            return Ok(Removal::OwnsApps(apps));
+        }
+        for table in ["tokens", "user_invitations", "dashboard_sessions"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1")).bind(&id).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM users WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Removal::Removed)
     }
 
     /// The system user `email` with the powers `admin`, made when missing. A user whose admin

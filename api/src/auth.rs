@@ -250,7 +250,11 @@ impl hyper::body::Body for UntilRefused {
 
 /// Middleware: 401 without a valid bearer token; records mutating requests once answered.
 pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(presented_token);
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some((email, password)) = header.and_then(presented_password) {
+        return password_login(&state, req, next, &email, &password).await;
+    }
+    let presented = header.and_then(presented_token);
     let Some(presented) = presented else {
         let refusal = challenge(ApiError::unauthorized(
             "no token: send `Authorization: Bearer <token>` (or HTTP Basic with the token as password); \
@@ -301,12 +305,81 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     response
 }
 
+/// `POST /oauth/authorizations` with HTTP Basic email and password (`ouro login -i`, as
+/// Heroku's CLI logs in): a user with a password gets a token. A password opens nothing else.
+async fn password_login(state: &AppState, mut req: Request, next: Next, email: &str, password: &str) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|r| r.as_str().to_string());
+    if req.method() != Method::POST || route.as_deref() != Some("/oauth/authorizations") {
+        let refusal = ApiError::unauthorized("a password only makes a token (`ouro login -i`); send the token");
+        return drained(req, challenge(refusal)).await;
+    }
+    let found = match state.store.user_with_password(email).await {
+        Ok(found) => found,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), hash),
+        // Checked against a hash all the same, so an unknown email takes as long as a known one.
+        None => (None, DUMMY_HASH.to_string()),
+    };
+    let password = password.to_string();
+    let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
+    let Some(user) = user.filter(|_| matches) else {
+        let refusal = ApiError::unauthorized("wrong email or password");
+        return drained(req, challenge(refusal)).await;
+    };
+    let user = User { id: user.id, email: user.email, admin: user.admin, scope: None };
+    let (action, target) = ("POST /oauth/authorizations (password)".to_string(), req.uri().path().to_string());
+    req.extensions_mut().insert(user.clone());
+    let response = next.run(req).await;
+    let recorded = state.store.record_audit(&user.email, &action, &target, None, response.status().as_u16()).await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, %action, "could not record audit event");
+    }
+    response
+}
+
+/// The argon2id hash (PHC string) of `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> std::result::Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `password` is the one `hash` (a PHC string) was made from.
+pub fn password_matches(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash)
+        .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A hash of no one's password, to check unknown emails against.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$1Ow7Ah1wZtHSRZ4DeZ4YHgUZVDu9y0CIJDN7DW4cn6Y";
+
 /// Reads (and drops) a refused request's small body before answering, so the connection stays
 /// usable: a server that answers before reading the body must close the connection, and a
 /// client that already reused it for its next request sees it reset.
 async fn drained(req: Request, response: Response) -> Response {
     let _ = axum::body::to_bytes(req.into_body(), 64 * 1024).await;
     response
+}
+
+/// An email and a password from `Basic base64(email:password)`: a user name with an `@` and a
+/// password that is no token (git sends a token as the password, with any user name).
+fn presented_password(header: &str) -> Option<(String, String)> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(decode_base64(value.trim())?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    (user.contains('@') && !password.starts_with("ouro_")).then(|| (user.to_string(), password.to_string()))
 }
 
 /// The token of an `Authorization` header: `Bearer <token>`, or `Basic base64(user:token)` as
@@ -325,24 +398,7 @@ fn presented_token(header: &str) -> Option<String> {
     None
 }
 
-/// `Basic base64(user:password)`, the value of an `Authorization` header.
-pub fn basic_authorization(user: &str, password: &str) -> String {
-    format!("Basic {}", encode_base64(format!("{user}:{password}").as_bytes()))
-}
-
-/// Standard base64 (RFC 4648) with `=` padding.
-fn encode_base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { TABLE[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
+pub use ouro_types::basic_authorization;
 
 /// Standard base64 (RFC 4648, `=` padding optional); `None` on anything else.
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
@@ -386,6 +442,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn passwords_are_kept_as_argon2id_hashes_that_only_their_password_matches() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("correct horse"));
+        assert!(password_matches("correct horse battery", &hash));
+        assert!(!password_matches("correct horse batterY", &hash));
+        assert_ne!(hash_password("correct horse battery").unwrap(), hash, "a fresh salt each time");
+        // The stand-in for unknown emails is a hash, and matches nothing anyone types.
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(!password_matches("", DUMMY_HASH) && !password_matches("password", DUMMY_HASH));
+    }
+
+    #[test]
     fn basic_and_bearer_credentials() {
         assert_eq!(presented_token("Bearer ouro_a_b").as_deref(), Some("ouro_a_b"));
         assert_eq!(presented_token("bearer  ouro_a_b ").as_deref(), Some("ouro_a_b"));
@@ -398,10 +467,20 @@ mod tests {
         assert_eq!(decode_base64("aGVsbG8gd29ybGQ=").as_deref(), Some(&b"hello world"[..]));
         assert_eq!(decode_base64("YQ").as_deref(), Some(&b"a"[..]));
         assert_eq!(decode_base64("Y"), None);
-        for input in ["", "f", "fo", "foo", "postgresql:pw"] {
-            assert_eq!(decode_base64(&encode_base64(input.as_bytes())).as_deref(), Some(input.as_bytes()));
+        for (user, password) in
+            [("", ""), ("f", "o"), ("fo", "oo"), ("postgresql", "pw"), ("bob@example.com", "pass:word")]
+        {
+            let header = basic_authorization(user, password);
+            let encoded = header.strip_prefix("Basic ").unwrap();
+            assert_eq!(decode_base64(encoded), Some(format!("{user}:{password}").into_bytes()));
         }
-        assert_eq!(encode_base64(b"postgresql:pw"), "cG9zdGdyZXNxbDpwdw==");
+        assert_eq!(basic_authorization("postgresql", "pw"), "Basic cG9zdGdyZXNxbDpwdw==");
+        // An email and a password that is no token: a password login; a token: git's way.
+        let login = basic_authorization("bob@example.com", "pass:word");
+        assert_eq!(presented_password(&login), Some(("bob@example.com".into(), "pass:word".into())));
+        assert_eq!(presented_password(&basic_authorization("bob@example.com", "ouro_a_b")), None);
+        assert_eq!(presented_password(&basic_authorization("git", "secret")), None);
+        assert_eq!(presented_password("Bearer bob@example.com:x"), None);
     }
 
     #[test]

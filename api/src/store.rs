@@ -105,6 +105,7 @@ fn migrator() -> Migrator {
         migration(21, "dashboard sessions", include_str!("../migrations/0021_dashboard_sessions.sql")),
         migration(22, "stack updates", include_str!("../migrations/0022_stack_updates.sql")),
         migration(23, "token life", include_str!("../migrations/0023_token_life.sql")),
+        migration(24, "user passwords", include_str!("../migrations/0024_user_passwords.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

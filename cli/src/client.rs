@@ -54,6 +54,21 @@ impl Client {
         self.finish(request.send_json(body))
     }
 
+    /// `POST`s `body` with `authorization` as the `Authorization` header instead of the
+    /// token's (a password login), or with none (an invitation's code is in the body).
+    pub fn post_authorized(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &impl Serialize,
+    ) -> Result<Value, CliError> {
+        let mut request = self.agent.post(self.url(path));
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
+        }
+        self.finish(request.send_json(body))
+    }
+
     pub fn patch(&self, path: &str, body: &impl Serialize) -> Result<Value, CliError> {
         let request = self.agent.patch(self.url(path)).header("Authorization", self.bearer());
         self.finish(request.send_json(body))

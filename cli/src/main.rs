@@ -40,6 +40,7 @@ mod stack;
 mod table;
 mod tunnel;
 mod up;
+mod users;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -127,11 +128,36 @@ enum Command {
         #[arg(long, value_name = "URL")]
         api: Option<String>,
         /// API token (read from stdin when omitted)
-        #[arg(long, value_name = "TOKEN")]
+        #[arg(long, value_name = "TOKEN", conflicts_with_all = ["interactive", "invitation"])]
         token: Option<String>,
+        /// Log in with your email and password (read from stdin): a token is made for you
+        #[arg(short, long, conflicts_with = "invitation")]
+        interactive: bool,
+        /// Set your first password with the code of your invitation (`users:add`), then log in
+        #[arg(long, value_name = "CODE")]
+        invitation: Option<String>,
     },
     /// Revoke the stored token at the API and forget it here
     Logout,
+    /// List the platform's users (admins)
+    #[command(name = "users")]
+    Users,
+    /// Add a user (admins): they get a one-time code to set their password with
+    #[command(name = "users:add")]
+    UsersAdd {
+        email: String,
+        /// Make them an admin
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Remove a user and revoke their tokens (admins)
+    #[command(name = "users:remove")]
+    UsersRemove {
+        email: String,
+        /// The email again, to confirm
+        #[arg(long, value_name = "EMAIL")]
+        confirm: Option<String>,
+    },
     /// List your API tokens
     #[command(name = "authorizations")]
     Authorizations,
@@ -516,7 +542,17 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::Chaos { duration, every, targets, confirm, data_dir, runner_port, concurrency } => {
             chaos::chaos(&ctx, &chaos::Args { duration, every, targets, confirm, data_dir, runner_port, concurrency })
         }
-        Command::Login { api, token } => login::login(&ctx, api, token),
+        Command::Login { api, token, interactive, invitation } => {
+            let way = match (interactive, invitation) {
+                (_, Some(code)) => login::Way::Invitation(code),
+                (true, None) => login::Way::Password,
+                (false, None) => login::Way::Token(token),
+            };
+            login::login(&ctx, api, way)
+        }
+        Command::Users => users::list(&ctx),
+        Command::UsersAdd { email, admin } => users::add(&ctx, &email, admin),
+        Command::UsersRemove { email, confirm } => users::remove(&ctx, &email, confirm.as_deref()),
         Command::Logout => authorizations::logout(&ctx),
         Command::Authorizations => authorizations::list(&ctx),
         Command::AuthorizationsCreate { description, expires_in } => {

@@ -327,6 +327,11 @@ impl Cli {
         self.run_with_stdin(args, "", None)
     }
 
+    /// Runs with `stdin` as its standard input (what a person would type at its prompts).
+    pub fn run_input(&self, args: &[&str], stdin: &str) -> Output {
+        self.run_with_stdin(args, stdin, None)
+    }
+
     /// Runs in `dir` (for the git remote lookup).
     pub fn run_in(&self, dir: &Path, args: &[&str]) -> Output {
         self.run_with_stdin(args, "", Some(dir))

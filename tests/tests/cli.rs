@@ -421,3 +421,93 @@ fn tokens_on_sqlite() {
 fn tokens_on_postgres() {
     tokens_are_made_rotated_revoked_and_expire(Backend::postgres());
 }
+
+/// Users: an admin adds one, who sets a password with the one-time code and logs in with email
+/// and password (`login -i`); a wrong or used code, a short password, a wrong password and an
+/// unknown email are refused and change nothing; a password opens nothing but a token; only
+/// admins manage users; a user who owns apps, or the last admin, is not removed; a removed
+/// user's tokens are refused.
+fn users_are_invited_set_a_password_and_log_in(backend: Backend) {
+    let api = Api::start(backend);
+    let admin = logged_in(&api);
+    let url = api.url.clone();
+
+    let added = ok(&admin.run(&["users:add", "Bob@Example.com"]));
+    assert!(added.contains("Adding bob@example.com... done"), "{added}");
+    let invitation = format!("ouro login --api {url} --invitation ");
+    let code = added.split(&invitation).nth(1).unwrap_or_else(|| panic!("no invitation in {added}")).trim().to_string();
+    // `ouro users`: a user's row, its words.
+    let row = |email: &str| -> String {
+        let users = ok(&admin.run(&["users"]));
+        let line = users.lines().find(|l| l.starts_with(email)).map(|l| l.split_whitespace().collect::<Vec<_>>());
+        line.map(|words| words.join(" ")).unwrap_or_default()
+    };
+    assert_eq!(row("bob@example.com"), "bob@example.com member no password");
+    let err = fails(&admin.run(&["users:add", "bob@example.com"]), 1);
+    assert!(err.contains("already"), "{err}");
+    let err = fails(&admin.run(&["users:add", "not an email"]), 1);
+    assert!(err.contains("is not an email address"), "{err}");
+
+    // The code sets the first password, once; a wrong code or a short password changes nothing.
+    let bob = Cli::new(&api);
+    let set = |cli: &Cli, code: &str, password: &str| {
+        cli.run_input(&["login", "--api", &url, "--invitation", code], &format!("{password}\n"))
+    };
+    let err = fails(&set(&bob, "nope", "a long enough password"), 1);
+    assert!(err.contains("no such invitation"), "{err}");
+    let err = fails(&set(&bob, &code, "short"), 1);
+    assert!(err.contains("10 to 1024 characters"), "{err}");
+    assert!(ok(&set(&bob, &code, "bob's long password")).contains("Logged in as bob@example.com"));
+    let err = fails(&set(&Cli::new(&api), &code, "another long password"), 1);
+    assert!(err.contains("no such invitation"), "{err}");
+    assert_eq!(row("bob@example.com"), "bob@example.com member password set");
+
+    // A member sees only their apps and manages no users.
+    ok(&admin.run(&["apps:create", "admins-app"]));
+    assert!(!ok(&bob.run(&["apps"])).contains("admins-app"));
+    let err = fails(&bob.run(&["users"]), 1);
+    assert!(err.contains("only an admin"), "{err}");
+
+    // Email and password make a token; anything else is refused alike.
+    let login = |input: &str| Cli::new(&api).run_input(&["login", "--api", &url, "-i"], input);
+    for wrong in ["bob@example.com\nwrong password\n", "nobody@example.com\nbob's long password\n"] {
+        let err = fails(&login(wrong), 1);
+        assert!(err.contains("wrong email or password"), "{err}");
+    }
+    assert!(ok(&login("bob@example.com\nbob's long password\n")).contains("Logged in as bob@example.com"));
+    let curl = |path: &str, method: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
+            .args(["-H", "Content-Type: application/json", "-d", "{}", "-u"])
+            .arg("bob@example.com:bob's long password")
+            .arg(format!("{url}{path}"))
+            .output()
+            .expect("curl");
+        stdout(&out)
+    };
+    assert_eq!(curl("/apps", "POST"), "401", "a password opens nothing but a token");
+    assert_eq!(curl("/oauth/authorizations", "POST"), "201");
+
+    // Not removed while they own apps; the last admin never; once removed, their tokens go.
+    ok(&bob.run(&["apps:create", "bobs-app"]));
+    fails(&admin.run(&["users:remove", "bob@example.com"]), 2);
+    let err = fails(&admin.run(&["users:remove", "bob@example.com", "--confirm", "bob@example.com"]), 1);
+    assert!(err.contains("owns bobs-app"), "{err}");
+    ok(&bob.run(&["apps:destroy", "-a", "bobs-app", "--confirm", "bobs-app"]));
+    ok(&admin.run(&["users:remove", "bob@example.com", "--confirm", "bob@example.com"]));
+    let err = fails(&bob.run(&["apps"]), 1);
+    assert!(err.contains("invalid token"), "{err}");
+    let err = fails(&admin.run(&["users:remove", "admin@ouro.local", "--confirm", "admin@ouro.local"]), 1);
+    assert!(err.contains("last admin"), "{err}");
+    assert_eq!(row("bob@example.com"), "");
+}
+
+#[test]
+fn users_on_sqlite() {
+    users_are_invited_set_a_password_and_log_in(Backend::Sqlite);
+}
+
+#[test]
+fn users_on_postgres() {
+    users_are_invited_set_a_password_and_log_in(Backend::postgres());
+}

@@ -858,3 +858,22 @@ pub struct RunnerHealth {
     #[serde(default)]
     pub problems: Vec<String>,
 }
+
+/// `Basic base64(user:password)`, the value of an `Authorization` header.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    format!("Basic {}", encode_base64(format!("{user}:{password}").as_bytes()))
+}
+
+/// Standard base64 (RFC 4648) with `=` padding.
+fn encode_base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { TABLE[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}

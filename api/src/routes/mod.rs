@@ -21,6 +21,7 @@ mod runner;
 mod service;
 mod slugs;
 mod stacks;
+mod users;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(formation::routes())
         .merge(audit::routes())
         .merge(authorizations::routes())
+        .merge(users::routes())
         .merge(runner::routes())
         .merge(service::routes())
         .merge(builds::routes())
@@ -59,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))
+        .merge(users::open_routes())
         .merge(build_api::routes())
         .merge(crate::dashboard::routes())
         .merge(authenticated)
