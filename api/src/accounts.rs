@@ -340,7 +340,7 @@ impl Store {
         if !apps.is_empty() {
             return Ok(Removal::OwnsApps(apps));
         }
-        for table in ["tokens", "user_invitations", "dashboard_sessions"] {
+        for table in ["tokens", "user_invitations", "dashboard_sessions", "collaborators"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1")).bind(&id).execute(&mut *tx).await?;
         }
         sqlx::query("DELETE FROM users WHERE id = $1").bind(&id).execute(&mut *tx).await?;

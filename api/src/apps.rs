@@ -7,6 +7,7 @@ use ouro_types::{ConfigVars, valid_process_type};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::access::Permission;
 use crate::accounts::UserRow;
 use crate::auth::User;
 use crate::limits::APPS_PER_OWNER;
@@ -14,17 +15,31 @@ use crate::releases::{ReleaseRow, insert_release};
 use crate::store::{Store, conflict_on_unique};
 use crate::{ApiError, AppState, Error, Result as StoreResult, now};
 
-/// The app named (or identified) in a path, if `user` may act on it.
+/// App `name_or_id` if `user` may do to it what their request needs (`user.needs`, set from
+/// the route: `access.rs`): its owner and admins anything, a collaborator what their
+/// permissions allow. 404 when there is no such app, 403 otherwise.
 pub(crate) async fn find_app(state: &AppState, user: &User, name_or_id: &str) -> Result<AppRow, ApiError> {
     let app = state
         .store
         .app(name_or_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("app `{name_or_id}` not found; `ouro apps` lists yours")))?;
-    if !user.admin && app.owner_id != user.id {
-        return Err(ApiError::forbidden(format!("you do not have access to app `{}`", app.name)));
+    if user.admin || app.owner_id == user.id {
+        return Ok(app);
     }
-    Ok(app)
+    let Some(has) = state.store.permissions(&app.id, &user.id).await? else {
+        return Err(ApiError::forbidden(format!("you do not have access to app `{}`", app.name)));
+    };
+    match user.needs {
+        Permission::Owner => Err(ApiError::forbidden(format!("only the owner of `{}` may do this", app.name))),
+        needs if !has.contains(&needs) => Err(ApiError::forbidden(format!(
+            "this needs the `{}` permission on `{}`; you have {}",
+            needs.as_str(),
+            app.name,
+            crate::access::names(&has).join(",")
+        ))),
+        _ => Ok(app),
+    }
 }
 
 /// Makes app `name` for `user` (`POST /apps`): refused (`Error::Limit`) when the user owns
@@ -149,10 +164,14 @@ impl Store {
     pub async fn apps(&self, owner: Option<&str>) -> StoreResult<Vec<AppRow>> {
         let rows = match owner {
             Some(owner) => {
-                sqlx::query(&format!("SELECT {APP_COLUMNS} WHERE a.owner_id = $1 ORDER BY a.name"))
-                    .bind(owner)
-                    .fetch_all(&self.pool)
-                    .await?
+                // Theirs and those shared with them.
+                sqlx::query(&format!(
+                    "SELECT {APP_COLUMNS} WHERE a.owner_id = $1 \
+                     OR a.id IN (SELECT app_id FROM collaborators WHERE user_id = $1) ORDER BY a.name"
+                ))
+                .bind(owner)
+                .fetch_all(&self.pool)
+                .await?
             }
             None => sqlx::query(&format!("SELECT {APP_COLUMNS} ORDER BY a.name")).fetch_all(&self.pool).await?,
         };
@@ -176,6 +195,7 @@ impl Store {
         sqlx::query("DELETE FROM releases WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM builds WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM log_drains WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM collaborators WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         // Its kept log lines (by name: the journal keeps lines as the hub does).
         sqlx::query("DELETE FROM log_lines WHERE app = (SELECT name FROM apps WHERE id = $1)")
             .bind(app_id)

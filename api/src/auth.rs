@@ -35,6 +35,8 @@ pub struct User {
     pub admin: bool,
     /// The token's scope (`runner`): it may do only that, whatever its user may.
     pub scope: Option<String>,
+    /// What the request needs on the app it names ([`crate::access::needed`]), for `find_app`.
+    pub needs: crate::access::Permission,
 }
 
 impl User {
@@ -191,7 +193,13 @@ pub(crate) async fn authenticate(store: &Store, token: &str) -> Result<Option<Us
             "this token expired at {expired}; `ouro login` stores a new one, `ouro authorizations:create` makes one"
         )));
     }
-    Ok(Some(User { id: row.user.id, email: row.user.email, admin: row.user.admin, scope: row.scope }))
+    Ok(Some(User {
+        id: row.user.id,
+        email: row.user.email,
+        admin: row.user.admin,
+        scope: row.scope,
+        needs: Default::default(),
+    }))
 }
 
 /// How often a stream still open checks its token again.
@@ -284,6 +292,8 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     };
     let target = req.uri().path().to_string();
     let path_app = target.strip_prefix("/apps/").map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+    let mut user = user;
+    user.needs = crate::access::needed(&method, route.as_deref().unwrap_or_default());
     req.extensions_mut().insert(user.clone());
     req.extensions_mut().insert(PresentedToken(presented.clone()));
     let response = next.run(req).await;
@@ -328,7 +338,7 @@ async fn password_login(state: &AppState, mut req: Request, next: Next, email: &
         let refusal = ApiError::unauthorized("wrong email or password");
         return drained(req, challenge(refusal)).await;
     };
-    let user = User { id: user.id, email: user.email, admin: user.admin, scope: None };
+    let user = User { id: user.id, email: user.email, admin: user.admin, scope: None, needs: Default::default() };
     let (action, target) = ("POST /oauth/authorizations (password)".to_string(), req.uri().path().to_string());
     req.extensions_mut().insert(user.clone());
     let response = next.run(req).await;

@@ -4,6 +4,7 @@
 //! It decides *what should run*; it never starts a container itself (that is the dyno
 //! runner's job) and nothing in an app's request path ever calls it.
 
+mod access;
 mod accounts;
 mod addons;
 mod apps;

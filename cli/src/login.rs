@@ -59,7 +59,8 @@ pub fn login(ctx: &Ctx, api: Option<String>, way: Way) -> Output {
 fn token_for(api_url: &str, email: &str, password: &str) -> Result<String, CliError> {
     let anonymous = Client::new(&Credentials { api_url: api_url.to_string(), token: String::new() });
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "a terminal".into());
-    let body = serde_json::json!({ "description": format!("ouro login from {host}") });
+    // As `heroku login -i`: a token for 30 days.
+    let body = serde_json::json!({ "description": format!("ouro login from {host}"), "expires_in": 30 * 24 * 3600 });
     let authorization = ouro_types::basic_authorization(email, password);
     let raw = anonymous
         .post_authorized("/oauth/authorizations", Some(&authorization), &body)

@@ -13,6 +13,7 @@
 //! the machine fails, 2 for usage errors. `pg:psql` and `redis:cli` exit with their
 //! client's code instead, and `run` with its dyno's.
 
+mod access;
 mod addons;
 mod apps;
 mod authorizations;
@@ -178,8 +179,30 @@ enum Command {
     #[command(name = "authorizations:rotate")]
     AuthorizationsRotate { id: String },
     /// Revoke an API token: refused at once
-    #[command(name = "authorizations:revoke")]
+    #[command(name = "authorizations:revoke", alias = "authorizations:destroy")]
     AuthorizationsRevoke { id: String },
+    /// Who may do what to the app
+    #[command(name = "access")]
+    Access,
+    /// Share the app with a user (default permissions: all)
+    #[command(name = "access:add")]
+    AccessAdd {
+        email: String,
+        /// view, deploy, operate, manage, comma-separated (view is always added)
+        #[arg(short, long, value_name = "PERMISSIONS")]
+        permissions: Option<String>,
+    },
+    /// Change a collaborator's permissions
+    #[command(name = "access:update")]
+    AccessUpdate {
+        email: String,
+        /// view, deploy, operate, manage, comma-separated (view is always added)
+        #[arg(short, long, value_name = "PERMISSIONS")]
+        permissions: String,
+    },
+    /// Stop sharing the app with a user
+    #[command(name = "access:remove")]
+    AccessRemove { email: String },
     /// List your apps
     #[command(name = "apps")]
     Apps,
@@ -550,6 +573,10 @@ fn run(cli: Cli) -> Result<Done, CliError> {
             };
             login::login(&ctx, api, way)
         }
+        Command::Access => access::list(&ctx),
+        Command::AccessAdd { email, permissions } => access::add(&ctx, &email, permissions.as_deref()),
+        Command::AccessUpdate { email, permissions } => access::update(&ctx, &email, &permissions),
+        Command::AccessRemove { email } => access::remove(&ctx, &email),
         Command::Users => users::list(&ctx),
         Command::UsersAdd { email, admin } => users::add(&ctx, &email, admin),
         Command::UsersRemove { email, confirm } => users::remove(&ctx, &email, confirm.as_deref()),

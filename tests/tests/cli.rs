@@ -511,3 +511,132 @@ fn users_on_sqlite() {
 fn users_on_postgres() {
     users_are_invited_set_a_password_and_log_in(Backend::postgres());
 }
+
+/// A user with a password and a token of their own: (their CLI, the token).
+fn user_with_token(api: &Api, admin: &Cli, email: &str) -> (Cli, String) {
+    let added = ok(&admin.run(&["users:add", email]));
+    let code = added.split("--invitation ").nth(1).unwrap_or_else(|| panic!("no code in {added}")).trim().to_string();
+    let cli = Cli::new(api);
+    ok(&cli.run_input(&["login", "--api", &api.url, "--invitation", &code], "a long password 123\n"));
+    let made = json(&cli, &["authorizations:create", "-d", "matrix"]);
+    (cli, made["access_token"]["token"].as_str().unwrap().to_string())
+}
+
+/// Who may do what to an app: for each route (one per permission), the owner, a collaborator
+/// with each permission, another user, an admin, a revoked and an expired token get 2xx, 403 or
+/// 401, and a refused request changes nothing. `ouro access` shows and changes collaborators,
+/// and a collaborator removed loses the app at once.
+fn access_is_what_the_permissions_allow(backend: Backend) {
+    let api = Api::start(backend);
+    let admin = logged_in(&api);
+    let (olga, owner) = user_with_token(&api, &admin, "olga@example.com");
+    ok(&olga.run(&["apps:create", "shared"]));
+    let mut callers = vec![("owner".to_string(), owner.clone())];
+    for (who, permissions) in [("view", "view"), ("deploy", "deploy"), ("operate", "operate"), ("manage", "manage")] {
+        let (_, token) = user_with_token(&api, &admin, &format!("{who}@example.com"));
+        let added = ok(&olga.run(&["access:add", &format!("{who}@example.com"), "-p", permissions, "-a", "shared"]));
+        assert!(added.contains(&format!("Adding {who}@example.com access to the app shared with view")), "{added}");
+        callers.push((who.to_string(), token));
+    }
+    let (_, other) = user_with_token(&api, &admin, "eve@example.com");
+    callers.push(("other".into(), other));
+    callers.push(("admin".into(), api.token.clone()));
+    let revoked = json(&olga, &["authorizations:create"]);
+    ok(&olga.run(&["authorizations:revoke", revoked["id"].as_str().unwrap()]));
+    callers.push(("revoked".into(), revoked["access_token"]["token"].as_str().unwrap().to_string()));
+    let expired = json(&olga, &["authorizations:create", "-e", "1"]);
+    callers.push(("expired".into(), expired["access_token"]["token"].as_str().unwrap().to_string()));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+
+    let listed = ok(&olga.run(&["access", "-a", "shared"]));
+    let line = |email: &str| {
+        listed.lines().find(|l| l.starts_with(email)).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(line("olga@example.com").as_deref(), Some("olga@example.com owner"), "{listed}");
+    assert_eq!(
+        line("manage@example.com").as_deref(),
+        Some("manage@example.com collaborator view,deploy,operate,manage")
+    );
+    assert_eq!(line("operate@example.com").as_deref(), Some("operate@example.com collaborator view,operate"));
+
+    // Who gets what: `2` for any 2xx.
+    let class = |status: u16| if (200..300).contains(&status) { "2".to_string() } else { status.to_string() };
+    let expected = |route: &str| -> Vec<&str> {
+        //             owner view  deploy operate manage other admin revoked expired
+        match route {
+            "view" => vec!["2", "2", "2", "2", "2", "403", "2", "401", "401"],
+            "deploy" => vec!["2", "403", "2", "403", "2", "403", "2", "401", "401"],
+            "operate" => vec!["2", "403", "403", "2", "2", "403", "2", "401", "401"],
+            "manage" => vec!["2", "403", "403", "403", "2", "403", "2", "401", "401"],
+            _ => vec!["403", "403", "403", "403", "403", "403", "403", "401", "401"],
+        }
+    };
+    for (route, method, path, body) in [
+        ("view", "GET", "/apps/shared".to_string(), None),
+        ("deploy", "GET", "/apps/shared/config-vars".to_string(), None),
+        ("operate", "DELETE", "/apps/shared/dynos".to_string(), None),
+        ("manage", "PATCH", "/apps/shared/config-vars".to_string(), Some("K")),
+        ("manage", "POST", "/apps/shared/domains".to_string(), Some("domain")),
+    ] {
+        let got: Vec<String> = callers
+            .iter()
+            .map(|(who, token)| {
+                let body = match body {
+                    Some("K") => Some(serde_json::json!({ format!("SET_BY_{}", who.to_uppercase()): "1" }).to_string()),
+                    Some(_) => Some(serde_json::json!({ "hostname": format!("{who}.example.com") }).to_string()),
+                    None => None,
+                };
+                class(api.call(method, &path, Some(token), body.as_deref().map(str::as_bytes)).status)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            expected(route),
+            "{method} {path} (owner, view, deploy, operate, manage, other, admin, revoked, expired)"
+        );
+    }
+    // Refused requests changed nothing.
+    let config = api.get("/apps/shared/config-vars").body;
+    let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["SET_BY_ADMIN", "SET_BY_MANAGE", "SET_BY_OWNER"], "{config}");
+    let domains = api.get("/apps/shared/domains").body;
+    let mut hostnames: Vec<&str> = domains.as_array().unwrap().iter().filter_map(|d| d["hostname"].as_str()).collect();
+    hostnames.retain(|h| h.ends_with(".example.com"));
+    hostnames.sort();
+    assert_eq!(hostnames, ["admin.example.com", "manage.example.com", "owner.example.com"], "{domains}");
+
+    // Collaborators see the app in their list; others do not. Only the owner destroys it.
+    let apps_of = |token: &str| -> Vec<String> {
+        let apps = api.call("GET", "/apps", Some(token), None).body;
+        apps.as_array().unwrap().iter().filter_map(|a| a["name"].as_str().map(str::to_string)).collect()
+    };
+    assert!(apps_of(&callers[1].1).contains(&"shared".to_string()));
+    assert!(!apps_of(&callers[5].1).contains(&"shared".to_string()));
+    let manage = &callers[4].1;
+    assert_eq!(api.call("DELETE", "/apps/shared", Some(manage), None).status, 403);
+
+    // Permissions change and go at once.
+    let updated = ok(&olga.run(&["access:update", "view@example.com", "-p", "deploy", "-a", "shared"]));
+    assert!(updated.contains("with view, deploy permissions"), "{updated}");
+    assert_eq!(api.call("GET", "/apps/shared/config-vars", Some(&callers[1].1), None).status, 200);
+    let err = fails(&olga.run(&["access:add", "view@example.com", "-a", "shared"]), 1);
+    assert!(err.contains("already"), "{err}");
+    let err = fails(&olga.run(&["access:add", "nobody@example.com", "-a", "shared"]), 1);
+    assert!(err.contains("no user"), "{err}");
+    let err = fails(&olga.run(&["access:update", "view@example.com", "-p", "admin", "-a", "shared"]), 1);
+    assert!(err.contains("is not a permission"), "{err}");
+    ok(&olga.run(&["access:remove", "view@example.com", "-a", "shared"]));
+    assert_eq!(api.call("GET", "/apps/shared", Some(&callers[1].1), None).status, 403);
+    assert!(!apps_of(&callers[1].1).contains(&"shared".to_string()));
+    assert_eq!(api.call("DELETE", "/apps/shared", Some(&owner), None).status, 200);
+}
+
+#[test]
+fn access_on_sqlite() {
+    access_is_what_the_permissions_allow(Backend::Sqlite);
+}
+
+#[test]
+fn access_on_postgres() {
+    access_is_what_the_permissions_allow(Backend::postgres());
+}

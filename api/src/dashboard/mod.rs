@@ -67,7 +67,13 @@ async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Option<Visitor
         session::remove(&state.store, id).await?;
         return Ok(None);
     };
-    let user = User { id: token.user.id, email: token.user.email, admin: token.user.admin, scope: None };
+    let user = User {
+        id: token.user.id,
+        email: token.user.email,
+        admin: token.user.admin,
+        scope: None,
+        needs: Default::default(),
+    };
     Ok(Some(Visitor { user, session_id: id.to_string(), session }))
 }
 
@@ -264,6 +270,9 @@ async fn scale(State(state): State<AppState>, headers: HeaderMap, Path(name): Pa
         Ok(visitor) => visitor,
         Err(refused) => return refused,
     };
+    // Scaling, as `PATCH /apps/{app}/formation`, needs `operate`.
+    let mut visitor = visitor;
+    visitor.user.needs = crate::access::Permission::Operate;
     let app = match find_app(&state, &visitor.user, &name).await {
         Ok(app) => app,
         Err(e) => return failure(visitor.who(), e.status, &e.message),
@@ -308,6 +317,9 @@ async fn reveal(State(state): State<AppState>, headers: HeaderMap, Path(name): P
         Ok(visitor) => visitor,
         Err(refused) => return refused,
     };
+    // A value, as `GET /apps/{app}/config-vars`, needs `deploy`.
+    let mut visitor = visitor;
+    visitor.user.needs = crate::access::Permission::Deploy;
     let value = async {
         let app = find_app(&state, &visitor.user, &name).await?;
         let mut config = state.store.current_release(&app).await?.config;

@@ -2,6 +2,7 @@
 //! handlers. Everything except `/health`, the build dyno's `/build-api` (its build's own
 //! secret) and the `/dashboard` (its session cookie) sits behind [`crate::auth::require_token`].
 
+mod access;
 mod addons;
 mod apps;
 mod attach;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(authorizations::routes())
         .merge(users::routes())
+        .merge(access::routes())
         .merge(runner::routes())
         .merge(service::routes())
         .merge(builds::routes())
