@@ -16,6 +16,7 @@
 mod access;
 mod addons;
 mod apps;
+mod audit;
 mod authorizations;
 mod buildpacks;
 mod builds;
@@ -181,6 +182,13 @@ enum Command {
     /// Revoke an API token: refused at once
     #[command(name = "authorizations:revoke", alias = "authorizations:destroy")]
     AuthorizationsRevoke { id: String },
+    /// The audit log: the app's with -a (whoever may view it), all of it for admins
+    #[command(name = "audit")]
+    Audit {
+        /// How many of the newest events
+        #[arg(short, long, default_value_t = 100, value_name = "NUM")]
+        num: u32,
+    },
     /// Who may do what to the app
     #[command(name = "access")]
     Access,
@@ -573,6 +581,7 @@ fn run(cli: Cli) -> Result<Done, CliError> {
             };
             login::login(&ctx, api, way)
         }
+        Command::Audit { num } => audit::list(&ctx, num),
         Command::Access => access::list(&ctx),
         Command::AccessAdd { email, permissions } => access::add(&ctx, &email, permissions.as_deref()),
         Command::AccessUpdate { email, permissions } => access::update(&ctx, &email, &permissions),

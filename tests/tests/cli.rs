@@ -605,6 +605,27 @@ fn access_is_what_the_permissions_allow(backend: Backend) {
     hostnames.sort();
     assert_eq!(hostnames, ["admin.example.com", "manage.example.com", "owner.example.com"], "{domains}");
 
+    // The app's audit log, for whoever may view it: who changed what, refusals too.
+    let view = &callers[1].1;
+    let events = api.call("GET", "/audit-events?app=shared", Some(view), None);
+    assert_eq!(events.status, 200, "{:?}", events.body);
+    let seen: Vec<(String, String, i64)> = events
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (e["actor"].as_str().unwrap().into(), e["action"].as_str().unwrap().into(), e["status"].as_i64().unwrap())
+        })
+        .collect();
+    let patch = "PATCH /apps/{app}/config-vars".to_string();
+    assert!(seen.contains(&("manage@example.com".into(), patch.clone(), 200)), "{seen:?}");
+    assert!(seen.contains(&("view@example.com".into(), patch, 403)), "{seen:?}");
+    assert_eq!(api.call("GET", "/audit-events?app=shared", Some(&callers[5].1), None).status, 403);
+    assert_eq!(api.call("GET", "/audit-events", Some(view), None).status, 403, "the whole log is the admins'");
+    let shown = ok(&olga.run(&["audit", "-a", "shared"]));
+    assert!(shown.contains("manage@example.com") && shown.contains("POST /apps/{app}/domains"), "{shown}");
+
     // Collaborators see the app in their list; others do not. Only the owner destroys it.
     let apps_of = |token: &str| -> Vec<String> {
         let apps = api.call("GET", "/apps", Some(token), None).body;
