@@ -196,6 +196,26 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Whether `user_id` (no admin) may still do what `needs` on app `name_or_id`: its owner, or
+    /// a collaborator with that permission; `None` when the app is gone. For streams that
+    /// outlive their request (`auth::until_refused`).
+    pub async fn may(&self, name_or_id: &str, user_id: &str, needs: Permission) -> Result<Option<bool>> {
+        let row = sqlx::query(
+            "SELECT a.owner_id, c.permissions FROM apps a LEFT JOIN collaborators c \
+             ON c.app_id = a.id AND c.user_id = $2 WHERE a.name = $1 OR a.id = $1",
+        )
+        .bind(name_or_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.try_get::<String, _>("owner_id")? == user_id {
+            return Ok(Some(true));
+        }
+        let has = row.try_get::<Option<String>, _>("permissions")?.map(|p| stored(&p)).unwrap_or_default();
+        Ok(Some(has.contains(&needs)))
+    }
+
     /// The user `email`'s id.
     pub async fn user_id(&self, email: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT id FROM users WHERE email = $1").bind(email).fetch_optional(&self.pool).await?;

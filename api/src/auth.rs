@@ -23,6 +23,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::access::Permission;
 use crate::accounts::UserRow;
 use crate::store::Store;
 use crate::{ApiError, AppState, Result};
@@ -36,7 +37,7 @@ pub struct User {
     /// The token's scope (`runner`): it may do only that, whatever its user may.
     pub scope: Option<String>,
     /// What the request needs on the app it names ([`crate::access::needed`]), for `find_app`.
-    pub needs: crate::access::Permission,
+    pub needs: Permission,
 }
 
 impl User {
@@ -209,16 +210,26 @@ pub const RECHECK: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct PresentedToken(pub String);
 
-/// Resolves once `token` is refused (revoked, rotated, expired), checking every [`RECHECK`];
-/// a database that cannot answer is not a refusal.
-pub async fn until_refused(store: Store, token: String) {
+/// Resolves once `token` is refused (revoked, rotated, expired) or, with `app` (its name and
+/// what the stream needs on it), once the token's user may no longer do that to the app (their
+/// access removed or narrowed, the app deleted), checking every [`RECHECK`]; a database that
+/// cannot answer is not a refusal.
+pub async fn until_refused(store: Store, token: String, app: Option<(String, Permission)>) {
     loop {
         tokio::time::sleep(RECHECK).await;
-        match authenticate(&store, &token).await {
-            Ok(Some(_)) => {}
+        let user = match authenticate(&store, &token).await {
+            Ok(Some(user)) => user,
             Ok(None) => return,
             Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => return,
-            Err(_) => {}
+            Err(_) => continue,
+        };
+        let Some((app, needs)) = &app else { continue };
+        if user.admin {
+            continue;
+        }
+        match store.may(app, &user.id, *needs).await {
+            Ok(Some(true)) | Err(_) => {}
+            Ok(Some(false) | None) => return,
         }
     }
 }
@@ -298,7 +309,10 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     req.extensions_mut().insert(PresentedToken(presented.clone()));
     let response = next.run(req).await;
     let response = {
-        let refused = Box::pin(until_refused(state.store.clone(), presented));
+        // The app the request names: `/apps/{app}/…`, or `/{app}.git/…` for git.
+        let git_app = target.split('/').nth(1).and_then(|first| first.strip_suffix(".git")).map(str::to_string);
+        let app = path_app.clone().or(git_app).filter(|a| !a.is_empty()).map(|a| (a, user.needs));
+        let refused = Box::pin(until_refused(state.store.clone(), presented, app));
         response.map(|inner| axum::body::Body::new(UntilRefused { inner, refused }))
     };
     // The runner's periodic dyno reports are not user actions: they would drown the log.

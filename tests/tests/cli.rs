@@ -636,6 +636,27 @@ fn access_is_what_the_permissions_allow(backend: Backend) {
     let manage = &callers[4].1;
     assert_eq!(api.call("DELETE", "/apps/shared", Some(manage), None).status, 403);
 
+    // A collaborator's open `logs --tail` ends within seconds of their access's removal.
+    let (watcher, _) = user_with_token(&api, &admin, "watcher@example.com");
+    ok(&olga.run(&["access:add", "watcher@example.com", "-p", "view", "-a", "shared"]));
+    let mut tail = watcher
+        .command(&["logs", "--tail", "-a", "shared"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ouro logs --tail");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(tail.try_wait().unwrap().is_none(), "the tail follows while the access lasts");
+    ok(&olga.run(&["access:remove", "watcher@example.com", "-a", "shared"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tail.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ended = tail.try_wait().unwrap();
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(ended.is_some(), "the tail went on after its access was removed");
+
     // Permissions change and go at once.
     let updated = ok(&olga.run(&["access:update", "view@example.com", "-p", "deploy", "-a", "shared"]));
     assert!(updated.contains("with view, deploy permissions"), "{updated}");

@@ -343,7 +343,8 @@ async fn tunnel(
     let label = addon.name.clone();
     // The tunnel closes once the token it was opened with is refused.
     let token = request.extensions().get::<PresentedToken>().map(|t| t.0.clone()).unwrap_or_default();
-    let refused = crate::auth::until_refused(state.store.clone(), token);
+    let access = Some((app.name.clone(), crate::access::Permission::Deploy));
+    let refused = crate::auth::until_refused(state.store.clone(), token, access);
     let tunnel = async move {
         let client = match client.await {
             Ok(upgraded) => upgraded,

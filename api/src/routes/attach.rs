@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use ouro_types::attach::UPGRADE;
 
+use crate::access::Permission;
 use crate::apps::AppRow;
 use crate::apps::find_app;
 use crate::attach::Side;
@@ -73,13 +74,14 @@ fn switch(state: AppState, mut request: Request, key: String, side: Side) -> Res
     let upgrade = hyper::upgrade::on(&mut request);
     // The session ends (both connections close) once the token it was opened with is refused.
     let token = request.extensions().get::<PresentedToken>().map(|t| t.0.clone()).unwrap_or_default();
+    let app = key.split('/').next().unwrap_or_default().to_string();
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
                 let session = state.attachments.meet(key.clone(), side, hyper_util::rt::TokioIo::new(upgraded));
                 tokio::select! {
                     () = session => {}
-                    () = crate::auth::until_refused(state.store.clone(), token) => {
+                    () = crate::auth::until_refused(state.store.clone(), token, Some((app, Permission::Deploy))) => {
                         tracing::info!(%key, "attached session ended: its token was revoked or expired");
                     }
                 }
