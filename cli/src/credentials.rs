@@ -57,6 +57,37 @@ fn read_file(path: &Path) -> Result<Option<Credentials>, CliError> {
     serde_json::from_str(&text).map(Some).map_err(|e| CliError::local(format!("cannot read {}: {e}", path.display())))
 }
 
+/// The variable that lets credentials go over plain HTTP to an address that is not loopback.
+pub const ALLOW_PLAIN_HTTP: &str = "OURO_ALLOW_PLAIN_HTTP";
+
+/// Refuses to send credentials to `api_url` over plain HTTP unless it is on this machine
+/// (`localhost`, 127.0.0.0/8, `::1`) or [`ALLOW_PLAIN_HTTP`] is `1`: a token or password in
+/// clear on a network is anyone's on it.
+pub fn check_transport(api_url: &str) -> Result<(), CliError> {
+    let allowed = env_var(ALLOW_PLAIN_HTTP).as_deref() == Some("1");
+    match plain_http_host(api_url) {
+        Some(host) if !allowed => Err(CliError::local(format!(
+            "refusing to send your credentials over plain HTTP to {host}: use an https:// API URL, or set \
+             {ALLOW_PLAIN_HTTP}=1 if you trust every network in between"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The host of an `http://` URL whose host is not loopback; `None` for anything else.
+fn plain_http_host(api_url: &str) -> Option<String> {
+    let rest = api_url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_string())
+}
+
 /// The credentials every command but `login` uses: the file's values, each overridden by
 /// its environment variable.
 pub fn load() -> Result<Credentials, CliError> {
@@ -71,6 +102,7 @@ pub fn load() -> Result<Credentials, CliError> {
     let token = env_var("OURO_API_TOKEN")
         .or_else(|| stored.map(|c| c.token))
         .ok_or_else(|| CliError::local("not logged in: run `ouro login`"))?;
+    check_transport(&api_url)?;
     Ok(Credentials { api_url, token })
 }
 
@@ -116,6 +148,30 @@ fn open_private(path: &Path) -> io::Result<fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_over_plain_http_only_to_this_machine() {
+        for local in [
+            "http://127.0.0.1:7700",
+            "http://127.0.0.2",
+            "http://localhost:7700/",
+            "http://LOCALHOST",
+            "http://[::1]:7700",
+            "https://ouro.example.com",
+            "https://10.0.0.5:7700",
+        ] {
+            assert_eq!(plain_http_host(local), None, "{local}");
+        }
+        for (remote, host) in [
+            ("http://10.0.0.5:7700", "10.0.0.5"),
+            ("http://ouro.example.com", "ouro.example.com"),
+            ("http://[2001:db8::1]:7700/", "2001:db8::1"),
+            ("http://127.0.0.1.example.com:7700", "127.0.0.1.example.com"),
+            ("http://localhost@evil.example:7700", "evil.example"),
+        ] {
+            assert_eq!(plain_http_host(remote).as_deref(), Some(host), "{remote}");
+        }
+    }
 
     #[test]
     fn path_precedence() {

@@ -21,6 +21,7 @@ pub enum Way {
 
 pub fn login(ctx: &Ctx, api: Option<String>, way: Way) -> Output {
     let api_url = api.unwrap_or_else(credentials::default_api_url).trim_end_matches('/').to_string();
+    credentials::check_transport(&api_url)?;
     let token = match way {
         Way::Token(Some(token)) => token,
         Way::Token(None) => read_line("Token: ", "the token")?,

@@ -200,6 +200,18 @@ fn credentials_are_private_and_env_overrides_them() {
         .output()
         .unwrap();
     fails(&out, 1);
+
+    // Credentials never cross a network in clear unless the user says so: an http:// API that
+    // is not on this machine is refused before anything is sent (192.0.2.0/24 is routed nowhere).
+    let remote = "http://192.0.2.7:7700";
+    let out = cli.command(&["apps"]).env("OURO_API_URL", remote).output().unwrap();
+    let err = fails(&out, 1);
+    assert!(err.contains("refusing to send your credentials over plain HTTP to 192.0.2.7"), "{err}");
+    assert!(err.contains("OURO_ALLOW_PLAIN_HTTP=1"), "{err}");
+    let err = fails(&cli.run(&["login", "--api", remote, "--token", &api.token]), 1);
+    assert!(err.contains("over plain HTTP"), "{err}");
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(stored["api_url"], api.url.as_str(), "the refused login changed nothing");
 }
 
 #[test]
