@@ -397,29 +397,29 @@ async fn drained(req: Request, response: Response) -> Response {
 /// An email and a password from `Basic base64(email:password)`: a user name with an `@` and a
 /// password that is no token (git sends a token as the password, with any user name).
 fn presented_password(header: &str) -> Option<(String, String)> {
-    let (scheme, value) = header.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(decode_base64(value.trim())?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    (user.contains('@') && !password.starts_with("ouro_")).then(|| (user.to_string(), password.to_string()))
+    let (user, password) = basic_credentials(header)?;
+    (user.contains('@') && !password.starts_with("ouro_")).then_some((user, password))
 }
 
 /// The token of an `Authorization` header: `Bearer <token>`, or `Basic base64(user:token)` as
 /// git sends it (any user name, the token as password, as on Heroku).
 fn presented_token(header: &str) -> Option<String> {
     let (scheme, value) = header.trim().split_once(' ')?;
-    let value = value.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(value.to_string());
+        return Some(value.trim().to_string());
     }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = String::from_utf8(decode_base64(value)?).ok()?;
-        let (_user, password) = decoded.split_once(':')?;
-        return Some(password.to_string());
+    basic_credentials(header).map(|(_user, password)| password)
+}
+
+/// The user and password of `Basic base64(user:password)`.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
     }
-    None
+    let decoded = String::from_utf8(decode_base64(value.trim())?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
 }
 
 pub use ouro_types::basic_authorization;

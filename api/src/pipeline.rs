@@ -145,17 +145,6 @@ pub fn spawn_unwatched(
 /// status line, marking it alive every [`BUILD_HEARTBEAT`] meanwhile. Never fails: every
 /// problem is a failed build with a reason.
 pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, out: mpsc::Sender<Bytes>) {
-    let heartbeat = {
-        let (store, build_id) = (state.store.clone(), build.id.clone());
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(BUILD_HEARTBEAT).await;
-                if let Err(e) = store.touch_build(&build_id).await {
-                    tracing::warn!(build = %build_id, error = %e, "could not mark a running build alive");
-                }
-            }
-        }))
-    };
     let mut log = Transcript {
         out,
         kept: String::new(),
@@ -164,7 +153,20 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
         saved_at: tokio::time::Instant::now(),
     };
     state.logs.event(&app.name, "api", format!("Build started by {actor}"));
-    let outcome = build_and_release(&state, &app, &build, &actor, &mut log).await;
+    // Marked alive while it runs; recording its end right after takes far less than the
+    // staleness (`builds::BUILD_STALE`).
+    let heartbeat = async {
+        loop {
+            tokio::time::sleep(BUILD_HEARTBEAT).await;
+            if let Err(e) = state.store.touch_build(&build.id).await {
+                tracing::warn!(build = %build.id, error = %e, "could not mark a running build alive");
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = build_and_release(&state, &app, &build, &actor, &mut log) => outcome,
+        never = heartbeat => never,
+    };
     state.active_builds.remove(&build.id);
     let (status, version) = match outcome {
         Ok(version) => (BuildStatus::Succeeded, Some(version)),
@@ -199,17 +201,7 @@ pub async fn run(state: AppState, app: AppRow, build: BuildRow, actor: String, o
             _ => tracing::error!("the platform's source app is gone"),
         }
     }
-    drop(heartbeat);
     let _ = log.out.send(Bytes::from(format!("{STATUS_MARK}{status}\n"))).await;
-}
-
-/// Aborts its task when dropped: the heartbeat ends with the build, however `run` ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The build proper; `Err` is the reason it failed, for the user.

@@ -317,6 +317,19 @@ fn certs_add_list_and_remove() {
     assert_eq!(api.get("/apps/tlsapp/sni-endpoints").body, serde_json::json!([]));
 }
 
+/// How `child` ended if it did within `limit` (polled); killed otherwise.
+fn ended_within(child: &mut std::process::Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ended = child.try_wait().unwrap();
+    if ended.is_none() {
+        let _ = child.kill();
+    }
+    ended
+}
+
 /// Tokens with a life cycle (Heroku's authorizations): made with a description and a life,
 /// listed and shown without their secret, rotated (the old secret refused at once), revoked
 /// (refused at once), refused once expired with the reason; bad input changes nothing;
@@ -400,14 +413,7 @@ fn tokens_are_made_rotated_revoked_and_expire(backend: Backend) {
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert!(tail.try_wait().unwrap().is_none(), "the tail follows while its token is good");
     ok(&cli.run(&["authorizations:revoke", tailing["id"].as_str().unwrap()]));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while tail.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let ended = tail.try_wait().unwrap();
-    if ended.is_none() {
-        let _ = tail.kill();
-    }
+    let ended = ended_within(&mut tail, std::time::Duration::from_secs(20));
     let said = tail.wait_with_output().map(|o| stderr(&o)).unwrap_or_default();
     assert!(ended.is_some_and(|status| !status.success()), "the tail went on after its token was revoked: {said}");
 
@@ -660,12 +666,7 @@ fn access_is_what_the_permissions_allow(backend: Backend) {
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert!(tail.try_wait().unwrap().is_none(), "the tail follows while the access lasts");
     ok(&olga.run(&["access:remove", "watcher@example.com", "-a", "shared"]));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while tail.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let ended = tail.try_wait().unwrap();
-    let _ = tail.kill();
+    let ended = ended_within(&mut tail, std::time::Duration::from_secs(20));
     let _ = tail.wait();
     assert!(ended.is_some(), "the tail went on after its access was removed");
 
