@@ -13,6 +13,7 @@ use axum::http::Method;
 use sqlx::Row;
 
 use crate::store::Store;
+use crate::teams::Role;
 use crate::{Result, now};
 
 /// What a collaborator may do, in Heroku's words; `Owner` is what no collaborator may.
@@ -116,6 +117,26 @@ pub struct Collaborator {
     pub created_at: String,
 }
 
+/// What a user may do to an app: everything (`Owner` too) as the owner of a personal app or an
+/// admin of the app's team; view, deploy and operate as a member of its team; and what they
+/// were given as a collaborator. Empty: nothing.
+pub fn grant(
+    owns_personal_app: bool,
+    role: Option<Role>,
+    shared: Option<BTreeSet<Permission>>,
+) -> BTreeSet<Permission> {
+    const ALL: [Permission; 5] =
+        [Permission::View, Permission::Deploy, Permission::Operate, Permission::Manage, Permission::Owner];
+    let mut has = shared.unwrap_or_default();
+    match role {
+        _ if owns_personal_app => has.extend(ALL),
+        Some(Role::Admin) => has.extend(ALL),
+        Some(Role::Member) => has.extend([Permission::View, Permission::Deploy, Permission::Operate]),
+        None => {}
+    }
+    has
+}
+
 fn stored(text: &str) -> BTreeSet<Permission> {
     parse_permissions(text.split(',')).unwrap_or_default()
 }
@@ -196,24 +217,31 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Whether `user_id` (no admin) may still do what `needs` on app `name_or_id`: its owner, or
-    /// a collaborator with that permission; `None` when the app is gone. For streams that
-    /// outlive their request (`auth::until_refused`).
-    pub async fn may(&self, name_or_id: &str, user_id: &str, needs: Permission) -> Result<Option<bool>> {
+    /// Everything `user_id` (no admin) may do to app `name_or_id` ([`grant`]); `None` when
+    /// the app is gone.
+    pub async fn grants(&self, name_or_id: &str, user_id: &str) -> Result<Option<BTreeSet<Permission>>> {
         let row = sqlx::query(
-            "SELECT a.owner_id, c.permissions FROM apps a LEFT JOIN collaborators c \
-             ON c.app_id = a.id AND c.user_id = $2 WHERE a.name = $1 OR a.id = $1",
+            "SELECT a.owner_id, a.team_id, c.permissions, m.role FROM apps a \
+             LEFT JOIN collaborators c ON c.app_id = a.id AND c.user_id = $2 \
+             LEFT JOIN team_members m ON m.team_id = a.team_id AND m.user_id = $2 \
+             WHERE a.name = $1 OR a.id = $1",
         )
         .bind(name_or_id)
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        if row.try_get::<String, _>("owner_id")? == user_id {
-            return Ok(Some(true));
-        }
-        let has = row.try_get::<Option<String>, _>("permissions")?.map(|p| stored(&p)).unwrap_or_default();
-        Ok(Some(has.contains(&needs)))
+        let team_app = row.try_get::<Option<String>, _>("team_id")?.is_some();
+        let owner = row.try_get::<String, _>("owner_id")? == user_id;
+        let role = row.try_get::<Option<String>, _>("role")?.as_deref().and_then(Role::parse);
+        let shared = row.try_get::<Option<String>, _>("permissions")?.map(|p| stored(&p));
+        Ok(Some(grant(owner && !team_app, role, shared)))
+    }
+
+    /// Whether `user_id` (no admin) may still do what `needs` on app `name_or_id`; `None`
+    /// when the app is gone. For streams that outlive their request (`auth::until_refused`).
+    pub async fn may(&self, name_or_id: &str, user_id: &str, needs: Permission) -> Result<Option<bool>> {
+        Ok(self.grants(name_or_id, user_id).await?.map(|has| has.contains(&needs)))
     }
 
     /// The user `email`'s id.
@@ -240,6 +268,18 @@ mod tests {
         assert_eq!(needed(&Method::POST, "/apps/{app}/domains"), Permission::Manage);
         assert_eq!(needed(&Method::POST, "/apps/{app}/something-new"), Permission::Manage, "unknown: the most");
         assert_eq!(needed(&Method::DELETE, "/apps/{app}"), Permission::Owner);
+    }
+
+    #[test]
+    fn owners_and_team_roles_grant_what_they_should() {
+        let all = ["view", "deploy", "operate", "manage", "owner"];
+        assert_eq!(names(&grant(true, None, None)), all);
+        assert_eq!(names(&grant(false, Some(Role::Admin), None)), all);
+        assert_eq!(names(&grant(false, Some(Role::Member), None)), ["view", "deploy", "operate"]);
+        let manage = parse_permissions(["manage"]).ok();
+        assert_eq!(names(&grant(false, Some(Role::Member), manage.clone())), ["view", "deploy", "operate", "manage"]);
+        assert_eq!(names(&grant(false, None, manage)), ["view", "deploy", "operate", "manage"]);
+        assert!(grant(false, None, None).is_empty(), "a stranger, or who made a team app and left the team");
     }
 
     #[test]

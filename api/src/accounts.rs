@@ -316,8 +316,8 @@ impl Store {
         Ok(Some((user, hash)))
     }
 
-    /// Removes the user `email` (or id) with their tokens, invitations and dashboard sessions,
-    /// unless they own apps or are the last admin.
+    /// Removes the user `email` (or id) with their tokens, invitations, dashboard sessions,
+    /// collaborations and team memberships, unless they own personal apps or are the last admin.
     pub async fn remove_user(&self, email_or_id: &str) -> Result<Removal> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT id, admin FROM users WHERE email = $1 OR id = $1")
@@ -333,14 +333,27 @@ impl Store {
                 return Ok(Removal::LastAdmin);
             }
         }
-        let apps: Vec<String> = sqlx::query_scalar("SELECT name FROM apps WHERE owner_id = $1 ORDER BY name")
-            .bind(&id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let apps: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM apps WHERE owner_id = $1 AND team_id IS NULL ORDER BY name")
+                .bind(&id)
+                .fetch_all(&mut *tx)
+                .await?;
         if !apps.is_empty() {
             return Ok(Removal::OwnsApps(apps));
         }
-        for table in ["tokens", "user_invitations", "dashboard_sessions", "collaborators"] {
+        // The team apps they made stay with the team: recorded as made by another member
+        // (an admin first) or, in a team with no one else, by an admin of the platform.
+        sqlx::query(
+            "UPDATE apps SET owner_id = COALESCE(\
+               (SELECT m.user_id FROM team_members m WHERE m.team_id = apps.team_id AND m.user_id <> $1 \
+                ORDER BY CASE m.role WHEN 'admin' THEN 0 ELSE 1 END, m.created_at LIMIT 1), \
+               (SELECT u.id FROM users u WHERE u.admin = 1 AND u.id <> $1 ORDER BY u.created_at LIMIT 1)) \
+             WHERE owner_id = $1 AND team_id IS NOT NULL",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        for table in ["tokens", "user_invitations", "dashboard_sessions", "collaborators", "team_members"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1")).bind(&id).execute(&mut *tx).await?;
         }
         sqlx::query("DELETE FROM users WHERE id = $1").bind(&id).execute(&mut *tx).await?;

@@ -16,7 +16,8 @@ use crate::store::{Store, conflict_on_unique};
 use crate::{ApiError, AppState, Error, Result as StoreResult, now};
 
 /// App `name_or_id` if `user` may do to it what their request needs (`user.needs`, set from
-/// the route: `access.rs`): its owner and admins anything, a collaborator what their
+/// the route: `access.rs`): admins, the owner of a personal app and the admins of a team app's
+/// team anything; the team's members view, deploy and operate; a collaborator what their
 /// permissions allow. 404 when there is no such app, 403 otherwise.
 pub(crate) async fn find_app(state: &AppState, user: &User, name_or_id: &str) -> Result<AppRow, ApiError> {
     let app = state
@@ -24,30 +25,34 @@ pub(crate) async fn find_app(state: &AppState, user: &User, name_or_id: &str) ->
         .app(name_or_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("app `{name_or_id}` not found; `ouro apps` lists yours")))?;
-    if user.admin || app.owner_id == user.id {
+    if user.admin {
         return Ok(app);
     }
-    let Some(has) = state.store.permissions(&app.id, &user.id).await? else {
+    let has = state.store.grants(&app.id, &user.id).await?.unwrap_or_default();
+    if has.is_empty() {
         return Err(ApiError::forbidden(format!("you do not have access to app `{}`", app.name)));
-    };
+    }
     match user.needs {
-        Permission::Owner => Err(ApiError::forbidden(format!("only the owner of `{}` may do this", app.name))),
-        needs if !has.contains(&needs) => Err(ApiError::forbidden(format!(
+        needs if has.contains(&needs) => Ok(app),
+        Permission::Owner => Err(ApiError::forbidden(format!(
+            "only the owner of `{}` (for a team's app, an admin of the team) may do this",
+            app.name
+        ))),
+        needs => Err(ApiError::forbidden(format!(
             "this needs the `{}` permission on `{}`; you have {}",
             needs.as_str(),
             app.name,
             crate::access::names(&has).join(",")
         ))),
-        _ => Ok(app),
     }
 }
 
 /// Makes app `name` for `user` (`POST /apps`): refused (`Error::Limit`) when the user owns
 /// [`APPS_PER_OWNER`] apps already, except for the platform's own app names and the add-on
 /// providers' users (see [`APPS_PER_OWNER`]); `Error::Conflict` when the name is taken.
-pub(crate) async fn create(store: &Store, user: &User, name: &str) -> StoreResult<AppRow> {
+pub(crate) async fn create(store: &Store, user: &User, name: &str, team_id: Option<&str>) -> StoreResult<AppRow> {
     let capped = user.scope.as_deref() != Some("provider") && !is_system_app(name);
-    store.insert_app(name, &user.row(), capped.then_some(APPS_PER_OWNER)).await
+    store.insert_app(name, &user.row(), team_id, capped.then_some(APPS_PER_OWNER)).await
 }
 
 /// Process types of a slug: at most 50, valid names (`run` is kept for one-off dynos), commands
@@ -85,6 +90,8 @@ pub struct AppRow {
     pub name: String,
     pub owner_id: String,
     pub owner_email: String,
+    /// The team it belongs to (id, name); `None`: a personal app.
+    pub team: Option<(String, String)>,
     pub created_at: String,
     pub updated_at: String,
     pub released_at: Option<String>,
@@ -96,12 +103,18 @@ impl Store {
     /// Creates the app and its release v1 ("Initial release", no slug, no config) together,
     /// without a cap: the platform's own apps. Users' apps are made by [`create`].
     pub async fn create_app(&self, name: &str, owner: &UserRow) -> StoreResult<AppRow> {
-        self.insert_app(name, owner, None).await
+        self.insert_app(name, owner, None, None).await
     }
 
     /// The app and its release v1; with a `cap`, refused when the owner has that many apps
     /// (the platform's own not counted) already.
-    async fn insert_app(&self, name: &str, owner: &UserRow, cap: Option<usize>) -> StoreResult<AppRow> {
+    async fn insert_app(
+        &self,
+        name: &str,
+        owner: &UserRow,
+        team_id: Option<&str>,
+        cap: Option<usize>,
+    ) -> StoreResult<AppRow> {
         let app_id = uuid::Uuid::new_v4().to_string();
         let release_id = uuid::Uuid::new_v4().to_string();
         let now = now();
@@ -123,14 +136,15 @@ impl Store {
             }
         }
         sqlx::query(
-            "INSERT INTO apps (id, name, owner_id, release_seq, current_release_id, created_at, \
-             updated_at, released_at) VALUES ($1, $2, $3, 1, $4, $5, $5, $5)",
+            "INSERT INTO apps (id, name, owner_id, team_id, release_seq, current_release_id, created_at, \
+             updated_at, released_at) VALUES ($1, $2, $3, $6, 1, $4, $5, $5, $5)",
         )
         .bind(&app_id)
         .bind(name)
         .bind(&owner.id)
         .bind(&release_id)
         .bind(&now)
+        .bind(team_id)
         .execute(&mut *tx)
         .await
         .map_err(conflict_on_unique)?;
@@ -164,10 +178,11 @@ impl Store {
     pub async fn apps(&self, owner: Option<&str>) -> StoreResult<Vec<AppRow>> {
         let rows = match owner {
             Some(owner) => {
-                // Theirs and those shared with them.
+                // Theirs, their teams' and those shared with them.
                 sqlx::query(&format!(
-                    "SELECT {APP_COLUMNS} WHERE a.owner_id = $1 \
-                     OR a.id IN (SELECT app_id FROM collaborators WHERE user_id = $1) ORDER BY a.name"
+                    "SELECT {APP_COLUMNS} WHERE (a.owner_id = $1 AND a.team_id IS NULL) \
+                     OR a.id IN (SELECT app_id FROM collaborators WHERE user_id = $1) \
+                     OR a.team_id IN (SELECT team_id FROM team_members WHERE user_id = $1) ORDER BY a.name"
                 ))
                 .bind(owner)
                 .fetch_all(&self.pool)
@@ -216,10 +231,10 @@ impl Store {
     }
 }
 
-const APP_COLUMNS: &str = "a.id, a.name, a.owner_id, u.email AS owner_email, a.created_at, \
-     a.updated_at, a.released_at, a.current_release_id, \
+const APP_COLUMNS: &str = "a.id, a.name, a.owner_id, u.email AS owner_email, a.team_id, \
+     t.name AS team_name, a.created_at, a.updated_at, a.released_at, a.current_release_id, \
      (SELECT r.version FROM releases r WHERE r.id = a.current_release_id) AS current_version \
-     FROM apps a JOIN users u ON u.id = a.owner_id";
+     FROM apps a JOIN users u ON u.id = a.owner_id LEFT JOIN teams t ON t.id = a.team_id";
 
 fn app_row(r: &AnyRow) -> StoreResult<AppRow> {
     Ok(AppRow {
@@ -227,6 +242,10 @@ fn app_row(r: &AnyRow) -> StoreResult<AppRow> {
         name: r.try_get("name")?,
         owner_id: r.try_get("owner_id")?,
         owner_email: r.try_get("owner_email")?,
+        team: match (r.try_get::<Option<String>, _>("team_id")?, r.try_get::<Option<String>, _>("team_name")?) {
+            (Some(id), Some(name)) => Some((id, name)),
+            _ => None,
+        },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         released_at: r.try_get("released_at")?,

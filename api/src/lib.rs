@@ -35,6 +35,7 @@ mod services;
 mod stack_updates;
 pub mod store;
 mod system_addons;
+mod teams;
 mod upgrade;
 
 use std::future::Future;

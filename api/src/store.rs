@@ -107,6 +107,7 @@ fn migrator() -> Migrator {
         migration(23, "token life", include_str!("../migrations/0023_token_life.sql")),
         migration(24, "user passwords", include_str!("../migrations/0024_user_passwords.sql")),
         migration(25, "collaborators", include_str!("../migrations/0025_collaborators.sql")),
+        migration(26, "teams", include_str!("../migrations/0026_teams.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

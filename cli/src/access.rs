@@ -15,7 +15,22 @@ pub fn list(ctx: &Ctx) -> Output {
         return Ok(pretty(&raw));
     }
     let info: App = decode(client.get(&app_path(&app, ""))?)?;
-    let mut rows = vec![vec![info.owner.email.clone(), "owner".to_string(), String::new()]];
+    let mut rows = match &info.team {
+        // A team's app: the team's members with their roles (when the caller may see them).
+        Some(team) => match client.get(&format!("/teams/{}/members", segment(&team.name))) {
+            Ok(members) => members
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    let role = m["role"].as_str().unwrap_or("?");
+                    vec![m["user"]["email"].as_str().unwrap_or("?").to_string(), format!("team {role}"), String::new()]
+                })
+                .collect(),
+            Err(_) => vec![vec![format!("team {}", team.name), "owner".to_string(), String::new()]],
+        },
+        None => vec![vec![info.owner.email.clone(), "owner".to_string(), String::new()]],
+    };
     for c in raw.as_array().cloned().unwrap_or_default() {
         let permissions: Vec<String> =
             c["permissions"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_string)).collect();

@@ -11,8 +11,12 @@ use crate::error::CliError;
 use crate::git;
 use crate::table::{heading, key_values, when};
 
-pub fn list(ctx: &Ctx) -> Output {
-    let raw = ctx.client()?.get("/apps")?;
+/// Yours, your teams' and those shared with you; with `--team`, that team's only.
+pub fn list(ctx: &Ctx, team: Option<&str>) -> Output {
+    let mut raw = ctx.client()?.get("/apps")?;
+    if let (Some(team), Some(apps)) = (team, raw.as_array_mut()) {
+        apps.retain(|a| a["team"]["name"].as_str() == Some(team));
+    }
     ctx.show(raw, |apps: Vec<App>| render_list(&apps))
 }
 
@@ -26,7 +30,7 @@ fn render_list(apps: &[App]) -> String {
 
 /// Creates the app named by the argument or `-a` (the API picks a name when neither is
 /// given), then adds the `ouro` git remote when the directory is a repository without one.
-pub fn create(ctx: &Ctx, name: Option<String>) -> Output {
+pub fn create(ctx: &Ctx, name: Option<String>, team: Option<String>) -> Output {
     let name = match (name, ctx.app_flag()) {
         (Some(name), Some(flag)) if name != flag => {
             return Err(CliError::usage(format!("two app names given: {name} and {flag}")));
@@ -34,7 +38,7 @@ pub fn create(ctx: &Ctx, name: Option<String>) -> Output {
         (Some(name), _) => Some(name),
         (None, flag) => flag.map(str::to_string),
     };
-    let raw = ctx.client()?.post("/apps", &AppCreate { name })?;
+    let raw = ctx.client()?.post("/apps", &AppCreate { name, team })?;
     let app: App = decode(raw.clone())?;
     let remote_note = add_git_remote(&app.git_url);
     if ctx.json {
@@ -78,7 +82,7 @@ pub fn info(ctx: &Ctx) -> Output {
 fn render_info(app: &App, now: SystemTime) -> String {
     let release = app.current_release.map_or_else(|| "none".to_string(), |v| format!("v{v}"));
     let released = app.released_at.as_deref().map_or_else(|| "never".to_string(), |t| when(t, now));
-    let rows = [
+    let mut rows = vec![
         ("Git URL", app.git_url.clone()),
         ("Web URL", app.web_url.clone()),
         ("Owner", app.owner.email.clone()),
@@ -86,6 +90,11 @@ fn render_info(app: &App, now: SystemTime) -> String {
         ("Created", when(&app.created_at, now)),
         ("Released", released),
     ];
+    if let Some(team) = &app.team {
+        // Heroku's words: a team's app is the team's; who made it is only recorded.
+        rows[2] = ("Team", team.name.clone());
+        rows.insert(3, ("Made by", app.owner.email.clone()));
+    }
     heading(&app.name) + &key_values(&rows)
 }
 
@@ -160,6 +169,7 @@ mod tests {
             id: "id".into(),
             name: name.into(),
             owner: Owner { id: "u".into(), email: "admin@ouro.local".into() },
+            team: None,
             web_url: format!("http://{name}.ouro.localhost"),
             git_url: format!("http://127.0.0.1:7700/git/{name}.git"),
             created_at: "2026-11-26T00:25:55.123456Z".into(),
@@ -217,5 +227,10 @@ mod tests {
             Created:  2026-11-26T00:25:55Z (3h ago)\n\
             Released: 2026-11-26T01:25:55Z (2h ago)\n";
         assert_eq!(render_info(&app("demo"), now), expect);
+        let mut team_app = app("demo");
+        team_app.team = Some(ouro_types::TeamRef { id: "t".into(), name: "crew".into() });
+        let shown = render_info(&team_app, now);
+        assert!(shown.contains("Team:     crew\nMade by:  admin@ouro.local\n"), "{shown}");
+        assert!(!shown.contains("Owner"), "{shown}");
     }
 }

@@ -40,6 +40,7 @@ mod run;
 mod slug;
 mod stack;
 mod table;
+mod teams;
 mod tunnel;
 mod up;
 mod users;
@@ -211,14 +212,71 @@ enum Command {
     /// Stop sharing the app with a user
     #[command(name = "access:remove")]
     AccessRemove { email: String },
-    /// List your apps
+    /// Teams you are in, with your role
+    #[command(name = "teams")]
+    Teams,
+    /// Make a team; you are its first admin
+    #[command(name = "teams:create")]
+    TeamsCreate { name: String },
+    /// Delete a team that has no apps (its admins)
+    #[command(name = "teams:destroy")]
+    TeamsDestroy {
+        name: String,
+        /// The team's name again, to confirm
+        #[arg(long, value_name = "TEAM")]
+        confirm: Option<String>,
+    },
+    /// A team's members and their roles
+    #[command(name = "members")]
+    Members {
+        #[arg(short, long, value_name = "TEAM")]
+        team: String,
+        /// Only members with this role
+        #[arg(short, long, value_name = "ROLE")]
+        role: Option<String>,
+    },
+    /// Add a user to a team (its admins)
+    #[command(name = "members:add")]
+    MembersAdd {
+        email: String,
+        #[arg(short, long, value_name = "TEAM")]
+        team: String,
+        /// admin or member
+        #[arg(short, long, value_name = "ROLE", default_value = "member")]
+        role: String,
+    },
+    /// Change a member's role (its admins)
+    #[command(name = "members:set")]
+    MembersSet {
+        email: String,
+        #[arg(short, long, value_name = "TEAM")]
+        team: String,
+        /// admin or member
+        #[arg(short, long, value_name = "ROLE")]
+        role: String,
+    },
+    /// Remove a user from a team (its admins)
+    #[command(name = "members:remove")]
+    MembersRemove {
+        email: String,
+        #[arg(short, long, value_name = "TEAM")]
+        team: String,
+    },
+    /// List your apps, your teams' and those shared with you
     #[command(name = "apps")]
-    Apps,
+    Apps {
+        /// Only this team's apps
+        #[arg(short, long, value_name = "TEAM")]
+        team: Option<String>,
+    },
     /// Create an app and add the `ouro` git remote
     #[command(name = "apps:create")]
     AppsCreate {
         /// App name (default: one the API picks)
         name: Option<String>,
+        /// Make it in this team (default: yours alone)
+        #[arg(short, long, value_name = "TEAM")]
+        team: Option<String>,
     },
     /// Print the app's web URL (and open it in $BROWSER when set)
     #[command(name = "open")]
@@ -597,8 +655,16 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::AuthorizationsInfo { id } => authorizations::info(&ctx, &id),
         Command::AuthorizationsRotate { id } => authorizations::rotate(&ctx, &id),
         Command::AuthorizationsRevoke { id } => authorizations::revoke(&ctx, &id),
-        Command::Apps => apps::list(&ctx),
-        Command::AppsCreate { name } => apps::create(&ctx, name),
+        Command::Apps { team } => apps::list(&ctx, team.as_deref()),
+        Command::AppsCreate { name, team } => apps::create(&ctx, name, team),
+        Command::Teams => teams::list(&ctx),
+        Command::TeamsCreate { name } => teams::create(&ctx, &name),
+        Command::TeamsDestroy { name, confirm } => teams::destroy(&ctx, &name, confirm.as_deref()),
+        Command::Members { team, role } => teams::members(&ctx, &team, role.as_deref()),
+        Command::MembersAdd { email, team, role } | Command::MembersSet { email, team, role } => {
+            teams::set(&ctx, &email, &team, &role)
+        }
+        Command::MembersRemove { email, team } => teams::remove(&ctx, &email, &team),
         Command::Open { path } => apps::open(&ctx, path),
         Command::AppsInfo => apps::info(&ctx),
         Command::AppsDestroy { confirm } => apps::destroy(&ctx, confirm),

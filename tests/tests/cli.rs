@@ -540,20 +540,30 @@ fn user_with_token(api: &Api, admin: &Cli, email: &str) -> (Cli, String) {
     (cli, made["access_token"]["token"].as_str().unwrap().to_string())
 }
 
-/// Who may do what to an app: for each route (one per permission), the owner, a collaborator
-/// with each permission, another user, an admin, a revoked and an expired token get 2xx, 403 or
-/// 401, and a refused request changes nothing. `ouro access` shows and changes collaborators,
-/// and a collaborator removed loses the app at once.
+/// Who may do what to an app: for each route (one per permission), on a personal app and on a
+/// team's app, the owner, a collaborator with each permission, another user, an admin, a
+/// revoked and an expired token, a team admin and a team member get 2xx, 403 or 401, and a
+/// refused request changes nothing. `ouro access` shows and changes collaborators, `ouro
+/// members` a team's members, and who loses their access loses the app at once.
 fn access_is_what_the_permissions_allow(backend: Backend) {
     let api = Api::start(backend);
     let admin = logged_in(&api);
     let (olga, owner) = user_with_token(&api, &admin, "olga@example.com");
     ok(&olga.run(&["apps:create", "shared"]));
+    let (tina, team_admin) = user_with_token(&api, &admin, "tina@example.com");
+    let (tom, team_member) = user_with_token(&api, &admin, "tom@example.com");
+    ok(&tina.run(&["teams:create", "crew"]));
+    let added = ok(&tina.run(&["members:add", "tom@example.com", "-t", "crew", "-r", "member"]));
+    assert!(added.contains("Adding tom@example.com to crew as member... done"), "{added}");
+    // A member makes the team's app; it is the team's, not theirs.
+    let made = json(&tom, &["apps:create", "crew-app", "--team", "crew"]);
+    assert_eq!(made["team"]["name"], "crew", "{made}");
     let mut callers = vec![("owner".to_string(), owner.clone())];
     for (who, permissions) in [("view", "view"), ("deploy", "deploy"), ("operate", "operate"), ("manage", "manage")] {
         let (_, token) = user_with_token(&api, &admin, &format!("{who}@example.com"));
         let added = ok(&olga.run(&["access:add", &format!("{who}@example.com"), "-p", permissions, "-a", "shared"]));
         assert!(added.contains(&format!("Adding {who}@example.com access to the app shared with view")), "{added}");
+        ok(&tina.run(&["access:add", &format!("{who}@example.com"), "-p", permissions, "-a", "crew-app"]));
         callers.push((who.to_string(), token));
     }
     let (_, other) = user_with_token(&api, &admin, "eve@example.com");
@@ -564,6 +574,8 @@ fn access_is_what_the_permissions_allow(backend: Backend) {
     callers.push(("revoked".into(), revoked["access_token"]["token"].as_str().unwrap().to_string()));
     let expired = json(&olga, &["authorizations:create", "-e", "1"]);
     callers.push(("expired".into(), expired["access_token"]["token"].as_str().unwrap().to_string()));
+    callers.push(("team-admin".into(), team_admin.clone()));
+    callers.push(("team-member".into(), team_member.clone()));
     std::thread::sleep(std::time::Duration::from_millis(1200));
 
     let listed = ok(&olga.run(&["access", "-a", "shared"]));
@@ -579,50 +591,122 @@ fn access_is_what_the_permissions_allow(backend: Backend) {
 
     // Who gets what: `2` for any 2xx.
     let class = |status: u16| if (200..300).contains(&status) { "2".to_string() } else { status.to_string() };
-    let expected = |route: &str| -> Vec<&str> {
-        //             owner view  deploy operate manage other admin revoked expired
-        match route {
-            "view" => vec!["2", "2", "2", "2", "2", "403", "2", "401", "401"],
-            "deploy" => vec!["2", "403", "2", "403", "2", "403", "2", "401", "401"],
-            "operate" => vec!["2", "403", "403", "2", "2", "403", "2", "401", "401"],
-            "manage" => vec!["2", "403", "403", "403", "2", "403", "2", "401", "401"],
-            _ => vec!["403", "403", "403", "403", "403", "403", "403", "401", "401"],
+    let expected = |app: &str, route: &str| -> Vec<&str> {
+        //                owner  view   deploy operate manage other  admin revoked expired t-admin t-member
+        let mut row = match route {
+            "view" => vec!["2", "2", "2", "2", "2", "403", "2", "401", "401", "403", "403"],
+            "deploy" => vec!["2", "403", "2", "403", "2", "403", "2", "401", "401", "403", "403"],
+            "operate" => vec!["2", "403", "403", "2", "2", "403", "2", "401", "401", "403", "403"],
+            _ => vec!["2", "403", "403", "403", "2", "403", "2", "401", "401", "403", "403"],
+        };
+        if app == "crew-app" {
+            // Olga is no one to the team's app; its admin may do anything, its member all but manage.
+            row[0] = "403";
+            row[9] = "2";
+            row[10] = if route == "manage" { "403" } else { "2" };
         }
+        row
     };
-    for (route, method, path, body) in [
-        ("view", "GET", "/apps/shared".to_string(), None),
-        ("deploy", "GET", "/apps/shared/config-vars".to_string(), None),
-        ("operate", "DELETE", "/apps/shared/dynos".to_string(), None),
-        ("manage", "PATCH", "/apps/shared/config-vars".to_string(), Some("K")),
-        ("manage", "POST", "/apps/shared/domains".to_string(), Some("domain")),
-    ] {
-        let got: Vec<String> = callers
-            .iter()
-            .map(|(who, token)| {
-                let body = match body {
-                    Some("K") => Some(serde_json::json!({ format!("SET_BY_{}", who.to_uppercase()): "1" }).to_string()),
-                    Some(_) => Some(serde_json::json!({ "hostname": format!("{who}.example.com") }).to_string()),
-                    None => None,
-                };
-                class(api.call(method, &path, Some(token), body.as_deref().map(str::as_bytes)).status)
-            })
-            .collect();
-        assert_eq!(
-            got,
-            expected(route),
-            "{method} {path} (owner, view, deploy, operate, manage, other, admin, revoked, expired)"
-        );
+    for app in ["shared", "crew-app"] {
+        for (route, method, path, body) in [
+            ("view", "GET", format!("/apps/{app}"), None),
+            ("deploy", "GET", format!("/apps/{app}/config-vars"), None),
+            ("operate", "DELETE", format!("/apps/{app}/dynos"), None),
+            ("manage", "PATCH", format!("/apps/{app}/config-vars"), Some("K")),
+            ("manage", "POST", format!("/apps/{app}/domains"), Some("domain")),
+        ] {
+            let got: Vec<String> = callers
+                .iter()
+                .map(|(who, token)| {
+                    let body = match body {
+                        Some("K") => {
+                            let key = format!("SET_BY_{}", who.to_uppercase().replace('-', "_"));
+                            Some(serde_json::json!({ key: "1" }).to_string())
+                        }
+                        Some(_) => {
+                            Some(serde_json::json!({ "hostname": format!("{who}.{app}.example.com") }).to_string())
+                        }
+                        None => None,
+                    };
+                    class(api.call(method, &path, Some(token), body.as_deref().map(str::as_bytes)).status)
+                })
+                .collect();
+            assert_eq!(
+                got,
+                expected(app, route),
+                "{method} {path} (owner, view, deploy, operate, manage, other, admin, revoked, expired, team admin, \
+                 team member)"
+            );
+        }
+        // Refused requests changed nothing.
+        let config = api.get(&format!("/apps/{app}/config-vars")).body;
+        let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
+        let mut domains_by: Vec<&str> = vec!["admin", "manage"];
+        match app {
+            "shared" => {
+                assert_eq!(keys, ["SET_BY_ADMIN", "SET_BY_MANAGE", "SET_BY_OWNER"], "{config}");
+                domains_by.push("owner");
+            }
+            _ => {
+                assert_eq!(keys, ["SET_BY_ADMIN", "SET_BY_MANAGE", "SET_BY_TEAM_ADMIN"], "{config}");
+                domains_by.push("team-admin");
+            }
+        }
+        let domains = api.get(&format!("/apps/{app}/domains")).body;
+        let mut hostnames: Vec<&str> =
+            domains.as_array().unwrap().iter().filter_map(|d| d["hostname"].as_str()).collect();
+        hostnames.retain(|h| h.ends_with(".example.com"));
+        hostnames.sort();
+        let wanted: Vec<String> = domains_by.iter().map(|who| format!("{who}.{app}.example.com")).collect();
+        assert_eq!(hostnames, wanted, "{domains}");
     }
-    // Refused requests changed nothing.
-    let config = api.get("/apps/shared/config-vars").body;
-    let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["SET_BY_ADMIN", "SET_BY_MANAGE", "SET_BY_OWNER"], "{config}");
-    let domains = api.get("/apps/shared/domains").body;
-    let mut hostnames: Vec<&str> = domains.as_array().unwrap().iter().filter_map(|d| d["hostname"].as_str()).collect();
-    hostnames.retain(|h| h.ends_with(".example.com"));
-    hostnames.sort();
-    assert_eq!(hostnames, ["admin.example.com", "manage.example.com", "owner.example.com"], "{domains}");
 
+    // Teams: their members see them and their apps; only their admins change them.
+    let listed = ok(&tina.run(&["access", "-a", "crew-app"]));
+    let rows: Vec<String> = listed.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    for row in ["tina@example.com team admin", "tom@example.com team member", "view@example.com collaborator view"] {
+        assert!(rows.iter().any(|r| r == row), "{row} in {listed}");
+    }
+    let teams = ok(&tom.run(&["teams"]));
+    assert!(teams.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["crew", "member"]), "{teams}");
+    let members = ok(&tom.run(&["members", "-t", "crew"]));
+    assert!(members.contains("tina@example.com") && members.contains("tom@example.com"), "{members}");
+    let err = fails(&tom.run(&["members:add", "eve@example.com", "-t", "crew"]), 1);
+    assert!(err.contains("only an admin of team `crew`"), "{err}");
+    let err = fails(&olga.run(&["members", "-t", "crew"]), 1);
+    assert!(err.contains("no team `crew`"), "not in it, it is not there for her: {err}");
+    let err = fails(&olga.run(&["apps:create", "olgas-crew-app", "--team", "crew"]), 1);
+    assert!(err.contains("no team `crew`"), "{err}");
+    let err = fails(&tina.run(&["members:remove", "tina@example.com", "-t", "crew"]), 1);
+    assert!(err.contains("last admin"), "{err}");
+    let err = fails(&tina.run(&["members:set", "tom@example.com", "-t", "crew", "-r", "owner"]), 1);
+    assert!(err.contains("is not a role"), "{err}");
+    let err = fails(&tina.run(&["teams:destroy", "crew", "--confirm", "crew"]), 1);
+    assert!(err.contains("still has apps (crew-app)"), "{err}");
+    let mine = ok(&tom.run(&["apps", "-t", "crew"]));
+    assert!(mine.contains("crew-app") && !mine.contains("shared"), "{mine}");
+    assert_eq!(api.call("DELETE", "/apps/crew-app", Some(&team_member), None).status, 403, "a member does not destroy");
+    // A member made admin may do anything; removed, nothing, and their open tail ends.
+    ok(&tina.run(&["members:set", "tom@example.com", "-t", "crew", "-r", "admin"]));
+    assert_eq!(
+        api.call("PATCH", "/apps/crew-app/config-vars", Some(&team_member), Some(br#"{"BY_TOM":"1"}"#)).status,
+        200
+    );
+    let mut tail = tom
+        .command(&["logs", "--tail", "-a", "crew-app"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ouro logs --tail");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(tail.try_wait().unwrap().is_none(), "the tail follows while the membership lasts");
+    ok(&tina.run(&["members:remove", "tom@example.com", "-t", "crew"]));
+    let ended = ended_within(&mut tail, std::time::Duration::from_secs(20));
+    let _ = tail.wait();
+    assert!(ended.is_some(), "the tail went on after its member left the team");
+    assert_eq!(api.call("GET", "/apps/crew-app", Some(&team_member), None).status, 403);
+    assert!(!ok(&tom.run(&["apps"])).contains("crew-app"));
+    assert_eq!(ok(&tom.run(&["teams"])), "You are in no team. `ouro teams:create NAME` makes one.\n");
     // The app's audit log, for whoever may view it: who changed what, refusals too.
     let view = &callers[1].1;
     let events = api.call("GET", "/audit-events?app=shared", Some(view), None);
@@ -684,6 +768,10 @@ fn access_is_what_the_permissions_allow(backend: Backend) {
     assert_eq!(api.call("GET", "/apps/shared", Some(&callers[1].1), None).status, 403);
     assert!(!apps_of(&callers[1].1).contains(&"shared".to_string()));
     assert_eq!(api.call("DELETE", "/apps/shared", Some(&owner), None).status, 200);
+    // The team's admin destroys its app, and then the team.
+    assert_eq!(api.call("DELETE", "/apps/crew-app", Some(&team_admin), None).status, 200);
+    ok(&tina.run(&["teams:destroy", "crew", "--confirm", "crew"]));
+    assert_eq!(api.call("GET", "/teams/crew", Some(&team_admin), None).status, 404);
 }
 
 #[test]

@@ -70,6 +70,9 @@ pub struct App {
     pub id: String,
     pub name: String,
     pub owner: Owner,
+    /// The team it belongs to; `None`: a personal app.
+    #[serde(default)]
+    pub team: Option<TeamRef>,
     pub web_url: String,
     pub git_url: String,
     pub created_at: String,
@@ -86,11 +89,21 @@ pub struct Owner {
     pub email: String,
 }
 
+/// A team as an app names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TeamRef {
+    pub id: String,
+    pub name: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AppCreate {
     /// Omitted: the API picks a free name such as `quiet-river-4821`.
     #[serde(default)]
     pub name: Option<String>,
+    /// The team to make it in (its name or id); omitted: a personal app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// Config vars as served: name → value.

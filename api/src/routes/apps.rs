@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use ouro_types::{App, AppCreate, Owner, valid_app_name};
+use ouro_types::{App, AppCreate, Owner, TeamRef, valid_app_name};
 use rand::Rng;
 
 use crate::apps::AppRow;
@@ -23,6 +23,11 @@ async fn create(
     Extension(user): Extension<User>,
     Json(body): Json<AppCreate>,
 ) -> Result<Response, ApiError> {
+    let team = match &body.team {
+        Some(team) => Some(team_to_create_in(&state, &user, team).await?),
+        None => None,
+    };
+    let team = team.as_deref();
     let app = match body.name {
         Some(name) => {
             if !valid_app_name(&name) {
@@ -31,14 +36,14 @@ async fn create(
                      starting with a letter and not ending with a dash"
                 )));
             }
-            match crate::apps::create(&state.store, &user, &name).await {
+            match crate::apps::create(&state.store, &user, &name, team).await {
                 Err(Error::Conflict) => {
                     return Err(ApiError::conflict(format!("app name `{name}` is already taken; pick another")));
                 }
                 other => other?,
             }
         }
-        None => create_with_generated_name(&state, &user).await?,
+        None => create_with_generated_name(&state, &user, team).await?,
     };
     let audit = AuditApp(app.name.clone());
     let mut response = (StatusCode::CREATED, axum::Json(app_json(&state.settings, app))).into_response();
@@ -46,9 +51,19 @@ async fn create(
     Ok(response)
 }
 
-async fn create_with_generated_name(state: &AppState, user: &User) -> Result<AppRow, ApiError> {
+/// The id of team `name`, in which `user` may make apps: any of its members (and admins).
+async fn team_to_create_in(state: &AppState, user: &User, name: &str) -> Result<String, ApiError> {
+    let missing = || ApiError::not_found(format!("no team `{name}`; `ouro teams` lists yours"));
+    let team = state.store.team(name).await?.ok_or_else(missing)?;
+    if !user.admin && state.store.team_role(&team.id, &user.id).await?.is_none() {
+        return Err(missing());
+    }
+    Ok(team.id)
+}
+
+async fn create_with_generated_name(state: &AppState, user: &User, team: Option<&str>) -> Result<AppRow, ApiError> {
     for _ in 0..10 {
-        match crate::apps::create(&state.store, user, &generated_name()).await {
+        match crate::apps::create(&state.store, user, &generated_name(), team).await {
             Err(Error::Conflict) => continue,
             other => return Ok(other?),
         }
@@ -126,6 +141,7 @@ pub(crate) fn app_json(settings: &Settings, app: AppRow) -> App {
         id: app.id,
         name: app.name,
         owner: Owner { id: app.owner_id, email: app.owner_email },
+        team: app.team.map(|(id, name)| TeamRef { id, name }),
         created_at: app.created_at,
         updated_at: app.updated_at,
         released_at: app.released_at,

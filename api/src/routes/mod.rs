@@ -22,6 +22,7 @@ mod runner;
 mod service;
 mod slugs;
 mod stacks;
+mod teams;
 mod users;
 
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(authorizations::routes())
         .merge(users::routes())
         .merge(access::routes())
+        .merge(teams::routes())
         .merge(runner::routes())
         .merge(service::routes())
         .merge(builds::routes())
