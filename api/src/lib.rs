@@ -23,6 +23,7 @@ mod error;
 mod formation;
 mod git;
 pub mod hook;
+mod https;
 mod limits;
 mod log_journal;
 mod logs;
@@ -119,6 +120,14 @@ pub struct Config {
     /// The listener's bounds: [`LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
     /// `OURO_MAX_CONNECTIONS` if set.
     pub limits: ouro_serve::Limits,
+    /// `OURO_TLS` (`auto`, `off`), `OURO_TLS_CERT_FILE`, `OURO_TLS_KEY_FILE`: HTTPS on the
+    /// listener (`https.rs`).
+    pub tls: https::Setting,
+    /// `OURO_TLS_NAMES`: more names (or addresses) for the API's own certificate, comma-separated.
+    pub tls_names: Vec<String>,
+    /// `OURO_PLAIN_HTTP_FROM` (`172.16.0.0/12`): IPv4 ranges besides loopback from which plain
+    /// HTTP is served when TLS is on.
+    pub plain_http_from: Vec<ouro_types::egress::Cidr>,
 }
 
 /// The listener's bounds, unless the environment says otherwise (see `ouro-serve`).
@@ -184,6 +193,18 @@ impl Config {
                 None => None,
             },
             limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
+            tls: https::Setting::from_vars(var)?,
+            tls_names: var("OURO_TLS_NAMES")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+                .collect(),
+            plain_http_from: ouro_types::egress::parse_allow(
+                &var("OURO_PLAIN_HTTP_FROM").unwrap_or_else(|| "172.16.0.0/12".into()),
+            )
+            .map_err(|e| Error::Config(format!("OURO_PLAIN_HTTP_FROM: {e}")))?,
         })
     }
 }
@@ -382,6 +403,17 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     tokio::spawn(sweep_interrupted_builds_forever(state.clone()));
     tokio::spawn(blob_gc::collect_forever(state.clone(), config.blob_gc_every, config.blob_gc_grace));
     tokio::spawn(stack_updates::schedule_forever(state.clone(), config.stack_update_every));
+    let names = https::names(config.public_url.as_deref(), addr, &config.tls_names);
+    let tls = https::load(&config.tls, &config.data_dir, &names)?;
+    if let Some(tls) = &tls {
+        // `ouro up` and the operator compare this with what `ouro login` shows.
+        println!("ouro-api HTTPS certificate authority fingerprint (SHA-256): {}", tls.fingerprint);
+    }
+    let trust_pem = tls.as_ref().map(|t| t.trust_pem.clone());
+    let serve_tls = tls.map(|tls| {
+        let allow = config.plain_http_from.clone();
+        ouro_serve::Tls { config: tls.server, plain_from: Arc::new(move |peer| https::plain_allowed(peer, &allow)) }
+    });
     // Tests and scripts read this line to learn the port.
     println!("ouro-api listening on http://{local}");
     tracing::info!(%addr, database = url.split(':').next().unwrap_or_default(), "serving");
@@ -393,7 +425,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         stopping.send_replace(true);
     };
     let logs = state.logs.clone();
-    ouro_serve::serve(listener, app(state), config.limits, shutdown).await?;
+    let router = app(state).merge(https::routes(trust_pem));
+    ouro_serve::serve_with(listener, router, config.limits, serve_tls, shutdown).await?;
     logs.flush_journal(std::time::Duration::from_secs(5)).await;
     store.close().await;
     Ok(())

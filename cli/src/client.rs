@@ -26,7 +26,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(credentials: &Credentials) -> Self {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(der) = credentials.ca_cert.as_deref().and_then(|pem| crate::trust::parse_pem(pem, "").ok()) {
+            let root = ureq::tls::Certificate::from_der(der.as_ref()).to_owned();
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&[root]));
+        }
         let config = Agent::config_builder()
+            .tls_config(tls.build())
             .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
             .http_status_as_error(false)
             .timeout_global(Some(TIMEOUT))

@@ -15,6 +15,10 @@ pub const DEFAULT_API_URL: &str = "http://127.0.0.1:7700";
 pub struct Credentials {
     pub api_url: String,
     pub token: String,
+    /// The API's own certificate authority (PEM), when no public one signed its certificate:
+    /// given to `ouro login --ca-file` or trusted there on first use (`trust.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
 /// An environment variable, with unset and empty treated alike.
@@ -99,11 +103,40 @@ pub fn load() -> Result<Credentials, CliError> {
     let api_url = env_var("OURO_API_URL")
         .or_else(|| stored.as_ref().map(|c| c.api_url.clone()))
         .unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    let ca_cert = match env_var("OURO_CA_FILE") {
+        Some(path) => Some(read_ca_file(&path)?),
+        None => stored.as_ref().and_then(|c| c.ca_cert.clone()),
+    };
     let token = env_var("OURO_API_TOKEN")
         .or_else(|| stored.map(|c| c.token))
         .ok_or_else(|| CliError::local("not logged in: run `ouro login`"))?;
     check_transport(&api_url)?;
-    Ok(Credentials { api_url, token })
+    Ok(Credentials { api_url, token, ca_cert })
+}
+
+/// A CA certificate file (`--ca-file`, `OURO_CA_FILE`), checked to hold one.
+pub fn read_ca_file(path: &str) -> Result<String, CliError> {
+    let pem = fs::read_to_string(path).map_err(|e| CliError::local(format!("cannot read {path}: {e}")))?;
+    crate::trust::parse_pem(&pem, path)?;
+    Ok(pem)
+}
+
+/// The certificate authority the credentials file keeps for `api_url`, if any.
+pub fn stored_ca(api_url: &str) -> Option<String> {
+    let stored = read_file(&credentials_path().ok()?).ok()??;
+    (stored.api_url == api_url).then_some(stored.ca_cert).flatten()
+}
+
+/// Writes `pem` (the API's certificate authority) beside the credentials, as `api-ca.pem`,
+/// for git (`http.sslCAInfo`). Returns its path.
+pub fn save_ca_file(pem: &str) -> Result<PathBuf, CliError> {
+    let path = credentials_path()?.with_file_name("api-ca.pem");
+    let fail = |e: io::Error| CliError::local(format!("cannot write {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(fail)?;
+    }
+    fs::write(&path, pem).map_err(fail)?;
+    Ok(path)
 }
 
 /// Removes the credentials file (`ouro logout`); nothing to do when there is none.

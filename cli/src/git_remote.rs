@@ -39,7 +39,17 @@ pub fn use_ouro_credentials(git_url: &str) -> Result<(), CliError> {
     let _ = git_status(&["config", "--unset-all", &key]);
     // An empty helper first resets the list, so other helpers do not answer for this URL.
     git_ok(&["config", "--add", &key, ""])?;
-    git_ok(&["config", "--add", &key, &helper])
+    git_ok(&["config", "--add", &key, &helper])?;
+    // Over HTTPS to an API with its own certificate authority, git trusts the one `ouro
+    // login` trusts, for that origin only.
+    if git_url.starts_with("https://") {
+        if let Some(pem) = credentials::load().ok().and_then(|c| c.ca_cert) {
+            let file = credentials::save_ca_file(&pem)?;
+            let key = format!("http.{}.sslCAInfo", url_origin(git_url));
+            git_ok(&["config", &key, &file.to_string_lossy()])?;
+        }
+    }
+    Ok(())
 }
 
 /// git's credential helper protocol: for `get`, reads `key=value` lines up to a blank line

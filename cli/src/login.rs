@@ -19,34 +19,44 @@ pub enum Way {
     Invitation(String),
 }
 
-pub fn login(ctx: &Ctx, api: Option<String>, way: Way) -> Output {
+/// What `ouro login` is told to trust for an `https://` API (`trust.rs`).
+#[derive(Default)]
+pub struct Trust {
+    pub ca_file: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+pub fn login(ctx: &Ctx, api: Option<String>, way: Way, trust: Trust) -> Output {
     let api_url = api.unwrap_or_else(credentials::default_api_url).trim_end_matches('/').to_string();
     credentials::check_transport(&api_url)?;
+    let ca_cert = trusted(&api_url, trust)?;
+    let anonymous =
+        || Client::new(&Credentials { api_url: api_url.clone(), token: String::new(), ca_cert: ca_cert.clone() });
     let token = match way {
         Way::Token(Some(token)) => token,
         Way::Token(None) => read_line("Token: ", "the token")?,
         Way::Password => {
             let email = read_line("Email: ", "the email")?;
             let password = read_secret("Password: ", "the password")?;
-            token_for(&api_url, email.trim(), &password)?
+            token_for(&anonymous(), &api_url, email.trim(), &password)?
         }
         Way::Invitation(code) => {
             let password = read_secret("New password (10 characters or more): ", "the new password")?;
             if io::stdin().is_terminal() && read_secret("Again: ", "the new password")? != password {
                 return Err(CliError::usage("the two passwords differ; nothing was changed"));
             }
-            let anonymous = Client::new(&Credentials { api_url: api_url.clone(), token: String::new() });
             let body = serde_json::json!({ "code": code.trim(), "password": password });
-            let set = anonymous.post_authorized("/account/password", None, &body).map_err(|e| rejected(e, &api_url))?;
+            let set =
+                anonymous().post_authorized("/account/password", None, &body).map_err(|e| rejected(e, &api_url))?;
             let email = set["email"].as_str().unwrap_or_default().to_string();
-            token_for(&api_url, &email, &password)?
+            token_for(&anonymous(), &api_url, &email, &password)?
         }
     };
     let token = token.trim().to_string();
     if token.is_empty() {
         return Err(CliError::usage("no token given: pass --token TOKEN or type it on stdin"));
     }
-    let credentials = Credentials { api_url, token };
+    let credentials = Credentials { api_url, token, ca_cert };
     let raw = Client::new(&credentials).get("/account").map_err(|e| rejected(e, &credentials.api_url))?;
     let account: Account = decode(raw.clone())?;
     credentials::save(&credentials)?;
@@ -57,8 +67,7 @@ pub fn login(ctx: &Ctx, api: Option<String>, way: Way) -> Output {
 }
 
 /// A new token of the user `email`, made with their password.
-fn token_for(api_url: &str, email: &str, password: &str) -> Result<String, CliError> {
-    let anonymous = Client::new(&Credentials { api_url: api_url.to_string(), token: String::new() });
+fn token_for(anonymous: &Client, api_url: &str, email: &str, password: &str) -> Result<String, CliError> {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "a terminal".into());
     // As `heroku login -i`: a token for 30 days.
     let body = serde_json::json!({ "description": format!("ouro login from {host}"), "expires_in": 30 * 24 * 3600 });
@@ -68,6 +77,32 @@ fn token_for(api_url: &str, email: &str, password: &str) -> Result<String, CliEr
         .map_err(|e| rejected(e, api_url))?;
     let made: Authorization = decode(raw)?;
     made.access_token.token.ok_or_else(|| CliError::local("the API answered a token without its secret"))
+}
+
+/// The certificate authority to keep for `api_url`: `--ca-file`'s; the one kept for the same
+/// URL before, while it still works; none when a public authority signed the API's
+/// certificate; else one trusted on first use (`trust::on_first_use`).
+fn trusted(api_url: &str, trust: Trust) -> Result<Option<String>, CliError> {
+    if !api_url.starts_with("https://") {
+        if trust.ca_file.is_some() || trust.fingerprint.is_some() {
+            return Err(CliError::usage("--ca-file and --fingerprint are for an https:// API URL"));
+        }
+        return Ok(None);
+    }
+    if let Some(path) = &trust.ca_file {
+        return credentials::read_ca_file(path).map(Some);
+    }
+    let works = |ca_cert: Option<String>| {
+        let probe = Client::new(&Credentials { api_url: api_url.to_string(), token: String::new(), ca_cert });
+        probe.get("/health").is_ok()
+    };
+    if trust.fingerprint.is_none() {
+        let kept = credentials::stored_ca(api_url);
+        if kept.is_some() && works(kept.clone()) {
+            return Ok(kept);
+        }
+    }
+    crate::trust::on_first_use(api_url, trust.fingerprint.as_deref(), works(None))
 }
 
 /// One line from stdin, prompting only when a person is typing.

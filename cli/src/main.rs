@@ -41,8 +41,10 @@ mod slug;
 mod stack;
 mod table;
 mod teams;
+mod trust;
 mod tunnel;
 mod up;
+mod upgraded;
 mod users;
 
 use std::io::{self, Write};
@@ -139,6 +141,12 @@ enum Command {
         /// Set your first password with the code of your invitation (`users:add`), then log in
         #[arg(long, value_name = "CODE")]
         invitation: Option<String>,
+        /// Trust the API's certificate authority in this PEM file (an https:// API)
+        #[arg(long, value_name = "FILE", conflicts_with = "fingerprint")]
+        ca_file: Option<String>,
+        /// Trust the API's certificate authority with this SHA-256 fingerprint, as `ouro up` printed it
+        #[arg(long, value_name = "SHA256")]
+        fingerprint: Option<String>,
     },
     /// Revoke the stored token at the API and forget it here
     Logout,
@@ -631,13 +639,13 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::Chaos { duration, every, targets, confirm, data_dir, runner_port, concurrency } => {
             chaos::chaos(&ctx, &chaos::Args { duration, every, targets, confirm, data_dir, runner_port, concurrency })
         }
-        Command::Login { api, token, interactive, invitation } => {
+        Command::Login { api, token, interactive, invitation, ca_file, fingerprint } => {
             let way = match (interactive, invitation) {
                 (_, Some(code)) => login::Way::Invitation(code),
                 (true, None) => login::Way::Password,
                 (false, None) => login::Way::Token(token),
             };
-            login::login(&ctx, api, way)
+            login::login(&ctx, api, way, login::Trust { ca_file, fingerprint })
         }
         Command::Audit { num } => audit::list(&ctx, num),
         Command::Access => access::list(&ctx),

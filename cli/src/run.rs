@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,7 @@ use crate::context::{Ctx, Output, pretty};
 use crate::credentials;
 use crate::error::CliError;
 use crate::tunnel::{self, Target};
+use crate::upgraded::Upgraded;
 
 /// What `ouro run` was asked to run, as given on the command line.
 pub struct Request {
@@ -65,8 +65,8 @@ pub fn attached(ctx: &Ctx, request: &Request) -> Result<u8, CliError> {
     let mut body = one_off(request)?;
     let app = ctx.app()?;
     let credentials = credentials::load()?;
-    // Before the dyno is created, so that an https API URL fails without leaving one behind.
-    let endpoint = tunnel::endpoint(&credentials.api_url).map_err(CliError::local)?;
+    // Before the dyno is created, so that an unusable API URL fails without leaving one behind.
+    let (endpoint, tls) = tunnel::reach(&credentials)?;
     let tty = io::stdin().is_terminal() && io::stdout().is_terminal();
     let size = if tty { terminal_size() } else { None };
     body.attach = true;
@@ -84,8 +84,14 @@ pub fn attached(ctx: &Ctx, request: &Request) -> Result<u8, CliError> {
     let client = Client::new(&credentials);
     let dyno: Dyno = decode(client.post(&app_path(&app, "/dynos"), &body)?)?;
     let path = endpoint.prefix.clone() + &app_path(&app, &format!("/dynos/{}/attach", segment(&dyno.name)));
-    let target =
-        Target { api_url: credentials.api_url, endpoint, path, token: credentials.token, protocol: attach::UPGRADE };
+    let target = Target {
+        api_url: credentials.api_url,
+        endpoint,
+        tls,
+        path,
+        token: credentials.token,
+        protocol: attach::UPGRADE,
+    };
     let (stream, early) = tunnel::open(&target)?;
     // Only for a person watching: a script's stderr carries the dyno's alone.
     if io::stderr().is_terminal() {
@@ -150,9 +156,9 @@ pub fn exit_code(status: i32) -> u8 {
 
 /// The attached session, on an upgraded connection (`early`: frames that came with the 101).
 /// `tty` holds the terminal's size when the dyno has a TTY.
-fn session(stream: TcpStream, early: &[u8], tty: Option<Option<(u16, u16)>>) -> Result<u8, CliError> {
+fn session(stream: Upgraded, early: &[u8], tty: Option<Option<(u16, u16)>>) -> Result<u8, CliError> {
     let local = |e: io::Error| CliError::local(format!("attach: {e}"));
-    let writer = Arc::new(Mutex::new(stream.try_clone().map_err(local)?));
+    let writer = Arc::new(Mutex::new(stream.clone()));
     // Dropped (the terminal restored) when this function returns, whichever way.
     let _raw = match tty {
         Some(size) => {
@@ -171,7 +177,7 @@ fn session(stream: TcpStream, early: &[u8], tty: Option<Option<(u16, u16)>>) -> 
         // The thread is left blocked on stdin when the dyno exits: the process ends with it.
         thread::spawn(move || send_stdin(io::stdin().lock(), &writer));
     }
-    receive(&stream, early, &mut io::stdout(), &mut io::stderr())
+    receive(stream, early, &mut io::stdout(), &mut io::stderr())
 }
 
 /// Writes one whole frame (frames from several threads must not interleave).
@@ -305,7 +311,7 @@ fn parse_stty_size(text: &str) -> Option<(u16, u16)> {
 
 /// Sends a `RESIZE` frame whenever the terminal's size changes (SIGWINCH), from a thread
 /// woken through a socket pair (signal-hook's self-pipe: no `unsafe` here).
-fn follow_resizes(writer: Arc<Mutex<TcpStream>>) -> io::Result<()> {
+fn follow_resizes(writer: Arc<Mutex<Upgraded>>) -> io::Result<()> {
     let mut wake = signal_pipe(signal_hook::consts::SIGWINCH)?;
     thread::spawn(move || {
         let mut bytes = [0u8; 64];

@@ -5,7 +5,7 @@
 //! to raw TCP with the server. The CLI listens on 127.0.0.1, opens one tunnel per accepted
 //! connection and runs the real client (`psql`, `redis-cli`) against that port, so the
 //! database's port is never exposed. The request is written by hand on a std `TcpStream`,
-//! hence an `http://` API URL only, for now. The add-on's password goes to the client in its
+//! over TLS for an `https://` API URL (`upgraded.rs`). The add-on's password goes to the client in its
 //! environment, never on its command line (which other users of the machine can read).
 
 use std::io::{self, Read, Write};
@@ -18,13 +18,14 @@ use std::thread;
 use std::time::Duration;
 
 pub use ouro_types::http_upgrade::Endpoint;
-use ouro_types::http_upgrade::{self, Answer, EndpointError, Head, HeadReader};
+use ouro_types::http_upgrade::{self, Answer, Head, HeadReader};
 use ouro_types::{Addon, AddonState, ConfigVars, ErrorBody};
 
 use crate::client::{Client, app_path, decode, segment};
 use crate::context::Ctx;
-use crate::credentials;
+use crate::credentials::{self, Credentials};
 use crate::error::CliError;
+use crate::upgraded::Upgraded;
 
 /// For connecting to the API and for its answer to the tunnel request (not for the tunnel's
 /// traffic: an idle psql session may sit for hours).
@@ -142,15 +143,16 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 pub fn forward(ctx: &Ctx, addon: &str, schemes: &[&str], what: &str) -> Result<(ServerUrl, u16), CliError> {
     let app = ctx.app()?;
     let credentials = credentials::load()?;
-    // Before any request, so that an https API URL fails at once.
-    let endpoint = endpoint(&credentials.api_url).map_err(CliError::local)?;
+    // Before any request, so that an unusable API URL fails at once.
+    let (endpoint, tls) = reach(&credentials)?;
     let client = Client::new(&credentials);
     let (addon, url) = addon_url(&client, &app, addon)?;
     let url = parse_server_url(&url)
         .filter(|url| schemes.contains(&url.scheme.as_str()))
         .ok_or_else(|| CliError::local(format!("{} on {app} is not {what}", addon.name)))?;
     let path = endpoint.prefix.clone() + &app_path(&app, &format!("/addons/{}/tunnel", segment(&addon.name)));
-    let target = Target { api_url: credentials.api_url, endpoint, path, token: credentials.token, protocol: TUNNEL };
+    let target =
+        Target { api_url: credentials.api_url, endpoint, tls, path, token: credentials.token, protocol: TUNNEL };
     Ok((url, listen(target)?))
 }
 
@@ -216,22 +218,36 @@ fn exit_code(status: ExitStatus) -> u8 {
     1
 }
 
-/// The API's address from its URL; upgrades are written by hand, so an `https://` URL is
-/// refused.
-pub fn endpoint(api_url: &str) -> Result<Endpoint, String> {
-    http_upgrade::endpoint(api_url).map_err(|e| match e {
-        EndpointError::Https => format!(
-            "tunnels and attached dynos need the API's http:// URL for now, and {api_url} is https: \
-             set OURO_API_URL (or `ouro login --api`) to its http:// URL"
-        ),
-        e => format!("the API URL `{api_url}` {e}"),
-    })
+/// The API's address from its URL, and whether it is `https://` (port 443 unless given).
+pub fn endpoint(api_url: &str) -> Result<(Endpoint, bool), String> {
+    let (url, tls) = match api_url.get(..8).filter(|s| s.eq_ignore_ascii_case("https://")) {
+        Some(_) => (format!("http://{}", &api_url[8..]), true),
+        None => (api_url.to_string(), false),
+    };
+    let mut endpoint = http_upgrade::endpoint(&url).map_err(|e| format!("the API URL `{api_url}` {e}"))?;
+    if tls && endpoint.addr == format!("{}:80", endpoint.host) {
+        endpoint.addr = format!("{}:443", endpoint.host);
+    }
+    Ok((endpoint, tls))
+}
+
+/// How upgrades reach the API of `credentials`: its endpoint, and TLS for an https:// URL
+/// (with the certificate authority the credentials keep, else the public ones).
+pub fn reach(credentials: &Credentials) -> Result<(Endpoint, Option<Arc<rustls::ClientConfig>>), CliError> {
+    let (endpoint, tls) = endpoint(&credentials.api_url).map_err(CliError::local)?;
+    let tls = match tls {
+        true => Some(crate::trust::client_config(credentials.ca_cert.as_deref())?),
+        false => None,
+    };
+    Ok((endpoint, tls))
 }
 
 /// Everything needed to open one more upgraded connection (a tunnel, an attached dyno).
 pub struct Target {
     pub api_url: String,
     pub endpoint: Endpoint,
+    /// For an https:// API.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The request's path, with the API's prefix.
     pub path: String,
     pub token: String,
@@ -252,7 +268,7 @@ fn listen(target: Target) -> Result<u16, CliError> {
 }
 
 /// Serves the listener until the process ends (with the client).
-fn accept(listener: &TcpListener, target: Target, first: (TcpStream, Vec<u8>)) {
+fn accept(listener: &TcpListener, target: Target, first: (Upgraded, Vec<u8>)) {
     let target = Arc::new(target);
     let mut first = Some(first);
     for local in listener.incoming() {
@@ -275,40 +291,80 @@ fn accept(listener: &TcpListener, target: Target, first: (TcpStream, Vec<u8>)) {
 
 /// Copies bytes both ways until both sides are done. An end of stream is passed on as a
 /// half-close, so that each side sees the other's EOF; an error closes both sockets.
-fn splice(local: TcpStream, remote: TcpStream, early: &[u8]) {
+fn splice(local: TcpStream, remote: Upgraded, early: &[u8]) {
     let _ = local.set_nodelay(true);
-    let local = Arc::new(local);
-    let remote = Arc::new(remote);
     let upstream = {
-        let (local, remote) = (Arc::clone(&local), Arc::clone(&remote));
-        thread::spawn(move || pump(&local, &remote, &[]))
+        let (local, remote) = (local.try_clone(), remote.clone());
+        thread::spawn(move || {
+            if let Ok(local) = local {
+                pump(local, remote, &[]);
+            }
+        })
     };
-    pump(&remote, &local, early);
+    pump(remote, local, early);
     let _ = upstream.join();
 }
 
+/// Either end of a tunnel.
+trait End: Read + Write {
+    fn close(&self, how: Shutdown);
+}
+
+impl End for TcpStream {
+    fn close(&self, how: Shutdown) {
+        let _ = self.shutdown(how);
+    }
+}
+
+impl End for Upgraded {
+    fn close(&self, how: Shutdown) {
+        let _ = self.shutdown(how);
+    }
+}
+
 /// `early` (bytes that arrived with the answer's head), then everything from `from`, to `to`.
-fn pump(mut from: &TcpStream, mut to: &TcpStream, early: &[u8]) {
+fn pump(mut from: impl End, mut to: impl End, early: &[u8]) {
     match to.write_all(early).and_then(|()| io::copy(&mut from, &mut to)) {
-        Ok(_) => {
-            let _ = to.shutdown(Shutdown::Write);
-        }
+        Ok(_) => to.close(Shutdown::Write),
         Err(_) => {
-            let _ = from.shutdown(Shutdown::Both);
-            let _ = to.shutdown(Shutdown::Both);
+            from.close(Shutdown::Both);
+            to.close(Shutdown::Both);
         }
     }
 }
 
-/// One upgraded connection: the socket, switched to the target's protocol (no timeouts left
-/// on it), and the bytes of it that came with the answer's head. A refusal (any status but
-/// 101) is the API's error.
-pub fn open(target: &Target) -> Result<(TcpStream, Vec<u8>), CliError> {
+/// One upgraded connection: the connection, switched to the target's protocol (no timeouts
+/// left on it), and the bytes of it that came with the answer's head. A refusal (any status
+/// but 101) is the API's error.
+pub fn open(target: &Target) -> Result<(Upgraded, Vec<u8>), CliError> {
     let api = &target.api_url;
     let unreachable = |e: io::Error| CliError::local(format!("cannot reach the Ouro API at {api}: {e}"));
-    let mut stream = connect(&target.endpoint.addr).map_err(unreachable)?;
-    stream.set_read_timeout(Some(HEAD_TIMEOUT)).map_err(unreachable)?;
-    stream.set_write_timeout(Some(HEAD_TIMEOUT)).map_err(unreachable)?;
+    let socket = connect(&target.endpoint.addr).map_err(unreachable)?;
+    socket.set_read_timeout(Some(HEAD_TIMEOUT)).map_err(unreachable)?;
+    socket.set_write_timeout(Some(HEAD_TIMEOUT)).map_err(unreachable)?;
+    socket.set_nodelay(true).map_err(unreachable)?;
+    // Shares the socket's settings, to lift the timeouts once upgraded.
+    let settings = socket.try_clone().map_err(unreachable)?;
+    let mut stream = match &target.tls {
+        None => Upgraded::plain(socket),
+        Some(config) => {
+            let host = target.endpoint.host.rsplit_once(':').map_or(target.endpoint.host.as_str(), |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| CliError::local(format!("`{host}` is not a host name or address")))?;
+            let mut state = rustls::ClientConnection::new(Arc::clone(config), name)
+                .map_err(|e| CliError::local(format!("TLS: {e}")))?;
+            let mut socket = socket;
+            while state.is_handshaking() {
+                state.complete_io(&mut socket).map_err(|e| {
+                    CliError::local(format!(
+                        "TLS with the Ouro API at {api}: {e} (`ouro login` again trusts its certificate)"
+                    ))
+                })?;
+            }
+            Upgraded::tls(socket, state)
+        }
+    };
     stream.write_all(request(target).as_bytes()).map_err(unreachable)?;
     let what = if target.protocol == TUNNEL { "tunnel" } else { "attach" };
     let fail = |e: String| CliError::local(format!("{what} via {api}: {e}"));
@@ -317,9 +373,8 @@ pub fn open(target: &Target) -> Result<(TcpStream, Vec<u8>), CliError> {
         let body = read_body(&mut stream, &head, rest);
         return Err(api_error(head.status, &String::from_utf8_lossy(&body)));
     }
-    stream.set_read_timeout(None).map_err(unreachable)?;
-    stream.set_write_timeout(None).map_err(unreachable)?;
-    stream.set_nodelay(true).map_err(unreachable)?;
+    settings.set_read_timeout(None).map_err(unreachable)?;
+    settings.set_write_timeout(None).map_err(unreachable)?;
     Ok((stream, rest))
 }
 
@@ -416,10 +471,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_urls_that_cannot_be_upgraded_say_what_to_set() {
-        assert_eq!(endpoint("http://127.0.0.1:7700/").map(|e| e.addr), Ok("127.0.0.1:7700".to_string()));
-        let https = endpoint("https://api.example.com").unwrap_err();
-        assert!(https.contains("http://") && https.contains("OURO_API_URL"), "{https}");
+    fn api_urls_for_upgrades() {
+        let addr = |url: &str| endpoint(url).map(|(e, tls)| (e.addr, tls));
+        assert_eq!(addr("http://127.0.0.1:7700/"), Ok(("127.0.0.1:7700".to_string(), false)));
+        assert_eq!(addr("https://api.example.com"), Ok(("api.example.com:443".to_string(), true)));
+        assert_eq!(addr("HTTPS://[::1]:7700/ouro"), Ok(("[::1]:7700".to_string(), true)));
         assert_eq!(endpoint("ftp://x").unwrap_err(), "the API URL `ftp://x` is not an http:// URL");
         assert!(endpoint("http:///x").unwrap_err().contains("names no host"));
     }

@@ -127,7 +127,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
         eprintln!("Waiting for the API at {api_url} (the first start builds the stack image: minutes)...");
         wait(API_WAIT, "the API to answer", Some(&runner), || healthy(&api_url))?;
     }
-    let credentials = Credentials { api_url: api_url.clone(), token: token.clone() };
+    let credentials = Credentials { api_url: api_url.clone(), token: token.clone(), ca_cert: None };
     let client = Client::new(&credentials);
     let mut changed = false;
     changed |= register_source(&client)?;

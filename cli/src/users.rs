@@ -32,9 +32,17 @@ pub fn add(ctx: &Ctx, email: &str, admin: bool) -> Output {
     if ctx.json {
         return Ok(pretty(&raw));
     }
-    let api_url = credentials::load()?.api_url;
+    let credentials = credentials::load()?;
+    let api_url = credentials.api_url;
+    // The authority this CLI trusts for the API, so that theirs trusts the same.
+    let trust = credentials
+        .ca_cert
+        .as_deref()
+        .and_then(|pem| crate::trust::parse_pem(pem, "").ok())
+        .map(|der| format!(" --fingerprint {}", crate::trust::fingerprint(&der)))
+        .unwrap_or_default();
     Ok(format!(
-        "Adding {}... done\nThey set a password and log in with this (it works once, until {}):\n  ouro login --api {api_url} --invitation {}\n",
+        "Adding {}... done\nThey set a password and log in with this (it works once, until {}):\n  ouro login --api {api_url}{trust} --invitation {}\n",
         raw["email"].as_str().unwrap_or(email),
         raw["invitation"]["expires_at"].as_str().unwrap_or("?"),
         raw["invitation"]["code"].as_str().unwrap_or("?"),

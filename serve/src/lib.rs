@@ -30,6 +30,13 @@
 //! An upgraded connection leaves the count of connections (it is no longer HTTP) and the
 //! drain (its handler ends it, as the API's `stopping` signal does).
 //!
+//! With [`Tls`] (the API's listener), one port speaks both HTTPS and plain HTTP: a connection
+//! whose first byte opens a TLS handshake (0x16) is served over TLS (the handshake within the
+//! head's timeout); any other is served in clear only when its peer is one the caller allows
+//! (loopback and the Docker bridge, for the platform's own components), and otherwise gets a
+//! 400 that says to use HTTPS. Every request carries its [`Transport`] in its extensions (the
+//! dashboard marks its cookie `Secure` over TLS).
+//!
 //! HTTP/1.1 only: every client of these listeners (`ouro`, the runner, the router, the API's
 //! provider client) speaks it, and axum is built with `http1` alone.
 
@@ -50,7 +57,8 @@ use hyper::body::{Body as _, Frame, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 /// Default of [`Limits::header_read_timeout`], as the router's: ample for any client on a
@@ -111,6 +119,21 @@ impl Limits {
     }
 }
 
+/// How a request came: over TLS or in clear. In every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tls,
+    Plain,
+}
+
+/// HTTPS on the listener: the server's certificate, and which peers may still speak plain HTTP.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: Arc<rustls::ServerConfig>,
+    /// Whether a plain-HTTP connection from this peer address is served.
+    pub plain_from: Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>,
+}
+
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves; then stops
 /// accepting (the listener is closed at once), lets requests in flight finish for at most
 /// `limits.drain_timeout`, closes what is left and returns.
@@ -118,6 +141,17 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`], with HTTPS beside plain HTTP when `tls` is given (see the module's documentation).
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
@@ -143,8 +177,8 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Typically out of file descriptors: wait a little rather than spin.
                 tracing::warn!(%error, "accept failed");
@@ -152,27 +186,31 @@ pub async fn serve(
                 continue;
             }
         };
-        let connection = builder.serve_connection(TokioIo::new(stream), service.clone()).with_upgrades();
-        let (mut draining, mut force_closed) = (draining.subscribe(), force_close.subscribe());
+        let connection = Connection {
+            builder: builder.clone(),
+            service: service.clone(),
+            draining: draining.subscribe(),
+            force_closed: force_close.subscribe(),
+        };
+        let tls = tls.clone();
+        let head_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => Some(served),
-                _ = draining.wait_for(|&draining| draining) => None,
-            };
-            let served = match served {
-                Some(served) => Some(served),
-                None => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        served = connection => Some(served),
-                        _ = force_closed.wait_for(|&closed| closed) => None,
+            match tls {
+                None => connection.drive(stream, Transport::Plain).await,
+                Some(tls) => match tokio::time::timeout(head_timeout, opening(&stream)).await {
+                    Ok(Some(0x16)) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
+                        match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => connection.drive(stream, Transport::Tls).await,
+                            Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake not done in time"),
+                        }
                     }
-                }
-            };
-            if let Some(Err(error)) = served {
-                // A head not read in time, a client gone: the client's business, not ours.
-                tracing::debug!(%error, "connection ended");
+                    Ok(Some(_)) if (tls.plain_from)(peer.ip()) => connection.drive(stream, Transport::Plain).await,
+                    Ok(Some(_)) => refuse_plain(stream).await,
+                    // Closed, or nothing sent in time.
+                    Ok(None) | Err(_) => {}
+                },
             }
             drop(permit);
         });
@@ -192,6 +230,92 @@ pub async fn serve(
     }
     force_close.send_replace(true);
     Ok(())
+}
+
+/// One accepted connection, served until it ends, the drain ends it, or the drain time is over.
+struct Connection<S> {
+    builder: http1::Builder,
+    service: S,
+    draining: watch::Receiver<bool>,
+    force_closed: watch::Receiver<bool>,
+}
+
+impl<S> Connection<S>
+where
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn drive<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut self, io: IO, transport: Transport) {
+        let service = Tagged { inner: self.service, transport };
+        let connection = self.builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        let served = tokio::select! {
+            served = connection.as_mut() => Some(served),
+            _ = self.draining.wait_for(|&draining| draining) => None,
+        };
+        let served = match served {
+            Some(served) => Some(served),
+            None => {
+                connection.as_mut().graceful_shutdown();
+                tokio::select! {
+                    served = connection => Some(served),
+                    _ = self.force_closed.wait_for(|&closed| closed) => None,
+                }
+            }
+        };
+        if let Some(Err(error)) = served {
+            // A head not read in time, a client gone: the client's business, not ours.
+            tracing::debug!(%error, "connection ended");
+        }
+    }
+}
+
+/// A service that puts the connection's [`Transport`] in each request's extensions.
+#[derive(Clone)]
+struct Tagged<S> {
+    inner: S,
+    transport: Transport,
+}
+
+impl<S, B> hyper::service::Service<hyper::Request<B>> for Tagged<S>
+where
+    S: hyper::service::Service<hyper::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: hyper::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.transport);
+        self.inner.call(request)
+    }
+}
+
+/// The connection's first byte, without taking it; `None` when it closed first.
+async fn opening(stream: &TcpStream) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) => Some(first[0]),
+        _ => None,
+    }
+}
+
+/// Answers a plain-HTTP connection from a peer that must use HTTPS, and closes it.
+async fn refuse_plain(mut stream: TcpStream) {
+    const BODY: &str = "this API takes HTTPS from your address: use an https:// URL\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let mut head = [0u8; 8192];
+    // Read what the client sent first, so that closing does not reset the answer away.
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut head)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// Highest [`Limits::max_connections`]: far above what a process can hold open, and what the

@@ -93,6 +93,17 @@ impl Api {
         start_api(data_dir, backend, env)
     }
 
+    /// The API's URL over TLS (the same port speaks both; plain HTTP only from loopback and
+    /// the Docker bridge).
+    pub fn https_url(&self) -> String {
+        self.url.replacen("http://", "https://", 1)
+    }
+
+    /// The certificate authority the API made for itself (`OURO_TLS=auto`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.path().join("tls/ca.pem")
+    }
+
     /// Stops the process gracefully (SIGTERM) and starts a new one on the same data dir and
     /// database, as an operator restarting the service would.
     pub fn restart(&mut self) {
@@ -310,17 +321,27 @@ pub fn binary(name: &str) -> PathBuf {
 /// The `ouro` CLI with its own config dir, logged out until [`Cli::login`].
 pub struct Cli {
     pub config_dir: tempfile::TempDir,
+    /// The API's `https://` URL: the CLI talks to it over TLS, as from another machine.
     pub api_url: String,
+    /// The API's own certificate authority, which `login` trusts (`--ca-file`).
+    pub ca_file: PathBuf,
 }
 
 impl Cli {
     pub fn new(api: &Api) -> Cli {
-        Cli { config_dir: tempfile::tempdir().expect("temp dir"), api_url: api.url.clone() }
+        Cli { config_dir: tempfile::tempdir().expect("temp dir"), api_url: api.https_url(), ca_file: api.ca_file() }
+    }
+
+    /// `login` with `--api` and `--ca-file`, then `more`.
+    pub fn login_args<'a>(&'a self, more: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["login", "--api", &self.api_url, "--ca-file", self.ca_file.to_str().expect("UTF-8 path")];
+        args.extend_from_slice(more);
+        args
     }
 
     /// `ouro login --api URL` with the token on stdin, as a person pasting it would.
     pub fn login(&self, token: &str) -> Output {
-        self.run_with_stdin(&["login", "--api", &self.api_url], &format!("{token}\n"), None)
+        self.run_with_stdin(&self.login_args(&[]), &format!("{token}\n"), None)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

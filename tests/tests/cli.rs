@@ -154,7 +154,7 @@ fn errors_are_one_line_with_exit_codes_scripts_can_trust() {
     // Nothing above changed anything but what succeeded.
     let apps = api.get("/apps").body;
     assert_eq!(apps, serde_json::json!([]));
-    let api_gone = api.url.clone();
+    let api_gone = cli.api_url.clone();
     drop(api);
     let err = fails(&cli.run(&["apps"]), 1);
     assert!(err.contains(&api_gone), "{err}");
@@ -211,7 +211,7 @@ fn credentials_are_private_and_env_overrides_them() {
     let err = fails(&cli.run(&["login", "--api", remote, "--token", &api.token]), 1);
     assert!(err.contains("over plain HTTP"), "{err}");
     let stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert_eq!(stored["api_url"], api.url.as_str(), "the refused login changed nothing");
+    assert_eq!(stored["api_url"], cli.api_url.as_str(), "the refused login changed nothing");
 }
 
 #[test]
@@ -448,12 +448,15 @@ fn tokens_on_postgres() {
 fn users_are_invited_set_a_password_and_log_in(backend: Backend) {
     let api = Api::start(backend);
     let admin = logged_in(&api);
-    let url = api.url.clone();
 
     let added = ok(&admin.run(&["users:add", "Bob@Example.com"]));
     assert!(added.contains("Adding bob@example.com... done"), "{added}");
-    let invitation = format!("ouro login --api {url} --invitation ");
-    let code = added.split(&invitation).nth(1).unwrap_or_else(|| panic!("no invitation in {added}")).trim().to_string();
+    // Over HTTPS, the command names the certificate authority the admin trusts, so that the
+    // new user trusts the same one.
+    let invitation = format!("ouro login --api {} --fingerprint ", admin.api_url);
+    let rest = added.split(&invitation).nth(1).unwrap_or_else(|| panic!("no invitation in {added}"));
+    let (_, code) = rest.split_once(" --invitation ").unwrap_or_else(|| panic!("no code in {added}"));
+    let code = code.trim().to_string();
     // `ouro users`: a user's row, its words.
     let row = |email: &str| -> String {
         let users = ok(&admin.run(&["users"]));
@@ -469,7 +472,7 @@ fn users_are_invited_set_a_password_and_log_in(backend: Backend) {
     // The code sets the first password, once; a wrong code or a short password changes nothing.
     let bob = Cli::new(&api);
     let set = |cli: &Cli, code: &str, password: &str| {
-        cli.run_input(&["login", "--api", &url, "--invitation", code], &format!("{password}\n"))
+        cli.run_input(&cli.login_args(&["--invitation", code]), &format!("{password}\n"))
     };
     let err = fails(&set(&bob, "nope", "a long enough password"), 1);
     assert!(err.contains("no such invitation"), "{err}");
@@ -487,7 +490,10 @@ fn users_are_invited_set_a_password_and_log_in(backend: Backend) {
     assert!(err.contains("only an admin"), "{err}");
 
     // Email and password make a token; anything else is refused alike.
-    let login = |input: &str| Cli::new(&api).run_input(&["login", "--api", &url, "-i"], input);
+    let login = |input: &str| {
+        let cli = Cli::new(&api);
+        cli.run_input(&cli.login_args(&["-i"]), input)
+    };
     for wrong in ["bob@example.com\nwrong password\n", "nobody@example.com\nbob's long password\n"] {
         let err = fails(&login(wrong), 1);
         assert!(err.contains("wrong email or password"), "{err}");
@@ -498,7 +504,7 @@ fn users_are_invited_set_a_password_and_log_in(backend: Backend) {
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
             .args(["-H", "Content-Type: application/json", "-d", "{}", "-u"])
             .arg("bob@example.com:bob's long password")
-            .arg(format!("{url}{path}"))
+            .arg(format!("{}{path}", api.url))
             .output()
             .expect("curl");
         stdout(&out)
@@ -535,7 +541,7 @@ fn user_with_token(api: &Api, admin: &Cli, email: &str) -> (Cli, String) {
     let added = ok(&admin.run(&["users:add", email]));
     let code = added.split("--invitation ").nth(1).unwrap_or_else(|| panic!("no code in {added}")).trim().to_string();
     let cli = Cli::new(api);
-    ok(&cli.run_input(&["login", "--api", &api.url, "--invitation", &code], "a long password 123\n"));
+    ok(&cli.run_input(&cli.login_args(&["--invitation", &code]), "a long password 123\n"));
     let made = json(&cli, &["authorizations:create", "-d", "matrix"]);
     (cli, made["access_token"]["token"].as_str().unwrap().to_string())
 }
@@ -782,4 +788,90 @@ fn access_on_sqlite() {
 #[test]
 fn access_on_postgres() {
     access_is_what_the_permissions_allow(Backend::postgres());
+}
+
+/// An address of this machine that is neither loopback nor on a Docker bridge: where a client
+/// on another machine would reach the API.
+fn outward_address() -> String {
+    let out = Command::new("hostname").arg("-I").output().expect("hostname -I");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .find(|ip| {
+            let bridge = ip.octets()[0] == 172 && (16..32).contains(&ip.octets()[1]);
+            !(ip.is_loopback() || bridge)
+        })
+        .unwrap_or_else(|| panic!("this machine has no address beside loopback and the bridge: {text}"))
+        .to_string()
+}
+
+/// The API speaks HTTPS with a certificate authority of its own: `ouro login` shows its
+/// fingerprint and trusts it only when told (`--fingerprint`, as the API printed it, or
+/// `--ca-file`), and then works over TLS, from loopback and from another address; plain HTTP
+/// from an address that is not loopback or the bridge is refused by the API; the dashboard's
+/// cookie is `Secure` over TLS.
+#[test]
+fn the_api_speaks_https_and_the_cli_trusts_it_explicitly() {
+    let outward = outward_address();
+    let api = Api::start_with(Backend::Sqlite, &[("OURO_LISTEN", "0.0.0.0:0"), ("OURO_TLS_NAMES", &outward)]);
+    let log = api.log();
+    let printed = log
+        .lines()
+        .find_map(|l| l.strip_prefix("ouro-api HTTPS certificate authority fingerprint (SHA-256): "))
+        .unwrap_or_else(|| panic!("no fingerprint in the API's output: {log}"))
+        .to_string();
+    let https = api.https_url();
+
+    // Not trusted until told: the error shows the fingerprint, and nothing is saved.
+    let cli = Cli::new(&api);
+    let file = cli.config_dir.path().join("credentials.json");
+    let err = fails(&cli.run(&["login", "--api", &https, "--token", &api.token]), 2);
+    assert!(err.contains(&printed) && err.contains("--fingerprint"), "{err}");
+    assert!(!file.exists());
+    let wrong = printed.replace(&printed[..2], if &printed[..2] == "00" { "11" } else { "00" });
+    let err = fails(&cli.run(&["login", "--api", &https, "--token", &api.token, "--fingerprint", &wrong]), 1);
+    assert!(err.contains("someone may be in between"), "{err}");
+    assert!(!file.exists());
+    let typed = printed.to_lowercase().replace(':', "");
+    let out = ok(&cli.run(&["login", "--api", &https, "--token", &api.token, "--fingerprint", &typed]));
+    assert!(out.contains("Logged in as admin@ouro.local"), "{out}");
+    ok(&cli.run(&["apps:create", "secure-app"]));
+    assert!(ok(&cli.run(&["apps"])).contains("secure-app"));
+    // A new login to the same API keeps trusting it without being told again.
+    ok(&cli.run(&["login", "--api", &https, "--token", &api.token]));
+
+    // From another address: HTTPS works (the certificate names it), plain HTTP is refused by
+    // the API itself, whatever the client.
+    let remote = format!("https://{outward}:{}", api.url.rsplit(':').next().unwrap());
+    let out = cli.command(&["apps"]).env("OURO_API_URL", &remote).output().unwrap();
+    assert!(stdout(&out).contains("secure-app"), "{}", stderr(&out));
+    let plain = Command::new("curl")
+        .args(["-sS", "--max-time", "10", &format!("http://{outward}:{}/health", api.url.rsplit(':').next().unwrap())])
+        .output()
+        .unwrap();
+    assert!(stdout(&plain).contains("takes HTTPS from your address"), "{}{}", stdout(&plain), stderr(&plain));
+    let ca = api.ca_file();
+    let curl_tls = |url: &str, extra: &[&str]| {
+        let mut args = vec!["-sS", "--max-time", "10", "--cacert", ca.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(url);
+        Command::new("curl").args(&args).output().unwrap()
+    };
+    assert!(stdout(&curl_tls(&format!("{remote}/health"), &[])).contains("ok"));
+    // Loopback may still speak plain HTTP (the platform's own components do).
+    assert_eq!(api.get("/health").status, 200);
+
+    // The dashboard's session cookie is `Secure` over TLS, and not over plain loopback HTTP.
+    let form = format!("token={}", api.token);
+    let headers = |out: std::process::Output| stdout(&out).to_lowercase();
+    let over_tls = headers(curl_tls(&format!("{https}/dashboard/login"), &["-D", "-", "-o", "/dev/null", "-d", &form]));
+    let cookie = over_tls.lines().find(|l| l.starts_with("set-cookie:")).unwrap_or_else(|| panic!("{over_tls}"));
+    assert!(cookie.contains("; secure"), "{cookie}");
+    let plain = Command::new("curl")
+        .args(["-sS", "-D", "-", "-o", "/dev/null", "-d", &form, &format!("{}/dashboard/login", api.url)])
+        .output()
+        .unwrap();
+    let plain = headers(plain);
+    let cookie = plain.lines().find(|l| l.starts_with("set-cookie:")).unwrap_or_else(|| panic!("{plain}"));
+    assert!(!cookie.contains("secure"), "{cookie}");
 }

@@ -145,7 +145,12 @@ async fn app_lines(state: &AppState, user: &User) -> Result<Vec<page::AppLine>, 
     Ok(lines)
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    transport: Option<axum::Extension<ouro_serve::Transport>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = Form::parse(&body);
     let token = form.get("token").trim();
     let refuse = |message: &str| (StatusCode::UNAUTHORIZED, Html(page::login(Some(message)))).into_response();
@@ -168,7 +173,9 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         Ok((id, _)) => id,
         Err(e) => return failure(None, StatusCode::INTERNAL_SERVER_ERROR, &ApiError::from(e).message),
     };
-    let cookie = session::set_cookie(&id, session::came_over_https(&headers));
+    // Over the API's own TLS, or the router's (which says so in `X-Forwarded-Proto`).
+    let over_tls = matches!(transport, Some(axum::Extension(ouro_serve::Transport::Tls)));
+    let cookie = session::set_cookie(&id, over_tls || session::came_over_https(&headers));
     ([(header::SET_COOKIE, cookie)], Redirect::to("/dashboard")).into_response()
 }
 

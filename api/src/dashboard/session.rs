@@ -139,8 +139,8 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, value)| value.trim())
 }
 
-/// `Set-Cookie` for a new session; `Secure` when the request came over https (through the
-/// router's TLS listener, which says so in `X-Forwarded-Proto`).
+/// `Set-Cookie` for a new session; `Secure` when the request came over https (the API's own
+/// TLS, or the router's TLS listener, which says so in `X-Forwarded-Proto`).
 pub(crate) fn set_cookie(id: &str, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/dashboard; Max-Age={}{secure}", LIFETIME.as_secs())

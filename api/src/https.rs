@@ -1,0 +1,301 @@
+//! HTTPS for the API's own listener (issue 16). By default (`OURO_TLS=auto`) the API makes its
+//! own certificate authority at its first start (`<data dir>/tls/ca.pem`, its key beside it,
+//! readable by the API's user only) and, at every start, a server certificate signed by it for
+//! the names clients use (`localhost`, loopback, this host's name, `OURO_API_URL`'s host and
+//! `OURO_TLS_NAMES`). Clients trust the authority: `ouro login` shows its SHA-256 fingerprint
+//! (which `ouro up` prints on the server) and keeps it, or is given the file. An operator's own
+//! certificate and key (`OURO_TLS_CERT_FILE`, `OURO_TLS_KEY_FILE`, PEM) replace it; `OURO_TLS=off`
+//! serves plain HTTP only (behind a proxy that terminates TLS).
+//!
+//! Plain HTTP stays for loopback and the Docker bridge (`OURO_PLAIN_HTTP_FROM`, IPv4 ranges,
+//! default `172.16.0.0/12`, Docker's default bridge pool): the platform's own components call
+//! the API there; from anywhere else a plain connection is refused (`ouro-serve`).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// `OURO_TLS` and the files it may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    Off,
+    /// The API's own authority and certificate.
+    Auto,
+    /// The operator's certificate chain and key (PEM).
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+impl Setting {
+    /// From `OURO_TLS`, `OURO_TLS_CERT_FILE` and `OURO_TLS_KEY_FILE`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Setting> {
+        match (var("OURO_TLS").as_deref(), var("OURO_TLS_CERT_FILE"), var("OURO_TLS_KEY_FILE")) {
+            (Some("off"), None, None) => Ok(Setting::Off),
+            (Some("off"), _, _) => Err(Error::Config("OURO_TLS=off and a certificate file: pick one".into())),
+            (None | Some("auto"), None, None) => Ok(Setting::Auto),
+            (None | Some("auto"), Some(cert), Some(key)) => {
+                Ok(Setting::Files { cert: PathBuf::from(cert), key: PathBuf::from(key) })
+            }
+            (None | Some("auto"), _, _) => {
+                Err(Error::Config("set both OURO_TLS_CERT_FILE and OURO_TLS_KEY_FILE, or neither".into()))
+            }
+            (Some(other), _, _) => Err(Error::Config(format!("OURO_TLS `{other}` is not `auto` or `off`"))),
+        }
+    }
+}
+
+/// The listener's TLS, and the certificate clients should trust.
+pub struct Https {
+    pub server: Arc<rustls::ServerConfig>,
+    /// PEM of the certificate a client trusts: the API's authority, or the last of the
+    /// operator's chain.
+    pub trust_pem: String,
+    /// Its SHA-256, as `AB:CD:…`.
+    pub fingerprint: String,
+}
+
+/// `GET /tls/ca.pem`, open: the certificate clients trust (404 when TLS is off). `ouro up`
+/// reads it over loopback to print its fingerprint; a client that fetches it over the network
+/// must still check the fingerprint, as anyone in between could answer another.
+pub fn routes(trust_pem: Option<String>) -> axum::Router {
+    let answer = move || {
+        let trust_pem = trust_pem.clone();
+        async move {
+            use axum::response::IntoResponse;
+            match trust_pem {
+                Some(pem) => ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response(),
+                None => (axum::http::StatusCode::NOT_FOUND, "the API serves no HTTPS (OURO_TLS=off)\n").into_response(),
+            }
+        }
+    };
+    axum::Router::new().route("/tls/ca.pem", axum::routing::get(answer))
+}
+
+/// `AB:CD:…` of `der`'s SHA-256, as `ouro login` shows it.
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+const CA_NAME: &str = "Ouro API certificate authority";
+
+/// The TLS the setting asks for; `None` for `off`.
+pub fn load(setting: &Setting, data_dir: &Path, names: &[String]) -> Result<Option<Https>> {
+    let (chain, key) = match setting {
+        Setting::Off => return Ok(None),
+        Setting::Files { cert, key } => {
+            let read = |path: &Path| {
+                std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
+            };
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert)?)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::Config(format!("{}: no PEM certificates ({e})", cert.display())))?;
+            let key = PrivateKeyDer::from_pem_slice(&read(key)?)
+                .map_err(|e| Error::Config(format!("{}: no PEM private key ({e})", key.display())))?;
+            (chain, key)
+        }
+        Setting::Auto => own_certificate(&data_dir.join("tls"), names)?,
+    };
+    let trust = chain.last().ok_or_else(|| Error::Config("the certificate file holds no certificate".into()))?;
+    let trust_pem = pem("CERTIFICATE", trust);
+    let fingerprint = fingerprint(trust);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::Config(format!("the API's certificate and key do not go together: {e}")))?;
+    Ok(Some(Https { server: Arc::new(server), trust_pem, fingerprint }))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = base64_encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// Standard base64 with padding (PEM's).
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The authority's parameters: the same at every start, so that a certificate signed with its
+/// kept key names it as its issuer.
+fn ca_params() -> Result<rcgen::CertificateParams> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, CA_NAME);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2046, 1, 1);
+    Ok(params)
+}
+
+fn tls_error(e: rcgen::Error) -> Error {
+    Error::Config(format!("making the API's certificate: {e}"))
+}
+
+/// The API's own authority (made once, kept in `dir`) and a server certificate for `names`
+/// signed by it (made at each start): the chain (server, authority) and the server's key.
+fn own_certificate(dir: &Path, names: &[String]) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let (ca_cert, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    if !ca_cert.exists() || !ca_key.exists() {
+        std::fs::create_dir_all(dir)?;
+        let key = rcgen::KeyPair::generate().map_err(tls_error)?;
+        let cert = ca_params()?.self_signed(&key).map_err(tls_error)?;
+        write_private(&ca_key, &key.serialize_pem())?;
+        std::fs::write(&ca_cert, cert.pem())?;
+    }
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&ca_key)?).map_err(tls_error)?;
+    let ca_der = CertificateDer::from_pem_file(&ca_cert)
+        .map_err(|e| Error::Config(format!("{}: no PEM certificate ({e})", ca_cert.display())))?;
+    let issuer = rcgen::Issuer::new(ca_params()?, ca_key);
+
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "Ouro API");
+    for name in names {
+        let san = match name.parse::<IpAddr>() {
+            Ok(ip) => rcgen::SanType::IpAddress(ip),
+            Err(_) => rcgen::SanType::DnsName(name.as_str().try_into().map_err(tls_error)?),
+        };
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - std::time::Duration::from_secs(3600)).into();
+    params.not_after = (now + std::time::Duration::from_secs(2 * 365 * 24 * 3600)).into();
+    let key = rcgen::KeyPair::generate().map_err(tls_error)?;
+    let cert = params.signed_by(&key, &issuer).map_err(tls_error)?;
+    Ok((vec![cert.der().clone(), ca_der], PrivateKeyDer::Pkcs8(key.serialize_der().into())))
+}
+
+/// Writes `text` to `path`, readable and writable by its owner only, from its creation.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The names the API's own certificate covers: loopback, this host's name, `public_url`'s
+/// host, the listener's address when it is one, and `extra` (`OURO_TLS_NAMES`).
+pub fn names(public_url: Option<&str>, listen: std::net::SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+        names.push(host.trim().to_string());
+    }
+    if let Some(url) = public_url {
+        let rest = url.split("://").nth(1).unwrap_or(url);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        names.push(host.to_string());
+    }
+    if !listen.ip().is_unspecified() {
+        names.push(listen.ip().to_string());
+    }
+    names.extend(extra.iter().cloned());
+    names.retain(|n| !n.is_empty());
+    names.dedup();
+    names
+}
+
+/// Whether a plain-HTTP connection from `peer` is served: loopback, or an IPv4 address in
+/// `allow` (`OURO_PLAIN_HTTP_FROM`).
+pub fn plain_allowed(peer: IpAddr, allow: &[ouro_types::egress::Cidr]) -> bool {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match peer {
+        IpAddr::V4(v4) => v4.is_loopback() || allow.iter().any(|range| range.contains(v4)),
+        IpAddr::V6(v6) => v6.is_loopback(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_pems() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn plain_http_only_from_loopback_and_the_bridge() {
+        let allow = ouro_types::egress::parse_allow("172.16.0.0/12").unwrap();
+        for (peer, plain) in [
+            ("127.0.0.1", true),
+            ("::1", true),
+            ("::ffff:127.0.0.1", true),
+            ("172.17.0.5", true),
+            ("192.0.2.7", false),
+            ("10.0.0.1", false),
+            ("2001:db8::1", false),
+        ] {
+            assert_eq!(plain_allowed(peer.parse().unwrap(), &allow), plain, "{peer}");
+        }
+    }
+
+    #[test]
+    fn settings() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(Setting::from_vars(vars(&[])).unwrap(), Setting::Auto);
+        assert_eq!(Setting::from_vars(vars(&[("OURO_TLS", "off")])).unwrap(), Setting::Off);
+        assert!(Setting::from_vars(vars(&[("OURO_TLS", "yes")])).is_err());
+        assert!(Setting::from_vars(vars(&[("OURO_TLS_CERT_FILE", "/c")])).is_err(), "a key too");
+    }
+
+    #[test]
+    fn the_own_authority_is_kept_and_signs_a_certificate_for_the_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = names(Some("https://api.example.test:7700"), "0.0.0.0:7700".parse().unwrap(), &[]);
+        assert!(names.contains(&"api.example.test".to_string()) && names.contains(&"127.0.0.1".to_string()));
+        let first = load(&Setting::Auto, dir.path(), &names).unwrap().unwrap();
+        let again = load(&Setting::Auto, dir.path(), &names).unwrap().unwrap();
+        assert_eq!(first.fingerprint, again.fingerprint, "the authority outlives a restart");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("tls/ca-key.pem")).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let kept = CertificateDer::from_pem_file(dir.path().join("tls/ca.pem")).unwrap();
+        assert_eq!(
+            CertificateDer::from_pem_slice(first.trust_pem.as_bytes()).unwrap(),
+            kept,
+            "trust_pem is the authority"
+        );
+    }
+}
