@@ -7,9 +7,10 @@
 //! certificate and key (`OURO_TLS_CERT_FILE`, `OURO_TLS_KEY_FILE`, PEM) replace it; `OURO_TLS=off`
 //! serves plain HTTP only (behind a proxy that terminates TLS).
 //!
-//! Plain HTTP stays for loopback and the Docker bridge (`OURO_PLAIN_HTTP_FROM`, IPv4 ranges,
-//! default `172.16.0.0/12`, Docker's default bridge pool): the platform's own components call
-//! the API there; from anywhere else a plain connection is refused (`ouro-serve`).
+//! Plain HTTP stays for loopback and the Docker bridges (peers this host routes to through a
+//! bridge interface), and for the IPv4 ranges of `OURO_PLAIN_HTTP_FROM` (none by default): the
+//! platform's own components call the API there; from anywhere else a plain connection is
+//! refused (`ouro-serve`).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -226,17 +227,41 @@ pub fn names(public_url: Option<&str>, listen: std::net::SocketAddr, extra: &[St
     names
 }
 
-/// Whether a plain-HTTP connection from `peer` is served: loopback, or an IPv4 address in
-/// `allow` (`OURO_PLAIN_HTTP_FROM`).
+/// Whether a plain-HTTP connection from `peer` is served: loopback, an IPv4 address in
+/// `allow` (`OURO_PLAIN_HTTP_FROM`), or one this host reaches through a bridge (a Docker
+/// network's: the kernel's routing table names the interface, `/sys` says it is a bridge).
 pub fn plain_allowed(peer: IpAddr, allow: &[ouro_types::egress::Cidr]) -> bool {
     let peer = match peer {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
     match peer {
-        IpAddr::V4(v4) => v4.is_loopback() || allow.iter().any(|range| range.contains(v4)),
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || allow.iter().any(|range| range.contains(v4))
+                || std::fs::read_to_string("/proc/net/route")
+                    .ok()
+                    .and_then(|table| route_interface(&table, v4))
+                    .is_some_and(|iface| Path::new("/sys/class/net").join(iface).join("bridge").is_dir())
+        }
         IpAddr::V6(v6) => v6.is_loopback(),
     }
+}
+
+/// The interface of the most specific route to `ip` in `/proc/net/route`'s text (addresses
+/// and masks in hex, in the kernel's byte order).
+fn route_interface(table: &str, ip: std::net::Ipv4Addr) -> Option<String> {
+    let ip = u32::from_ne_bytes(ip.octets());
+    let mut best: Option<(u32, &str)> = None;
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(iface), Some(dest), Some(mask)) = (fields.first(), fields.get(1), fields.get(7)) else { continue };
+        let (Ok(dest), Ok(mask)) = (u32::from_str_radix(dest, 16), u32::from_str_radix(mask, 16)) else { continue };
+        if ip & mask == dest && best.is_none_or(|(longest, _)| mask.count_ones() > longest) {
+            best = Some((mask.count_ones(), iface));
+        }
+    }
+    best.map(|(_, iface)| iface.to_string())
 }
 
 #[cfg(test)]
@@ -254,18 +279,31 @@ mod tests {
 
     #[test]
     fn plain_http_only_from_loopback_and_the_bridge() {
-        let allow = ouro_types::egress::parse_allow("172.16.0.0/12").unwrap();
+        let allow = ouro_types::egress::parse_allow("10.9.0.0/16").unwrap();
         for (peer, plain) in [
             ("127.0.0.1", true),
             ("::1", true),
             ("::ffff:127.0.0.1", true),
-            ("172.17.0.5", true),
+            ("10.9.1.1", true),
             ("192.0.2.7", false),
-            ("10.0.0.1", false),
             ("2001:db8::1", false),
         ] {
             assert_eq!(plain_allowed(peer.parse().unwrap(), &allow), plain, "{peer}");
         }
+    }
+
+    #[test]
+    fn the_route_to_an_address_names_its_interface() {
+        let table = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+            eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+            br-1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00F0FFFF\t0\t0\t0\n\
+            eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let via = |ip: &str| route_interface(table, ip.parse().unwrap());
+        assert_eq!(via("172.17.0.5").as_deref(), Some("docker0"));
+        assert_eq!(via("192.168.3.4").as_deref(), Some("br-1"));
+        assert_eq!(via("192.168.17.4").as_deref(), Some("eth0"), "outside br-1's /20: the default route");
+        assert_eq!(via("192.0.2.9").as_deref(), Some("eth0"));
     }
 
     #[test]

@@ -125,8 +125,8 @@ pub struct Config {
     pub tls: https::Setting,
     /// `OURO_TLS_NAMES`: more names (or addresses) for the API's own certificate, comma-separated.
     pub tls_names: Vec<String>,
-    /// `OURO_PLAIN_HTTP_FROM` (`172.16.0.0/12`): IPv4 ranges besides loopback from which plain
-    /// HTTP is served when TLS is on.
+    /// `OURO_PLAIN_HTTP_FROM` (none): IPv4 ranges besides loopback and the Docker bridges from
+    /// which plain HTTP is served when TLS is on.
     pub plain_http_from: Vec<ouro_types::egress::Cidr>,
 }
 
@@ -201,10 +201,8 @@ impl Config {
                 .filter(|n| !n.is_empty())
                 .map(String::from)
                 .collect(),
-            plain_http_from: ouro_types::egress::parse_allow(
-                &var("OURO_PLAIN_HTTP_FROM").unwrap_or_else(|| "172.16.0.0/12".into()),
-            )
-            .map_err(|e| Error::Config(format!("OURO_PLAIN_HTTP_FROM: {e}")))?,
+            plain_http_from: ouro_types::egress::parse_allow(&var("OURO_PLAIN_HTTP_FROM").unwrap_or_default())
+                .map_err(|e| Error::Config(format!("OURO_PLAIN_HTTP_FROM: {e}")))?,
         })
     }
 }

@@ -26,6 +26,11 @@ pub struct Client {
 
 impl Client {
     pub fn new(credentials: &Credentials) -> Self {
+        Self::with_timeout(credentials, TIMEOUT)
+    }
+
+    /// A client whose requests may each take up to `timeout` (a backup, a restore).
+    pub fn with_timeout(credentials: &Credentials, timeout: Duration) -> Self {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(der) = credentials.ca_cert.as_deref().and_then(|pem| crate::trust::parse_pem(pem, "").ok()) {
             let root = ureq::tls::Certificate::from_der(der.as_ref()).to_owned();
@@ -35,7 +40,7 @@ impl Client {
             .tls_config(tls.build())
             .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
             .http_status_as_error(false)
-            .timeout_global(Some(TIMEOUT))
+            .timeout_global(Some(timeout))
             .user_agent(concat!("ouro-cli/", env!("CARGO_PKG_VERSION")))
             .build();
         Self {
@@ -58,6 +63,12 @@ impl Client {
     pub fn post(&self, path: &str, body: &impl Serialize) -> Result<Value, CliError> {
         let request = self.agent.post(self.url(path)).header("Authorization", self.bearer());
         self.finish(request.send_json(body))
+    }
+
+    /// `POST`s no body.
+    pub fn post_empty(&self, path: &str) -> Result<Value, CliError> {
+        let request = self.agent.post(self.url(path)).header("Authorization", self.bearer());
+        self.finish(request.send_empty())
     }
 
     /// `POST`s `body` with `authorization` as the `Authorization` header instead of the
@@ -158,7 +169,14 @@ impl Client {
     }
 
     fn unreachable(&self, error: ureq::Error) -> CliError {
-        CliError::local(format!("cannot reach the Ouro API at {}: {}", self.base, reason(error)))
+        let reason = reason(error);
+        // A certificate this CLI does not trust: say how it comes to trust it.
+        let hint = if reason.contains("certificate") {
+            " (`ouro login --api URL` shows its fingerprint to trust, or takes --ca-file)"
+        } else {
+            ""
+        };
+        CliError::local(format!("cannot reach the Ouro API at {}: {reason}{hint}", self.base))
     }
 }
 

@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use ureq::Agent;
 
 use ouro_types::{Addon, AddonBackup};
 
@@ -185,26 +184,8 @@ fn human_size(bytes: i64) -> String {
 /// `POST`s an empty body and waits up to [`BACKUP_TIMEOUT`] for the answer: the client of
 /// `client.rs` gives up after a minute.
 fn post_slowly(path: &str) -> Result<Value, CliError> {
-    let credentials = credentials::load()?;
-    let base = credentials.api_url.trim_end_matches('/');
-    let unreachable = |e: ureq::Error| CliError::local(format!("cannot reach the Ouro API at {base}: {e}"));
-    let config = Agent::config_builder()
-        .max_idle_age(std::time::Duration::from_secs(ouro_types::CLIENT_IDLE_SECONDS))
-        .http_status_as_error(false)
-        .timeout_global(Some(BACKUP_TIMEOUT))
-        .user_agent(concat!("ouro-cli/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut response = Agent::new_with_config(config)
-        .post(format!("{base}{path}"))
-        .header("Authorization", format!("Bearer {}", credentials.token))
-        .send_empty()
-        .map_err(unreachable)?;
-    let status = response.status();
-    let text = response.body_mut().read_to_string().map_err(unreachable)?;
-    if status.is_client_error() || status.is_server_error() {
-        return Err(tunnel::api_error(status.as_u16(), &text));
-    }
-    serde_json::from_str(&text).map_err(|e| CliError::local(format!("the API at {base} answered with bad JSON: {e}")))
+    let client = crate::client::Client::with_timeout(&credentials::load()?, BACKUP_TIMEOUT);
+    client.post_empty(path)
 }
 
 #[cfg(test)]

@@ -101,6 +101,60 @@ fn postgresql_and_redis_addons_serve_a_pushed_app_and_keep_their_data() {
     let _ = held.wait();
     assert!(ended.is_some_and(|status| !status.success()), "pg:psql went on after its token was revoked");
 
+    // A collaborator (another user, `access:add`) pushes, runs one-offs, reads the logs and
+    // opens psql, all over HTTPS; within seconds of the access's removal, what they hold
+    // open ends and a push is refused.
+    let added = ok(&cli.run(&["users:add", "carol@example.com"]));
+    let code = added.split("--invitation ").nth(1).expect("an invitation code").trim().to_string();
+    let carol = ouro_tests::Cli::new(&platform.api);
+    ok(&carol.run_input(&carol.login_args(&["--invitation", &code]), "carol's long password\n"));
+    ok(&cli.run(&["access:add", "carol@example.com", "-a", "shop"]));
+    let theirs = ouro_tests::Repo::new(&carol);
+    ok(&carol.run_in(theirs.path(), &["git:remote", "-a", "shop"]));
+    theirs.ok(&["pull", "-q", "ouro", "main"]);
+    std::fs::write(theirs.path().join("CHANGES"), "carol was here\n").expect("write");
+    theirs.ok(&["add", "CHANGES"]);
+    theirs.ok(&["commit", "-q", "-m", "carol's change"]);
+    push(&theirs, &["main"]);
+    rolled(&platform, "shop");
+    let out = carol.run(&["run", "-a", "shop", "--", "cat", "CHANGES"]);
+    assert!(stdout(&out).contains("carol was here"), "{}{}", stdout(&out), stderr(&out));
+    let out = carol.run(&["pg:psql", "-a", "shop", "-c", "SELECT count(*) FROM items"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hold = |args: &[&str]| {
+        carol
+            .command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ouro runs")
+    };
+    let mut held = [
+        ("pg:psql", hold(&["pg:psql", "-a", "shop", "-c", "SELECT pg_sleep(120)"])),
+        ("run", hold(&["run", "-a", "shop", "--", "sleep", "120"])),
+        ("logs --tail", hold(&["logs", "--tail", "-a", "shop"])),
+    ];
+    std::thread::sleep(Duration::from_secs(5));
+    for (what, child) in &mut held {
+        assert!(child.try_wait().expect("wait").is_none(), "{what} holds on while the access lasts");
+    }
+    ok(&cli.run(&["access:remove", "carol@example.com", "-a", "shop"]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while held.iter_mut().any(|(_, c)| c.try_wait().expect("wait").is_none()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (what, child) in &mut held {
+        let ended = child.try_wait().expect("wait");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(ended.is_some(), "{what} went on after the access was removed");
+    }
+    std::fs::write(theirs.path().join("CHANGES"), "carol again\n").expect("write");
+    theirs.ok(&["commit", "-q", "-am", "refused"]);
+    let refused = theirs.git(&["push", "ouro", "main"]);
+    assert!(!refused.status.success(), "a push after the access's removal");
+    assert!(stderr(&refused).contains("403") || stderr(&refused).contains("access"), "{}", stderr(&refused));
+
     // Backups: capture, change, restore.
     let out = cli.run(&["pg:backups:capture", "-a", "shop"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
