@@ -55,6 +55,18 @@ impl Client {
         self.finish(answer)
     }
 
+    /// `GET`s a text answer (a PEM file).
+    pub fn get_text(&self, path: &str) -> Result<String, CliError> {
+        let answer = self.agent.get(self.url(path)).call();
+        let mut response = answer.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let text = response.body_mut().read_to_string().map_err(|e| self.unreachable(e))?;
+        if status.is_client_error() || status.is_server_error() {
+            return Err(api_error(status, &text));
+        }
+        Ok(text)
+    }
+
     pub fn delete(&self, path: &str) -> Result<Value, CliError> {
         let answer = self.agent.delete(self.url(path)).header("Authorization", self.bearer()).call();
         self.finish(answer)

@@ -154,12 +154,25 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     runner.check()?;
     credentials::save(&credentials)?;
     said.push(if changed { "registered the components as apps".into() } else { "nothing to change".into() });
-    Ok(format!(
+    let mut out = format!(
         "Ouro is up ({}).\nAPI {api_url} (the CLI is logged in as its admin; the token is in {}), apps at http://<app>.localhost:{}/\n",
         said.join("; "),
         data.join("admin-token").display(),
         settings.http_port
-    ))
+    );
+    // Read over loopback, which no one can come between: what `ouro login` on another
+    // machine shows, to compare.
+    if let Ok(pem) = client.get_text("/tls/ca.pem") {
+        if let Ok(der) = crate::trust::parse_pem(&pem, "the API's certificate") {
+            let fingerprint = crate::trust::fingerprint(&der);
+            out.push_str(&format!(
+                "From other machines the API speaks HTTPS only, with a certificate authority of its own:\n  \
+                 ouro login --api https://<this host>:{} --fingerprint {fingerprint} -i\n",
+                settings.api_port
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The admin token `ouro up` gives the API for its first user: kept in `<data>/admin-token`.
@@ -242,7 +255,12 @@ fn component_config(settings: &Settings, app: &str) -> BTreeMap<String, String> 
             ("OURO_ROUTER_TLS_LISTEN", format!("127.0.0.1:{}", settings.https_port)),
         ],
     };
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    let mut config: BTreeMap<String, String> = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    // More names for the API's certificate (the host's public name, say).
+    if let Some(names) = std::env::var("OURO_TLS_NAMES").ok().filter(|n| !n.is_empty() && app == API_APP) {
+        config.insert("OURO_TLS_NAMES".into(), names);
+    }
+    config
 }
 
 /// The seed's config: the components', and for the API the first admin's token, which its

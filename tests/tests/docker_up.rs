@@ -362,6 +362,32 @@ fn ouro_up_runs_the_platform_on_itself_changes_nothing_when_run_again_and_surviv
     let refused = refused.env("OURO_API_URL", format!("http://127.0.0.1:{}", ouro.ports[0])).output().expect("ouro");
     assert!(stderr(&refused).contains("scoped to the runner"), "{}", stderr(&refused));
 
+    // From another machine, the self-hosted API speaks HTTPS: `ouro login` with the
+    // fingerprint `ouro up` printed trusts its certificate authority, and then works.
+    let fingerprint = said
+        .split("--fingerprint ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no fingerprint in {said}"));
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let https = format!("https://127.0.0.1:{}", ouro.ports[0]);
+    let login = Command::new(binary("ouro"))
+        .args(["login", "--api", &https, "--fingerprint", fingerprint, "--token", admin.trim()])
+        .env("OURO_CONFIG_DIR", elsewhere.path())
+        .env_remove("OURO_API_URL")
+        .env_remove("OURO_API_TOKEN")
+        .output()
+        .expect("ouro login");
+    assert!(stdout(&login).contains("Logged in as admin@ouro.local"), "{}", stderr(&login));
+    let listed = Command::new(binary("ouro"))
+        .args(["ps", "-a", "ouro-api"])
+        .env("OURO_CONFIG_DIR", elsewhere.path())
+        .env_remove("OURO_API_URL")
+        .env_remove("OURO_API_TOKEN")
+        .output()
+        .expect("ouro ps");
+    assert!(stdout(&listed).contains("api.1: up"), "{}", stderr(&listed));
+
     // The platform's own dynos, shown like any app's.
     for (app, dyno) in [("ouro-api", "api.1"), ("ouro-router", "router.1")] {
         let ps = stdout(&ouro.ouro(&["ps", "-a", app]));
