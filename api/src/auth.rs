@@ -13,10 +13,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
@@ -337,6 +337,18 @@ async fn password_login(state: &AppState, mut req: Request, next: Next, email: &
         let refusal = ApiError::unauthorized("a password only makes a token (`ouro login -i`); send the token");
         return drained(req, challenge(refusal)).await;
     }
+    let email_key = email.trim().to_ascii_lowercase();
+    if let Some(wait) = FAILED_PASSWORDS.refused(&email_key, Instant::now()) {
+        let refusal = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit",
+            format!(
+                "too many wrong passwords for {email_key}; try again in {} minutes (or log in with a token)",
+                wait.as_secs().div_ceil(60)
+            ),
+        );
+        return drained(req, refusal.into_response()).await;
+    }
     let found = match state.store.user_with_password(email).await {
         Ok(found) => found,
         Err(e) => return ApiError::from(e).into_response(),
@@ -349,9 +361,11 @@ async fn password_login(state: &AppState, mut req: Request, next: Next, email: &
     let password = password.to_string();
     let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await.unwrap_or(false);
     let Some(user) = user.filter(|_| matches) else {
+        FAILED_PASSWORDS.failed(&email_key, Instant::now());
         let refusal = ApiError::unauthorized("wrong email or password");
         return drained(req, challenge(refusal)).await;
     };
+    FAILED_PASSWORDS.succeeded(&email_key);
     let user = User { id: user.id, email: user.email, admin: user.admin, scope: None, needs: Default::default() };
     let (action, target) = ("POST /oauth/authorizations (password)".to_string(), req.uri().path().to_string());
     req.extensions_mut().insert(user.clone());
@@ -361,6 +375,53 @@ async fn password_login(state: &AppState, mut req: Request, next: Next, email: &
         tracing::error!(error = %e, %action, "could not record audit event");
     }
     response
+}
+
+/// Wrong passwords allowed per email within [`FAILURE_WINDOW`]; then the email's password
+/// logins are refused (429) until the window has passed, whatever the password: guessing is
+/// bounded to this many tries per quarter hour, argon2 work too.
+pub const FAILURES_ALLOWED: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Emails followed at most (a bound on memory); when that many have recent failures, new
+/// ones are not followed until old ones expire.
+const FAILURES_KEPT: usize = 10_000;
+
+/// Recent wrong passwords, by email (lower case), in memory: a restart forgets them.
+pub struct FailedPasswords(std::sync::Mutex<std::collections::HashMap<String, Vec<Instant>>>);
+
+pub static FAILED_PASSWORDS: std::sync::LazyLock<FailedPasswords> =
+    std::sync::LazyLock::new(|| FailedPasswords(std::sync::Mutex::new(std::collections::HashMap::new())));
+
+impl FailedPasswords {
+    fn with<T>(&self, f: impl FnOnce(&mut std::collections::HashMap<String, Vec<Instant>>) -> T) -> T {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut map)
+    }
+
+    /// How long `email` must wait, when its failures within the window reached the allowance.
+    pub fn refused(&self, email: &str, now: Instant) -> Option<Duration> {
+        self.with(|map| {
+            let failures = map.get_mut(email)?;
+            failures.retain(|at| now.duration_since(*at) < FAILURE_WINDOW);
+            (failures.len() >= FAILURES_ALLOWED).then(|| FAILURE_WINDOW - now.duration_since(failures[0]))
+        })
+    }
+
+    pub fn failed(&self, email: &str, now: Instant) {
+        self.with(|map| {
+            if map.len() >= FAILURES_KEPT && !map.contains_key(email) {
+                map.retain(|_, failures| failures.last().is_some_and(|at| now.duration_since(*at) < FAILURE_WINDOW));
+                if map.len() >= FAILURES_KEPT {
+                    return;
+                }
+            }
+            map.entry(email.to_string()).or_default().push(now);
+        });
+    }
+
+    pub fn succeeded(&self, email: &str) {
+        self.with(|map| map.remove(email));
+    }
 }
 
 /// The argon2id hash (PHC string) of `password`, with a fresh random salt.
@@ -464,6 +525,23 @@ fn challenge(error: ApiError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrong_passwords_are_refused_after_the_allowance_until_the_window_passes() {
+        let limiter = FailedPasswords(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let start = Instant::now();
+        for i in 0..FAILURES_ALLOWED {
+            assert_eq!(limiter.refused("a@x", start), None, "attempt {i}");
+            limiter.failed("a@x", start + Duration::from_secs(i as u64));
+        }
+        let wait = limiter.refused("a@x", start + Duration::from_secs(60)).expect("refused");
+        assert_eq!(wait, FAILURE_WINDOW - Duration::from_secs(60));
+        assert_eq!(limiter.refused("b@x", start), None, "per email");
+        assert_eq!(limiter.refused("a@x", start + FAILURE_WINDOW + Duration::from_secs(10)), None, "the window passed");
+        limiter.failed("c@x", start);
+        limiter.succeeded("c@x");
+        assert!(limiter.with(|map| !map.contains_key("c@x")), "a success forgets the failures");
+    }
 
     #[test]
     fn passwords_are_kept_as_argon2id_hashes_that_only_their_password_matches() {

@@ -112,6 +112,7 @@ fn desired_app(tables: &mut Tables, app: AppService, public_url: &str) -> Option
         restarts: tables.restarts.remove(&app.id).unwrap_or_default(),
         one_offs,
         certificates: tables.certificates.remove(&app.id).unwrap_or_default(),
+        acme_challenges: tables.acme_challenges.remove(&app.id).unwrap_or_default(),
         mounts: app.service.mounts,
         joins,
         api_access: app.service.api_access,
@@ -141,6 +142,7 @@ struct Tables {
     domains: HashMap<String, Vec<String>>,
     restarts: HashMap<String, BTreeMap<String, u64>>,
     certificates: HashMap<String, Vec<TlsCert>>,
+    acme_challenges: HashMap<String, Vec<ouro_types::AcmeChallenge>>,
     /// By the name of the app that runs an add-on's server: the apps attached to its add-ons.
     attached: HashMap<String, Vec<String>>,
     /// By the name of a provider's app (its URL `app:<name>`): the apps that run its add-ons'
@@ -203,6 +205,11 @@ impl Store {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let acme_challenges = sqlx::query(
+            "SELECT app_id, token, key_authorization FROM acme_challenges ORDER BY app_id, created_at, token",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         let attached = sqlx::query(
             "SELECT DISTINCT a.service_app, p.name FROM addons a JOIN addon_attachments t ON t.addon_id = a.id \
              JOIN apps p ON p.id = t.app_id WHERE a.service_app IS NOT NULL ORDER BY a.service_app, p.name",
@@ -261,6 +268,12 @@ impl Store {
                     String::new()
                 });
                 Ok(TlsCert { chain_pem: r.try_get("certificate_chain")?, key_pem })
+            })?,
+            acme_challenges: group(&acme_challenges, "app_id", |r| {
+                Ok(ouro_types::AcmeChallenge {
+                    token: r.try_get("token")?,
+                    key_authorization: r.try_get("key_authorization")?,
+                })
             })?,
             attached: group(&attached, "service_app", |r| Ok(r.try_get("name")?))?,
             servers: group(&servers, "provider_app", |r| Ok(r.try_get("service_app")?))?,

@@ -104,7 +104,7 @@ pub fn load(setting: &Setting, data_dir: &Path, names: &[String]) -> Result<Opti
         Setting::Auto => own_certificate(&data_dir.join("tls"), names)?,
     };
     let trust = chain.last().ok_or_else(|| Error::Config("the certificate file holds no certificate".into()))?;
-    let trust_pem = pem("CERTIFICATE", trust);
+    let trust_pem = ouro_types::pem("CERTIFICATE", trust);
     let fingerprint = fingerprint(trust);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
@@ -114,31 +114,6 @@ pub fn load(setting: &Setting, data_dir: &Path, names: &[String]) -> Result<Opti
         .with_single_cert(chain, key)
         .map_err(|e| Error::Config(format!("the API's certificate and key do not go together: {e}")))?;
     Ok(Some(Https { server: Arc::new(server), trust_pem, fingerprint }))
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = base64_encode(der);
-    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
-    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
-}
-
-/// Standard base64 with padding (PEM's).
-fn base64_encode(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The authority's parameters: the same at every start, so that a certificate signed with its
@@ -267,15 +242,6 @@ fn route_interface(table: &str, ip: std::net::Ipv4Addr) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_is_pems() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-    }
 
     #[test]
     fn plain_http_only_from_loopback_and_the_bridge() {

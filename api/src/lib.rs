@@ -6,6 +6,8 @@
 
 mod access;
 mod accounts;
+mod acm;
+mod acme;
 mod addons;
 mod apps;
 mod attach;
@@ -15,6 +17,7 @@ mod blob;
 mod blob_gc;
 mod builder_app;
 mod builds;
+mod certificates;
 mod dashboard;
 mod desired_state;
 mod domains;
@@ -123,6 +126,11 @@ pub struct Config {
     /// `OURO_TLS` (`auto`, `off`), `OURO_TLS_CERT_FILE`, `OURO_TLS_KEY_FILE`: HTTPS on the
     /// listener (`https.rs`).
     pub tls: https::Setting,
+    /// `OURO_ACME_DIRECTORY` (Let's Encrypt's): where automatic certificates come from.
+    pub acme_directory: String,
+    /// `OURO_ACME_CA_FILE`: the PEM of the one authority trusted for the ACME server (a test
+    /// server); unset: the public ones.
+    pub acme_ca_pem: Option<String>,
     /// `OURO_TLS_NAMES`: more names (or addresses) for the API's own certificate, comma-separated.
     pub tls_names: Vec<String>,
     /// `OURO_PLAIN_HTTP_FROM` (none): IPv4 ranges besides loopback and the Docker bridges from
@@ -194,6 +202,14 @@ impl Config {
             },
             limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
             tls: https::Setting::from_vars(var)?,
+            acme_directory: var("OURO_ACME_DIRECTORY").unwrap_or_else(|| acm::LETS_ENCRYPT.into()),
+            acme_ca_pem: match var("OURO_ACME_CA_FILE") {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| Error::Config(format!("OURO_ACME_CA_FILE {path}: {e}")))?,
+                ),
+                None => None,
+            },
             tls_names: var("OURO_TLS_NAMES")
                 .unwrap_or_default()
                 .split(',')
@@ -256,6 +272,9 @@ pub struct AppState {
     pub platform_builds: tokio::sync::mpsc::UnboundedSender<String>,
     /// Seals the secrets the API keeps in SQL and must read back (TLS private keys).
     pub platform_key: Arc<platform_key::PlatformKey>,
+    /// Wakes the automatic certificates' manager (`acm.rs`): an app turned ACM on, asked for
+    /// a refresh, or got a domain.
+    pub acm_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -307,6 +326,10 @@ pub struct Settings {
     pub build_timeout: std::time::Duration,
     pub router_url: Option<String>,
     pub addon_providers: Vec<String>,
+    /// The ACME directory automatic certificates come from (`acm.rs`).
+    pub acme_directory: String,
+    /// The one authority trusted for it, when not a public one (a test server).
+    pub acme_ca_pem: Option<String>,
 }
 
 /// The whole HTTP surface. Separate from [`serve`] so tests can drive it in-process.
@@ -363,6 +386,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
             build_timeout: config.build_timeout,
             router_url: config.router_url.clone(),
             addon_providers: config.addon_providers.clone(),
+            acme_directory: config.acme_directory.clone(),
+            acme_ca_pem: config.acme_ca_pem.clone(),
         }),
         dynos: Arc::default(),
         stacks: Arc::default(),
@@ -376,6 +401,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         stopping: Arc::new(tokio::sync::watch::channel(false).0),
         platform_builds,
         platform_key,
+        acm_wake: Arc::default(),
     };
     let mut drains = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (app, url) in store.all_log_drains().await? {
@@ -401,6 +427,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     tokio::spawn(sweep_interrupted_builds_forever(state.clone()));
     tokio::spawn(blob_gc::collect_forever(state.clone(), config.blob_gc_every, config.blob_gc_grace));
     tokio::spawn(stack_updates::schedule_forever(state.clone(), config.stack_update_every));
+    tokio::spawn(acm::manage_forever(state.clone()));
     let names = https::names(config.public_url.as_deref(), addr, &config.tls_names);
     let tls = https::load(&config.tls, &config.data_dir, &names)?;
     if let Some(tls) = &tls {

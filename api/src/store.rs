@@ -108,6 +108,7 @@ fn migrator() -> Migrator {
         migration(24, "user passwords", include_str!("../migrations/0024_user_passwords.sql")),
         migration(25, "collaborators", include_str!("../migrations/0025_collaborators.sql")),
         migration(26, "teams", include_str!("../migrations/0026_teams.sql")),
+        migration(27, "automatic certificates", include_str!("../migrations/0027_acm.sql")),
     ];
     Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
 }

@@ -76,6 +76,73 @@ fn read_pem(path: &Path, label: &str, what: &str) -> Result<String, CliError> {
     }
 }
 
+/// `certs:auto`: whether automatic certificates are on, and each custom domain's status
+/// (Heroku's table: Domain, Status, Last Updated), with the reason of a failure.
+pub fn auto(ctx: &Ctx) -> Output {
+    let app = ctx.app()?;
+    let raw = ctx.client()?.get(&app_path(&app, "/acm"))?;
+    if ctx.json {
+        return Ok(pretty(&raw));
+    }
+    if raw["acm"] != true {
+        return Ok(format!(
+            "Automatic Certificate Management is disabled on {app}.\nUse `ouro certs:auto:enable` to turn it on.\n"
+        ));
+    }
+    let domains = raw["domains"].as_array().cloned().unwrap_or_default();
+    if domains.is_empty() {
+        return Ok(format!(
+            "Automatic Certificate Management is enabled on {app}.\n{app} has no custom domains: `ouro domains:add` adds one.\n"
+        ));
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let mut rows = vec![vec!["Domain".to_string(), "Status".to_string(), "Last Updated".to_string()]];
+    let mut reasons = String::new();
+    for d in &domains {
+        rows.push(vec![text(&d["hostname"]), text(&d["status"]), text(&d["updated_at"])]);
+        if let Some(reason) = d["reason"].as_str() {
+            reasons.push_str(&format!("{}: {reason}\n", text(&d["hostname"])));
+        }
+    }
+    Ok(format!("Automatic Certificate Management is enabled on {app}.\n\n{}{reasons}", columns(&rows)))
+}
+
+pub fn auto_enable(ctx: &Ctx) -> Output {
+    let app = ctx.app()?;
+    let raw = ctx.client()?.post_empty(&app_path(&app, "/acm"))?;
+    if ctx.json {
+        return Ok(pretty(&raw));
+    }
+    Ok(format!(
+        "Enabling Automatic Certificate Management... done\nEach custom domain of {app} gets a certificate once its DNS \
+         points here: `ouro certs:auto` shows how far they are.\n"
+    ))
+}
+
+pub fn auto_disable(ctx: &Ctx, confirm: Option<&str>) -> Output {
+    let app = ctx.app()?;
+    if confirm != Some(app.as_str()) {
+        return Err(CliError::usage(format!(
+            "this removes {app}'s automatic certificates (its custom domains then get the router's default one): run \
+             again with --confirm {app}"
+        )));
+    }
+    let raw = ctx.client()?.delete(&app_path(&app, "/acm"))?;
+    if ctx.json {
+        return Ok(pretty(&raw));
+    }
+    Ok("Disabling Automatic Certificate Management... done\n".into())
+}
+
+pub fn auto_refresh(ctx: &Ctx) -> Output {
+    let app = ctx.app()?;
+    let raw = ctx.client()?.patch(&app_path(&app, "/acm"), &serde_json::json!({ "acm_refresh": true }))?;
+    if ctx.json {
+        return Ok(pretty(&raw));
+    }
+    Ok("Refreshing Automatic Certificate Management... done\n".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -463,6 +463,22 @@ enum Command {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// Automatic certificates: whether they are on, and each custom domain's status
+    #[command(name = "certs:auto")]
+    CertsAuto,
+    /// Turn on automatic certificates (ACME, Let's Encrypt by default) for the app's custom domains
+    #[command(name = "certs:auto:enable")]
+    CertsAutoEnable,
+    /// Turn off automatic certificates; the app's automatic certificates are removed
+    #[command(name = "certs:auto:disable")]
+    CertsAutoDisable {
+        /// The app's name, to confirm
+        #[arg(long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+    /// Get new automatic certificates now
+    #[command(name = "certs:auto:refresh")]
+    CertsAutoRefresh,
     /// Add or update the `ouro` git remote, and let `git push` use your login
     #[command(name = "git:remote")]
     GitRemote,
@@ -708,6 +724,10 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         Command::Certs => certs::list(&ctx),
         Command::CertsAdd { cert_file, key_file } => certs::add(&ctx, &cert_file, &key_file),
         Command::CertsRemove { id } => certs::remove(&ctx, &id),
+        Command::CertsAuto => certs::auto(&ctx),
+        Command::CertsAutoEnable => certs::auto_enable(&ctx),
+        Command::CertsAutoDisable { confirm } => certs::auto_disable(&ctx, confirm.as_deref()),
+        Command::CertsAutoRefresh => certs::auto_refresh(&ctx),
         Command::GitRemote => git_remote::remote(&ctx),
         Command::GitCredentials { action } => git_remote::credentials(&action),
         Command::Addons => addons::list(&ctx),

@@ -36,18 +36,7 @@ pub fn parse_pem(pem: &str, whence: &str) -> Result<CertificateDer<'static>, Cli
 
 /// PEM of a DER certificate.
 pub fn to_pem(der: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut body = String::new();
-    for chunk in der.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            body.push(if i <= chunk.len() { char::from(TABLE[(n >> (18 - 6 * i)) as usize & 63]) } else { '=' });
-        }
-    }
-    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+    ouro_types::pem("CERTIFICATE", der)
 }
 
 /// The rustls client configuration for an API: its own authority when `ca_pem` is given, the

@@ -315,6 +315,7 @@ fn seed_state(settings: &Settings, token: &str, checksum: &str, slug: &Path) -> 
                 one_offs: Vec::new(),
                 restarts: BTreeMap::new(),
                 certificates: Vec::new(),
+                acme_challenges: Vec::new(),
                 mounts: service.mounts,
                 joins: Vec::new(),
                 api_access: false,

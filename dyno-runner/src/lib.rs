@@ -1173,6 +1173,7 @@ impl<R: Runtime> Runner<R> {
                     })
                     .collect(),
                 certificates: app.certificates.clone(),
+                acme_challenges: app.acme_challenges.clone(),
             })
             .collect();
         self.routed = routed;

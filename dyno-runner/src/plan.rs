@@ -410,6 +410,7 @@ pub(crate) mod tests {
                 .collect(),
             domains: Vec::new(),
             certificates: Vec::new(),
+            acme_challenges: Vec::new(),
             restarts: Default::default(),
             one_offs: Vec::new(),
             mounts: Vec::new(),

@@ -103,6 +103,16 @@ pub(crate) async fn handle(state: &State, conn: ConnInfo, mut req: Request<Incom
     if !has_host {
         return answer_error(ctx, ProxyError::new(ErrorKind::MissingHost));
     }
+    // An ACME HTTP-01 challenge of the app's automatic certificates: answered here, dynos or not.
+    if let Some(answer) = acme_answer(state, &ctx.host, &req) {
+        ctx.status = Some(StatusCode::OK);
+        ctx.bytes = Some(answer.len() as u64);
+        let mut response = Response::new(ResponseBody::page(bytes::Bytes::from(answer)));
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        add_response_headers(response.headers_mut(), &ctx);
+        ctx.log();
+        return response;
+    }
 
     // 2. Pick upstream: the route (the backend is picked per attempt in `forward`).
     let route = match find_route(state, &ctx.host).await {
@@ -150,6 +160,16 @@ pub(crate) async fn handle(state: &State, conn: ConnInfo, mut req: Request<Incom
     add_response_headers(&mut parts.headers, &ctx);
     parts.extensions = Default::default();
     Response::from_parts(parts, ResponseBody::upstream(body, ctx, in_flight))
+}
+
+/// The key authorization for `GET /.well-known/acme-challenge/{token}` on `host`, when its
+/// route has that challenge.
+fn acme_answer<B>(state: &State, host: &str, req: &Request<B>) -> Option<String> {
+    let token = req.uri().path().strip_prefix("/.well-known/acme-challenge/")?;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    state.table.load().route(host)?.acme.get(token).cloned()
 }
 
 /// Phase 2: the route for `host`, holding the request while the route has no backend yet (a

@@ -42,6 +42,8 @@ pub(crate) struct Table {
 pub(crate) struct Route {
     pub app: String,
     pub backends: Vec<Backend>,
+    /// ACME HTTP-01 challenges of the app: token → key authorization.
+    pub acme: HashMap<String, String>,
     /// The app's request log lines dropped for a full shipping queue, not yet reported.
     pub log_drops: Arc<LogDrops>,
 }
@@ -119,7 +121,9 @@ impl Table {
                 backends.push(Backend { dyno: Arc::from(wire_backend.dyno.as_str()), authority, load });
             }
             let log_drops = known_drops.get(wire_route.app.as_str()).map(|d| Arc::clone(d)).unwrap_or_default();
-            let route = Arc::new(Route { app: wire_route.app.clone(), backends, log_drops });
+            let acme =
+                wire_route.acme_challenges.iter().map(|c| (c.token.clone(), c.key_authorization.clone())).collect();
+            let route = Arc::new(Route { app: wire_route.app.clone(), backends, acme, log_drops });
             for host in &wire_route.hosts {
                 let host = normalize_host(host).into_owned();
                 if let Some(other) = hosts.get(&host).map(|r: &Arc<Route>| r.app.clone()) {
@@ -264,6 +268,7 @@ mod tests {
                     .map(|(dyno, addr)| RouteBackend { dyno: (*dyno).into(), addr: (*addr).into() })
                     .collect(),
                 certificates: Vec::new(),
+                acme_challenges: Vec::new(),
             }],
         }
     }

@@ -127,3 +127,29 @@ async fn requests_before_the_first_table_wait_for_it() {
     let reply = tokio::time::timeout(STEP, request).await.expect("answered").unwrap();
     assert_eq!((reply.status, reply.backend()), (200, "web.1"));
 }
+
+#[tokio::test]
+async fn acme_challenges_are_answered_for_the_routes_hosts_without_a_dyno() {
+    let mut demo = route("demo", &["demo.localhost", "www.demo.test"], vec![]);
+    demo.acme_challenges =
+        vec![ouro_types::AcmeChallenge { token: "tok-1".into(), key_authorization: "tok-1.thumb".into() }];
+    let source = RouteSource::start(vec![demo, route("other", &["other.localhost"], vec![])]).await;
+    let mut config = Config::new(source.url());
+    config.hold_timeout = Duration::from_millis(300);
+    let router = Router::start(config).await;
+    let client = TestClient::new();
+    wait_until("the router has its table", STEP, || async {
+        client.get(router.addr, "nobody.localhost", "/").await.status == 404
+    })
+    .await;
+
+    // The challenge's key authorization, on any host of the route, with no dyno up.
+    let reply = client.get(router.addr, "www.demo.test", "/.well-known/acme-challenge/tok-1").await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "tok-1.thumb"));
+    assert_eq!(reply.header("content-type"), Some("text/plain"));
+    // Another token, or another app's host, is an ordinary request (no dyno: 503).
+    let reply = client.get(router.addr, "demo.localhost", "/.well-known/acme-challenge/tok-2").await;
+    assert_eq!(reply.status, 503);
+    let reply = client.get(router.addr, "other.localhost", "/.well-known/acme-challenge/tok-1").await;
+    assert_eq!(reply.status, 503);
+}

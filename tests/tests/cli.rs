@@ -511,6 +511,16 @@ fn users_are_invited_set_a_password_and_log_in(backend: Backend) {
     };
     assert_eq!(curl("/apps", "POST"), "401", "a password opens nothing but a token");
     assert_eq!(curl("/oauth/authorizations", "POST"), "201");
+    // Guessing is bounded: after five wrong passwords, the email's password logins are refused
+    // for a quarter of an hour, the right password too; tokens still work.
+    for _ in 0..5 {
+        let err = fails(&login("bob@example.com\na wrong guess\n"), 1);
+        assert!(err.contains("wrong email or password"), "{err}");
+    }
+    let err = fails(&login("bob@example.com\nbob's long password\n"), 1);
+    assert!(err.contains("too many wrong passwords for bob@example.com"), "{err}");
+    assert_eq!(curl("/oauth/authorizations", "POST"), "429");
+    ok(&bob.run(&["apps"]));
 
     // Not removed while they own apps; the last admin never; once removed, their tokens go.
     ok(&bob.run(&["apps:create", "bobs-app"]));

@@ -434,6 +434,9 @@ pub struct DesiredApp {
     /// TLS certificates (SNI endpoints) for the app's hosts, with their private keys.
     #[serde(default)]
     pub certificates: Vec<TlsCert>,
+    /// ACME HTTP-01 challenges the router answers for the app's hosts (automatic certificates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acme_challenges: Vec<AcmeChallenge>,
     /// Volumes mounted into every dyno of the formation (an add-on server's data).
     #[serde(default)]
     pub mounts: Vec<VolumeMount>,
@@ -704,6 +707,18 @@ pub struct Route {
     /// TLS certificates the router presents, by SNI, for names they cover.
     #[serde(default)]
     pub certificates: Vec<TlsCert>,
+    /// ACME HTTP-01 challenges: `GET /.well-known/acme-challenge/{token}` on one of the
+    /// route's hosts answers the key authorization, without reaching a dyno.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acme_challenges: Vec<AcmeChallenge>,
+}
+
+/// An ACME HTTP-01 challenge (RFC 8555 §8.3): the token in the URL and the key authorization
+/// to answer with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcmeChallenge {
+    pub token: String,
+    pub key_authorization: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -779,6 +794,23 @@ pub fn valid_process_type(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_both_alphabets() {
+        for (input, standard, url) in [
+            (&b""[..], "", ""),
+            (b"f", "Zg==", "Zg"),
+            (b"fo", "Zm8=", "Zm8"),
+            (b"foo", "Zm9v", "Zm9v"),
+            (&[0xfb, 0xff][..], "+/8=", "-_8"),
+        ] {
+            assert_eq!(encode_base64(input), standard);
+            assert_eq!(encode_base64url(input), url);
+        }
+        let pem = pem("CERTIFICATE", &[7u8; 100]);
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n") && pem.ends_with("\n-----END CERTIFICATE-----\n"));
+        assert!(pem.lines().all(|l| l.len() <= 64), "{pem}");
+    }
 
     fn check(f: fn(&str) -> bool, cases: &[(&str, bool)]) {
         for (input, expect) in cases {
@@ -877,16 +909,35 @@ pub fn basic_authorization(user: &str, password: &str) -> String {
     format!("Basic {}", encode_base64(format!("{user}:{password}").as_bytes()))
 }
 
-/// Standard base64 (RFC 4648) with `=` padding.
-fn encode_base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Standard base64 (RFC 4648 §4) with `=` padding.
+pub fn encode_base64(bytes: &[u8]) -> String {
+    encode_with(bytes, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", true)
+}
+
+/// URL-safe base64 (RFC 4648 §5) without padding, as JOSE wants it (RFC 7515 §2).
+pub fn encode_base64url(bytes: &[u8]) -> String {
+    encode_with(bytes, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", false)
+}
+
+fn encode_with(bytes: &[u8], table: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
-            out.push(if i <= chunk.len() { TABLE[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            if i <= chunk.len() {
+                out.push(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else if pad {
+                out.push('=');
+            }
         }
     }
     out
+}
+
+/// A DER object as PEM (`-----BEGIN {label}-----`, 64-column base64).
+pub fn pem(label: &str, der: &[u8]) -> String {
+    let body = encode_base64(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
 }

@@ -60,6 +60,8 @@ async fn add(
         other => other?,
     };
     let domain = Domain { id: row.id, hostname: row.hostname, kind: "custom".into(), created_at: row.created_at };
+    // With automatic certificates on, the new domain gets one.
+    state.acm_wake.notify_one();
     Ok((StatusCode::CREATED, axum::Json(domain)))
 }
 
@@ -73,6 +75,8 @@ async fn remove(
     if !state.store.remove_domain(&app.id, &hostname).await? {
         return Err(ApiError::not_found(format!("app `{}` has no custom domain `{hostname}`", app.name)));
     }
+    // Its automatic certificate goes too.
+    state.acm_wake.notify_one();
     Ok(axum::Json(serde_json::json!({ "hostname": hostname })))
 }
 

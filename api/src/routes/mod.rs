@@ -3,6 +3,7 @@
 //! secret) and the `/dashboard` (its session cookie) sits behind [`crate::auth::require_token`].
 
 mod access;
+mod acm;
 mod addons;
 mod apps;
 mod attach;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(authorizations::routes())
         .merge(users::routes())
         .merge(access::routes())
+        .merge(acm::routes())
         .merge(teams::routes())
         .merge(runner::routes())
         .merge(service::routes())

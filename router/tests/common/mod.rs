@@ -195,7 +195,13 @@ pub async fn refusing_addr() -> SocketAddr {
 }
 
 pub fn route(app: &str, hosts: &[&str], backends: Vec<RouteBackend>) -> Route {
-    Route { app: app.into(), hosts: hosts.iter().map(|h| h.to_string()).collect(), backends, certificates: Vec::new() }
+    Route {
+        app: app.into(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        backends,
+        certificates: Vec::new(),
+        acme_challenges: Vec::new(),
+    }
 }
 
 pub fn refused(dyno: &str, addr: SocketAddr) -> RouteBackend {
