@@ -35,7 +35,7 @@ fn new_user_walkthrough(backend: Backend) {
     let created = ok(&cli.run(&["apps:create", "demo"]));
     assert!(created.contains("demo"), "{created}");
     assert!(created.contains("http://demo.localhost/"), "{created}");
-    assert!(created.contains(&format!("{}/demo.git", api.url)), "{created}");
+    assert!(created.contains(&format!("{}/demo.git", cli.api_url)), "{created}");
 
     let set = ok(&cli.run(&["config:set", "A=1", "-a", "demo"]));
     assert!(set.contains("done, v2"), "{set}");
@@ -173,7 +173,10 @@ fn app_comes_from_the_ouro_git_remote() {
     git(&["init", "-q"]);
     // apps:create inside a work tree adds the `ouro` remote, as `heroku create` adds `heroku`.
     ok(&cli.run_in(repo.path(), &["apps:create", "from-remote"]));
-    assert_eq!(git(&["remote", "get-url", "ouro"]), format!("{}/from-remote.git", api.url));
+    assert_eq!(git(&["remote", "get-url", "ouro"]), format!("{}/from-remote.git", cli.api_url));
+    // git trusts the API's certificate authority for that URL, as the CLI does.
+    let ca = git(&["config", &format!("http.{}.sslCAInfo", cli.api_url)]);
+    assert_eq!(std::fs::read_to_string(&ca).unwrap(), std::fs::read_to_string(&cli.ca_file).unwrap());
     ok(&cli.run_in(repo.path(), &["config:set", "FROM=remote"]));
     assert_eq!(api.get("/apps/from-remote/config-vars").body["FROM"], "remote");
     // -a wins over the remote.
@@ -626,6 +629,9 @@ fn access_is_what_the_permissions_allow(backend: Backend) {
     for app in ["shared", "crew-app"] {
         for (route, method, path, body) in [
             ("view", "GET", format!("/apps/{app}"), None),
+            ("view", "GET", format!("/apps/{app}/releases"), None),
+            ("view", "GET", format!("/apps/{app}/collaborators"), None),
+            ("view", "GET", format!("/apps/{app}/acm"), None),
             ("deploy", "GET", format!("/apps/{app}/config-vars"), None),
             ("operate", "DELETE", format!("/apps/{app}/dynos"), None),
             ("manage", "PATCH", format!("/apps/{app}/config-vars"), Some("K")),
@@ -855,6 +861,10 @@ fn the_api_speaks_https_and_the_cli_trusts_it_explicitly() {
     let remote = format!("https://{outward}:{}", api.url.rsplit(':').next().unwrap());
     let out = cli.command(&["apps"]).env("OURO_API_URL", &remote).output().unwrap();
     assert!(stdout(&out).contains("secure-app"), "{}", stderr(&out));
+    // Its git URL is the one that client reached the API at, so that it can push there.
+    let out = cli.command(&["apps:info", "-a", "secure-app", "--json"]).env("OURO_API_URL", &remote).output().unwrap();
+    let info: Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    assert_eq!(info["git_url"], format!("{remote}/secure-app.git"));
     let plain = Command::new("curl")
         .args(["-sS", "--max-time", "10", &format!("http://{outward}:{}/health", api.url.rsplit(':').next().unwrap())])
         .output()

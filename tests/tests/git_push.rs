@@ -30,8 +30,8 @@ fn push_refusals(backend: Backend) {
     let repo = Repo::new(&cli);
     let first = repo.commit("Procfile", "web: python3 -m http.server $PORT\nnot a process line\n");
     let remote = ok(&cli.run_in(repo.path(), &["git:remote", "-a", "pushy"]));
-    assert!(remote.contains(&format!("{}/pushy.git", api.url)), "{remote}");
-    assert_eq!(repo.ok(&["remote", "get-url", "ouro"]), format!("{}/pushy.git", api.url));
+    assert!(remote.contains(&format!("{}/pushy.git", cli.api_url)), "{remote}");
+    assert_eq!(repo.ok(&["remote", "get-url", "ouro"]), format!("{}/pushy.git", cli.api_url));
     // Running it again updates rather than fails.
     ok(&cli.run_in(repo.path(), &["git:remote", "-a", "pushy"]));
     // Commands take the app from the remote now.

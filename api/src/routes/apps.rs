@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
 async fn create(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
+    base: ClientBase,
     Json(body): Json<AppCreate>,
 ) -> Result<Response, ApiError> {
     let team = match &body.team {
@@ -46,7 +47,7 @@ async fn create(
         None => create_with_generated_name(&state, &user, team).await?,
     };
     let audit = AuditApp(app.name.clone());
-    let mut response = (StatusCode::CREATED, axum::Json(app_json(&state.settings, app))).into_response();
+    let mut response = (StatusCode::CREATED, axum::Json(app_json(&state.settings, &base, app))).into_response();
     response.extensions_mut().insert(audit);
     Ok(response)
 }
@@ -91,26 +92,29 @@ fn generated_name() -> String {
 async fn list(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
+    base: ClientBase,
 ) -> Result<axum::Json<Vec<App>>, ApiError> {
     let owner = (!user.admin).then_some(user.id.as_str());
     let apps = state.store.apps(owner).await?;
     // The platform's own apps are reached by name (`-a ouro-builder`), not listed.
     let apps = apps.into_iter().filter(|a| !ouro_types::platform::is_system_app(&a.name));
-    Ok(axum::Json(apps.map(|a| app_json(&state.settings, a)).collect()))
+    Ok(axum::Json(apps.map(|a| app_json(&state.settings, &base, a)).collect()))
 }
 
 async fn info(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
+    base: ClientBase,
     Path(name): Path<String>,
 ) -> Result<axum::Json<App>, ApiError> {
     let app = find_app(&state, &user, &name).await?;
-    Ok(axum::Json(app_json(&state.settings, app)))
+    Ok(axum::Json(app_json(&state.settings, &base, app)))
 }
 
 async fn destroy(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
+    base: ClientBase,
     Path(name): Path<String>,
 ) -> Result<axum::Json<App>, ApiError> {
     let app = find_app(&state, &user, &name).await?;
@@ -131,13 +135,34 @@ async fn destroy(
             _ => {}
         }
     }
-    Ok(axum::Json(app_json(&state.settings, app)))
+    Ok(axum::Json(app_json(&state.settings, &base, app)))
 }
 
-pub(crate) fn app_json(settings: &Settings, app: AppRow) -> App {
+/// The API's URL as this client reached it (the scheme of its connection, its `Host`), for
+/// the git URLs it is shown: a client on another machine gets one it can push to. Without a
+/// usable `Host`, `OURO_API_URL`'s.
+pub(crate) struct ClientBase(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientBase {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let tls = parts.extensions.get::<ouro_serve::Transport>() == Some(&ouro_serve::Transport::Tls);
+        let host = parts.headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).filter(|h| {
+            !h.is_empty() && h.len() <= 255 && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        });
+        Ok(ClientBase(match host {
+            Some(host) => format!("{}://{host}", if tls { "https" } else { "http" }),
+            None => String::new(),
+        }))
+    }
+}
+
+pub(crate) fn app_json(settings: &Settings, base: &ClientBase, app: AppRow) -> App {
+    let base = if base.0.is_empty() { settings.public_url.as_str() } else { base.0.as_str() };
     App {
         web_url: crate::apps::web_url(settings, &app.name),
-        git_url: format!("{}/{}.git", settings.public_url, app.name),
+        git_url: format!("{base}/{}.git", app.name),
         id: app.id,
         name: app.name,
         owner: Owner { id: app.owner_id, email: app.owner_email },
