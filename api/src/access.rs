@@ -1,5 +1,6 @@
-//! Who may do what to an app (Heroku's `access`): its owner and admins everything; a
-//! collaborator what their permissions allow. A permission is needed per route
+//! Who may do what to an app (Heroku's `access`): its owner (or, for a team's app, the team's
+//! admins) and the platform's admins everything; the team's members view, deploy and operate;
+//! a collaborator what their permissions allow ([`grant`]). A permission is needed per route
 //! ([`needed`]): reading needs `view`; deploying (builds, slugs, releases, `git push`, one-off
 //! dynos and attaching to them, reading config var values, add-on tunnels) `deploy`; running
 //! the app's dynos (scaling, restarting, stopping, backups) `operate`; everything else that
