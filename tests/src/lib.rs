@@ -14,6 +14,7 @@ use std::time::Duration;
 pub use serde_json::{Value, json};
 
 pub mod build_box;
+pub mod cluster;
 pub mod platform;
 pub mod stand_in;
 
