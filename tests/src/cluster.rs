@@ -25,7 +25,8 @@ pub struct Node {
     pub addr: String,
     pub socket: PathBuf,
     netns: String,
-    pid_file: PathBuf,
+    /// The engine: `nsenter`, `unshare` and `sh` each exec the next, so this is `dockerd`.
+    engine: std::process::Child,
 }
 
 pub struct Cluster {
@@ -121,7 +122,6 @@ impl Cluster {
             let data = home.join("data");
             std::fs::write(&config, crate::json!({ "data-root": data }).to_string()).expect("daemon.json");
             let socket = home.join("docker.sock");
-            let pid_file = home.join("docker.pid");
             let name = format!("node{n}");
             // `nsenter --net`, not `ip netns exec`: the latter remounts /sys and dockerd then
             // finds no devices cgroup.
@@ -130,10 +130,10 @@ impl Cluster {
                 config.display(),
                 home.join("exec").display(),
                 socket.display(),
-                pid_file.display()
+                home.join("docker.pid").display()
             );
             let log = std::fs::File::create(home.join("dockerd.log")).expect("log");
-            Command::new("nsenter")
+            let engine = Command::new("nsenter")
                 .arg(format!("--net=/var/run/netns/{netns}"))
                 .args(["unshare", "--uts", "--", "sh", "-c", &script])
                 .stdin(Stdio::null())
@@ -141,7 +141,7 @@ impl Cluster {
                 .stderr(log)
                 .spawn()
                 .expect("dockerd starts");
-            cluster.nodes.push(Node { name, addr, socket, netns, pid_file });
+            cluster.nodes.push(Node { name, addr, socket, netns, engine });
         }
         for node in &cluster.nodes {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -211,17 +211,17 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for node in &self.nodes {
-            if let Ok(pid) = std::fs::read_to_string(&node.pid_file) {
-                let _ = run("kill", &[pid.trim()]);
-            }
+            let _ = run("kill", &[&node.engine.id().to_string()]);
         }
-        for node in &self.nodes {
+        for node in &mut self.nodes {
             let deadline = Instant::now() + Duration::from_secs(20);
-            while node.pid_file.exists() && Instant::now() < deadline {
+            while matches!(node.engine.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            for engine in stdout(&run("ip", &["netns", "pids", &node.netns])).split_whitespace() {
-                let _ = run("kill", &["-9", engine]);
+            let _ = node.engine.kill();
+            let _ = node.engine.wait();
+            for left in stdout(&run("ip", &["netns", "pids", &node.netns])).split_whitespace() {
+                let _ = run("kill", &["-9", left]);
             }
             let _ = run("ip", &["netns", "del", &node.netns]);
         }
