@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
@@ -79,11 +78,6 @@ pub fn routes(trust_pem: Option<String>) -> axum::Router {
     axum::Router::new().route("/tls/ca.pem", axum::routing::get(answer))
 }
 
-/// `AB:CD:…` of `der`'s SHA-256, as `ouro login` shows it.
-pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-}
-
 const CA_NAME: &str = "Ouro API certificate authority";
 
 /// The TLS the setting asks for; `None` for `off`.
@@ -105,7 +99,7 @@ pub fn load(setting: &Setting, data_dir: &Path, names: &[String]) -> Result<Opti
     };
     let trust = chain.last().ok_or_else(|| Error::Config("the certificate file holds no certificate".into()))?;
     let trust_pem = ouro_types::pem("CERTIFICATE", trust);
-    let fingerprint = fingerprint(trust);
+    let fingerprint = ouro_types::fingerprint(trust);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -100,25 +100,18 @@ impl Store {
         row.as_ref().map(team_of).transpose()
     }
 
-    /// The teams `user_id` is in with their role; every team (role `None` where they are not
-    /// in it) when `user_id` is `None`.
-    pub async fn teams(&self, user_id: Option<&str>) -> Result<Vec<(TeamRow, Option<Role>)>> {
-        let rows = match user_id {
-            Some(user) => {
-                sqlx::query(
-                    "SELECT t.id, t.name, t.created_at, m.role FROM teams t \
-                     JOIN team_members m ON m.team_id = t.id WHERE m.user_id = $1 ORDER BY t.name",
-                )
-                .bind(user)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query("SELECT id, name, created_at, NULL AS role FROM teams ORDER BY name")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+    /// The teams `user_id` is in, with their role; with `every`, every team (role `None` where
+    /// they are not in it).
+    pub async fn teams(&self, user_id: &str, every: bool) -> Result<Vec<(TeamRow, Option<Role>)>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.name, t.created_at, m.role FROM teams t \
+             LEFT JOIN team_members m ON m.team_id = t.id AND m.user_id = $1 \
+             WHERE m.user_id IS NOT NULL OR $2 = 1 ORDER BY t.name",
+        )
+        .bind(user_id)
+        .bind(i64::from(every))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let role = r.try_get::<Option<String>, _>("role")?.as_deref().and_then(Role::parse);

@@ -14,14 +14,8 @@ use std::time::Duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
 
 use crate::error::CliError;
-
-/// `AB:CD:…` of a certificate's SHA-256, as `ouro up` prints it.
-pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-}
 
 /// A fingerprint as people type it (any case, with or without colons or spaces).
 fn normalized(fingerprint: &str) -> String {
@@ -116,7 +110,7 @@ pub fn on_first_use(api_url: &str, given: Option<&str>, publicly_trusted: bool) 
         host_port(api_url).ok_or_else(|| CliError::usage(format!("`{api_url}` is not an https:// URL")))?;
     let chain = presented(&host, port)?;
     let authority = chain.last().ok_or_else(|| CliError::local(format!("{host} presented no certificate")))?;
-    let shown = fingerprint(authority);
+    let shown = ouro_types::fingerprint(authority);
     match given {
         Some(given) if normalized(given) == normalized(&shown) => Ok(Some(to_pem(authority))),
         Some(_) => Err(CliError::local(format!(

@@ -164,7 +164,7 @@ pub fn up(settings: &Settings) -> Result<String, CliError> {
     // machine shows, to compare.
     if let Ok(pem) = client.get_text("/tls/ca.pem") {
         if let Ok(der) = crate::trust::parse_pem(&pem, "the API's certificate") {
-            let fingerprint = crate::trust::fingerprint(&der);
+            let fingerprint = ouro_types::fingerprint(&der);
             out.push_str(&format!(
                 "From other machines the API speaks HTTPS only, with a certificate authority of its own:\n  \
                  ouro login --api https://<this host>:{} --fingerprint {fingerprint} -i\n",

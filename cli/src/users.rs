@@ -39,7 +39,7 @@ pub fn add(ctx: &Ctx, email: &str, admin: bool) -> Output {
         .ca_cert
         .as_deref()
         .and_then(|pem| crate::trust::parse_pem(pem, "").ok())
-        .map(|der| format!(" --fingerprint {}", crate::trust::fingerprint(&der)))
+        .map(|der| format!(" --fingerprint {}", ouro_types::fingerprint(&der)))
         .unwrap_or_default();
     Ok(format!(
         "Adding {}... done\nThey set a password and log in with this (it works once, until {}):\n  ouro login --api {api_url}{trust} --invitation {}\n",

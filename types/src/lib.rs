@@ -935,6 +935,13 @@ fn encode_with(bytes: &[u8], table: &[u8; 64], pad: bool) -> String {
     out
 }
 
+/// A certificate's SHA-256 fingerprint as `AB:CD:…`: what the API prints for its certificate
+/// authority and `ouro login` shows, to be compared by a person.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
 /// A DER object as PEM (`-----BEGIN {label}-----`, 64-column base64).
 pub fn pem(label: &str, der: &[u8]) -> String {
     let body = encode_base64(der);
