@@ -235,6 +235,7 @@ mod tests {
             reason: reason.map(Into::into),
             restarts: 0,
             created_at: "2026-11-26T09:00:00Z".into(),
+            node: None,
         }
     }
 

@@ -66,8 +66,9 @@ fn render_dynos(dynos: &[Dyno], now: SystemTime) -> String {
     let lines: String = dynos
         .iter()
         .map(|d| {
+            let on = d.node.as_ref().map(|node| format!(" on {node}")).unwrap_or_default();
             let mut line =
-                format!("{}: {} (release v{}) since {}", d.name, d.state, d.release, when(&d.created_at, now));
+                format!("{}: {} (release v{}){on} since {}", d.name, d.state, d.release, when(&d.created_at, now));
             // Why it stopped: a crash, or a one-off (or a stopped dyno) ending on its own.
             match (&d.reason, d.state) {
                 (Some(reason), DynoState::Crashed) => line += &format!(", last crash: {reason}"),
@@ -391,6 +392,7 @@ mod tests {
             reason: None,
             restarts: 0,
             created_at: "2026-11-26T03:25:00Z".into(),
+            node: None,
         };
         assert_eq!(
             render_agreement(&formation, &[dyno("web.1", "up"), dyno("web.2", "up")]),
@@ -423,6 +425,7 @@ mod tests {
             size: "basic".into(),
             release: 3,
             created_at: "2026-11-26T03:25:00Z".into(),
+            node: None,
         };
         assert_eq!(
             render_dynos(std::slice::from_ref(&dyno), now),

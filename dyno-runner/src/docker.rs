@@ -39,7 +39,7 @@ pub const LABEL_ATTACHED: &str = "ouro.attached";
 pub const LABEL_NAMED: &str = "ouro.named";
 
 /// uid:gid of the `dyno` user of the stack image.
-const DYNO_USER: &str = "1000:1000";
+pub(crate) const DYNO_USER: &str = "1000:1000";
 
 pub async fn connect() -> Result<Docker> {
     let docker = Docker::connect_with_local_defaults()
@@ -96,8 +96,11 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
         };
         let host_network = summary.host_config.and_then(|h| h.network_mode).as_deref() == Some("host");
         let networks = summary.network_settings.and_then(|n| n.networks).unwrap_or_default();
-        let ip =
-            networks.get(&network_name(platform, &app)).and_then(|e| e.ip_address.clone()).filter(|ip| !ip.is_empty());
+        let addr = networks
+            .get(&network_name(platform, &app))
+            .and_then(|e| e.ip_address.clone())
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| format!("{ip}:{DYNO_PORT}"));
         let prefix = network_name(platform, "");
         let joined = networks
             .keys()
@@ -109,7 +112,8 @@ pub async fn list_dynos(docker: &Docker, platform: &str) -> Result<Vec<Container
             id,
             size: label(LABEL_SIZE).unwrap_or_default(),
             running: summary.state.as_deref() == Some("running"),
-            ip,
+            addr,
+            node: None,
             host_network,
             created: summary.created.unwrap_or(0),
             started_ms: label(LABEL_STARTED).and_then(|s| s.parse().ok()).unwrap_or(0),
@@ -191,9 +195,9 @@ const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 /// by a race are removed, keeping the oldest. The builder's network (every build is a one-off
 /// of `ouro-builder`) also keeps its dynos apart: one app's build cannot reach another's; a
 /// builder network made before that is made again once no build runs on it.
-pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Result<String> {
+pub async fn ensure_network(docker: &Docker, platform: &str, app: &str, overlay: bool) -> Result<String> {
     let name = network_name(platform, app);
-    let apart = app == ouro_types::platform::BUILDER_APP;
+    let apart = app == ouro_types::platform::BUILDER_APP && !overlay;
     let filters = HashMap::from([("name", vec![name.as_str()])]);
     let found = docker.list_networks(Some(ListNetworksOptions { filters })).await.map_err(docker_error)?;
     let mut same: Vec<_> = found.into_iter().filter(|n| n.name.as_deref() == Some(name.as_str())).collect();
@@ -215,7 +219,9 @@ pub async fn ensure_network(docker: &Docker, platform: &str, app: &str) -> Resul
     }
     let options = CreateNetworkOptions {
         name: name.clone(),
-        driver: "bridge".to_string(),
+        driver: if overlay { "overlay" } else { "bridge" }.to_string(),
+        // On a swarm, services and plain containers (one-offs) alike join it.
+        attachable: overlay,
         check_duplicate: true,
         labels: HashMap::from([
             (LABEL_PLATFORM.to_string(), platform.to_string()),
@@ -339,7 +345,7 @@ pub async fn remove_unwanted_slug_images(
     Ok(removed)
 }
 
-fn volume_mount(volume: &str, path: &str) -> bollard::models::Mount {
+pub(crate) fn volume_mount(volume: &str, path: &str) -> bollard::models::Mount {
     bollard::models::Mount {
         target: Some(path.to_string()),
         source: Some(volume.to_string()),
@@ -360,8 +366,16 @@ pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool> {
 /// stack's (owned by the dyno user), loaded with `docker load` (see `slug_layer.rs`). The
 /// layer and the archive go through temporary files, so a slug that unpacks to gigabytes
 /// costs disk, not memory. A slug that cannot be a layer (an entry outside `app/`: the API
-/// refuses those) makes no image: nothing of a slug ever runs as root.
-pub async fn build_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, image: &str) -> Result<()> {
+/// refuses those) makes no image: nothing of a slug ever runs as root. `reproducible`: made at
+/// the stack's time rather than now, so that every engine with the same stack image makes an
+/// image of the same id from the same slug (a swarm's services name slug images by id).
+pub async fn build_slug_image(
+    docker: &Docker,
+    stack: &str,
+    slug: bytes::Bytes,
+    image: &str,
+    reproducible: bool,
+) -> Result<()> {
     let base = docker.inspect_image(stack).await.map_err(docker_error)?;
     let layers = base.root_fs.and_then(|r| r.layers).unwrap_or_default();
     if layers.is_empty() {
@@ -376,7 +390,11 @@ pub async fn build_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, 
         .collect();
     env.extend(["HOME=/app".to_string(), "PATH=/app/bin:/usr/local/bin:/usr/bin:/bin".to_string()]);
     let architecture = base.architecture.unwrap_or_else(|| "amd64".into());
-    let labels = stack_config.labels.unwrap_or_default();
+    let labels = stack_config.labels.unwrap_or_default().into_iter().collect();
+    let created = match (reproducible, base.created) {
+        (true, Some(created)) => created,
+        _ => humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
     let tag = image.to_string();
     let archive = tokio::task::spawn_blocking(move || {
         let failed = |e: std::io::Error| format!("writing the image's layer: {e}");
@@ -390,7 +408,7 @@ pub async fn build_slug_image(docker: &Docker, stack: &str, slug: bytes::Bytes, 
             user: DYNO_USER,
             working_dir: "/app",
             labels,
-            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            created,
         };
         let mut archive = tempfile::tempfile().map_err(failed)?;
         let out = std::io::BufWriter::new(&mut archive);
@@ -465,18 +483,9 @@ pub fn container_name(platform: &str, app: &str, process_type: &str, index: u32,
     format!("{platform}-{app}.{process_type}.{index}.v{release}")
 }
 
-/// Creates and starts a dyno. A stopped container of the same name (a crashed dyno being
-/// replaced) is removed first.
-pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> {
-    let id = create_dyno(docker, spec).await?;
-    docker.start_container::<String>(&id, None).await.map_err(docker_error)?;
-    Ok(id)
-}
-
-/// Creates a dyno, on its networks, without starting it (see [`start_dyno`]); an attached
-/// one-off is attached to before it starts, so that none of its output is lost.
-pub async fn create_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> {
-    let name = container_name(spec.platform, spec.app, spec.process_type, spec.index, spec.release);
+/// A dyno's environment: its config, `PORT` (for `web` only on the host's network), `DYNO`,
+/// `PS`, `HOME`, and the API's address for the dynos that may call it.
+pub(crate) fn dyno_env(spec: &DynoSpec<'_>) -> Vec<String> {
     let dyno = format!("{}.{}", spec.process_type, spec.index);
     let mut env: Vec<String> = spec.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !spec.host_network || spec.process_type == "web" {
@@ -486,8 +495,12 @@ pub async fn create_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String>
     if let Some(url) = spec.api_url {
         env.push(format!("OURO_API_URL={url}"));
     }
+    env
+}
+
+/// The labels that make a container (or a swarm service) a dyno of the platform.
+pub(crate) fn dyno_labels(spec: &DynoSpec<'_>) -> HashMap<String, String> {
     let size = dyno_size(spec.size).unwrap_or(&ouro_types::DYNO_SIZES[0]);
-    let memory = i64::from(size.memory_mib) * 1024 * 1024;
     let mut labels = HashMap::from([
         (LABEL_PLATFORM.to_string(), spec.platform.to_string()),
         (LABEL_APP.to_string(), spec.app.to_string()),
@@ -503,12 +516,36 @@ pub async fn create_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String>
     if !spec.host_network {
         labels.insert(LABEL_NAMED.to_string(), "true".to_string());
     }
-    // `.profile.d` scripts run first, as on Heroku; then the command replaces the shell.
+    labels
+}
+
+/// What a dyno runs: `.profile.d` scripts first, as on Heroku; then the command replaces the
+/// shell.
+pub(crate) fn dyno_command(command: &str) -> Vec<String> {
     let script =
         r#"for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; exec /bin/bash -c "$1""#;
+    vec!["/bin/bash".into(), "-c".into(), script.into(), "dyno".into(), command.to_string()]
+}
+
+/// Creates and starts a dyno. A stopped container of the same name (a crashed dyno being
+/// replaced) is removed first.
+pub async fn start_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> {
+    let id = create_dyno(docker, spec).await?;
+    docker.start_container::<String>(&id, None).await.map_err(docker_error)?;
+    Ok(id)
+}
+
+/// Creates a dyno, on its networks, without starting it (see [`start_dyno`]); an attached
+/// one-off is attached to before it starts, so that none of its output is lost.
+pub async fn create_dyno(docker: &Docker, spec: &DynoSpec<'_>) -> Result<String> {
+    let name = container_name(spec.platform, spec.app, spec.process_type, spec.index, spec.release);
+    let env = dyno_env(spec);
+    let size = dyno_size(spec.size).unwrap_or(&ouro_types::DYNO_SIZES[0]);
+    let memory = i64::from(size.memory_mib) * 1024 * 1024;
+    let labels = dyno_labels(spec);
     let config = Config {
         image: Some(spec.image.to_string()),
-        cmd: Some(vec!["/bin/bash".into(), "-c".into(), script.into(), "dyno".into(), spec.command.to_string()]),
+        cmd: Some(dyno_command(spec.command)),
         env: Some(env),
         user: Some(DYNO_USER.into()),
         working_dir: Some("/app".into()),
@@ -643,17 +680,17 @@ pub async fn remove(docker: &Docker, id: &str) {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn status_of(e: &DockerError) -> Option<u16> {
+pub(crate) fn status_of(e: &DockerError) -> Option<u16> {
     match e {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
 }
 
-fn docker_error(e: DockerError) -> Error {
+pub(crate) fn docker_error(e: DockerError) -> Error {
     Error::Docker(e.to_string())
 }

@@ -31,6 +31,7 @@ mod secret;
 mod slug_layer;
 pub mod stack;
 pub mod supervise;
+mod swarm;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -44,7 +45,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::api::ApiClient;
 use crate::plan::{Backoff, Context, LiveDyno, LiveState, Slot, Step};
-use crate::runtime::{Container, DYNO_PORT, DockerRuntime, Runtime};
+use crate::runtime::{Container, DockerRuntime, Runtime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -112,6 +113,18 @@ pub struct Config {
     /// The listener's bounds: [`LIMITS`], with `OURO_HEADER_READ_TIMEOUT_SECONDS` and
     /// `OURO_MAX_CONNECTIONS` if set.
     pub limits: ouro_serve::Limits,
+    /// `OURO_SWARM`: unset on a single engine (the default).
+    pub swarm: Option<SwarmRole>,
+}
+
+/// A runner's part on a Docker Swarm (`OURO_SWARM`, see `swarm.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwarmRole {
+    /// `manager`: on a swarm manager, runs every dyno (services over the nodes), reports them
+    /// and serves the route table.
+    Manager,
+    /// `node`: on every other node, only makes the slug images its node may be given.
+    Node,
 }
 
 /// The listener's bounds, unless the environment says otherwise (see `ouro-serve`).
@@ -181,6 +194,14 @@ impl Config {
             image_gc_age: secs("OURO_IMAGE_GC_AGE_SECONDS", 3600)?,
             platform,
             limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
+            swarm: match var("OURO_SWARM").as_deref() {
+                None => None,
+                Some("manager") => Some(SwarmRole::Manager),
+                Some("node") => Some(SwarmRole::Node),
+                Some(other) => {
+                    return Err(Error::Config(format!("OURO_SWARM is `manager` or `node`, not `{other}`")));
+                }
+            },
         })
     }
 }
@@ -331,12 +352,41 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         let egress = egress.clone();
         let _ = tokio::task::spawn_blocking(move || egress.prune()).await;
     }
-    let runtime = DockerRuntime { docker, platform: config.platform.clone(), egress };
+    let local = DockerRuntime { docker, platform: config.platform.clone(), egress, swarm: config.swarm.is_some() };
+    let parts = Parts { routes_tx, log_queue, log_receiver: log_receiver.clone(), problems };
+    let shutdown = async move {
+        shutdown.await;
+    };
+    match config.swarm {
+        Some(SwarmRole::Manager) => {
+            let socket = swarm::engine_socket()?;
+            let runtime = swarm::SwarmRuntime::new(local, socket, config.stop_grace);
+            drive(config, runtime, parts, shutdown).await;
+        }
+        _ => drive(config, local, parts, shutdown).await,
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    keep_unsent_lines(spool.as_deref(), &log_receiver).await;
+    Ok(())
+}
+
+/// What [`drive`] takes from [`run`]'s start.
+struct Parts {
+    routes_tx: watch::Sender<RouteTable>,
+    log_queue: logs::LogQueue,
+    log_receiver: Arc<tokio::sync::Mutex<logs::LogReceiver>>,
+    problems: health::Problems,
+}
+
+/// Reconciles through `runtime` until `shutdown`.
+async fn drive<R: Runtime>(config: Config, runtime: R, parts: Parts, shutdown: impl Future<Output = ()>) {
+    let Parts { routes_tx, log_queue, log_receiver, problems } = parts;
     let stacks = Arc::new(Mutex::new(Vec::new()));
     let stack = tokio::spawn(ensure_stack_forever(runtime.clone(), problems.clone(), stacks.clone()));
     let mut runner = Runner::new(config, runtime, routes_tx, log_queue, problems);
     runner.stacks = stacks;
-    let shipper = tokio::spawn(logs::ship_forever(log_receiver.clone(), runner.api.clone()));
+    let shipper = tokio::spawn(logs::ship_forever(log_receiver, runner.api.clone()));
     let events = tokio::spawn(wake_on_events(runner.runtime.clone(), runner.wake.clone()));
     let changes = tokio::spawn(wake_on_api_changes(runner.api.clone(), runner.wake.clone()));
     tokio::select! {
@@ -348,10 +398,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     shipper.abort();
     stack.abort();
     let _ = shipper.await;
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    keep_unsent_lines(spool.as_deref(), &log_receiver).await;
-    Ok(())
 }
 
 /// Keeps what was not shipped for the next start (the API may be away: its own upgrade), once
@@ -686,6 +732,9 @@ impl<R: Runtime> Runner<R> {
             }
         }
         let desired = self.desired.clone().unwrap_or_default();
+        if self.config.swarm == Some(SwarmRole::Node) {
+            return self.make_images(&desired).await;
+        }
         let containers = self.runtime.list_dynos().await?;
         self.components = containers.iter().filter(|c| c.host_network).map(|c| c.id.clone()).collect();
         self.listening = desired.apps.iter().filter(|a| a.listens).map(|a| a.app_name.clone()).collect();
@@ -740,6 +789,27 @@ impl<R: Runtime> Runner<R> {
 
     fn now(&self) -> u64 {
         self.clock.elapsed().as_secs()
+    }
+
+    /// A swarm node's pass (`OURO_SWARM=node`): makes the slug images of the releases whose
+    /// dynos the manager's runner runs as services (see `swarm.rs`), and nothing else; returns
+    /// whether builds are under way.
+    async fn make_images(&mut self, desired: &DesiredState) -> Result<bool> {
+        let images_ready = self.images_ready(desired).await?;
+        let ctx = Context { images_ready: &images_ready, backoff: &self.backoff, now: self.now(), now_ms: 0 };
+        let services: HashSet<&str> = desired
+            .apps
+            .iter()
+            .filter(|a| !a.host_network && a.mounts.is_empty() && !a.api_access)
+            .filter(|a| a.release.stack != ouro_types::BUILD_STACK)
+            .map(|a| a.app_name.as_str())
+            .collect();
+        let builds: Vec<Step> = plan::plan(desired, &[], &ctx)
+            .into_iter()
+            .filter(|step| matches!(step, Step::BuildImage { app, .. } if services.contains(app.as_str())))
+            .collect();
+        self.execute(desired, builds).await;
+        Ok(!self.building.lock().map(|b| b.is_empty()).unwrap_or(true))
     }
 
     /// Turns containers into live dynos: probes booting web dynos, times out boots, and
@@ -1167,9 +1237,9 @@ impl<R: Runtime> Runner<R> {
                     .filter(|c| c.app == app.app_name && c.process_type == "web" && c.running && !c.host_network)
                     .filter(|c| self.up.contains(&c.id) && !stopping.contains(&c.id))
                     .filter_map(|c| {
-                        let ip = c.ip.as_ref()?;
+                        let addr = c.addr.clone()?;
                         routed.insert(c.id.clone());
-                        Some(RouteBackend { dyno: format!("web.{}", c.index), addr: format!("{ip}:{DYNO_PORT}") })
+                        Some(RouteBackend { dyno: format!("web.{}", c.index), addr })
                     })
                     .collect(),
                 certificates: app.certificates.clone(),
@@ -1243,6 +1313,7 @@ impl<R: Runtime> Runner<R> {
                         SystemTime::UNIX_EPOCH + Duration::from_secs(c.created.max(0) as u64),
                     )
                     .to_string(),
+                    node: c.node.clone(),
                 }
             })
             .collect();

@@ -61,7 +61,7 @@ impl FakeRuntime {
             .find(|d| d.app == app && format!("{}.{}", d.process_type, d.index) == name && d.running)
             .expect("a running dyno to crash");
         dyno.running = false;
-        dyno.ip = None;
+        dyno.addr = None;
     }
 }
 
@@ -75,7 +75,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn accepts(&self, dyno: &Container) -> bool {
-        dyno.running && dyno.ip.is_some()
+        dyno.running && dyno.addr.is_some()
     }
 
     async fn said_listening(&self, dyno: &Container) -> bool {
@@ -153,7 +153,8 @@ impl Runtime for FakeRuntime {
             index: launch.index,
             size: launch.size.clone(),
             running: true,
-            ip: Some(format!("10.0.0.{number}")),
+            addr: Some(format!("10.0.0.{number}:5000")),
+            node: None,
             host_network: launch.host_network,
             created: (now_ms / 1000) as i64,
             started_ms: now_ms,
@@ -289,6 +290,7 @@ impl Harness {
             image_gc_every: Duration::from_secs(600),
             image_gc_age: Duration::from_secs(3600),
             limits: crate::LIMITS,
+            swarm: None,
         };
         let runtime = FakeRuntime::default();
         let (routes_tx, routes) = watch::channel(RouteTable { version: 1, routes: Vec::new() });

@@ -75,8 +75,12 @@ pub struct Container {
     pub index: u32,
     pub size: String,
     pub running: bool,
-    /// Address on the app's network, while running (none on the host's network).
-    pub ip: Option<String>,
+    /// `host:port` where its `$PORT` answers, while running: its address on the app's network
+    /// (none on the host's network), or on a swarm a node's address and the port published
+    /// there.
+    pub addr: Option<String>,
+    /// The swarm node it runs on (none on a single engine).
+    pub node: Option<String>,
     /// Runs on the host's network.
     pub host_network: bool,
     /// Seconds since the epoch.
@@ -89,6 +93,13 @@ pub struct Container {
     pub attached: bool,
     /// Reachable by its app's name on its app's own network (`docker::LABEL_NAMED`).
     pub named: bool,
+}
+
+/// Whether a dyno's `$PORT` accepts a connection now.
+pub async fn probe(dyno: &Container) -> bool {
+    let Some(addr) = &dyno.addr else { return false };
+    let probe = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await;
+    matches!(probe, Ok(Ok(_)))
 }
 
 /// What the reconcile loop asks of a container engine. Every method's failure is an ordinary
@@ -163,6 +174,10 @@ pub struct DockerRuntime {
     pub platform: String,
     /// What app networks may reach (see `egress.rs`).
     pub egress: std::sync::Arc<crate::egress::Egress>,
+    /// The engine is a swarm's manager (`swarm.rs`): slug images are made at the stack's time
+    /// (the same id on every node) and app networks are attachable overlays, which this
+    /// host's egress rules cannot confine.
+    pub swarm: bool,
 }
 
 impl Runtime for DockerRuntime {
@@ -178,10 +193,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn accepts(&self, dyno: &Container) -> bool {
-        let Some(ip) = &dyno.ip else { return false };
-        let addr = format!("{ip}:{DYNO_PORT}");
-        let probe = tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(&addr)).await;
-        matches!(probe, Ok(Ok(_)))
+        probe(dyno).await
     }
 
     async fn said_listening(&self, dyno: &Container) -> bool {
@@ -235,17 +247,20 @@ impl Runtime for DockerRuntime {
             ouro_types::BUILD_STACK => stack::ensure_updated_build_stack_image(&self.docker, update).await?,
             _ => stack::ensure_updated_stack_image(&self.docker, update).await?,
         };
-        docker::build_slug_image(&self.docker, &stack, slug, image).await
+        docker::build_slug_image(&self.docker, &stack, slug, image, self.swarm).await
     }
 
     async fn ensure_network(&self, app: &str) -> Result<()> {
-        let id = docker::ensure_network(&self.docker, &self.platform, app).await?;
+        let id = docker::ensure_network(&self.docker, &self.platform, app, self.swarm).await?;
+        if self.swarm {
+            return Ok(());
+        }
         self.confine(app, &id).await;
         Ok(())
     }
 
     async fn connect(&self, id: &str, app: &str, network_of: &str) -> Result<()> {
-        let network = docker::ensure_network(&self.docker, &self.platform, network_of).await?;
+        let network = docker::ensure_network(&self.docker, &self.platform, network_of, self.swarm).await?;
         self.confine(network_of, &network).await;
         docker::join_network(&self.docker, &self.platform, network_of, id, app).await
     }
@@ -334,7 +349,7 @@ impl DockerRuntime {
     }
 
     /// The Engine's spec of a launch's dyno, with its volumes made.
-    fn spec<'a>(&'a self, launch: &'a Launch, mounts: Vec<(String, String)>) -> docker::DynoSpec<'a> {
+    pub(crate) fn spec<'a>(&'a self, launch: &'a Launch, mounts: Vec<(String, String)>) -> docker::DynoSpec<'a> {
         docker::DynoSpec {
             platform: &self.platform,
             app: &launch.app,

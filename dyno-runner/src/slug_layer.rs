@@ -100,9 +100,11 @@ pub struct ImageConfig<'a> {
     pub env: Vec<String>,
     pub user: &'a str,
     pub working_dir: &'a str,
-    pub labels: std::collections::HashMap<String, String>,
+    /// Sorted, so that the same stack and slug make the same config, hence the same image id.
+    pub labels: std::collections::BTreeMap<String, String>,
     /// When the image is made (RFC 3339): what the engine lists as its creation time, by which
-    /// slug images nothing needs are collected only once old enough (see `runtime.rs`).
+    /// slug images nothing needs are collected only once old enough (see `runtime.rs`). On a
+    /// swarm, the stack's own time instead, so that every node makes the same image id.
     pub created: String,
 }
 

@@ -203,6 +203,18 @@ impl Cluster {
         let _ = std::fs::remove_file(tar);
     }
 
+    /// Cuts node `n` (0-based) off the cluster's network, as a machine lost would be: its
+    /// engine and dynos keep running where nobody reaches them. (Killing its `dockerd` alone
+    /// would leave its containers answering.)
+    pub fn lose_node(&self, n: usize) {
+        must("ip", &["link", "set", &format!("{}v{}", self.bridge, n + 1), "down"]);
+    }
+
+    /// Puts node `n` back on the network.
+    pub fn bring_back_node(&self, n: usize) {
+        must("ip", &["link", "set", &format!("{}v{}", self.bridge, n + 1), "up"]);
+    }
+
     fn engine_log(&self, node: &Node) -> String {
         std::fs::read_to_string(node.socket.with_file_name("dockerd.log")).unwrap_or_default()
     }

@@ -24,6 +24,8 @@ pub struct Platform {
     runner: Option<Child>,
     pub runner_url: String,
     router: Option<Child>,
+    /// Runners of other swarm nodes (`OURO_SWARM=node`), see [`Platform::start_swarm_node`].
+    node_runners: Vec<Child>,
     /// `127.0.0.1:port` of the router.
     pub router_addr: String,
     /// `127.0.0.1:port` of the router's TLS listener.
@@ -105,6 +107,7 @@ impl Platform {
             runner: None,
             runner_url: String::new(),
             router: None,
+            node_runners: Vec::new(),
             router_addr: String::new(),
             router_tls_addr: String::new(),
             logs: tempfile::tempdir().expect("temp dir"),
@@ -150,6 +153,22 @@ impl Platform {
         let file = self.logs.path().join("runner-secret");
         std::fs::read_to_string(&file)
             .unwrap_or_else(|e| panic!("the runner keeps its secret in {}: {e}", file.display()))
+    }
+
+    /// Starts the runner of another node of a swarm (`OURO_SWARM=node`: it makes slug images
+    /// on that node's engine, at `socket`), with this platform's runner's credentials.
+    pub fn start_swarm_node(&mut self, name: &str, socket: &Path) {
+        let env: Vec<(String, String)> = vec![
+            ("OURO_API_URL".into(), self.api.url.clone()),
+            ("OURO_API_TOKEN".into(), self.api.token.clone()),
+            ("OURO_RUNNER_LISTEN".into(), "127.0.0.1:0".into()),
+            ("OURO_PLATFORM".into(), self.id.clone()),
+            ("OURO_RUNNER_STATE".into(), self.logs.path().join(format!("{name}-state.json")).display().to_string()),
+            ("OURO_SWARM".into(), "node".into()),
+            ("DOCKER_HOST".into(), format!("unix://{}", socket.display())),
+        ];
+        let (child, _) = spawn_service("ouro-dyno-runner", &env, &self.logs.path().join(format!("{name}-runner.log")));
+        self.node_runners.push(child);
     }
 
     /// Stops the runner (SIGTERM) and starts a new one on the same address.
@@ -330,7 +349,8 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        for child in [self.router.take(), self.runner.take()].into_iter().flatten() {
+        let nodes = std::mem::take(&mut self.node_runners);
+        for child in [self.router.take(), self.runner.take()].into_iter().flatten().chain(nodes) {
             let mut child = child;
             terminate(&mut child, Duration::from_secs(10));
         }

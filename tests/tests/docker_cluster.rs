@@ -1,12 +1,18 @@
-//! The cluster harness (issue 17): three Docker engines beside this machine's, each in its own
-//! network namespace, form a swarm; a service's replicas spread over the three nodes and answer
-//! HTTP over an overlay network from a task on another node; dropping the cluster leaves
-//! nothing on the host. Needs Docker, root, `ip`, `nsenter`, `unshare` and `iptables`.
+//! Ouro on a Docker Swarm (issue 17). The harness: three Docker engines beside this machine's,
+//! each in its own network namespace, form a swarm; a service's replicas spread over the three
+//! nodes and answer HTTP over an overlay network from a task on another node; dropping the
+//! cluster leaves nothing on the host. Then a platform whose runner drives the swarm's manager
+//! (`OURO_SWARM=manager`, the other nodes' runners making slug images) runs an app's web dynos
+//! as services over the three nodes, the router reaches each, and a node lost has its dynos
+//! replaced on the others. Needs Docker, root, `ip`, `nsenter`, `unshare` and `iptables`.
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeSet;
+
 use ouro_tests::cluster::Cluster;
-use ouro_tests::{stderr, stdout};
+use ouro_tests::platform::{Platform, runner_env, sample_app};
+use ouro_tests::{json, stderr, stdout};
 
 #[test]
 fn three_engines_beside_this_one_form_a_swarm_that_spreads_a_service_over_an_overlay() {
@@ -15,8 +21,7 @@ fn three_engines_beside_this_one_form_a_swarm_that_spreads_a_service_over_an_ove
         let docker = bollard::Docker::connect_with_local_defaults().expect("Docker Engine");
         ouro_dyno_runner::stack::ensure_stack_image(&docker).await.expect("the stack image")
     });
-    let bridge_links = || stdout(&std::process::Command::new("ip").args(["-o", "link"]).output().unwrap());
-    let before = bridge_links().lines().count();
+    let links = || stdout(&std::process::Command::new("ip").args(["-o", "link"]).output().unwrap());
     {
         let cluster = Cluster::start(3);
         assert_eq!(cluster.ready_nodes(), ["node1", "node2", "node3"]);
@@ -87,9 +92,99 @@ fn three_engines_beside_this_one_form_a_swarm_that_spreads_a_service_over_an_ove
         let out = ok(&["run", "--rm", "--network", "web-net", &image, "python3", "-c", script]);
         let answers: Vec<&str> = out.lines().filter(|l| l.ends_with(" 200")).collect();
         assert_eq!(answers.len(), 3, "{out}");
+        ok(&["service", "rm", "web"]);
+
+        ouro_on_the_swarm(&cluster);
     }
     // Dropped: the namespaces, the bridge and its veths are gone.
-    assert_eq!(bridge_links().lines().count(), before, "{}", bridge_links());
+    // (Leftovers of an earlier crashed run may have been swept meanwhile: only this run's
+    // names count.)
+    let ours = format!(": oc{}x", std::process::id() % 100_000);
+    assert!(!links().contains(&ours), "{}", links());
     let namespaces = stdout(&std::process::Command::new("ip").args(["netns", "list"]).output().unwrap());
     assert!(!namespaces.contains(&format!("ourocl-{}-", std::process::id())), "{namespaces}");
+}
+
+/// The set of dynos that answered `n` requests through the router, and how many failed.
+fn answering(platform: &Platform, app: &str, n: usize) -> (BTreeSet<String>, usize) {
+    let mut failed = 0;
+    let mut seen = BTreeSet::new();
+    for _ in 0..n {
+        match platform.get(app, "/") {
+            Ok((200, body)) => {
+                seen.insert(body.split_whitespace().next().unwrap_or_default().to_string());
+            }
+            _ => failed += 1,
+        }
+    }
+    (seen, failed)
+}
+
+/// The nodes of `app`'s `up` web dynos, as `ouro ps` (the API) shows them.
+fn nodes_of(platform: &Platform, app: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = platform
+        .dynos(app)
+        .iter()
+        .filter(|d| d["type"] == "web" && d["state"] == "up")
+        .map(|d| d["node"].as_str().unwrap_or("(none)").to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn ouro_on_the_swarm(cluster: &Cluster) {
+    let manager = format!("unix://{}", cluster.nodes[0].socket.display());
+    let mut env = runner_env();
+    env.extend([("OURO_SWARM", "manager"), ("DOCKER_HOST", manager.as_str())]);
+    let mut platform = Platform::start_with(&env);
+    for node in &cluster.nodes[1..] {
+        platform.start_swarm_node(&node.name, &node.socket);
+    }
+    let v = platform.create_and_deploy("spread", &sample_app("python-web"), json!({"web": "python3 /app/web.py"}));
+    platform.scale("spread", "web", 3);
+    platform.wait_until(Duration::from_secs(240), "three web dynos up, one on each node", || {
+        platform.up("spread", "web", v) == 3 && nodes_of(&platform, "spread") == ["node1", "node2", "node3"]
+    });
+    // Services of one replica each, by image id (no node pulls: every node made the same
+    // image from the slug), web's port published in host mode on its node.
+    let services = stdout(&cluster.docker(&["service", "ls", "--format", "{{.Name}} {{.Image}}"]));
+    assert_eq!(services.lines().filter(|l| l.contains("-spread-web-")).count(), 3, "{services}");
+    assert!(services.lines().all(|l| l.contains(" sha256:")), "{services}");
+    let name = services.lines().next().and_then(|l| l.split_whitespace().next()).unwrap_or_default().to_string();
+    let ports = stdout(&cluster.docker(&["service", "ps", &name, "--format", "{{.Ports}}"]));
+    assert!(ports.contains("->5000/tcp"), "{ports}");
+    let (seen, failed) = answering(&platform, "spread", 30);
+    assert_eq!(failed, 0);
+    assert_eq!(
+        seen,
+        BTreeSet::from(["web.1".into(), "web.2".into(), "web.3".into()]),
+        "the router reaches each node's dyno"
+    );
+    let ps = ouro_tests::logged_in(&platform.api).run(&["ps", "-a", "spread"]);
+    let ps = stdout(&ps);
+    for node in ["node1", "node2", "node3"] {
+        assert!(ps.contains(&format!(") on {node} since")), "ouro ps shows each dyno's node: {ps}");
+    }
+
+    // node3 is lost: once Swarm has noticed, its dyno is replaced on another node and the
+    // router stops sending to the lost one.
+    let lost_at = Instant::now();
+    cluster.lose_node(2);
+    platform.wait_until(Duration::from_secs(120), "three web dynos up again, none on node3", || {
+        let nodes = nodes_of(&platform, "spread");
+        platform.up("spread", "web", v) == 3 && !nodes.contains(&"node3".to_string())
+    });
+    println!("node3 lost: its dyno served elsewhere after {:?}", lost_at.elapsed());
+    let (seen, failed) = answering(&platform, "spread", 30);
+    assert_eq!(failed, 0, "no request goes to the lost node");
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // Deploys go on.
+    let v2 = platform.deploy("spread", &sample_app("python-web"), json!({"web": "GREETING=again python3 /app/web.py"}));
+    platform.wait_until(Duration::from_secs(180), "the new release's three dynos up", || {
+        platform.up("spread", "web", v2) == 3
+    });
+    platform.wait_until(Duration::from_secs(30), "the router sends to the new release only", || {
+        (0..6).all(|_| platform.get("spread", "/").is_ok_and(|(status, body)| status == 200 && body.contains("again")))
+    });
+    cluster.bring_back_node(2);
 }

@@ -397,6 +397,9 @@ pub struct Dyno {
     #[serde(default)]
     pub restarts: u32,
     pub created_at: String,
+    /// The swarm node it runs on (none on a single engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `GET /runner/desired-state`: what should run, for the dyno runner. One entry per app whose

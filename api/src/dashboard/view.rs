@@ -141,6 +141,7 @@ mod tests {
             reason: reason.map(String::from),
             restarts: 0,
             created_at: String::new(),
+            node: None,
         }
     }
 

@@ -89,6 +89,7 @@ async fn run_one_off(
         reason: None,
         restarts: 0,
         created_at: one_off.created_at,
+        node: None,
     };
     Ok((axum::http::StatusCode::CREATED, axum::Json(dyno)))
 }
@@ -219,6 +220,7 @@ async fn dynos(
             reason: None,
             restarts: 0,
             created_at: o.created_at,
+            node: None,
         }));
     }
     Ok(axum::Json(dynos))
