@@ -262,7 +262,16 @@ pub fn spawn_service_with(
     let mut copy = std::fs::OpenOptions::new().append(true).open(log).expect("log file");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = writeln!(copy, "{line}");
+            // One write per line: `writeln!` writes the line and its newline apart, and the
+            // process's stderr, appended to the same file, could come in between (a CLI test
+            // then read a fingerprint with a log line glued to it).
+            let _ = copy.write_all(
+                format!(
+                    "{line}
+"
+                )
+                .as_bytes(),
+            );
             if let Some(url) = line.strip_prefix(&prefix) {
                 let _ = tx.send((false, url.to_string()));
             } else if let Some(url) = extra_prefix.as_deref().and_then(|p| line.strip_prefix(p)) {
