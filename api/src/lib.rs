@@ -246,6 +246,8 @@ pub struct AppState {
     pub dynos: Arc<std::sync::RwLock<std::collections::HashMap<String, Vec<ouro_types::Dyno>>>>,
     /// The stacks as the runner last reported them (`GET /stacks`), in memory.
     pub stacks: Arc<std::sync::RwLock<Vec<ouro_types::Stack>>>,
+    /// The swarm's nodes as the runner last reported them (`GET /nodes`; none on one engine).
+    pub nodes: Arc<std::sync::RwLock<Vec<ouro_types::ClusterNode>>>,
     /// One lock per app's git repository: pushes to one app run one at a time, so the refs
     /// read before and after a push are that push's.
     pub pushes: Arc<git::PushLocks>,
@@ -391,6 +393,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         }),
         dynos: Arc::default(),
         stacks: Arc::default(),
+        nodes: Arc::default(),
         pushes: Arc::default(),
         push_sessions: Arc::default(),
         active_builds: Arc::default(),

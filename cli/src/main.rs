@@ -33,6 +33,7 @@ mod git;
 mod git_remote;
 mod login;
 mod logs;
+mod nodes;
 mod pg;
 mod ps;
 mod releases;
@@ -99,6 +100,8 @@ enum Command {
     Upgrades,
     /// Show the stack dynos run on: its image and when Debian's updates were installed in it
     Stack,
+    /// List the nodes of the swarm the platform runs on (admins): address, state, role, dynos
+    Nodes,
     /// Rebuild the stack with Debian's latest updates and release every app onto it (admins)
     #[command(name = "stack:update")]
     StackUpdate,
@@ -651,6 +654,7 @@ fn run(cli: Cli) -> Result<Done, CliError> {
         }
         Command::Upgrades => up::upgrades(&ctx),
         Command::Stack => stack::show(&ctx),
+        Command::Nodes => nodes::show(&ctx),
         Command::StackUpdate => stack::update(&ctx),
         Command::Chaos { duration, every, targets, confirm, data_dir, runner_port, concurrency } => {
             chaos::chaos(&ctx, &chaos::Args { duration, every, targets, confirm, data_dir, runner_port, concurrency })

@@ -352,7 +352,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         let egress = egress.clone();
         let _ = tokio::task::spawn_blocking(move || egress.prune()).await;
     }
-    let local = DockerRuntime { docker, platform: config.platform.clone(), egress, swarm: config.swarm.is_some() };
+    let local = DockerRuntime {
+        docker,
+        platform: config.platform.clone(),
+        egress,
+        swarm: config.swarm.is_some(),
+        followed_tasks: Arc::default(),
+    };
     let parts = Parts { routes_tx, log_queue, log_receiver: log_receiver.clone(), problems };
     let shutdown = async move {
         shutdown.await;
@@ -732,6 +738,7 @@ impl<R: Runtime> Runner<R> {
             }
         }
         let desired = self.desired.clone().unwrap_or_default();
+        self.runtime.follow_tasks(self.logs.clone()).await;
         if self.config.swarm == Some(SwarmRole::Node) {
             return self.make_images(&desired).await;
         }
@@ -1318,7 +1325,8 @@ impl<R: Runtime> Runner<R> {
             })
             .collect();
         let stacks = self.stacks.lock().map(|s| s.clone()).unwrap_or_default();
-        let report = DynoReport { dynos, stacks };
+        let nodes = self.runtime.nodes().await;
+        let report = DynoReport { dynos, stacks, nodes };
         let fresh = self
             .last_report
             .as_ref()

@@ -160,6 +160,16 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         wanted: &HashSet<String>,
         min_age: Duration,
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Follows the output of this node's containers of swarm services not followed yet (on a
+    /// swarm; nothing on a single engine, whose dynos `follow` covers).
+    fn follow_tasks(&self, queue: LogQueue) -> impl Future<Output = ()> + Send {
+        let _ = queue;
+        async {}
+    }
+    /// The cluster's nodes, on an engine that has some (a swarm's manager).
+    fn nodes(&self) -> impl Future<Output = Vec<ouro_types::ClusterNode>> + Send {
+        async { Vec::new() }
+    }
     /// Follows a dyno's output into `queue`, in a task of its own.
     fn follow(&self, queue: LogQueue, dyno: follow::Dyno, from: follow::From);
     /// Creates an attached one-off and bridges it to the user's terminal through the API, in a
@@ -178,6 +188,8 @@ pub struct DockerRuntime {
     /// (the same id on every node) and app networks are attachable overlays, which this
     /// host's egress rules cannot confine.
     pub swarm: bool,
+    /// On a swarm: the task containers whose output this runner follows.
+    pub followed_tasks: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl Runtime for DockerRuntime {
@@ -296,6 +308,12 @@ impl Runtime for DockerRuntime {
 
     fn follow(&self, queue: LogQueue, dyno: follow::Dyno, from: follow::From) {
         follow::spawn(self.docker.clone(), queue, dyno, from);
+    }
+
+    async fn follow_tasks(&self, queue: LogQueue) {
+        if self.swarm {
+            crate::swarm::follow_task_containers(&self.docker, &self.platform, &queue, &self.followed_tasks).await;
+        }
     }
 
     fn bridge(&self, api: attach::ApiTarget, launch: Launch, bridges: attach::SharedBridges, wake: Arc<Notify>) {

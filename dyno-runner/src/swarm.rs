@@ -32,8 +32,8 @@ use std::time::Duration;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
     EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, Node, NodeState, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum, TaskState,
+    ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecLogDriver, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::service::{ListServicesOptions, UpdateServiceOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,6 +46,44 @@ use crate::{Error, Launch, Result, attach, follow, plan};
 
 /// The Engine API version the raw requests ask for (Docker 20.10's).
 const API_VERSION: &str = "v1.41";
+/// Labels of a service's task containers: the platform, the app, the dyno (`web.2`).
+const TASK_PLATFORM: &str = "ouro.task.platform";
+const TASK_APP: &str = "ouro.task.app";
+const TASK_DYNO: &str = "ouro.task.dyno";
+
+/// Follows the output of the service tasks' containers on this node into `queue` (each once,
+/// in `followed`): every node's runner ships what its node's dynos write, as a single
+/// engine's runner does. A container made in the last minute is read from its start, an
+/// older one (found by a runner that just started) from now on.
+pub async fn follow_task_containers(
+    docker: &bollard::Docker,
+    platform: &str,
+    queue: &LogQueue,
+    followed: &Mutex<HashSet<String>>,
+) {
+    let selector = format!("{TASK_PLATFORM}={platform}");
+    let filters = HashMap::from([("label", vec![selector.as_str()])]);
+    let options = bollard::container::ListContainersOptions { all: false, filters, ..Default::default() };
+    let Ok(containers) = docker.list_containers(Some(options)).await else { return };
+    let Ok(mut followed) = followed.lock() else { return };
+    let running: HashSet<String> = containers.iter().filter_map(|c| c.id.clone()).collect();
+    followed.retain(|id| running.contains(id));
+    let now = std::time::SystemTime::now();
+    for container in containers {
+        let (Some(id), Some(labels)) = (container.id, container.labels) else { continue };
+        let (Some(app), Some(name)) = (labels.get(TASK_APP), labels.get(TASK_DYNO)) else { continue };
+        if !followed.insert(id.clone()) {
+            continue;
+        }
+        let age = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+            .saturating_sub(container.created.unwrap_or(0));
+        let from = if age < 60 { follow::From::Start } else { follow::From::Time(now) };
+        let dyno = follow::Dyno { container_id: id, app: app.clone(), name: name.clone() };
+        follow::spawn(docker.clone(), queue.clone(), dyno, from);
+    }
+}
 
 #[derive(Clone)]
 pub struct SwarmRuntime {
@@ -126,6 +164,14 @@ impl SwarmRuntime {
                     dir: Some("/app".into()),
                     init: Some(true),
                     capability_drop: Some(vec!["ALL".into()]),
+                    // Not a dyno's labels: the engine's own list of dynos (`docker.rs`) must
+                    // not take a task's container for one. The node's runner follows its
+                    // output by these (see `follow_task_containers`).
+                    labels: Some(HashMap::from([
+                        (TASK_PLATFORM.to_string(), self.local.platform.clone()),
+                        (TASK_APP.to_string(), launch.app.clone()),
+                        (TASK_DYNO.to_string(), format!("{}.{}", launch.process_type, launch.index)),
+                    ])),
                     stop_grace_period: Some(self.stop_grace.as_nanos() as i64),
                     ..Default::default()
                 }),
@@ -143,6 +189,10 @@ impl SwarmRuntime {
                     ..Default::default()
                 }),
                 networks: Some(networks),
+                log_driver: Some(TaskSpecLogDriver {
+                    name: Some("json-file".into()),
+                    options: Some(HashMap::from([("max-size".to_string(), "10m".to_string())])),
+                }),
                 ..Default::default()
             }),
             mode: Some(ServiceSpecMode {
@@ -330,15 +380,34 @@ impl Runtime for SwarmRuntime {
         self.local.prune_volumes(wanted).await
     }
 
+    async fn nodes(&self) -> Vec<ouro_types::ClusterNode> {
+        match engine_get::<Vec<Node>>(&self.socket, "/nodes").await {
+            Ok(nodes) => {
+                let mut nodes: Vec<ouro_types::ClusterNode> = nodes.iter().map(cluster_node).collect();
+                nodes.sort_by(|a, b| a.name.cmp(&b.name));
+                nodes
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "could not list the swarm's nodes");
+                Vec::new()
+            }
+        }
+    }
+
     async fn prune_images(&self, wanted: &HashSet<String>, min_age: Duration) -> Result<Vec<String>> {
         self.local.prune_images(wanted, min_age).await
     }
 
     fn follow(&self, queue: LogQueue, dyno: follow::Dyno, from: follow::From) {
-        // A service's output is on its node: not followed yet (see ARCHITECTURE.md).
+        // A service's output is on its node: that node's runner follows its container
+        // (`follow_tasks`).
         if !self.is_service(&dyno.container_id) {
             self.local.follow(queue, dyno, from);
         }
+    }
+
+    async fn follow_tasks(&self, queue: LogQueue) {
+        self.local.follow_tasks(queue).await;
     }
 
     fn bridge(&self, api: attach::ApiTarget, launch: Launch, bridges: attach::SharedBridges, wake: Arc<Notify>) {
@@ -393,6 +462,19 @@ fn node_addr(node: &Node) -> Option<String> {
         let manager = node.manager_status.as_ref()?.addr.clone()?;
         manager.rsplit_once(':').map(|(host, _)| host.to_string())
     })
+}
+
+/// A node as `ouro nodes` shows it (its dynos counted by the API).
+fn cluster_node(node: &Node) -> ouro_types::ClusterNode {
+    let words = |value: Option<String>| value.unwrap_or_else(|| "unknown".into()).to_lowercase();
+    ouro_types::ClusterNode {
+        name: node_name(node),
+        addr: node_addr(node).unwrap_or_default(),
+        state: words(node.status.as_ref().and_then(|s| s.state).map(|s| s.to_string())),
+        role: words(node.spec.as_ref().and_then(|s| s.role).map(|r| r.to_string())),
+        availability: words(node.spec.as_ref().and_then(|s| s.availability).map(|a| a.to_string())),
+        dynos: 0,
+    }
 }
 
 /// A task that may still run: the runner waits for it rather than replacing it.
@@ -541,6 +623,9 @@ mod tests {
         let dyno = dyno_of("s", &labels(), None, Some(&lost), &nodes).expect("a dyno");
         assert!(!dyno.running && dyno.addr.is_none());
         assert_eq!(task_end(&lost, &nodes), "its node node2 was lost");
+
+        let shown = cluster_node(&nodes[1]);
+        assert_eq!((shown.name.as_str(), shown.addr.as_str(), shown.state.as_str()), ("node2", "10.0.0.7", "down"));
 
         let unlabelled = HashMap::new();
         assert!(dyno_of("s", &unlabelled, None, Some(&new), &nodes).is_none());

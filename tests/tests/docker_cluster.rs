@@ -140,7 +140,8 @@ fn ouro_on_the_swarm(cluster: &Cluster) {
     for node in &cluster.nodes[1..] {
         platform.start_swarm_node(&node.name, &node.socket);
     }
-    let v = platform.create_and_deploy("spread", &sample_app("python-web"), json!({"web": "python3 /app/web.py"}));
+    let web = json!({"web": "echo \"booting $DYNO\" && exec python3 /app/web.py"});
+    let v = platform.create_and_deploy("spread", &sample_app("python-web"), web);
     platform.scale("spread", "web", 3);
     platform.wait_until(Duration::from_secs(240), "three web dynos up, one on each node", || {
         platform.up("spread", "web", v) == 3 && nodes_of(&platform, "spread") == ["node1", "node2", "node3"]
@@ -160,11 +161,34 @@ fn ouro_on_the_swarm(cluster: &Cluster) {
         BTreeSet::from(["web.1".into(), "web.2".into(), "web.3".into()]),
         "the router reaches each node's dyno"
     );
-    let ps = ouro_tests::logged_in(&platform.api).run(&["ps", "-a", "spread"]);
-    let ps = stdout(&ps);
+    let cli = ouro_tests::logged_in(&platform.api);
+    let ps = stdout(&cli.run(&["ps", "-a", "spread"]));
     for node in ["node1", "node2", "node3"] {
         assert!(ps.contains(&format!(") on {node} since")), "ouro ps shows each dyno's node: {ps}");
     }
+    // Each node's runner ships what its dynos write: `ouro logs` has all three.
+    platform.wait_until(Duration::from_secs(30), "each dyno's output in the app's log", || {
+        let logs = stdout(&cli.run(&["logs", "-a", "spread", "-n", "200"]));
+        (1..=3).all(|n| logs.contains(&format!("app[web.{n}]: booting web.{n}")))
+    });
+    // `ouro nodes`: each node, its state and role, and the dyno on it.
+    let nodes = |cli: &ouro_tests::Cli| -> Vec<Vec<String>> {
+        let shown = ouro_tests::ok(&cli.run(&["nodes"]));
+        shown.lines().skip(2).map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+    };
+    let shown = nodes(&cli);
+    let row = |name: &str, state: &str, role: &str, dynos: &str| {
+        let addr = &cluster.nodes.iter().find(|n| n.name == name).expect("a node").addr;
+        [name, addr.as_str(), state, role, "active", dynos].map(String::from).to_vec()
+    };
+    assert_eq!(
+        shown,
+        [
+            row("node1", "ready", "manager", "1"),
+            row("node2", "ready", "worker", "1"),
+            row("node3", "ready", "worker", "1")
+        ]
+    );
 
     // node3 is lost: once Swarm has noticed, its dyno is replaced on another node and the
     // router stops sending to the lost one.
@@ -175,6 +199,9 @@ fn ouro_on_the_swarm(cluster: &Cluster) {
         platform.up("spread", "web", v) == 3 && !nodes.contains(&"node3".to_string())
     });
     println!("node3 lost: its dyno served elsewhere after {:?}", lost_at.elapsed());
+    let shown = nodes(&cli);
+    let node3 = shown.iter().find(|r| r[0] == "node3").expect("node3 is listed");
+    assert_eq!(node3[2], "down", "{shown:?}");
     let (seen, failed) = answering(&platform, "spread", 30);
     assert_eq!(failed, 0, "no request goes to the lost node");
     assert_eq!(seen.len(), 3, "{seen:?}");

@@ -670,6 +670,28 @@ pub struct DynoReport {
     /// The stacks the runner's dynos and builds run on, once it has them.
     #[serde(default)]
     pub stacks: Vec<Stack>,
+    /// The swarm's nodes (none on a single engine).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// A node of the swarm the platform runs on, as `GET /nodes` (`ouro nodes`) shows it, in
+/// Swarm's words.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Its host name.
+    pub name: String,
+    /// The address the other nodes reach it at.
+    pub addr: String,
+    /// `ready`, `down`, `unknown` or `disconnected`.
+    pub state: String,
+    /// `manager` or `worker`.
+    pub role: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// Dynos on it (by the runner's report; filled in by the API).
+    #[serde(default)]
+    pub dynos: u32,
 }
 
 /// A stack as `GET /stacks` shows it (Heroku's resource, with what Ouro knows of it).

@@ -18,6 +18,7 @@ mod domains;
 mod formation;
 mod git;
 mod logs;
+mod nodes;
 mod releases;
 mod runner;
 mod service;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(releases::routes())
         .merge(slugs::routes())
         .merge(stacks::routes())
+        .merge(nodes::routes())
         .merge(formation::routes())
         .merge(audit::routes())
         .merge(authorizations::routes())

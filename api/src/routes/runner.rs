@@ -81,6 +81,9 @@ async fn report(
             *stacks = report.stacks.clone();
         }
     }
+    if let Ok(mut nodes) = state.nodes.write() {
+        *nodes = report.nodes.clone();
+    }
     let mut by_app = std::collections::HashMap::<String, Vec<ouro_types::Dyno>>::new();
     for dyno in report.dynos {
         // A one-off that has exited is done: it leaves the desired state.
