@@ -421,6 +421,15 @@ pub async fn build_slug_image(
     .await
     .map_err(|e| Error::Docker(e.to_string()))?
     .map_err(|e| Error::Docker(format!("the slug cannot be an image: {e}")))?;
+    load_archive(docker, archive).await?;
+    if !image_exists(docker, image).await? {
+        return Err(Error::Docker(format!("docker load did not make {image}")));
+    }
+    Ok(())
+}
+
+/// `docker load` of an archive in a file.
+pub(crate) async fn load_archive(docker: &Docker, archive: std::fs::File) -> Result<()> {
     let options = bollard::image::ImportImageOptions { quiet: true };
     let mut progress = docker.import_image_stream(options, file_chunks(archive), None);
     while let Some(item) = progress.next().await {
@@ -428,9 +437,6 @@ pub async fn build_slug_image(
         if let Some(error) = info.error {
             return Err(Error::Docker(format!("docker load: {error}")));
         }
-    }
-    if !image_exists(docker, image).await? {
-        return Err(Error::Docker(format!("docker load did not make {image}")));
     }
     Ok(())
 }

@@ -115,6 +115,9 @@ pub struct Config {
     pub limits: ouro_serve::Limits,
     /// `OURO_SWARM`: unset on a single engine (the default).
     pub swarm: Option<SwarmRole>,
+    /// `OURO_SWARM_MANAGER_URL`, on a node's runner: the manager's runner (its listener), whose
+    /// stack image the node loads; `OURO_RUNNER_SECRET` must be the manager runner's.
+    pub swarm_manager_url: Option<String>,
 }
 
 /// A runner's part on a Docker Swarm (`OURO_SWARM`, see `swarm.rs`).
@@ -172,7 +175,7 @@ impl Config {
                 secret::random()
             }
         };
-        Ok(Config {
+        let config = Config {
             api_url_for_dynos: var("OURO_API_URL_FOR_DYNOS").unwrap_or_else(|| url_for_containers(&api_url)),
             api_url,
             api_token: var("OURO_API_TOKEN").ok_or_else(|| {
@@ -194,6 +197,7 @@ impl Config {
             image_gc_age: secs("OURO_IMAGE_GC_AGE_SECONDS", 3600)?,
             platform,
             limits: ouro_serve::Limits::from_vars(LIMITS, var).map_err(|e| Error::Config(e.to_string()))?,
+            swarm_manager_url: var("OURO_SWARM_MANAGER_URL"),
             swarm: match var("OURO_SWARM").as_deref() {
                 None => None,
                 Some("manager") => Some(SwarmRole::Manager),
@@ -202,7 +206,14 @@ impl Config {
                     return Err(Error::Config(format!("OURO_SWARM is `manager` or `node`, not `{other}`")));
                 }
             },
-        })
+        };
+        if config.swarm == Some(SwarmRole::Node) && config.swarm_manager_url.is_none() {
+            return Err(Error::Config(
+                "OURO_SWARM=node needs OURO_SWARM_MANAGER_URL: the manager's runner, whose stack image this node loads"
+                    .into(),
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -323,9 +334,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     }
     let log_receiver = Arc::new(tokio::sync::Mutex::new(log_receiver));
     let problems = health::Problems::default();
+    // The manager's runner gives the other nodes its stack image (see `swarm.rs`).
+    let (engine_tx, engine_rx) = watch::channel(None);
+    let stack_share = match config.swarm {
+        Some(SwarmRole::Manager) => swarm::stack_routes(engine_rx),
+        _ => axum::Router::new(),
+    };
     let guarded = routes::router(routes_rx)
         .merge(logs::routes(log_queue.clone()))
         .merge(chaos::routes(&config.platform))
+        .merge(stack_share)
         .layer(axum::middleware::from_fn_with_state(secret::digest(&config.secret), secret::require));
     let app = guarded
         .merge(axum::Router::new().route("/health", axum::routing::get(health::serve)).with_state(problems.clone()));
@@ -358,7 +376,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         egress,
         swarm: config.swarm.is_some(),
         followed_tasks: Arc::default(),
+        stack_from: match config.swarm {
+            Some(SwarmRole::Node) => config.swarm_manager_url.clone().map(|url| (url, config.secret.clone())),
+            _ => None,
+        },
     };
+    let _ = engine_tx.send(Some(local.docker.clone()));
     let parts = Parts { routes_tx, log_queue, log_receiver: log_receiver.clone(), problems };
     let shutdown = async move {
         shutdown.await;

@@ -291,6 +291,7 @@ impl Harness {
             image_gc_age: Duration::from_secs(3600),
             limits: crate::LIMITS,
             swarm: None,
+            swarm_manager_url: None,
         };
         let runtime = FakeRuntime::default();
         let (routes_tx, routes) = watch::channel(RouteTable { version: 1, routes: Vec::new() });

@@ -190,6 +190,9 @@ pub struct DockerRuntime {
     pub swarm: bool,
     /// On a swarm: the task containers whose output this runner follows.
     pub followed_tasks: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// On a swarm node's runner: the manager's runner and its secret, whose stack image this
+    /// engine loads rather than making its own (`swarm::fetch_stack`).
+    pub stack_from: Option<(String, String)>,
 }
 
 impl Runtime for DockerRuntime {
@@ -225,7 +228,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_stack(&self) -> Result<String> {
-        Ok(stack::ensure_stack_image(&self.docker).await?)
+        match &self.stack_from {
+            Some((manager, secret)) => crate::swarm::fetch_stack(&self.docker, manager, secret).await,
+            None => Ok(stack::ensure_stack_image(&self.docker).await?),
+        }
     }
 
     async fn stacks(&self, update: Option<&str>) -> Vec<ouro_types::Stack> {
@@ -255,6 +261,15 @@ impl Runtime for DockerRuntime {
     }
 
     async fn build_image(&self, on: &str, update: Option<&str>, slug: bytes::Bytes, image: &str) -> Result<()> {
+        if self.stack_from.is_some() {
+            // A node's slug images stand on the manager's stack, the same everywhere.
+            if update.is_some() || on == ouro_types::BUILD_STACK {
+                return Err(crate::Error::Docker(
+                    "on a swarm, nodes make slug images on the run stack without updates only (stack updates there are not done yet)".into(),
+                ));
+            }
+            self.ensure_stack().await?;
+        }
         let stack = match on {
             ouro_types::BUILD_STACK => stack::ensure_updated_build_stack_image(&self.docker, update).await?,
             _ => stack::ensure_updated_stack_image(&self.docker, update).await?,

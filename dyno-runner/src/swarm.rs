@@ -415,6 +415,75 @@ impl Runtime for SwarmRuntime {
     }
 }
 
+/// `GET /stack-image` on the manager's runner (behind its secret): the stack image of this
+/// build (`stack::stack_tag`) as `docker save` writes it, for the other nodes' runners to
+/// load: a stack made on each node would differ (debootstrap), and so would every slug image
+/// on it. `engine` is the manager's engine once the runner reaches it.
+pub fn stack_routes(engine: tokio::sync::watch::Receiver<Option<bollard::Docker>>) -> axum::Router {
+    axum::Router::new().route("/stack-image", axum::routing::get(serve_stack)).with_state(engine)
+}
+
+async fn serve_stack(
+    axum::extract::State(engine): axum::extract::State<tokio::sync::watch::Receiver<Option<bollard::Docker>>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let unavailable = |why: String| (axum::http::StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    let Some(docker) = engine.borrow().clone() else {
+        return unavailable("the runner does not reach its engine yet; try again".into());
+    };
+    let tag = crate::stack::stack_tag();
+    if !docker::image_exists(&docker, &tag).await.unwrap_or(false) {
+        return unavailable(format!("{tag} is not made yet on the manager; try again once it is"));
+    }
+    use futures_util::StreamExt;
+    let archive = docker.export_image(&tag).map(|chunk| chunk.map_err(std::io::Error::other));
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-tar")
+        .body(axum::body::Body::from_stream(archive))
+        .unwrap_or_else(|e| unavailable(e.to_string()))
+}
+
+/// On a node's runner: loads the manager's stack image (`GET <manager>/stack-image`) when this
+/// engine does not have this build's stack yet. The archive goes through a temporary file.
+pub async fn fetch_stack(docker: &bollard::Docker, manager: &str, secret: &str) -> Result<String> {
+    let tag = crate::stack::stack_tag();
+    if docker::image_exists(docker, &tag).await? {
+        return Ok(tag);
+    }
+    let url = format!("{}/stack-image", manager.trim_end_matches('/'));
+    let bearer = format!("Bearer {secret}");
+    tracing::info!(%tag, from = %url, "loading the swarm's stack image from the manager's runner");
+    let archive = tokio::task::spawn_blocking(move || -> std::result::Result<std::fs::File, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(900)))
+            .build()
+            .into();
+        let mut response =
+            agent.get(&url).header("Authorization", &bearer).call().map_err(|e| format!("GET {url}: {e}"))?;
+        if response.status() != 200 {
+            let said = response.body_mut().read_to_string().unwrap_or_default();
+            return Err(format!("GET {url}: {} {}", response.status(), said.trim()));
+        }
+        let mut file = tempfile::tempfile().map_err(|e| e.to_string())?;
+        std::io::copy(&mut response.body_mut().with_config().limit(8 << 30).reader(), &mut file)
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        std::io::Seek::rewind(&mut file).map_err(|e| e.to_string())?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| Error::Docker(e.to_string()))?
+    .map_err(|e| Error::Docker(format!("the manager's stack image: {e}")))?;
+    docker::load_archive(docker, archive).await?;
+    match docker::image_exists(docker, &tag).await? {
+        true => Ok(tag),
+        false => Err(Error::Docker(format!(
+            "the manager's runner sent a stack image other than {tag}: run the same version of Ouro on every node"
+        ))),
+    }
+}
+
 /// A service's name: `<platform>-<app>-<type>-<index>-v<release>` (Swarm takes letters,
 /// digits and dashes, at most 63), shortened with a hash of the whole when longer.
 fn service_name(platform: &str, launch: &Launch) -> String {
@@ -433,7 +502,9 @@ fn latest_tasks(tasks: Vec<Task>) -> HashMap<String, Task> {
     let mut latest: HashMap<String, Task> = HashMap::new();
     for task in tasks {
         let Some(service) = task.service_id.clone() else { continue };
-        let newer = latest.get(&service).is_none_or(|t| t.created_at < task.created_at);
+        // Parsed: Docker trims trailing zeros off the nanoseconds, so the text does not sort.
+        let when = |t: &Task| t.created_at.as_deref().and_then(|c| humantime::parse_rfc3339_weak(c).ok());
+        let newer = latest.get(&service).is_none_or(|t| when(t) < when(&task));
         if newer {
             latest.insert(service, task);
         }
@@ -507,7 +578,8 @@ fn dyno_of(
 ) -> Option<Container> {
     let label = |k: &str| labels.get(k).cloned();
     let node = task.and_then(|t| node_of(t, nodes));
-    let running = task.is_some_and(task_alive) && node.is_none_or(node_up);
+    // A service Swarm has not made a task for yet (just created) is booting, not stopped.
+    let running = task.is_none_or(task_alive) && node.is_none_or(node_up);
     let state = task.and_then(|t| t.status.as_ref()).and_then(|s| s.state);
     let port = task
         .and_then(|t| t.status.as_ref())
@@ -609,6 +681,10 @@ mod tests {
         let old = task("s", "2026-12-07T10:00:00Z", TaskState::FAILED, "n1");
         let new = task("s", "2026-12-07T10:01:00Z", TaskState::RUNNING, "n1");
         let latest = latest_tasks(vec![new.clone(), old]);
+        let trimmed = task("t", "2026-12-07T10:01:00.1480402Z", TaskState::FAILED, "n1");
+        let later = task("t", "2026-12-07T10:01:00.148040234Z", TaskState::RUNNING, "n1");
+        let both = latest_tasks(vec![trimmed, later]);
+        assert_eq!(both["t"].status.as_ref().and_then(|s| s.state), Some(TaskState::RUNNING), "by time, not by text");
         let dyno = dyno_of("s", &labels(), None, latest.get("s"), &nodes).expect("a dyno");
         assert!(dyno.running);
         assert_eq!(dyno.addr.as_deref(), Some("10.0.0.7:30001"));
@@ -626,6 +702,9 @@ mod tests {
 
         let shown = cluster_node(&nodes[1]);
         assert_eq!((shown.name.as_str(), shown.addr.as_str(), shown.state.as_str()), ("node2", "10.0.0.7", "down"));
+
+        let fresh = dyno_of("s", &labels(), None, None, &nodes).expect("a dyno");
+        assert!(fresh.running && fresh.addr.is_none(), "no task yet: booting, not stopped");
 
         let unlabelled = HashMap::new();
         assert!(dyno_of("s", &unlabelled, None, Some(&new), &nodes).is_none());

@@ -155,8 +155,9 @@ impl Platform {
             .unwrap_or_else(|e| panic!("the runner keeps its secret in {}: {e}", file.display()))
     }
 
-    /// Starts the runner of another node of a swarm (`OURO_SWARM=node`: it makes slug images
-    /// on that node's engine, at `socket`), with this platform's runner's credentials.
+    /// Starts the runner of another node of a swarm (`OURO_SWARM=node`: it loads the stack
+    /// image from this platform's runner and makes slug images on that node's engine, at
+    /// `socket`), with this platform's runner's credentials.
     pub fn start_swarm_node(&mut self, name: &str, socket: &Path) {
         let env: Vec<(String, String)> = vec![
             ("OURO_API_URL".into(), self.api.url.clone()),
@@ -165,6 +166,8 @@ impl Platform {
             ("OURO_PLATFORM".into(), self.id.clone()),
             ("OURO_RUNNER_STATE".into(), self.logs.path().join(format!("{name}-state.json")).display().to_string()),
             ("OURO_SWARM".into(), "node".into()),
+            ("OURO_SWARM_MANAGER_URL".into(), self.runner_url.clone()),
+            ("OURO_RUNNER_SECRET".into(), self.runner_secret()),
             ("DOCKER_HOST".into(), format!("unix://{}", socket.display())),
         ];
         let (child, _) = spawn_service("ouro-dyno-runner", &env, &self.logs.path().join(format!("{name}-runner.log")));

@@ -2,8 +2,9 @@
 //! each in its own network namespace, form a swarm; a service's replicas spread over the three
 //! nodes and answer HTTP over an overlay network from a task on another node; dropping the
 //! cluster leaves nothing on the host. Then a platform whose runner drives the swarm's manager
-//! (`OURO_SWARM=manager`, the other nodes' runners making slug images) runs an app's web dynos
-//! as services over the three nodes, the router reaches each, and a node lost has its dynos
+//! (`OURO_SWARM=manager`, the other nodes' runners loading its stack image and making slug
+//! images) runs an app's web dynos as services over the three nodes, the router reaches each,
+//! `ouro logs` has their output and `ouro nodes` the nodes, and a node lost has its dynos
 //! replaced on the others. Needs Docker, root, `ip`, `nsenter`, `unshare` and `iptables`.
 
 use std::time::{Duration, Instant};
@@ -93,6 +94,18 @@ fn three_engines_beside_this_one_form_a_swarm_that_spreads_a_service_over_an_ove
         let answers: Vec<&str> = out.lines().filter(|l| l.ends_with(" 200")).collect();
         assert_eq!(answers.len(), 3, "{out}");
         ok(&["service", "rm", "web"]);
+        // The other nodes lose the stack image: their runners must load the manager's.
+        for node in &cluster.nodes[1..] {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let removed = cluster.docker_on(node, &["image", "rm", "-f", &image]);
+                if removed.status.success() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} keeps {image}: {}", node.name, stderr(&removed));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
 
         ouro_on_the_swarm(&cluster);
     }
