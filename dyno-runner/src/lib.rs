@@ -830,7 +830,7 @@ impl<R: Runtime> Runner<R> {
         let services: HashSet<&str> = desired
             .apps
             .iter()
-            .filter(|a| !a.host_network && a.mounts.is_empty() && !a.api_access)
+            .filter(|a| swarm::runs_as_services(a.host_network, !a.mounts.is_empty(), a.api_access))
             .filter(|a| a.release.stack != ouro_types::BUILD_STACK)
             .map(|a| a.app_name.as_str())
             .collect();

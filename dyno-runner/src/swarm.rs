@@ -93,8 +93,17 @@ pub struct SwarmRuntime {
     pub socket: PathBuf,
     /// The grace a service's task gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
-    /// The services among the dynos last listed (their ids).
-    services: Arc<Mutex<HashSet<String>>>,
+    /// What the last listing saw, for the calls of the same tick that follow it.
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// What [`SwarmRuntime::list_dynos`] read from the manager, kept until the next listing.
+#[derive(Default)]
+struct Seen {
+    /// The services among the dynos (their ids), with why the stopped ones' last task ended.
+    services: HashMap<String, Option<String>>,
+    /// The swarm's nodes, as `ouro nodes` shows them.
+    nodes: Vec<ouro_types::ClusterNode>,
 }
 
 /// The socket of the engine that `DOCKER_HOST` names (a `unix://` one), else Docker's default.
@@ -112,19 +121,17 @@ pub fn engine_socket() -> Result<PathBuf> {
 
 impl SwarmRuntime {
     pub fn new(local: DockerRuntime, socket: PathBuf, stop_grace: Duration) -> SwarmRuntime {
-        SwarmRuntime { local, socket, stop_grace, services: Arc::default() }
+        SwarmRuntime { local, socket, stop_grace, seen: Arc::default() }
     }
 
     fn is_service(&self, id: &str) -> bool {
-        self.services.lock().map(|s| s.contains(id)).unwrap_or(false)
+        self.seen.lock().map(|s| s.services.contains_key(id)).unwrap_or(false)
     }
 
     /// Whether a launch runs as a container of this node rather than as a service.
     fn runs_here(launch: &Launch) -> bool {
-        launch.host_network
-            || launch.process_type == plan::ONE_OFF
-            || !launch.volumes.is_empty()
-            || launch.api_url.is_some()
+        launch.process_type == plan::ONE_OFF
+            || !runs_as_services(launch.host_network, !launch.volumes.is_empty(), launch.api_url.is_some())
     }
 
     async fn service_spec(&self, launch: &Launch) -> Result<ServiceSpec> {
@@ -227,14 +234,6 @@ impl SwarmRuntime {
             }
         }
     }
-
-    /// The latest task of service `id` and the nodes, for why it stopped.
-    async fn last_task(&self, id: &str) -> Option<(Task, Vec<Node>)> {
-        let tasks: Vec<Task> = engine_get(&self.socket, "/tasks").await.ok()?;
-        let nodes: Vec<Node> = engine_get(&self.socket, "/nodes").await.ok()?;
-        let task = latest_tasks(tasks).remove(id)?;
-        Some((task, nodes))
-    }
 }
 
 impl Runtime for SwarmRuntime {
@@ -247,17 +246,20 @@ impl Runtime for SwarmRuntime {
         let tasks: Vec<Task> = engine_get(&self.socket, "/tasks").await?;
         let nodes: Vec<Node> = engine_get(&self.socket, "/nodes").await?;
         let latest = latest_tasks(tasks);
-        let mut ids = HashSet::new();
+        let mut ids = HashMap::new();
         for service in services {
             let Some(id) = service.id.clone() else { continue };
             let labels = service.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default();
             let task = latest.get(&id);
             let Some(dyno) = dyno_of(&id, &labels, service.created_at.as_deref(), task, &nodes) else { continue };
-            ids.insert(id);
+            let ended = task.filter(|_| !dyno.running).map(|task| task_end(task, &nodes));
+            ids.insert(id, ended);
             dynos.push(dyno);
         }
-        if let Ok(mut services) = self.services.lock() {
-            *services = ids;
+        let mut shown: Vec<ouro_types::ClusterNode> = nodes.iter().map(cluster_node).collect();
+        shown.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Seen { services: ids, nodes: shown };
         }
         Ok(dynos)
     }
@@ -285,8 +287,7 @@ impl Runtime for SwarmRuntime {
         if !self.is_service(id) {
             return self.local.exit_reason(id).await;
         }
-        let (task, nodes) = self.last_task(id).await?;
-        Some(task_end(&task, &nodes))
+        self.seen.lock().ok()?.services.get(id).cloned().flatten()
     }
 
     async fn output_tail(&self, id: &str, lines: usize) -> Vec<String> {
@@ -348,8 +349,8 @@ impl Runtime for SwarmRuntime {
             Err(e) => return Err(docker::docker_error(e)),
         };
         let id = created.id.ok_or_else(|| Error::Docker("Swarm made a service without an id".into()))?;
-        if let Ok(mut services) = self.services.lock() {
-            services.insert(id.clone());
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.services.insert(id.clone(), None);
         }
         Ok(id)
     }
@@ -381,17 +382,7 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn nodes(&self) -> Vec<ouro_types::ClusterNode> {
-        match engine_get::<Vec<Node>>(&self.socket, "/nodes").await {
-            Ok(nodes) => {
-                let mut nodes: Vec<ouro_types::ClusterNode> = nodes.iter().map(cluster_node).collect();
-                nodes.sort_by(|a, b| a.name.cmp(&b.name));
-                nodes
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "could not list the swarm's nodes");
-                Vec::new()
-            }
-        }
+        self.seen.lock().map(|s| s.nodes.clone()).unwrap_or_default()
     }
 
     async fn prune_images(&self, wanted: &HashSet<String>, min_age: Duration) -> Result<Vec<String>> {
@@ -482,6 +473,13 @@ pub async fn fetch_stack(docker: &bollard::Docker, manager: &str, secret: &str) 
             "the manager's runner sent a stack image other than {tag}: run the same version of Ouro on every node"
         ))),
     }
+}
+
+/// Whether an app's formation dynos run as Swarm services (spread over the nodes): not the
+/// platform's components (host network), nor dynos with volumes or access to the API (add-on
+/// servers and providers), which stay containers of the manager's node.
+pub fn runs_as_services(host_network: bool, volumes: bool, api_access: bool) -> bool {
+    !host_network && !volumes && !api_access
 }
 
 /// A service's name: `<platform>-<app>-<type>-<index>-v<release>` (Swarm takes letters,
